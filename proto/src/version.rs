@@ -1,0 +1,358 @@
+//! Istio versions and the behaviour families of istiod and istioctl (protocol.md).
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::str::FromStr;
+
+/// `major.minor[.patch][-suffix]`, e.g. `1.12.1`, `1.30.0`, `1.29`, `1.30.0-beta.1`.
+/// Ordering ignores the suffix.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IstioVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+    /// Anything after `-` (pre-release, distribution tag), kept for display.
+    pub suffix: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid Istio version {input:?}: expected MAJOR.MINOR[.PATCH] such as 1.12.1")]
+pub struct VersionError {
+    pub input: String,
+}
+
+impl IstioVersion {
+    pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
+        IstioVersion {
+            major,
+            minor,
+            patch,
+            suffix: None,
+        }
+    }
+
+    fn triple(&self) -> (u32, u32, u32) {
+        (self.major, self.minor, self.patch)
+    }
+
+    /// At least `major.minor.patch`.
+    pub fn at_least(&self, major: u32, minor: u32, patch: u32) -> bool {
+        self.triple() >= (major, minor, patch)
+    }
+
+    /// How istiod of this version shapes a syncz `ClientConfig`.
+    pub fn syncz_shape(&self) -> SynczShape {
+        match (self.major, self.minor) {
+            (0, _) | (1, 0..=11) => SynczShape::LegacyXdsConfig,
+            (1, 12..=13) => SynczShape::GenericFixedTypes,
+            (1, 14..=15) => SynczShape::WithEcds,
+            (1, 16..=18) => SynczShape::ClusterIdMetadata,
+            (1, 19..=22) => SynczShape::ThreeKeyMetadata,
+            _ => SynczShape::WatchedTypes,
+        }
+    }
+
+    /// Since 1.25 istiod attaches `control_plane` only to syncz responses.
+    pub fn control_plane_only_on_syncz(&self) -> bool {
+        self.at_least(1, 25, 0)
+    }
+
+    /// Since 1.23 istiod reports `ERROR` (last NACK) in syncz.
+    pub fn reports_error_status(&self) -> bool {
+        self.at_least(1, 23, 0)
+    }
+
+    /// `ENABLE_DEBUG_ENDPOINT_AUTH` on by default: 1.27.8+, 1.28.5+, 1.29.1+, 1.30+.
+    pub fn debug_endpoint_auth_default(&self) -> bool {
+        match (self.major, self.minor) {
+            (1, 27) => self.patch >= 8,
+            (1, 28) => self.patch >= 5,
+            (1, 29) => self.patch >= 1,
+            _ => self.at_least(1, 30, 0),
+        }
+    }
+
+    /// Callers outside the system namespace see only their own namespace's
+    /// proxies: 1.28.7+, 1.29.3+, 1.30+.
+    pub fn namespace_scoped_debug(&self) -> bool {
+        match (self.major, self.minor) {
+            (1, 28) => self.patch >= 7,
+            (1, 29) => self.patch >= 3,
+            _ => self.at_least(1, 30, 0),
+        }
+    }
+}
+
+impl PartialOrd for IstioVersion {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for IstioVersion {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.triple()
+            .cmp(&other.triple())
+            .then_with(|| self.suffix.cmp(&other.suffix))
+    }
+}
+
+impl FromStr for IstioVersion {
+    type Err = VersionError;
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let err = || VersionError {
+            input: input.to_string(),
+        };
+        let s = input.trim();
+        let s = s.strip_prefix('v').unwrap_or(s);
+        let (core, suffix) = match s.split_once('-') {
+            Some((c, rest)) if !rest.is_empty() => (c, Some(rest.to_string())),
+            Some(_) => return Err(err()),
+            None => (s, None),
+        };
+        let mut parts = core.split('.');
+        let mut num = |required: bool| -> Result<u32, VersionError> {
+            match parts.next() {
+                Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                    p.parse().map_err(|_| err())
+                }
+                None if !required => Ok(0),
+                _ => Err(err()),
+            }
+        };
+        let major = num(true)?;
+        let minor = num(true)?;
+        let patch = num(false)?;
+        if parts.next().is_some() {
+            return Err(err());
+        }
+        Ok(IstioVersion {
+            major,
+            minor,
+            patch,
+            suffix,
+        })
+    }
+}
+
+impl fmt::Display for IstioVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)?;
+        if let Some(s) = &self.suffix {
+            write!(f, "-{s}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for IstioVersion {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+impl<'de> Deserialize<'de> for IstioVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// How an istiod version shapes each syncz `ClientConfig` (protocol.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SynczShape {
+    /// ≤1.11: deprecated `xds_config` (PerXdsConfig with status) for LDS, RDS, EDS, CDS.
+    LegacyXdsConfig,
+    /// 1.12–1.13: `generic_xds_configs` for LDS, RDS, EDS, CDS; unwatched = NOT_SENT.
+    GenericFixedTypes,
+    /// 1.14–1.15: + ECDS; node metadata = the proxy's full metadata.
+    WithEcds,
+    /// 1.16–1.18: node metadata = CLUSTER_ID only.
+    ClusterIdMetadata,
+    /// 1.19–1.22: node metadata = CLUSTER_ID, NAMESPACE, ISTIO_VERSION.
+    ThreeKeyMetadata,
+    /// 1.23+: one entry per watched type, sorted by type URL, with last_updated and error_state.
+    WatchedTypes,
+}
+
+/// istioctl's `proxy-status` output families (protocol.md table). Each has a
+/// representative version used by `--istioctl-version` and in snapshot names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum IstioctlFamily {
+    /// 1.8–1.13: `NAME CDS LDS EDS RDS ISTIOD VERSION`, VERSION = istiod's.
+    #[serde(rename = "1.12")]
+    V1_12,
+    /// 1.14–1.18: + CLUSTER and ECDS columns.
+    #[serde(rename = "1.14")]
+    V1_14,
+    /// 1.19–1.21: VERSION = the proxy's ISTIO_VERSION.
+    #[serde(rename = "1.19")]
+    V1_19,
+    /// 1.22: `IGNORED`, `NOT SENT`.
+    #[serde(rename = "1.22")]
+    V1_22,
+    /// 1.23–1.26: statuses with age, missing types IGNORED.
+    #[serde(rename = "1.23")]
+    V1_23,
+    /// 1.27–1.29: `NAME CLUSTER ISTIOD VERSION SUBSCRIBED TYPES`.
+    #[serde(rename = "1.27")]
+    V1_27,
+    /// 1.30+: as 1.27, plus `-o json|yaml`.
+    #[serde(rename = "1.30")]
+    V1_30,
+}
+
+impl IstioctlFamily {
+    pub const ALL: [IstioctlFamily; 7] = [
+        IstioctlFamily::V1_12,
+        IstioctlFamily::V1_14,
+        IstioctlFamily::V1_19,
+        IstioctlFamily::V1_22,
+        IstioctlFamily::V1_23,
+        IstioctlFamily::V1_27,
+        IstioctlFamily::V1_30,
+    ];
+
+    /// The family an istioctl version belongs to.
+    pub fn of(v: &IstioVersion) -> IstioctlFamily {
+        match (v.major, v.minor) {
+            (0, _) | (1, 0..=13) => IstioctlFamily::V1_12,
+            (1, 14..=18) => IstioctlFamily::V1_14,
+            (1, 19..=21) => IstioctlFamily::V1_19,
+            (1, 22) => IstioctlFamily::V1_22,
+            (1, 23..=26) => IstioctlFamily::V1_23,
+            (1, 27..=29) => IstioctlFamily::V1_27,
+            _ => IstioctlFamily::V1_30,
+        }
+    }
+
+    /// The representative version (what `--istioctl-version` names).
+    pub fn representative(self) -> IstioVersion {
+        let minor = match self {
+            IstioctlFamily::V1_12 => 12,
+            IstioctlFamily::V1_14 => 14,
+            IstioctlFamily::V1_19 => 19,
+            IstioctlFamily::V1_22 => 22,
+            IstioctlFamily::V1_23 => 23,
+            IstioctlFamily::V1_27 => 27,
+            IstioctlFamily::V1_30 => 30,
+        };
+        IstioVersion::new(1, minor, 0)
+    }
+
+    /// The istioctl versions covered, for humans (`1.8–1.13`).
+    pub fn covers(self) -> &'static str {
+        match self {
+            IstioctlFamily::V1_12 => "1.8-1.13",
+            IstioctlFamily::V1_14 => "1.14-1.18",
+            IstioctlFamily::V1_19 => "1.19-1.21",
+            IstioctlFamily::V1_22 => "1.22",
+            IstioctlFamily::V1_23 => "1.23-1.26",
+            IstioctlFamily::V1_27 => "1.27-1.29",
+            IstioctlFamily::V1_30 => "1.30+",
+        }
+    }
+
+    /// `1.12`, `1.30`: the short label used in flags and snapshot names.
+    pub fn label(self) -> String {
+        let v = self.representative();
+        format!("{}.{}", v.major, v.minor)
+    }
+}
+
+impl FromStr for IstioctlFamily {
+    type Err = VersionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(IstioctlFamily::of(&s.parse()?))
+    }
+}
+
+impl fmt::Display for IstioctlFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn v(s: &str) -> IstioVersion {
+        s.parse().unwrap()
+    }
+
+    #[rstest]
+    #[case("1.12.1", 1, 12, 1, None)]
+    #[case("1.30", 1, 30, 0, None)]
+    #[case("v1.29.3", 1, 29, 3, None)]
+    #[case("1.30.0-beta.1", 1, 30, 0, Some("beta.1"))]
+    fn parses(
+        #[case] s: &str,
+        #[case] major: u32,
+        #[case] minor: u32,
+        #[case] patch: u32,
+        #[case] suffix: Option<&str>,
+    ) {
+        let got = v(s);
+        assert_eq!((got.major, got.minor, got.patch), (major, minor, patch));
+        assert_eq!(got.suffix.as_deref(), suffix);
+    }
+
+    #[rstest]
+    #[case("")]
+    #[case("1")]
+    #[case("1.x.3")]
+    #[case("1.2.3.4")]
+    #[case("1.2.3-")]
+    #[case("1..3")]
+    fn rejects(#[case] s: &str) {
+        assert!(s.parse::<IstioVersion>().is_err(), "{s:?} should not parse");
+    }
+
+    #[rstest]
+    #[case("1.11.8", SynczShape::LegacyXdsConfig)]
+    #[case("1.12.1", SynczShape::GenericFixedTypes)]
+    #[case("1.13.9", SynczShape::GenericFixedTypes)]
+    #[case("1.14.0", SynczShape::WithEcds)]
+    #[case("1.16.0", SynczShape::ClusterIdMetadata)]
+    #[case("1.18.2", SynczShape::ClusterIdMetadata)]
+    #[case("1.19.0", SynczShape::ThreeKeyMetadata)]
+    #[case("1.22.9", SynczShape::ThreeKeyMetadata)]
+    #[case("1.23.0", SynczShape::WatchedTypes)]
+    #[case("1.30.0", SynczShape::WatchedTypes)]
+    fn syncz_shapes(#[case] s: &str, #[case] shape: SynczShape) {
+        assert_eq!(v(s).syncz_shape(), shape);
+    }
+
+    #[rstest]
+    #[case("1.27.7", false, false)]
+    #[case("1.27.8", true, false)]
+    #[case("1.28.4", false, false)]
+    #[case("1.28.5", true, false)]
+    #[case("1.28.7", true, true)]
+    #[case("1.29.0", false, false)]
+    #[case("1.29.1", true, false)]
+    #[case("1.29.3", true, true)]
+    #[case("1.30.0", true, true)]
+    #[case("1.12.1", false, false)]
+    fn debug_auth_rules(#[case] s: &str, #[case] auth: bool, #[case] scoped: bool) {
+        assert_eq!(v(s).debug_endpoint_auth_default(), auth, "auth {s}");
+        assert_eq!(v(s).namespace_scoped_debug(), scoped, "scoped {s}");
+    }
+
+    #[test]
+    fn families() {
+        assert_eq!(IstioctlFamily::of(&v("1.8.0")), IstioctlFamily::V1_12);
+        assert_eq!(IstioctlFamily::of(&v("1.18.3")), IstioctlFamily::V1_14);
+        assert_eq!(IstioctlFamily::of(&v("1.26.1")), IstioctlFamily::V1_23);
+        assert_eq!(IstioctlFamily::of(&v("1.31.0")), IstioctlFamily::V1_30);
+        for f in IstioctlFamily::ALL {
+            assert_eq!(f.label().parse::<IstioctlFamily>(), Ok(f));
+        }
+    }
+
+    #[test]
+    fn ordering_ignores_nothing_but_is_numeric() {
+        assert!(v("1.9.0") < v("1.12.0"));
+        assert!(v("1.30.0") > v("1.29.9"));
+    }
+}
