@@ -4,7 +4,10 @@
 //!
 //! Module ownership (keep boundaries, so the parts can grow independently):
 //! - `client`, `decode`, `render`, `ps`: what istioctl sends, decodes and prints (`proxy-conformance ps`).
-//! - `checks`, `runner`, `report`, `topology`: the conformance suite (`proxy-conformance run`, `checks`).
+//! - `checks`, `runner`, `report`, `run`: the conformance suite (`proxy-conformance run`, `checks`).
 
+pub mod checks;
 pub mod ps;
+pub mod report;
 pub mod run;
+pub mod runner;

@@ -1,17 +1,120 @@
-//! `proxy-conformance run` and `checks`: the conformance suite. (Being built: issue 5.)
+//! `proxy-conformance run` and `proxy-conformance checks`: the CLI edge of the
+//! conformance suite (the work is in `runner`, `checks` and `report`).
 
-/// Arguments of `proxy-conformance run`.
-#[derive(Debug, clap::Args)]
-pub struct RunArgs {}
+use crate::checks::{self, Profile};
+use crate::report::{junit, terminal, yaml};
+use crate::runner::{self, Progress, options::RunConfig};
+use anyhow::Context;
+use std::path::Path;
 
-pub async fn main(_args: RunArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("`run` is not implemented yet")
-}
+pub use crate::runner::options::RunArgs;
 
 /// Arguments of `proxy-conformance checks`.
 #[derive(Debug, clap::Args)]
-pub struct ChecksArgs {}
+pub struct ChecksArgs {
+    /// Print as Markdown (the README's catalog is generated this way).
+    #[arg(long)]
+    pub markdown: bool,
+}
 
-pub async fn checks(_args: ChecksArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("`checks` is not implemented yet")
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
+    let ids: Vec<&str> = checks::catalog().iter().map(|c| c.id).collect();
+    let config = RunConfig::resolve(&args, &ids)?;
+    let style = terminal::Style::detect();
+
+    // Ctrl-C: kill proxy processes, then leave.
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            runner::process::kill_all();
+            eprintln!("\ninterrupted: proxy processes stopped");
+            std::process::exit(130);
+        }
+    });
+
+    let what = match &config.proxy {
+        runner::options::ProxyMode::Bundled => "the bundled reference istioctl-proxy".to_string(),
+        runner::options::ProxyMode::Command(c) => format!("`{c}`"),
+        runner::options::ProxyMode::Address(a) => format!("the proxy at {a}"),
+    };
+    let report = runner::run(&config, &Default::default(), |p| match p {
+        Progress::Start { checks, scenarios } => println!(
+            "proxy-conformance: {checks} checks on {scenarios} scenarios against {what}; istioctl {}",
+            config.families.iter().map(|f| f.label()).collect::<Vec<_>>().join(", ")
+        ),
+        Progress::Scenario {
+            name,
+            index,
+            total,
+            replicas,
+        } => {
+            println!("-- scenario {index}/{total}: {name}");
+            if matches!(config.proxy, runner::options::ProxyMode::Address(_)) {
+                for r in replicas {
+                    println!("   replica {r}");
+                }
+            }
+        }
+        Progress::Check {
+            index,
+            total,
+            result,
+        } => println!("{}", terminal::check_line(style, index, total, result)),
+    })
+    .await?;
+
+    print!("{}", terminal::summary(style, &report));
+    write_file(&config.report, &yaml::render(&report)?)?;
+    println!("YAML report: {}", config.report.display());
+    if let Some(path) = &config.junit {
+        write_file(path, &junit::render(&report))?;
+        println!("JUnit report: {}", path.display());
+    }
+    Ok(if report.succeeded() { 0 } else { 1 })
+}
+
+/// The check catalog as text or Markdown.
+pub fn catalog_text(markdown: bool) -> String {
+    let mut out = String::new();
+    if markdown {
+        out.push_str("| check | profile | what it proves | needs feature | scenarios |\n|---|---|---|---|---|\n");
+    }
+    for profile in Profile::ALL {
+        if !markdown {
+            out.push_str(&format!("{profile}:\n"));
+        }
+        for c in checks::catalog().into_iter().filter(|c| c.profile == profile) {
+            let features = c.features.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ");
+            if markdown {
+                out.push_str(&format!(
+                    "| `{}` | {} | {} | {} | {} |\n",
+                    c.id,
+                    profile,
+                    c.description,
+                    if features.is_empty() { "-".into() } else { features },
+                    c.scenarios.join(", ")
+                ));
+            } else {
+                out.push_str(&format!("  {:<25} {}\n", c.id, c.description));
+                let mut meta = format!("  {:<25} scenarios: {}", "", c.scenarios.join(", "));
+                if !features.is_empty() {
+                    meta.push_str(&format!("; needs: {features}"));
+                }
+                out.push_str(&meta);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+pub async fn checks(args: ChecksArgs) -> anyhow::Result<i32> {
+    print!("{}", catalog_text(args.markdown));
+    Ok(0)
 }

@@ -11,7 +11,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the conformance suite against a proxy (default: the bundled reference proxy on local fake istiod replicas).
-    Run(harness::run::RunArgs),
+    Run(harness::runner::options::RunArgs),
     /// List the conformance checks with their profiles, features and scenarios.
     Checks(harness::run::ChecksArgs),
     /// Show proxy status exactly as istioctl proxy-status would, through an xDS address.

@@ -1,0 +1,46 @@
+//! `bad-token`: expired tokens, tokens for another audience and tokens with a bad
+//! signature get a clear Unauthenticated; the proxy keeps serving.
+
+use super::common::*;
+use fake_istiod::TokenSpec;
+
+pub static CHECK: Check = Check {
+    id: "bad-token",
+    profile: Profile::Security,
+    description: "expired, wrong-audience and badly signed tokens get Unauthenticated; the proxy keeps serving",
+    features: &[],
+    scenarios: &["three-replicas"],
+    run: |ctx| Box::pin(run(ctx)),
+};
+
+async fn run(ctx: &Ctx) -> Outcome {
+    let ns = ctx.istio_namespace().to_string();
+    let valid = TokenSpec::valid(&ns, "default");
+    let cases = [
+        ("expired", valid.clone().expired()),
+        ("wrong audience", valid.clone().with_audience("not-istio-ca")),
+        ("bad signature", valid.clone().badly_signed()),
+    ];
+    let mut problems = Vec::new();
+    for (what, spec) in cases {
+        let opts = ctx.istioctl_with(Some(ctx.token(&spec)));
+        match crate::client::fetch(&opts, proto::type_url::SYNCZ, &[]).await {
+            Ok(r) => problems.push(format!(
+                "{what} token: answered with {} proxies",
+                r.resources.len()
+            )),
+            Err(e) if e.code() == Some(tonic::Code::Unauthenticated) => {}
+            Err(e) => problems.push(format!("{what} token: expected Unauthenticated, got: {e}")),
+        }
+    }
+    let garbage = ctx.istioctl_with(Some("not.a.jwt".to_string()));
+    match crate::client::fetch(&garbage, proto::type_url::SYNCZ, &[]).await {
+        Err(e) if e.code() == Some(tonic::Code::Unauthenticated) => {}
+        Err(e) => problems.push(format!("malformed token: expected Unauthenticated, got: {e}")),
+        Ok(_) => problems.push("malformed token: answered".to_string()),
+    }
+    if let Err(e) = ctx.syncz().await {
+        problems.push(format!("after the bad tokens, a valid caller fails: {e}"));
+    }
+    Outcome::from_problems(problems)
+}

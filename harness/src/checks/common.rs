@@ -1,0 +1,177 @@
+//! Helpers several checks share.
+
+use crate::checks::Outcome;
+use crate::runner::context::{CheckContext, ISTIOCTL_TIMEOUT, client_configs, node_id};
+use fake_istiod::ReplicaInfo;
+use proto::envoy::envoy::service::status::v3::ClientConfig;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+pub use crate::checks::{Check, Feature, Profile};
+pub use crate::runner::context::CheckContext as Ctx;
+
+/// Does `text` name the replica (pod name, or one of its addresses)?
+pub fn names_replica(text: &str, r: &ReplicaInfo) -> bool {
+    text.contains(&r.name)
+        || text.contains(&r.plaintext_addr.to_string())
+        || text.contains(&r.tls_addr.to_string())
+}
+
+/// Ids with how often they occur.
+pub fn id_counts(ccs: &[ClientConfig]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for cc in ccs {
+        *m.entry(node_id(cc).to_string()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Lists at most a few items, then "and N more".
+pub fn few<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let all: Vec<String> = items.into_iter().map(|t| t.to_string()).collect();
+    let shown = all.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if all.len() > 5 {
+        format!("{shown} and {} more", all.len() - 5)
+    } else {
+        shown
+    }
+}
+
+/// Compares the set of proxy ids the proxy returned with the expected one.
+pub fn compare_ids(got: &[ClientConfig], expected: &BTreeSet<String>, problems: &mut Vec<String>) {
+    let counts = id_counts(got);
+    let got_ids: BTreeSet<String> = counts.keys().cloned().collect();
+    let missing: Vec<&String> = expected.difference(&got_ids).collect();
+    let invented: Vec<&String> = got_ids.difference(expected).collect();
+    let doubled: Vec<String> = counts
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, n)| format!("{id} (x{n})"))
+        .collect();
+    if !missing.is_empty() {
+        problems.push(format!(
+            "{} of {} proxies missing from the merged answer: {}",
+            missing.len(),
+            expected.len(),
+            few(missing)
+        ));
+    }
+    if !invented.is_empty() {
+        problems.push(format!(
+            "{} proxies no replica reported: {}",
+            invented.len(),
+            few(invented)
+        ));
+    }
+    if !doubled.is_empty() {
+        problems.push(format!("proxies listed more than once: {}", few(doubled)));
+    }
+}
+
+/// The replicas the scenario makes fail (down, reset, hang, gRPC error,
+/// garbage, truncated).
+pub fn failing_replicas(ctx: &CheckContext) -> Vec<ReplicaInfo> {
+    let failing: BTreeSet<&str> = ctx
+        .scenario
+        .replicas
+        .iter()
+        .filter(|r| r.fault.as_ref().is_some_and(|f| f.makes_replica_fail()))
+        .map(|r| r.name.as_str())
+        .collect();
+    ctx.replicas()
+        .into_iter()
+        .filter(|r| failing.contains(r.name.as_str()))
+        .collect()
+}
+
+/// The rule every resilience check applies: with `failed` replicas failing,
+/// a syncz request through the proxy must come back within istioctl's timeout
+/// and must never be silently partial — either a gRPC error naming every failed
+/// replica, or every healthy replica's proxies plus a marker row naming each
+/// failed one.
+pub async fn never_silently_partial(ctx: &CheckContext, failed: &[ReplicaInfo]) -> Outcome {
+    if failed.is_empty() {
+        return Outcome::fail("the scenario has no failing replica: the bench is misconfigured");
+    }
+    // Ground truth from the healthy replicas only.
+    let mut expected = BTreeSet::new();
+    for r in ctx.replicas() {
+        if failed.iter().any(|f| f.name == r.name) {
+            continue;
+        }
+        match ctx.replica_fetch(&r, proto::type_url::SYNCZ, &[]).await {
+            Ok(resp) => match client_configs(&resp) {
+                Ok(ccs) => expected.extend(ccs.iter().map(|c| node_id(c).to_string())),
+                Err(e) => return Outcome::fail(format!("bench: replica {}: {e}", r.name)),
+            },
+            Err(e) => return Outcome::fail(format!("bench: cannot ask healthy replica {}: {e}", r.name)),
+        }
+    }
+    let names = few(failed.iter().map(|r| r.name.clone()));
+    let t0 = Instant::now();
+    let answer = ctx.syncz().await;
+    let took = t0.elapsed();
+    if took >= ISTIOCTL_TIMEOUT {
+        return Outcome::fail(format!(
+            "answered after {took:.1?}: istioctl gives up at {ISTIOCTL_TIMEOUT:?} (timeout, still waiting for updates)"
+        ));
+    }
+    match answer {
+        Err(e) if e.is_timeout() => Outcome::fail(format!(
+            "no answer within istioctl's {ISTIOCTL_TIMEOUT:?} timeout while {names} failed"
+        )),
+        Err(e) => {
+            let text = e.to_string();
+            let unnamed: Vec<&str> = failed
+                .iter()
+                .filter(|r| !names_replica(&text, r))
+                .map(|r| r.name.as_str())
+                .collect();
+            if unnamed.is_empty() {
+                Outcome::Pass
+            } else {
+                Outcome::fail(format!(
+                    "the error does not say which replica failed (expected {} or its address): {text}",
+                    unnamed.join(", ")
+                ))
+            }
+        }
+        Ok(resp) => {
+            let ccs = match client_configs(&resp) {
+                Ok(c) => c,
+                Err(e) => {
+                    return Outcome::fail(format!(
+                        "the answer carries what a failing replica sent without checking it: {e}"
+                    ));
+                }
+            };
+            let mut problems = Vec::new();
+            let got: BTreeSet<String> = ccs.iter().map(|c| node_id(c).to_string()).collect();
+            let missing: Vec<&String> = expected.difference(&got).collect();
+            if !missing.is_empty() {
+                problems.push(format!(
+                    "{} proxies of healthy replicas are missing: {}",
+                    missing.len(),
+                    few(missing)
+                ));
+            }
+            for r in failed {
+                let marked = got.iter().any(|id| !expected.contains(id) && names_replica(id, r));
+                if !marked {
+                    problems.push(format!(
+                        "silently partial: replica {} failed, yet the answer is OK with no error and no row naming it",
+                        r.name
+                    ));
+                }
+            }
+            Outcome::from_problems(problems)
+        }
+    }
+}
+
+/// Runs `f` and reports how long it took.
+pub async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let t0 = Instant::now();
+    let v = f.await;
+    (v, t0.elapsed())
+}

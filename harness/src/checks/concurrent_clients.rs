@@ -1,0 +1,57 @@
+//! `concurrent-clients`: many istioctl clients at once all get the full answer.
+
+use super::common::*;
+use crate::runner::context::{client_configs, node_id};
+use std::collections::BTreeSet;
+
+pub static CHECK: Check = Check {
+    id: "concurrent-clients",
+    profile: Profile::Resilience,
+    description: "50 istioctl clients at once all get the full merged answer",
+    features: &[],
+    scenarios: &["three-replicas"],
+    run: |ctx| Box::pin(run(ctx)),
+};
+
+const CLIENTS: usize = 50;
+
+async fn run(ctx: &Ctx) -> Outcome {
+    let truth = match ctx.ground_truth().await {
+        Ok(t) => t,
+        Err(e) => return Outcome::fail(e),
+    };
+    let expected: BTreeSet<String> = truth
+        .iter()
+        .flat_map(|(_, c)| c.iter().map(|c| node_id(c).to_string()))
+        .collect();
+    let answers = futures::future::join_all((0..CLIENTS).map(|_| ctx.syncz())).await;
+    let mut failures = Vec::new();
+    let mut partial = 0;
+    for a in answers {
+        match a {
+            Err(e) => failures.push(e.to_string()),
+            Ok(resp) => {
+                let ids: BTreeSet<String> = client_configs(&resp)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|c| node_id(c).to_string())
+                    .collect();
+                if ids != expected {
+                    partial += 1;
+                }
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    if !failures.is_empty() {
+        problems.push(format!(
+            "{} of {CLIENTS} clients failed, e.g.: {}",
+            failures.len(),
+            failures[0]
+        ));
+    }
+    if partial > 0 {
+        problems.push(format!("{partial} of {CLIENTS} clients got an incomplete or wrong set of proxies"));
+    }
+    Outcome::from_problems(problems)
+}

@@ -1,0 +1,62 @@
+//! `config-dump-owner`: config_dump for `pod.ns` returns the OWNING replica's answer,
+//! also when the owner is not the first replica.
+
+use super::common::*;
+use crate::runner::context::node_id;
+
+pub static CHECK: Check = Check {
+    id: "config-dump-owner",
+    profile: Profile::Core,
+    description: "config_dump for pod.ns returns the owning replica's dump, whichever replica owns it",
+    features: &[Feature::ConfigDump],
+    scenarios: &["three-replicas"],
+    run: |ctx| Box::pin(run(ctx)),
+};
+
+async fn run(ctx: &Ctx) -> Outcome {
+    let truth = match ctx.ground_truth().await {
+        Ok(t) => t,
+        Err(e) => return Outcome::fail(e),
+    };
+    let mut problems = Vec::new();
+    let mut asked = 0;
+    for (index, (replica, ccs)) in truth.iter().enumerate() {
+        // One proxy per replica: the owner's position is what matters.
+        let Some(cc) = ccs.first() else { continue };
+        let id = node_id(cc).to_string();
+        asked += 1;
+        let names = vec![id.clone()];
+        let want = match ctx
+            .replica_fetch(replica, proto::type_url::CONFIG_DUMP, &names)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return Outcome::fail(format!("bench: owner {} refused config_dump: {e}", replica.name)),
+        };
+        match ctx.fetch(proto::type_url::CONFIG_DUMP, &names).await {
+            Err(e) => problems.push(format!(
+                "{id} (owned by replica {} of {}, {}): config_dump failed: {e}",
+                index + 1,
+                truth.len(),
+                replica.name
+            )),
+            Ok(got) if got.resources.is_empty() => problems.push(format!(
+                "{id} (owned by replica {} of {}, {}): empty answer, istioctl prints \"unable to find config dump in Istiod responses\"",
+                index + 1,
+                truth.len(),
+                replica.name
+            )),
+            Ok(got) if got.resources != want.resources => problems.push(format!(
+                "{id} (owned by {}): the dump differs from the owner's ({} resources vs {})",
+                replica.name,
+                got.resources.len(),
+                want.resources.len()
+            )),
+            Ok(_) => {}
+        }
+    }
+    if asked < 2 {
+        return Outcome::fail("bench: the scenario needs proxies on at least two replicas");
+    }
+    Outcome::from_problems(problems)
+}

@@ -1,0 +1,33 @@
+//! `config-dump-unknown`: config_dump for a proxy no replica knows gives an empty answer
+//! or NotFound, promptly.
+
+use super::common::*;
+use std::time::Duration;
+
+pub static CHECK: Check = Check {
+    id: "config-dump-unknown",
+    profile: Profile::Core,
+    description: "config_dump for an unknown proxy answers empty or NotFound within 5s",
+    features: &[Feature::ConfigDump],
+    scenarios: &["three-replicas"],
+    run: |ctx| Box::pin(run(ctx)),
+};
+
+const PROMPT: Duration = Duration::from_secs(5);
+
+async fn run(ctx: &Ctx) -> Outcome {
+    let names = vec!["no-such-pod-5f7c9.nowhere".to_string()];
+    let (answer, took) = timed(ctx.fetch(proto::type_url::CONFIG_DUMP, &names)).await;
+    if took > PROMPT {
+        return Outcome::fail(format!("answered after {took:.1?} (more than {PROMPT:?})"));
+    }
+    match answer {
+        Ok(r) if r.resources.is_empty() => Outcome::Pass,
+        Ok(r) => Outcome::fail(format!(
+            "{} resources returned for a proxy no replica knows",
+            r.resources.len()
+        )),
+        Err(e) if e.code() == Some(tonic::Code::NotFound) => Outcome::Pass,
+        Err(e) => Outcome::fail(format!("expected an empty answer or NotFound, got: {e}")),
+    }
+}

@@ -1,0 +1,67 @@
+//! `duplicate-proxy`: a proxy reported by two replicas (a reconnect race) appears once,
+//! with the owner's (newest) status.
+
+use super::common::*;
+use crate::runner::context::{client_configs, node_id};
+use std::collections::BTreeMap;
+
+pub static CHECK: Check = Check {
+    id: "duplicate-proxy",
+    profile: Profile::Resilience,
+    description: "a proxy reported by two replicas appears once, with the newest report",
+    features: &[],
+    scenarios: &["fault-duplicate"],
+    run: |ctx| Box::pin(run(ctx)),
+};
+
+async fn run(ctx: &Ctx) -> Outcome {
+    let truth = match ctx.ground_truth().await {
+        Ok(t) => t,
+        Err(e) => return Outcome::fail(e),
+    };
+    // Ids reported by more than one replica, and the newest report of each.
+    let mut seen: BTreeMap<String, Vec<(String, _)>> = BTreeMap::new();
+    for (r, ccs) in &truth {
+        for cc in ccs {
+            seen.entry(node_id(cc).to_string())
+                .or_default()
+                .push((r.name.clone(), cc.clone()));
+        }
+    }
+    let dups: Vec<(&String, &Vec<(String, _)>)> = seen.iter().filter(|(_, v)| v.len() > 1).collect();
+    if dups.is_empty() {
+        return Outcome::fail("bench: no proxy is reported by two replicas in this scenario");
+    }
+    let resp = match ctx.syncz().await {
+        Ok(r) => r,
+        Err(e) => return Outcome::fail(format!("syncz through the proxy failed: {e}")),
+    };
+    let got = match client_configs(&resp) {
+        Ok(c) => c,
+        Err(e) => return Outcome::fail(e),
+    };
+    let mut problems = Vec::new();
+    for (id, reports) in dups {
+        let mine: Vec<_> = got.iter().filter(|c| node_id(c) == id.as_str()).collect();
+        match mine.len() {
+            1 => {
+                let newest = reports
+                    .iter()
+                    .max_by_key(|(_, cc)| crate::decode::newest_update(cc))
+                    .map(|(name, cc)| (name, cc));
+                if let Some((owner, cc)) = newest {
+                    if mine[0] != cc {
+                        problems.push(format!(
+                            "{id}: kept an older report, not the newest one (from {owner})"
+                        ));
+                    }
+                }
+            }
+            n => problems.push(format!(
+                "{id} is reported by {} and appears {n} times in the merged answer",
+                few(reports.iter().map(|(r, _)| r.clone()))
+            )),
+        }
+    }
+    Outcome::from_problems(problems)
+}

@@ -1,0 +1,218 @@
+//! The conformance checks: one file per check, each a [`Check`] with a stable id,
+//! the profile it belongs to, the proxy features it requires and the scenarios it
+//! runs on. [`catalog`] lists them all in report order.
+
+pub mod common;
+pub mod syncz_union;
+pub mod external_identity;
+pub mod passthrough_fidelity;
+pub mod type_url_echo;
+pub mod config_dump_owner;
+pub mod config_dump_unknown;
+pub mod version;
+pub mod table_snapshot;
+pub mod empty_mesh;
+pub mod unsupported;
+pub mod replica_down;
+pub mod replica_hang;
+pub mod replica_slow;
+pub mod replica_error;
+pub mod replica_garbage;
+pub mod duplicate_proxy;
+pub mod large_mesh;
+pub mod concurrent_clients;
+pub mod replica_churn;
+pub mod missing_token;
+pub mod bad_token;
+pub mod no_privilege_escalation;
+pub mod tls;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+use std::fmt;
+
+pub use crate::runner::context::CheckContext;
+
+/// A profile groups checks like gateway-api's conformance profiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    /// What every istioctl user needs.
+    Core,
+    /// Faults of replicas, scale and concurrency.
+    Resilience,
+    /// Authentication, authorization and transport security.
+    Security,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 3] = [Profile::Core, Profile::Resilience, Profile::Security];
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Core => "core",
+            Profile::Resilience => "resilience",
+            Profile::Security => "security",
+        }
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Optional behaviours a proxy may support; a check that requires one the
+/// proxy does not claim (`--supported-features`) is skipped, visibly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Feature {
+    /// On a failed replica, returns the others' results plus a marker row per failed replica.
+    AnnotatePartial,
+    /// Checks the caller's bearer token and forwards it to the replicas.
+    PassthroughAuth,
+    /// Calls the replicas with its own identity and applies the caller's visibility itself.
+    OwnIdentity,
+    /// Serves TLS.
+    Tls,
+    /// Routes config_dump to the replica that owns the proxy.
+    ConfigDump,
+    /// Picks up replicas added or removed while running.
+    ReplicaDiscovery,
+}
+
+impl Feature {
+    pub const ALL: [Feature; 6] = [
+        Feature::AnnotatePartial,
+        Feature::PassthroughAuth,
+        Feature::OwnIdentity,
+        Feature::Tls,
+        Feature::ConfigDump,
+        Feature::ReplicaDiscovery,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Feature::AnnotatePartial => "annotate-partial",
+            Feature::PassthroughAuth => "passthrough-auth",
+            Feature::OwnIdentity => "own-identity",
+            Feature::Tls => "tls",
+            Feature::ConfigDump => "config-dump",
+            Feature::ReplicaDiscovery => "replica-discovery",
+        }
+    }
+}
+
+impl fmt::Display for Feature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What one check concluded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    /// Why, in words a proxy author can act on (may span several lines, e.g. a diff).
+    Fail(String),
+    /// Why the check did not run.
+    Skip(String),
+}
+
+impl Outcome {
+    pub fn fail(msg: impl Into<String>) -> Self {
+        Outcome::Fail(msg.into())
+    }
+    /// `Pass` when every problem list is empty, else `Fail` with them all.
+    pub fn from_problems(problems: Vec<String>) -> Self {
+        if problems.is_empty() {
+            Outcome::Pass
+        } else {
+            Outcome::Fail(problems.join("\n"))
+        }
+    }
+}
+
+/// The async body of a check.
+pub type CheckFn = for<'a> fn(&'a CheckContext) -> BoxFuture<'a, Outcome>;
+
+/// One conformance check.
+pub struct Check {
+    /// Stable id (used by `--run-check`, `--skip-check` and in reports).
+    pub id: &'static str,
+    pub profile: Profile,
+    pub description: &'static str,
+    /// Features the proxy must claim for the check to run.
+    pub features: &'static [Feature],
+    /// Scenario names (files in `scenarios/` without `.yaml`) it runs on, in order.
+    pub scenarios: &'static [&'static str],
+    pub run: CheckFn,
+}
+
+impl fmt::Debug for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Check").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// Every check, in report order (core, resilience, security).
+pub fn catalog() -> Vec<&'static Check> {
+    vec![
+        &syncz_union::CHECK,
+        &external_identity::CHECK,
+        &passthrough_fidelity::CHECK,
+        &type_url_echo::CHECK,
+        &config_dump_owner::CHECK,
+        &config_dump_unknown::CHECK,
+        &version::CHECK,
+        &table_snapshot::CHECK,
+        &empty_mesh::CHECK,
+        &unsupported::CHECK,
+        &replica_down::CHECK,
+        &replica_hang::CHECK,
+        &replica_slow::CHECK,
+        &replica_error::CHECK,
+        &replica_garbage::CHECK,
+        &duplicate_proxy::CHECK,
+        &large_mesh::CHECK,
+        &concurrent_clients::CHECK,
+        &replica_churn::CHECK,
+        &missing_token::CHECK,
+        &bad_token::CHECK,
+        &no_privilege_escalation::CHECK,
+        &tls::CHECK,
+    ]
+}
+
+/// Looks a check up by id.
+pub fn find(id: &str) -> Option<&'static Check> {
+    catalog().into_iter().find(|c| c.id == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn ids_are_unique_and_kebab_case() {
+        let mut seen = HashSet::new();
+        for c in catalog() {
+            assert!(seen.insert(c.id), "duplicate check id {}", c.id);
+            assert!(
+                c.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                "{} is not kebab-case",
+                c.id
+            );
+            assert!(!c.scenarios.is_empty(), "{} runs on no scenario", c.id);
+            assert!(!c.description.is_empty(), "{} has no description", c.id);
+        }
+    }
+
+    #[test]
+    fn catalog_is_in_profile_order() {
+        let profiles: Vec<Profile> = catalog().iter().map(|c| c.profile).collect();
+        let mut sorted = profiles.clone();
+        sorted.sort();
+        assert_eq!(profiles, sorted);
+    }
+}

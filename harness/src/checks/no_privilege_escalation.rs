@@ -1,0 +1,70 @@
+//! `no-privilege-escalation`: a caller from a non-system namespace sees through the proxy
+//! no more than istiod itself would show it (istiod 1.28.7+/1.29.3+/1.30 scope debug
+//! answers to the caller's namespace).
+
+use super::common::*;
+use crate::runner::context::{client_configs, node_id};
+use std::collections::BTreeSet;
+
+pub static CHECK: Check = Check {
+    id: "no-privilege-escalation",
+    profile: Profile::Security,
+    description: "a caller from an application namespace sees no proxy istiod would hide from it",
+    features: &[],
+    scenarios: &["three-replicas"],
+    run: |ctx| Box::pin(run(ctx)),
+};
+
+async fn run(ctx: &Ctx) -> Outcome {
+    let system = ctx.istio_namespace().to_string();
+    let Some(ns) = ctx
+        .scenario
+        .proxies
+        .iter()
+        .map(|p| p.namespace.clone())
+        .find(|n| *n != system)
+    else {
+        return Outcome::fail("bench: the scenario has no proxy outside the system namespace");
+    };
+    let token = ctx.token_for(&ns, "default");
+    // What istiod shows this caller: ask each replica directly with its identity.
+    let mut allowed = BTreeSet::new();
+    for r in ctx.replicas() {
+        let mut o = ctx.replica_client(&r);
+        o.istio_namespace = ns.clone();
+        o.credentials = crate::client::Credentials::Plaintext { token: Some(token.clone()) };
+        match crate::client::fetch(&o, proto::type_url::SYNCZ, &[]).await {
+            Ok(resp) => allowed.extend(
+                client_configs(&resp)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|c| node_id(c).to_string()),
+            ),
+            Err(e) if e.is_answer() => {} // istiod refuses: nothing visible
+            Err(e) => return Outcome::fail(format!("bench: replica {}: {e}", r.name)),
+        }
+    }
+    let mut opts = ctx.istioctl_with(Some(token));
+    opts.istio_namespace = ns.clone();
+    match crate::client::fetch(&opts, proto::type_url::SYNCZ, &[]).await {
+        Err(e) if e.is_answer() => Outcome::Pass, // refused: sees nothing
+        Err(e) => Outcome::fail(format!("no answer for a caller from {ns}: {e}")),
+        Ok(resp) => {
+            let seen: BTreeSet<String> = client_configs(&resp)
+                .unwrap_or_default()
+                .iter()
+                .map(|c| node_id(c).to_string())
+                .collect();
+            let extra: Vec<&String> = seen.difference(&allowed).collect();
+            if extra.is_empty() {
+                Outcome::Pass
+            } else {
+                Outcome::fail(format!(
+                    "a caller from namespace {ns} sees {} proxies istiod would not show it: {}",
+                    extra.len(),
+                    few(extra)
+                ))
+            }
+        }
+    }
+}

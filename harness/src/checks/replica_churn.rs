@@ -1,0 +1,80 @@
+//! `replica-churn`: replicas that go away or come back, and proxies that move between
+//! replicas, are picked up between requests.
+
+use super::common::*;
+use crate::runner::context::{client_configs, node_id};
+use fake_istiod::scenario::Fault;
+use std::collections::BTreeSet;
+
+pub static CHECK: Check = Check {
+    id: "replica-churn",
+    profile: Profile::Resilience,
+    description: "a replica that goes down, comes back, or a proxy that moves replica, shows in the next answer",
+    features: &[],
+    scenarios: &["three-replicas"],
+    run: |ctx| Box::pin(run(ctx)),
+};
+
+async fn full_answer(ctx: &Ctx, step: &str) -> Result<(), String> {
+    let truth = ctx.ground_truth().await?;
+    let expected: BTreeSet<String> = truth
+        .iter()
+        .flat_map(|(_, c)| c.iter().map(|c| node_id(c).to_string()))
+        .collect();
+    let resp = ctx
+        .syncz()
+        .await
+        .map_err(|e| format!("{step}: syncz failed: {e}"))?;
+    let ccs = client_configs(&resp).map_err(|e| format!("{step}: {e}"))?;
+    let mut problems = Vec::new();
+    compare_ids(&ccs, &expected, &mut problems);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{step}: {}", problems.join("; ")))
+    }
+}
+
+async fn run(ctx: &Ctx) -> Outcome {
+    let replicas = ctx.replicas();
+    let Some(last) = replicas.last().cloned() else {
+        return Outcome::fail("bench: no replicas");
+    };
+    let mut problems = Vec::new();
+    if let Err(e) = full_answer(ctx, "before any change").await {
+        problems.push(e);
+    }
+    // 1. The last replica goes down.
+    if let Err(e) = ctx.fake.set_fault(&last.name, Fault::Down).await {
+        return Outcome::fail(format!("bench: cannot take {} down: {e}", last.name));
+    }
+    if let Outcome::Fail(why) = never_silently_partial(ctx, std::slice::from_ref(&last)).await {
+        problems.push(format!("after {} went down: {why}", last.name));
+    }
+    // 2. It comes back: its proxies must be back in the next answer.
+    if let Err(e) = ctx.fake.clear_fault(&last.name).await {
+        return Outcome::fail(format!("bench: cannot bring {} back: {e}", last.name));
+    }
+    if let Err(e) = full_answer(ctx, &format!("after {} came back", last.name)).await {
+        problems.push(e);
+    }
+    // 3. A proxy reconnects to another replica.
+    let truth = ctx.ground_truth().await.unwrap_or_default();
+    let mover = truth
+        .iter()
+        .find_map(|(r, ccs)| ccs.first().map(|c| (r.name.clone(), node_id(c).to_string())));
+    if let Some((from, id)) = mover {
+        let to = replicas.iter().find(|r| r.name != from).map(|r| r.name.clone());
+        if let Some(to) = to {
+            match ctx.fake.move_proxy(&id, &to).await {
+                Ok(()) => {
+                    if let Err(e) = full_answer(ctx, &format!("after {id} moved from {from} to {to}")).await {
+                        problems.push(e);
+                    }
+                }
+                Err(e) => problems.push(format!("bench: cannot move {id}: {e}")),
+            }
+        }
+    }
+    Outcome::from_problems(problems)
+}

@@ -1,0 +1,18 @@
+//! `replica-down`: with a replica that is down (nothing listening, or resetting connections), the answer comes within
+//! istioctl's timeout and is never silently partial.
+
+use super::common::*;
+
+pub static CHECK: Check = Check {
+    id: "replica-down",
+    profile: Profile::Resilience,
+    description: "with a replica that is down (nothing listening, or resetting connections): an error naming it, or the rest plus a row naming it; never silently partial",
+    features: &[],
+    scenarios: &["fault-down", "fault-reset"],
+    run: |ctx| Box::pin(run(ctx)),
+};
+
+async fn run(ctx: &Ctx) -> Outcome {
+    let failed = failing_replicas(ctx);
+    never_silently_partial(ctx, &failed).await
+}

@@ -1,0 +1,18 @@
+//! `replica-error`: with a replica that answers with a gRPC error, or closes the stream mid-answer, the answer comes within
+//! istioctl's timeout and is never silently partial.
+
+use super::common::*;
+
+pub static CHECK: Check = Check {
+    id: "replica-error",
+    profile: Profile::Resilience,
+    description: "with a replica that answers with a gRPC error, or closes the stream mid-answer: an error naming it, or the rest plus a row naming it; never silently partial",
+    features: &[],
+    scenarios: &["fault-grpc-error", "fault-truncated"],
+    run: |ctx| Box::pin(run(ctx)),
+};
+
+async fn run(ctx: &Ctx) -> Outcome {
+    let failed = failing_replicas(ctx);
+    never_silently_partial(ctx, &failed).await
+}

@@ -1,0 +1,18 @@
+//! `replica-garbage`: with a replica that sends resources of a wrong type and a ControlPlane that is not JSON, the answer comes within
+//! istioctl's timeout and is never silently partial.
+
+use super::common::*;
+
+pub static CHECK: Check = Check {
+    id: "replica-garbage",
+    profile: Profile::Resilience,
+    description: "with a replica that sends resources of a wrong type and a ControlPlane that is not JSON: an error naming it, or the rest plus a row naming it; never silently partial",
+    features: &[],
+    scenarios: &["fault-garbage"],
+    run: |ctx| Box::pin(run(ctx)),
+};
+
+async fn run(ctx: &Ctx) -> Outcome {
+    let failed = failing_replicas(ctx);
+    never_silently_partial(ctx, &failed).await
+}

@@ -1,0 +1,59 @@
+//! `replica-slow`: slow replicas (each answering after a delay) still give the full
+//! answer, in about one delay, not the sum (fan-out must be parallel).
+
+use super::common::*;
+use crate::runner::context::{client_configs, node_id};
+use std::collections::BTreeSet;
+
+pub static CHECK: Check = Check {
+    id: "replica-slow",
+    profile: Profile::Resilience,
+    description: "replicas that each answer after a delay give the full answer in about one delay (parallel fan-out)",
+    features: &[],
+    scenarios: &["slow-replicas"],
+    run: |ctx| Box::pin(run(ctx)),
+};
+
+async fn run(ctx: &Ctx) -> Outcome {
+    let delays: Vec<u64> = ctx
+        .scenario
+        .replicas
+        .iter()
+        .filter_map(|r| r.fault.as_ref().and_then(|f| f.delay_ms()))
+        .collect();
+    let (Some(&slowest), sum) = (delays.iter().max(), delays.iter().sum::<u64>()) else {
+        return Outcome::fail("bench: the scenario has no delayed replica");
+    };
+    if delays.len() < 2 {
+        return Outcome::fail("bench: the scenario needs at least two delayed replicas");
+    }
+    let truth = match ctx.ground_truth().await {
+        Ok(t) => t,
+        Err(e) => return Outcome::fail(e),
+    };
+    let expected: BTreeSet<String> = truth
+        .iter()
+        .flat_map(|(_, c)| c.iter().map(|c| node_id(c).to_string()))
+        .collect();
+    let (answer, took) = timed(ctx.syncz()).await;
+    let mut problems = Vec::new();
+    match answer {
+        Err(e) => problems.push(format!(
+            "replicas answering within {slowest} ms made the request fail after {took:.1?}: {e}"
+        )),
+        Ok(resp) => match client_configs(&resp) {
+            Err(e) => problems.push(e),
+            Ok(ccs) => compare_ids(&ccs, &expected, &mut problems),
+        },
+    }
+    // Parallel: about the slowest delay. Sequential: about the sum.
+    let limit_ms = slowest + (sum - slowest) / 2;
+    if took.as_millis() as u64 > limit_ms {
+        problems.push(format!(
+            "took {} ms with replicas answering after {} ms each: the slowest alone is {slowest} ms, their sum {sum} ms; the fan-out looks sequential",
+            took.as_millis(),
+            delays.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("/"),
+        ));
+    }
+    Outcome::from_problems(problems)
+}

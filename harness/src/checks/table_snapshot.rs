@@ -1,0 +1,42 @@
+//! `table-snapshot`: what istioctl prints through the proxy equals the scenario's
+//! snapshot, for every selected istioctl family (and its `-v 1` / `-o json` views).
+
+use super::common::*;
+use crate::runner::snapshots::{View, compare, snapshot_name};
+
+pub static CHECK: Check = Check {
+    id: "table-snapshot",
+    profile: Profile::Core,
+    description: "istioctl proxy-status through the proxy prints exactly the expected table, per istioctl version",
+    features: &[],
+    scenarios: &["blog-walkthrough", "three-replicas", "mixed-versions", "empty-mesh"],
+    run: |ctx| Box::pin(run(ctx)),
+};
+
+async fn run(ctx: &Ctx) -> Outcome {
+    let resp = match ctx.syncz().await {
+        Ok(r) => r,
+        Err(e) => return Outcome::fail(format!("syncz through the proxy failed: {e}")),
+    };
+    let mut problems = Vec::new();
+    for family in &ctx.families {
+        for view in View::of(*family) {
+            let name = snapshot_name(&ctx.scenario_name, *family, *view);
+            let Some(expected) = ctx.snapshots.get(&name) else {
+                problems.push(format!("no snapshot {name}.snap to compare with"));
+                continue;
+            };
+            let actual = match crate::runner::tables::render_view(*family, *view, &resp) {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(format!("istioctl {family} cannot show the answer: {e}"));
+                    continue;
+                }
+            };
+            if let Err(diff) = compare(expected, &actual) {
+                problems.push(format!("istioctl {family}{} differs from {name}.snap:\n{diff}", view.suffix()));
+            }
+        }
+    }
+    Outcome::from_problems(problems)
+}

@@ -1,0 +1,32 @@
+//! `tls`: the proxy serves TLS, and does not also answer plaintext on the same port.
+
+use super::common::*;
+use std::time::Duration;
+
+pub static CHECK: Check = Check {
+    id: "tls",
+    profile: Profile::Security,
+    description: "the proxy serves TLS and refuses plaintext HTTP/2 on its port",
+    features: &[Feature::Tls],
+    scenarios: &["three-replicas"],
+    run: |ctx| Box::pin(run(ctx)),
+};
+
+async fn run(ctx: &Ctx) -> Outcome {
+    let mut problems = Vec::new();
+    if let Err(e) = ctx.syncz().await {
+        problems.push(format!("a TLS client (istioctl's default mode) fails: {e}"));
+    }
+    let mut plain = ctx.istioctl();
+    plain.credentials = crate::client::Credentials::Plaintext {
+        token: Some(ctx.token_for(ctx.istio_namespace(), "default")),
+    };
+    plain.timeout = Duration::from_secs(3);
+    if let Ok(r) = crate::client::fetch(&plain, proto::type_url::SYNCZ, &[]).await {
+        problems.push(format!(
+            "a plaintext client got an answer ({} proxies): the port is not TLS-only",
+            r.resources.len()
+        ));
+    }
+    Outcome::from_problems(problems)
+}

@@ -1,0 +1,52 @@
+//! `type-url-echo`: each response carries the request's type URL, one response per request,
+//! also with several requests on one stream.
+
+use super::common::*;
+use std::time::Duration;
+
+pub static CHECK: Check = Check {
+    id: "type-url-echo",
+    profile: Profile::Core,
+    description: "several debug requests on one stream get one response each, with the request's type URL",
+    features: &[],
+    scenarios: &["three-replicas"],
+    run: |ctx| Box::pin(run(ctx)),
+};
+
+async fn run(ctx: &Ctx) -> Outcome {
+    let types = [
+        (proto::type_url::SYNCZ, vec![]),
+        (proto::type_url::CONNECTIONS, vec![]),
+        (proto::type_url::SYNCZ, vec![]),
+    ];
+    let requests: Vec<_> = types
+        .iter()
+        .map(|(t, names)| ctx.request(t, names))
+        .collect();
+    // Wait for one more than sent: an extra response within the bound is a defect.
+    let responses = match ctx
+        .stream(requests, types.len() + 1, Duration::from_secs(8))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return Outcome::fail(format!("the stream failed: {e}")),
+    };
+    let mut problems = Vec::new();
+    if responses.len() != types.len() {
+        problems.push(format!(
+            "{} requests on one stream got {} responses (expected exactly one each)",
+            types.len(),
+            responses.len()
+        ));
+    }
+    for (i, (resp, (want, _))) in responses.iter().zip(types.iter()).enumerate() {
+        if resp.type_url != *want {
+            problems.push(format!(
+                "response {} has type URL {:?}, the request asked for {want:?}",
+                i + 1,
+                resp.type_url
+            ));
+        }
+    }
+    Outcome::from_problems(problems)
+}

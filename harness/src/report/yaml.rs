@@ -1,0 +1,99 @@
+//! The machine-readable report, in the style of gateway-api's ConformanceReport.
+
+use super::{ProfileResult, RunReport};
+use crate::checks::Outcome;
+use serde::Serialize;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Document<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    implementation: &'a super::Implementation,
+    date: &'a str,
+    mode: &'a str,
+    istioctl_versions: &'a [String],
+    duration_seconds: f64,
+    profiles: Vec<ProfileDoc>,
+    succeeded: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProfileDoc {
+    name: &'static str,
+    result: ProfileResult,
+    statistics: Statistics,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    failed_tests: Vec<Entry>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    skipped_tests: Vec<Entry>,
+}
+
+#[derive(Serialize)]
+struct Statistics {
+    passed: usize,
+    failed: usize,
+    skipped: usize,
+}
+
+#[derive(Serialize)]
+struct Entry {
+    id: String,
+    reason: String,
+}
+
+/// Renders the report as YAML.
+pub fn render(report: &RunReport) -> Result<String, serde_yaml_ng::Error> {
+    let profiles = report
+        .profiles()
+        .into_iter()
+        .map(|s| {
+            let entries = |want_fail: bool| {
+                report
+                    .results
+                    .iter()
+                    .filter(|r| r.profile == s.profile)
+                    .filter_map(|r| match (&r.outcome, want_fail) {
+                        (Outcome::Fail(why), true) | (Outcome::Skip(why), false) => Some(Entry {
+                            id: r.id.clone(),
+                            reason: why.clone(),
+                        }),
+                        _ => None,
+                    })
+                    .collect()
+            };
+            ProfileDoc {
+                name: s.profile.name(),
+                result: s.result,
+                statistics: Statistics {
+                    passed: s.passed,
+                    failed: s.failed,
+                    skipped: s.skipped,
+                },
+                failed_tests: entries(true),
+                skipped_tests: entries(false),
+            }
+        })
+        .collect();
+    serde_yaml_ng::to_string(&Document {
+        api_version: "proxy-conformance.dev/v1alpha1",
+        kind: "ConformanceReport",
+        implementation: &report.implementation,
+        date: &report.date,
+        mode: &report.mode,
+        istioctl_versions: &report.istioctl_versions,
+        duration_seconds: (report.duration.as_secs_f64() * 1000.0).round() / 1000.0,
+        profiles,
+        succeeded: report.succeeded(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn yaml_report() {
+        let text = super::render(&crate::report::tests::sample()).expect("renders");
+        insta::assert_snapshot!(text);
+    }
+}

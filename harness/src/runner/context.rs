@@ -1,0 +1,181 @@
+//! What a check gets: the scenario, the running fake istiod replicas (the
+//! ground truth, asked directly), the proxy under test (asked as istioctl asks),
+//! and the expected tables.
+
+use crate::checks::Feature;
+use crate::client::{self, ClientError, ClientOptions, Credentials};
+use crate::runner::process::OutputLog;
+use crate::runner::snapshots::Snapshots;
+use fake_istiod::scenario::Scenario;
+use fake_istiod::{FakeIstiod, ReplicaInfo, TokenSpec};
+use proto::IstioctlFamily;
+use proto::envoy::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use proto::envoy::envoy::service::status::v3::ClientConfig;
+use prost::Message;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How to reach the proxy under test.
+#[derive(Debug, Clone)]
+pub struct ProxyEndpoint {
+    /// host:port
+    pub address: String,
+    /// The proxy serves plaintext (no TLS).
+    pub plaintext: bool,
+}
+
+/// Everything one check may use for one scenario.
+pub struct CheckContext {
+    pub scenario_name: String,
+    pub scenario: Scenario,
+    pub fake: Arc<FakeIstiod>,
+    pub proxy: ProxyEndpoint,
+    pub families: Vec<IstioctlFamily>,
+    pub snapshots: Arc<Snapshots>,
+    pub features: Vec<Feature>,
+    /// Output of the proxy process, when it is one.
+    pub proxy_output: Option<OutputLog>,
+}
+
+/// istioctl's `--timeout` default: a proxy slower than this fails for real users.
+pub const ISTIOCTL_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl CheckContext {
+    /// The istio (system) namespace of the scenario: istioctl's `--istioNamespace`.
+    pub fn istio_namespace(&self) -> &str {
+        &self.scenario.istiod.namespace
+    }
+
+    pub fn supports(&self, f: Feature) -> bool {
+        self.features.contains(&f)
+    }
+
+    /// A token for `namespace/service_account`, valid for the replicas.
+    pub fn token_for(&self, namespace: &str, service_account: &str) -> String {
+        self.fake.mint_token(&TokenSpec::valid(namespace, service_account))
+    }
+
+    /// A token with a specific defect (expired, wrong audience, bad signature...).
+    pub fn token(&self, spec: &TokenSpec) -> String {
+        self.fake.mint_token(spec)
+    }
+
+    /// The options istioctl would use against the proxy: its default mode (TLS
+    /// without certificate checks plus a bearer token for the istio namespace's
+    /// `default` service account), or plaintext when the proxy serves plaintext.
+    pub fn istioctl(&self) -> ClientOptions {
+        let token = Some(self.token_for(self.istio_namespace(), "default"));
+        self.istioctl_with(token)
+    }
+
+    /// Like [`Self::istioctl`] but with this token (or none).
+    pub fn istioctl_with(&self, token: Option<String>) -> ClientOptions {
+        let credentials = if self.proxy.plaintext {
+            Credentials::Plaintext { token }
+        } else {
+            Credentials::InsecureTls { token }
+        };
+        ClientOptions {
+            address: self.proxy.address.clone(),
+            credentials,
+            istio_namespace: self.istio_namespace().to_string(),
+            timeout: ISTIOCTL_TIMEOUT,
+            ..ClientOptions::default()
+        }
+    }
+
+    /// One request through the proxy, as istioctl sends it.
+    pub async fn fetch(
+        &self,
+        type_url: &str,
+        resource_names: &[String],
+    ) -> Result<DiscoveryResponse, ClientError> {
+        client::fetch(&self.istioctl(), type_url, resource_names).await
+    }
+
+    /// syncz through the proxy.
+    pub async fn syncz(&self) -> Result<DiscoveryResponse, ClientError> {
+        self.fetch(proto::type_url::SYNCZ, &[]).await
+    }
+
+    /// The replicas, in scenario order.
+    pub fn replicas(&self) -> Vec<ReplicaInfo> {
+        self.fake.replicas()
+    }
+
+    /// Options to ask one replica directly (plaintext port, with a token of the
+    /// istio namespace so the replica's debug auth is satisfied).
+    pub fn replica_client(&self, replica: &ReplicaInfo) -> ClientOptions {
+        ClientOptions {
+            address: replica.plaintext_addr.to_string(),
+            credentials: Credentials::Plaintext {
+                token: Some(self.token_for(self.istio_namespace(), "default")),
+            },
+            istio_namespace: self.istio_namespace().to_string(),
+            timeout: Duration::from_secs(10),
+            ..ClientOptions::default()
+        }
+    }
+
+    /// Asks one replica directly: the ground truth.
+    pub async fn replica_fetch(
+        &self,
+        replica: &ReplicaInfo,
+        type_url: &str,
+        resource_names: &[String],
+    ) -> Result<DiscoveryResponse, ClientError> {
+        client::fetch(&self.replica_client(replica), type_url, resource_names).await
+    }
+
+    /// syncz of every healthy replica, asked directly: (replica, its ClientConfigs).
+    pub async fn ground_truth(&self) -> Result<Vec<(ReplicaInfo, Vec<ClientConfig>)>, String> {
+        let mut out = Vec::new();
+        for r in self.replicas() {
+            let resp = self
+                .replica_fetch(&r, proto::type_url::SYNCZ, &[])
+                .await
+                .map_err(|e| format!("the bench could not ask replica {} directly: {e}", r.name))?;
+            out.push((r, client_configs(&resp).map_err(|e| format!("replica answer: {e}"))?));
+        }
+        Ok(out)
+    }
+
+    /// A raw ADS stream to the proxy (several requests on one stream).
+    pub async fn stream(
+        &self,
+        requests: Vec<DiscoveryRequest>,
+        wait_for: usize,
+        bound: Duration,
+    ) -> Result<Vec<DiscoveryResponse>, ClientError> {
+        client::stream(&self.istioctl(), requests, wait_for, bound).await
+    }
+
+    /// The tail of the proxy's output (for failure reports).
+    pub fn proxy_output_tail(&self, lines: usize) -> Option<String> {
+        self.proxy_output.as_ref().map(|o| o.tail(lines))
+    }
+}
+
+/// Decodes the ClientConfigs of a syncz answer (any resource of another type is an error).
+pub fn client_configs(resp: &DiscoveryResponse) -> Result<Vec<ClientConfig>, String> {
+    resp.resources
+        .iter()
+        .enumerate()
+        .map(|(i, any)| {
+            if any.type_url != proto::type_url::CLIENT_CONFIG {
+                return Err(format!(
+                    "resource {i} has type {:?}, expected {}",
+                    any.type_url,
+                    proto::type_url::CLIENT_CONFIG
+                ));
+            }
+            ClientConfig::decode(any.value.as_slice())
+                .map_err(|e| format!("resource {i} is not a ClientConfig: {e}"))
+        })
+        .collect()
+}
+
+/// The node id of a ClientConfig (`pod.namespace`).
+pub fn node_id(cc: &ClientConfig) -> &str {
+    cc.node.as_ref().map(|n| n.id.as_str()).unwrap_or_default()
+}

@@ -1,0 +1,288 @@
+//! The conformance runner: selects checks, groups them by scenario, and for each
+//! scenario starts fake istiod replicas and the proxy under test, runs the
+//! checks, stops everything, and collects a [`RunReport`].
+
+pub mod context;
+pub mod options;
+pub mod process;
+pub mod proxy;
+pub mod snapshots;
+
+use crate::checks::{self, Check, Outcome};
+use crate::report::{CheckResult, RunReport};
+use context::CheckContext;
+use fake_istiod::scenario::Scenario;
+use options::RunConfig;
+use snapshots::Snapshots;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest a single check may take on one scenario (istioctl's 30 s timeout
+/// plus room): past it the check fails instead of hanging the run.
+pub const CHECK_BOUND: Duration = Duration::from_secs(60);
+
+/// What the runner tells its caller while it works.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// The run is starting: how many checks, on how many scenarios.
+    Start { checks: usize, scenarios: usize },
+    /// A scenario's replicas and proxy are being started.
+    Scenario {
+        name: &'a str,
+        index: usize,
+        total: usize,
+        replicas: &'a [String],
+    },
+    /// A check finished (all its scenarios done).
+    Check {
+        index: usize,
+        total: usize,
+        result: &'a CheckResult,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("scenario {name}: {message}")]
+    Scenario { name: String, message: String },
+    #[error("cannot read snapshots from {path}: {source}")]
+    Snapshots {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Proxy(#[from] proxy::ProxyError),
+}
+
+/// Loads a scenario by name from the folder, or the embedded copies.
+pub fn load_scenario(config: &RunConfig, name: &str) -> Result<Scenario, RunError> {
+    let err = |message: String| RunError::Scenario {
+        name: name.to_string(),
+        message,
+    };
+    match &config.scenarios {
+        Some(dir) => {
+            let path = dir.join(format!("{name}.yaml"));
+            Scenario::load(&path).map_err(|e| err(e.to_string()))
+        }
+        None => {
+            let (_, text) = snapshots::EMBEDDED_SCENARIOS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .ok_or_else(|| err("not among the embedded scenarios".to_string()))?;
+            Scenario::parse(text, &format!("scenarios/{name}.yaml")).map_err(|e| err(e.to_string()))
+        }
+    }
+}
+
+/// The checks a run selects, each with `Some(reason)` when it is skipped.
+pub fn select(config: &RunConfig) -> Vec<(&'static Check, Option<String>)> {
+    checks::catalog()
+        .into_iter()
+        .filter(|c| config.profiles.is_empty() || config.profiles.contains(&c.profile))
+        .filter(|c| config.run_checks.is_empty() || config.run_checks.iter().any(|id| id == c.id))
+        .map(|c| {
+            let skip = if config.skip_checks.iter().any(|id| id == c.id) {
+                Some("skipped by --skip-check".to_string())
+            } else if let Some(f) = c
+                .features
+                .iter()
+                .find(|f| !config.supported_features.contains(f))
+            {
+                Some(format!("requires feature {f}, not in --supported-features"))
+            } else if c.features.contains(&checks::Feature::Tls) && config.proxy_plaintext {
+                Some("the proxy is tested in plaintext (--proxy-plaintext)".to_string())
+            } else {
+                None
+            };
+            (c, skip)
+        })
+        .collect()
+}
+
+/// Runs the suite.
+pub async fn run(
+    config: &RunConfig,
+    hooks: &proxy::Hooks,
+    mut progress: impl FnMut(Progress<'_>),
+) -> Result<RunReport, RunError> {
+    let started = Instant::now();
+    let date = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let snapshots = Arc::new(match &config.snapshots {
+        Some(dir) => Snapshots::from_dir(dir).map_err(|source| RunError::Snapshots {
+            path: dir.clone(),
+            source,
+        })?,
+        None => Snapshots::embedded(),
+    });
+
+    let selected = select(config);
+    // Scenario -> the checks that run on it, in first-use order.
+    let mut order: Vec<&'static str> = Vec::new();
+    let mut by_scenario: BTreeMap<&'static str, Vec<&'static Check>> = BTreeMap::new();
+    for (check, skip) in &selected {
+        if skip.is_some() {
+            continue;
+        }
+        for s in check.scenarios {
+            if !order.contains(s) {
+                order.push(s);
+            }
+            by_scenario.entry(s).or_default().push(check);
+        }
+    }
+    progress(Progress::Start {
+        checks: selected.len(),
+        scenarios: order.len(),
+    });
+
+    // Per check: problems by scenario, time spent, scenarios left.
+    struct Acc {
+        problems: Vec<String>,
+        skips: Vec<String>,
+        time: Duration,
+        left: usize,
+        output: Option<String>,
+    }
+    let mut acc: BTreeMap<&str, Acc> = selected
+        .iter()
+        .map(|(c, _)| {
+            (
+                c.id,
+                Acc {
+                    problems: vec![],
+                    skips: vec![],
+                    time: Duration::ZERO,
+                    left: c.scenarios.len(),
+                    output: None,
+                },
+            )
+        })
+        .collect();
+    let mut results: Vec<CheckResult> = Vec::new();
+    let total = selected.len();
+    let mut emit = |check: &Check, outcome: Outcome, time: Duration, output: Option<String>, results: &mut Vec<CheckResult>, progress: &mut dyn FnMut(Progress<'_>)| {
+        results.push(CheckResult {
+            id: check.id.to_string(),
+            profile: check.profile,
+            description: check.description.to_string(),
+            outcome,
+            duration: time,
+            proxy_output: output,
+        });
+        if let Some(result) = results.last() {
+            progress(Progress::Check {
+                index: results.len(),
+                total,
+                result,
+            });
+        }
+    };
+    for (check, skip) in &selected {
+        if let Some(why) = skip {
+            emit(check, Outcome::Skip(why.clone()), Duration::ZERO, None, &mut results, &mut progress);
+        }
+    }
+
+    for (i, scenario_name) in order.iter().enumerate() {
+        let checks_here = by_scenario.get(scenario_name).cloned().unwrap_or_default();
+        let setup = match load_scenario(config, scenario_name) {
+            Ok(scenario) => proxy::Bench::start(config, hooks, scenario_name, scenario, snapshots.clone()).await,
+            Err(e) => Err(proxy::ProxyError::Setup(e.to_string())),
+        };
+        let bench = match setup {
+            Ok(b) => Some(b),
+            Err(e) => {
+                // Every check of this scenario fails with the reason.
+                for c in &checks_here {
+                    if let Some(a) = acc.get_mut(c.id) {
+                        a.problems.push(format!("scenario {scenario_name}: {e}"));
+                    }
+                }
+                None
+            }
+        };
+        if let Some(bench) = bench {
+            let names: Vec<String> = bench
+                .ctx
+                .replicas()
+                .iter()
+                .map(|r| format!("{} {} (tls {})", r.name, r.plaintext_addr, r.tls_addr))
+                .collect();
+            progress(Progress::Scenario {
+                name: scenario_name,
+                index: i + 1,
+                total: order.len(),
+                replicas: &names,
+            });
+            for c in &checks_here {
+                let t0 = Instant::now();
+                let before = bench.ctx.proxy_output.as_ref().map(|o| o.len()).unwrap_or(0);
+                let outcome = match tokio::time::timeout(CHECK_BOUND, (c.run)(&bench.ctx)).await {
+                    Ok(o) => o,
+                    Err(_) => Outcome::Fail(format!(
+                        "the check did not finish within {}s",
+                        CHECK_BOUND.as_secs()
+                    )),
+                };
+                if let Some(a) = acc.get_mut(c.id) {
+                    a.time += t0.elapsed();
+                    match outcome {
+                        Outcome::Pass => {}
+                        Outcome::Fail(why) => {
+                            a.problems.push(prefix(c, scenario_name, &why));
+                            if let Some(out) = &bench.ctx.proxy_output {
+                                let new = out.len().saturating_sub(before).clamp(20, 60);
+                                a.output = Some(out.tail(new));
+                            }
+                        }
+                        Outcome::Skip(why) => a.skips.push(prefix(c, scenario_name, &why)),
+                    }
+                }
+            }
+            bench.stop().await;
+        }
+        for c in &checks_here {
+            let Some(a) = acc.get_mut(c.id) else { continue };
+            a.left = a.left.saturating_sub(1);
+            if a.left == 0 {
+                let outcome = if !a.problems.is_empty() {
+                    Outcome::Fail(a.problems.join("\n"))
+                } else if !a.skips.is_empty() {
+                    Outcome::Skip(a.skips.join("\n"))
+                } else {
+                    Outcome::Pass
+                };
+                let output = a.output.take();
+                emit(c, outcome, a.time, output, &mut results, &mut progress);
+            }
+        }
+    }
+
+    // Report order = catalog order.
+    let position = |id: &str| checks::catalog().iter().position(|c| c.id == id);
+    results.sort_by_key(|r| position(&r.id));
+    Ok(RunReport {
+        implementation: config.implementation.clone(),
+        date,
+        mode: config.proxy.name().to_string(),
+        istioctl_versions: config.families.iter().map(|f| f.label()).collect(),
+        results,
+        duration: started.elapsed(),
+    })
+}
+
+/// Prefixes a multi-scenario check's reason with the scenario.
+fn prefix(check: &Check, scenario: &str, why: &str) -> String {
+    if check.scenarios.len() > 1 {
+        format!("[{scenario}] {why}")
+    } else {
+        why.to_string()
+    }
+}
+
+/// Convenience for checks: the context type.
+pub type Ctx = CheckContext;

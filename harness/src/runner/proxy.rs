@@ -1,0 +1,273 @@
+//! One scenario's bench: the fake istiod replicas plus the proxy under test,
+//! started in one of three ways (bundled in process, a command, an address),
+//! and stopped again afterwards.
+
+use super::context::{CheckContext, ProxyEndpoint};
+use super::options::{ProxyMode, RunConfig};
+use super::process::{OutputLog, Placeholders, ProxyProcess};
+use crate::client;
+use fake_istiod::scenario::Scenario;
+use fake_istiod::{FakeIstiod, StartOptions, TokenSpec};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Adjusts the bundled proxy's configuration (tests use it to inject defects).
+pub type Customize = Arc<dyn Fn(&mut istioctl_proxy::ProxyConfig) + Send + Sync>;
+
+/// Test-only levers of a run; users have none of these.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    pub customize_bundled: Option<Customize>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("customize_bundled", &self.customize_bundled.is_some())
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("the proxy did not answer within {timeout:?} ({last}){}", output_note(.output))]
+    NotReady {
+        timeout: Duration,
+        last: String,
+        output: String,
+    },
+    #[error("the proxy exited before answering ({status}){}", output_note(.output))]
+    Exited { status: String, output: String },
+}
+
+fn output_note(output: &str) -> String {
+    if output.is_empty() {
+        String::new()
+    } else {
+        format!("; its output:\n{output}")
+    }
+}
+
+/// Deadlines the bundled proxy runs with in the suite: short, so the hang and
+/// down checks finish fast (users' defaults are longer).
+pub const BUNDLED_REPLICA_TIMEOUT: Duration = Duration::from_secs(2);
+pub const BUNDLED_REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
+
+enum Running {
+    InProcess(istioctl_proxy::RunningProxy),
+    Process(ProxyProcess),
+    External,
+}
+
+/// The running scenario.
+pub struct Bench {
+    pub ctx: CheckContext,
+    running: Running,
+    _files: tempfile::TempDir,
+}
+
+/// Files the runner writes for the proxy under test.
+struct Files {
+    dir: tempfile::TempDir,
+    cert: PathBuf,
+    key: PathBuf,
+    token: PathBuf,
+    token_key: PathBuf,
+}
+
+fn write(path: &Path, text: &str) -> Result<(), ProxyError> {
+    std::fs::write(path, text)
+        .map_err(|e| ProxyError::Setup(format!("cannot write {}: {e}", path.display())))
+}
+
+/// A serving certificate for the proxy (127.0.0.1, localhost) and the other
+/// files it may need.
+fn files(fake: &FakeIstiod, namespace: &str) -> Result<Files, ProxyError> {
+    let dir = tempfile::Builder::new()
+        .prefix("proxy-conformance-")
+        .tempdir()
+        .map_err(|e| ProxyError::Setup(format!("cannot create a temporary folder: {e}")))?;
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let cert = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| ProxyError::Setup(format!("cannot generate a certificate: {e}")))?;
+    let f = Files {
+        cert: dir.path().join("proxy.crt"),
+        key: dir.path().join("proxy.key"),
+        token: dir.path().join("token"),
+        token_key: dir.path().join("token-issuer.pem"),
+        dir,
+    };
+    write(&f.cert, &cert.cert.pem())?;
+    write(&f.key, &cert.signing_key.serialize_pem())?;
+    write(&f.token, &fake.mint_token(&TokenSpec::valid(namespace, "istioctl-proxy")))?;
+    write(&f.token_key, &fake.token_public_key_pem())?;
+    Ok(f)
+}
+
+/// A free port on 127.0.0.1 for a proxy command to listen on.
+fn free_port() -> Result<String, ProxyError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| ProxyError::Setup(format!("no free port on 127.0.0.1: {e}")))?;
+    let addr = l
+        .local_addr()
+        .map_err(|e| ProxyError::Setup(format!("no free port on 127.0.0.1: {e}")))?;
+    Ok(addr.to_string())
+}
+
+/// The bundled reference proxy's configuration for this bench.
+pub fn bundled_config(fake: &FakeIstiod, files_dir: &Path, cert: &Path, key: &Path, token_key: &Path, plaintext: bool) -> istioctl_proxy::ProxyConfig {
+    use istioctl_proxy::config::*;
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let replicas: Vec<String> = fake
+        .replicas()
+        .iter()
+        .map(|r| format!("{}={}", r.name, r.tls_addr))
+        .collect();
+    let mut c = ProxyConfig::plaintext_static(listen, replicas);
+    let _ = files_dir;
+    if !plaintext {
+        c.serve = ServeTransport::Tls {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+        };
+    }
+    c.upstream = UpstreamTransport::Tls {
+        ca: fake.ca_file().to_path_buf(),
+        server_name: fake_istiod::SERVER_NAME.to_string(),
+        client_identity: None,
+    };
+    c.identity = IdentityMode::Passthrough;
+    c.token_verification.public_keys = vec![token_key.to_path_buf()];
+    c.replica_timeout = BUNDLED_REPLICA_TIMEOUT;
+    c.request_timeout = BUNDLED_REQUEST_TIMEOUT;
+    c
+}
+
+impl Bench {
+    pub async fn start(
+        config: &RunConfig,
+        hooks: &Hooks,
+        name: &str,
+        scenario: Scenario,
+        snapshots: Arc<crate::runner::snapshots::Snapshots>,
+    ) -> Result<Bench, ProxyError> {
+        let opts = match config.proxy {
+            // A running proxy was configured once: keep the replica addresses fixed.
+            ProxyMode::Address(_) => StartOptions::default(),
+            _ => StartOptions::ephemeral(),
+        };
+        let fake = FakeIstiod::start(scenario.clone(), opts)
+            .await
+            .map_err(|e| ProxyError::Setup(format!("cannot start the fake istiod replicas: {e}")))?;
+        let namespace = scenario.istiod.namespace.clone();
+        let f = files(&fake, &namespace)?;
+        let plaintext = config.proxy_plaintext;
+
+        let (address, running, output) = match &config.proxy {
+            ProxyMode::Bundled => {
+                let mut pc = bundled_config(&fake, f.dir.path(), &f.cert, &f.key, &f.token_key, plaintext);
+                if let Some(custom) = &hooks.customize_bundled {
+                    custom(&mut pc);
+                }
+                let p = istioctl_proxy::start(pc)
+                    .await
+                    .map_err(|e| ProxyError::Setup(format!("cannot start the bundled proxy: {e}")))?;
+                (p.local_addr().to_string(), Running::InProcess(p), None)
+            }
+            ProxyMode::Command(template) => {
+                let listen = free_port()?;
+                let join = |tls: bool| {
+                    fake.replicas()
+                        .iter()
+                        .map(|r| if tls { r.tls_addr } else { r.plaintext_addr }.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                let mut v = Placeholders::new();
+                v.insert("listen", listen.clone());
+                v.insert("istiod", join(true));
+                v.insert("istiod_plaintext", join(false));
+                v.insert("namespace", namespace.clone());
+                v.insert("ca", fake.ca_file().display().to_string());
+                v.insert("cert", f.cert.display().to_string());
+                v.insert("key", f.key.display().to_string());
+                v.insert("token_file", f.token.display().to_string());
+                v.insert("token_issuer_key", f.token_key.display().to_string());
+                v.insert("scenario", name.to_string());
+                let p = ProxyProcess::spawn(template, &v).map_err(|e| ProxyError::Setup(e.to_string()))?;
+                let out = p.output.clone();
+                (listen, Running::Process(p), Some(out))
+            }
+            ProxyMode::Address(a) => (a.clone(), Running::External, None),
+        };
+
+        let ctx = CheckContext {
+            scenario_name: name.to_string(),
+            scenario,
+            fake: Arc::new(fake),
+            proxy: ProxyEndpoint { address, plaintext },
+            families: config.families.clone(),
+            snapshots,
+            features: config.supported_features.clone(),
+            proxy_output: output,
+        };
+        let mut bench = Bench {
+            ctx,
+            running,
+            _files: f.dir,
+        };
+        bench.wait_ready(config.proxy_ready_timeout).await?;
+        Ok(bench)
+    }
+
+    /// Waits (bounded) until the proxy answers a syncz request at all: an answer
+    /// or a gRPC status both count; refused connections do not.
+    async fn wait_ready(&mut self, timeout: Duration) -> Result<(), ProxyError> {
+        let deadline = Instant::now() + timeout;
+        let mut opts = self.ctx.istioctl();
+        opts.timeout = Duration::from_secs(2);
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let last = match client::fetch(&opts, proto::type_url::SYNCZ, &[]).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_answer() => return Ok(()),
+                Err(e) => e.to_string(),
+            };
+            if let Running::Process(p) = &mut self.running {
+                if let Some(status) = p.exited() {
+                    return Err(ProxyError::Exited {
+                        status,
+                        output: p.output.tail(40),
+                    });
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(ProxyError::NotReady {
+                    timeout,
+                    last,
+                    output: self.ctx.proxy_output.as_ref().map(|o| o.tail(40)).unwrap_or_default(),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    pub fn output(&self) -> Option<&OutputLog> {
+        self.ctx.proxy_output.as_ref()
+    }
+
+    pub async fn stop(self) {
+        match self.running {
+            Running::InProcess(p) => p.shutdown().await,
+            Running::Process(p) => p.stop(Duration::from_secs(3)).await,
+            Running::External => {}
+        }
+        if let Ok(fake) = Arc::try_unwrap(self.ctx.fake) {
+            fake.shutdown().await;
+        }
+    }
+}
