@@ -3,6 +3,7 @@
 use crate::checks::Outcome;
 use crate::runner::context::{CheckContext, ISTIOCTL_TIMEOUT, client_configs, node_id};
 use fake_istiod::ReplicaInfo;
+use fake_istiod::scenario::Fault;
 use proto::envoy::envoy::service::status::v3::ClientConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -68,6 +69,15 @@ pub fn compare_ids(got: &[ClientConfig], expected: &BTreeSet<String>, problems: 
     }
 }
 
+/// Faults after which a replica gives no usable answer (a delay, a duplicate
+/// claim or flapping do not count).
+pub fn makes_replica_fail(f: &Fault) -> bool {
+    matches!(
+        f,
+        Fault::Down | Fault::Reset | Fault::Hang | Fault::GrpcError { .. } | Fault::Garbage | Fault::Truncated
+    )
+}
+
 /// The replicas the scenario makes fail (down, reset, hang, gRPC error,
 /// garbage, truncated).
 pub fn failing_replicas(ctx: &CheckContext) -> Vec<ReplicaInfo> {
@@ -75,7 +85,7 @@ pub fn failing_replicas(ctx: &CheckContext) -> Vec<ReplicaInfo> {
         .scenario
         .replicas
         .iter()
-        .filter(|r| r.fault.as_ref().is_some_and(|f| f.makes_replica_fail()))
+        .filter(|r| r.fault.as_ref().is_some_and(makes_replica_fail))
         .map(|r| r.name.as_str())
         .collect();
     ctx.replicas()

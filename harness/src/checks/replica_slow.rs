@@ -19,7 +19,10 @@ async fn run(ctx: &Ctx) -> Outcome {
         .scenario
         .replicas
         .iter()
-        .filter_map(|r| r.fault.as_ref().and_then(|f| f.delay_ms()))
+        .filter_map(|r| match r.fault {
+            Some(fake_istiod::scenario::Fault::Delay(d)) => Some(d.as_millis() as u64),
+            _ => None,
+        })
         .collect();
     let (Some(&slowest), sum) = (delays.iter().max(), delays.iter().sum::<u64>()) else {
         return Outcome::fail("bench: the scenario has no delayed replica");

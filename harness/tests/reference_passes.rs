@@ -1,0 +1,21 @@
+//! The bundled reference proxy passes every check: the suite's positive control,
+//! through the same runner `proxy-conformance run` uses.
+
+mod support;
+
+use harness::checks::Outcome;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_proxy_passes_every_check() {
+    let config = support::config(Default::default());
+    let report = match harness::runner::run(&config, &Default::default(), |_| {}).await {
+        Ok(r) => r,
+        Err(e) => panic!("the run could not start: {e}"),
+    };
+    assert_eq!(report.results.len(), harness::checks::catalog().len());
+    assert!(
+        report.results.iter().all(|r| r.outcome == Outcome::Pass),
+        "failures against the reference proxy:\n{}",
+        support::explain(&report)
+    );
+}

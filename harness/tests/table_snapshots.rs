@@ -1,0 +1,48 @@
+//! The expected tables in `snapshots/`: what istioctl prints through the
+//! reference proxy, per scenario, istioctl family and view. The runner compares
+//! any proxy's output with these same files (after the same redactions).
+
+mod support;
+
+use harness::runner::proxy::{Bench, Hooks};
+use harness::runner::snapshots::{View, redact, snapshot_name};
+use proto::IstioctlFamily;
+use std::sync::Arc;
+
+const SCENARIOS: [&str; 4] = ["blog-walkthrough", "three-replicas", "mixed-versions", "empty-mesh"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_through_the_reference_proxy() {
+    let config = support::config(Default::default());
+    for scenario in SCENARIOS {
+        let s = match harness::runner::load_scenario(&config, scenario) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        let bench = match Bench::start(&config, &Hooks::default(), scenario, s, Arc::default()).await {
+            Ok(b) => b,
+            Err(e) => panic!("{scenario}: {e}"),
+        };
+        let resp = match bench.ctx.syncz().await {
+            Ok(r) => r,
+            Err(e) => panic!("{scenario}: syncz: {e}"),
+        };
+        for family in IstioctlFamily::ALL {
+            for view in View::of(family) {
+                let table = match harness::runner::tables::render_view(family, *view, &resp) {
+                    Ok(t) => t,
+                    Err(e) => panic!("{scenario} {family}: {e}"),
+                };
+                insta::with_settings!({
+                    snapshot_path => "../../snapshots",
+                    prepend_module_to_snapshot => false,
+                    omit_expression => true,
+                    description => format!("istioctl {family} ({}) proxy-status{}, scenario {scenario}, through the reference proxy", family.covers(), match view { View::Table => "", View::Verbose => " -v 1", View::Json => " -o json" }),
+                }, {
+                    insta::assert_snapshot!(snapshot_name(scenario, family, *view), redact(&table));
+                });
+            }
+        }
+        bench.stop().await;
+    }
+}
