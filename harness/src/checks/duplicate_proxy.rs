@@ -14,6 +14,11 @@ pub static CHECK: Check = Check {
     run: |ctx| Box::pin(run(ctx)),
 };
 
+/// The newest `last_updated` of any xDS type of a ClientConfig.
+fn newest_update(cc: &proto::envoy::envoy::service::status::v3::ClientConfig) -> Option<std::time::SystemTime> {
+    crate::decode::xds_configs(cc).iter().filter_map(|x| x.last_updated).max()
+}
+
 async fn run(ctx: &Ctx) -> Outcome {
     let truth = match ctx.ground_truth().await {
         Ok(t) => t,
@@ -47,7 +52,7 @@ async fn run(ctx: &Ctx) -> Outcome {
             1 => {
                 let newest = reports
                     .iter()
-                    .max_by_key(|(_, cc)| crate::decode::newest_update(cc))
+                    .max_by_key(|(_, cc)| newest_update(cc))
                     .map(|(name, cc)| (name, cc));
                 if let Some((owner, cc)) = newest {
                     if mine[0] != cc {

@@ -7,6 +7,7 @@ pub mod options;
 pub mod process;
 pub mod proxy;
 pub mod snapshots;
+pub mod tables;
 
 use crate::checks::{self, Check, Outcome};
 use crate::report::{CheckResult, RunReport};
