@@ -135,6 +135,18 @@ pub async fn run(
             by_scenario.entry(s).or_default().push(check);
         }
     }
+    // A running proxy is configured once: every scenario gets the same replica addresses.
+    let mut hooks = hooks.clone();
+    if matches!(config.proxy, options::ProxyMode::Address(_)) {
+        let mut most = 0;
+        for name in &order {
+            if let Ok(s) = load_scenario(config, name) {
+                most = most.max(s.replicas.len());
+            }
+        }
+        hooks.pad_replicas_to = Some(most);
+    }
+    let hooks = &hooks;
     progress(Progress::Start {
         checks: selected.len(),
         scenarios: order.len(),

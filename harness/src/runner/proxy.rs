@@ -19,6 +19,23 @@ pub type Customize = Arc<dyn Fn(&mut istioctl_proxy::ProxyConfig) + Send + Sync>
 #[derive(Clone, Default)]
 pub struct Hooks {
     pub customize_bundled: Option<Customize>,
+    /// With `--proxy-addr`: give every scenario this many replicas (idle ones
+    /// added), so the replica addresses the proxy was configured with never change.
+    pub pad_replicas_to: Option<usize>,
+}
+
+/// Adds idle replicas (no proxies) until the scenario has `n`.
+pub fn pad_replicas(scenario: &mut Scenario, n: usize) {
+    let mut k = 0;
+    while scenario.replicas.len() < n {
+        k += 1;
+        let name = format!("istiod-idle-{k}");
+        if scenario.replicas.iter().all(|r| r.name != name) {
+            scenario
+                .replicas
+                .push(fake_istiod::scenario::Replica::new(name));
+        }
+    }
 }
 
 impl std::fmt::Debug for Hooks {
@@ -151,9 +168,12 @@ impl Bench {
         config: &RunConfig,
         hooks: &Hooks,
         name: &str,
-        scenario: Scenario,
+        mut scenario: Scenario,
         snapshots: Arc<crate::runner::snapshots::Snapshots>,
     ) -> Result<Bench, ProxyError> {
+        if let Some(n) = hooks.pad_replicas_to {
+            pad_replicas(&mut scenario, n);
+        }
         let opts = match config.proxy {
             // A running proxy was configured once: keep the replica addresses fixed.
             ProxyMode::Address(_) => StartOptions::default(),
