@@ -57,9 +57,8 @@ pub enum Credentials {
 impl Credentials {
     fn token(&self) -> Option<&str> {
         match self {
-            Credentials::InsecureTlsWithToken { token } | Credentials::VerifiedTls { token, .. } => {
-                token.as_deref()
-            }
+            Credentials::InsecureTlsWithToken { token }
+            | Credentials::VerifiedTls { token, .. } => token.as_deref(),
             _ => None,
         }
     }
@@ -99,7 +98,10 @@ impl ClientOptions {
 
     /// The node istioctl would send.
     pub fn node(&self) -> IstioctlNode {
-        IstioctlNode::new(self.node_ip.unwrap_or_else(host_ip), self.istio_namespace.clone())
+        IstioctlNode::new(
+            self.node_ip.unwrap_or_else(host_ip),
+            self.istio_namespace.clone(),
+        )
     }
 }
 
@@ -110,7 +112,9 @@ pub enum ClientError {
     #[error("could not dial: {0}")]
     Dial(String),
     /// The connection could not be made (gRPC `Unavailable` before the stream started).
-    #[error("ADSC: failed running rpc error: code = Unavailable desc = connection error: desc = \"{0}\"")]
+    #[error(
+        "ADSC: failed running rpc error: code = Unavailable desc = connection error: desc = \"{0}\""
+    )]
     Connect(String),
     /// The server ended the stream with a gRPC status.
     #[error("rpc error: code = {} desc = {message}", go_code_name(*.code))]
@@ -178,7 +182,10 @@ pub fn host_ip() -> IpAddr {
 fn go_now_string() -> String {
     let (secs, nanos) = crate::render::age::to_timestamp(SystemTime::now());
     let ts = crate::render::age::rfc3339(secs, 0);
-    let (date, time) = ts.trim_end_matches('Z').split_once('T').unwrap_or((&ts, ""));
+    let (date, time) = ts
+        .trim_end_matches('Z')
+        .split_once('T')
+        .unwrap_or((&ts, ""));
     let mut frac = format!("{nanos:09}");
     while frac.ends_with('0') && frac.len() > 1 {
         frac.pop();
@@ -191,7 +198,11 @@ fn go_now_string() -> String {
 }
 
 /// The request istioctl sends for `type_url`.
-pub fn discovery_request(node: &IstioctlNode, type_url: &str, resource_names: &[String]) -> DiscoveryRequest {
+pub fn discovery_request(
+    node: &IstioctlNode,
+    type_url: &str,
+    resource_names: &[String],
+) -> DiscoveryRequest {
     DiscoveryRequest {
         node: Some(node.to_node()),
         type_url: type_url.to_string(),
@@ -336,7 +347,11 @@ async fn connect(opts: &ClientOptions) -> Result<Channel, ClientError> {
             let name = opts
                 .authority
                 .as_deref()
-                .map(|a| split_host_port(a).map(|(h, _)| h).unwrap_or_else(|_| a.to_string()))
+                .map(|a| {
+                    split_host_port(a)
+                        .map(|(h, _)| h)
+                        .unwrap_or_else(|_| a.to_string())
+                })
                 .or_else(|| opts.xds_san.clone())
                 .unwrap_or_else(|| host.clone());
             let server_name = ServerName::try_from(name.clone())
@@ -470,7 +485,12 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -479,7 +499,12 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -497,13 +522,23 @@ mod tests {
         let node = IstioctlNode::new("10.0.0.7".parse().unwrap(), "external-istiod");
         let req = discovery_request(&node, proto::type_url::CONFIG_DUMP, &["a.b".to_string()]);
         let n = req.node.as_ref().unwrap();
-        assert_eq!(n.id, "sidecar~10.0.0.7~test-1.default~default.svc.cluster.local");
+        assert_eq!(
+            n.id,
+            "sidecar~10.0.0.7~test-1.default~default.svc.cluster.local"
+        );
         assert_eq!(metadata_string(n, "NAMESPACE"), Some("external-istiod"));
         assert_eq!(metadata_string(n, "GENERATOR"), Some("event"));
         assert_eq!(metadata_string(n, "SERVICE_ACCOUNT"), Some("default"));
-        assert_eq!(metadata_string(n, "ISTIO_VERSION"), Some("65536.65536.65536"));
+        assert_eq!(
+            metadata_string(n, "ISTIO_VERSION"),
+            Some("65536.65536.65536")
+        );
         assert_eq!(req.resource_names, vec!["a.b".to_string()]);
-        assert!(req.response_nonce.contains(" +0000 UTC m=+"), "{}", req.response_nonce);
+        assert!(
+            req.response_nonce.contains(" +0000 UTC m=+"),
+            "{}",
+            req.response_nonce
+        );
     }
 
     #[test]
@@ -512,12 +547,18 @@ mod tests {
             code: tonic::Code::Unauthenticated,
             message: "authentication required".into(),
         };
-        assert_eq!(e.to_string(), "rpc error: code = Unauthenticated desc = authentication required");
+        assert_eq!(
+            e.to_string(),
+            "rpc error: code = Unauthenticated desc = authentication required"
+        );
         assert_eq!(e.code(), Some(tonic::Code::Unauthenticated));
         let e = ClientError::Timeout {
             type_url: proto::type_url::SYNCZ.into(),
         };
-        assert_eq!(e.to_string(), "timeout, still waiting for updates: istio.io/debug/syncz");
+        assert_eq!(
+            e.to_string(),
+            "timeout, still waiting for updates: istio.io/debug/syncz"
+        );
         assert_eq!(go_code_name(tonic::Code::Cancelled), "Canceled");
     }
 
@@ -528,8 +569,14 @@ mod tests {
 
     #[test]
     fn addresses_split_like_go() {
-        assert_eq!(split_host_port("localhost:9090").unwrap(), ("localhost".into(), 9090));
-        assert_eq!(split_host_port("[::1]:15010").unwrap(), ("::1".into(), 15010));
+        assert_eq!(
+            split_host_port("localhost:9090").unwrap(),
+            ("localhost".into(), 9090)
+        );
+        assert_eq!(
+            split_host_port("[::1]:15010").unwrap(),
+            ("::1".into(), 15010)
+        );
         assert!(split_host_port("nohost").is_err());
     }
 
@@ -541,6 +588,9 @@ mod tests {
             insecure_skip_verify: false,
         };
         let err = tls_config(&opts).unwrap_err().to_string();
-        assert_eq!(err, "could not dial: open /nonexistent-dir/root-cert.pem: no such file or directory");
+        assert_eq!(
+            err,
+            "could not dial: open /nonexistent-dir/root-cert.pem: no such file or directory"
+        );
     }
 }

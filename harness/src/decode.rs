@@ -3,6 +3,7 @@
 //! and `generic_xds_configs`, `handleAndGetXdsConfigs`) and the node metadata
 //! istioctl reads (`model.ParseMetadata`: `CLUSTER_ID`, `NAMESPACE`, `ISTIO_VERSION`).
 
+use prost::Message;
 use proto::envoy::envoy::config::core::v3::Node;
 use proto::envoy::envoy::service::discovery::v3::DiscoveryResponse;
 use proto::envoy::envoy::service::status::v3::{
@@ -10,7 +11,6 @@ use proto::envoy::envoy::service::status::v3::{
 };
 use proto::envoy::google::protobuf::{Any, Struct, Value, value::Kind};
 use proto::type_url;
-use prost::Message;
 use serde_json::Value as Json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -271,7 +271,10 @@ pub fn xds_configs(cc: &ClientConfig) -> Vec<XdsTypeStatus> {
             .map(|g| XdsTypeStatus {
                 type_url: g.type_url.clone(),
                 status: g.config_status,
-                last_updated: g.last_updated.as_ref().map(|t| timestamp(t.seconds, t.nanos)),
+                last_updated: g
+                    .last_updated
+                    .as_ref()
+                    .map(|t| timestamp(t.seconds, t.nanos)),
                 error_details: g
                     .error_state
                     .as_ref()
@@ -308,7 +311,8 @@ pub fn timestamp(seconds: i64, nanos: i32) -> SystemTime {
     if seconds >= 0 {
         UNIX_EPOCH + Duration::new(seconds as u64, nanos)
     } else {
-        UNIX_EPOCH - Duration::from_secs(seconds.unsigned_abs()) + Duration::from_nanos(nanos.into())
+        UNIX_EPOCH - Duration::from_secs(seconds.unsigned_abs())
+            + Duration::from_nanos(nanos.into())
     }
 }
 
@@ -389,22 +393,43 @@ mod tests {
 
     #[test]
     fn control_plane_identity_like_cpinfo() {
-        let json = IstioControlPlaneInstance::istiod("istiod-1", BuildInfo::release("1.12.1")).to_json();
+        let json =
+            IstioControlPlaneInstance::istiod("istiod-1", BuildInfo::release("1.12.1")).to_json();
         let cp = ControlPlaneIdentity::of(&resp(Some(&json)));
-        assert_eq!((cp.kind, cp.id.as_str(), cp.version.as_str()), (ControlPlaneKind::Valid, "istiod-1", "1.12.1"));
+        assert_eq!(
+            (cp.kind, cp.id.as_str(), cp.version.as_str()),
+            (ControlPlaneKind::Valid, "istiod-1", "1.12.1")
+        );
 
         let cp = ControlPlaneIdentity::of(&resp(None));
-        assert_eq!((cp.id.as_str(), cp.version.as_str()), ("MISSING", "MISSING CP ID"));
-        for bad in ["", "{", "[]", "\"x\"", r#"{"ID":5}"#, r#"{"Info":{"version":1}}"#, "{} x"] {
+        assert_eq!(
+            (cp.id.as_str(), cp.version.as_str()),
+            ("MISSING", "MISSING CP ID")
+        );
+        for bad in [
+            "",
+            "{",
+            "[]",
+            "\"x\"",
+            r#"{"ID":5}"#,
+            r#"{"Info":{"version":1}}"#,
+            "{} x",
+        ] {
             let cp = ControlPlaneIdentity::of(&resp(Some(bad)));
-            assert_eq!((cp.id.as_str(), cp.version.as_str()), ("INVALID", "INVALID CP ID"), "{bad:?}");
+            assert_eq!(
+                (cp.id.as_str(), cp.version.as_str()),
+                ("INVALID", "INVALID CP ID"),
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn identifier_parsing_follows_go_json() {
         // Case-insensitive names, null keeps empty, unknown fields ignored.
-        let cp = ControlPlaneIdentity::of(&resp(Some(r#"{"id":"a","info":{"VERSION":"1.2"},"x":[1]}"#)));
+        let cp = ControlPlaneIdentity::of(&resp(Some(
+            r#"{"id":"a","info":{"VERSION":"1.2"},"x":[1]}"#,
+        )));
         assert_eq!((cp.id.as_str(), cp.version.as_str()), ("a", "1.2"));
         let cp = ControlPlaneIdentity::of(&resp(Some("null")));
         assert_eq!((cp.kind, cp.id.as_str()), (ControlPlaneKind::Valid, ""));
@@ -432,7 +457,12 @@ mod tests {
     #[test]
     fn metadata_type_errors() {
         let mut st = Struct::default();
-        st.fields.insert("CLUSTER_ID".into(), Value { kind: Some(Kind::NumberValue(3.0)) });
+        st.fields.insert(
+            "CLUSTER_ID".into(),
+            Value {
+                kind: Some(Kind::NumberValue(3.0)),
+            },
+        );
         let node = Node {
             metadata: Some(st),
             ..Default::default()

@@ -12,7 +12,9 @@ pub fn human_age(now: SystemTime, then: SystemTime) -> String {
 fn signed_nanos(now: SystemTime, then: SystemTime) -> i64 {
     match now.duration_since(then) {
         Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-        Err(e) => i64::try_from(e.duration().as_nanos()).map(|n| -n).unwrap_or(i64::MIN),
+        Err(e) => i64::try_from(e.duration().as_nanos())
+            .map(|n| -n)
+            .unwrap_or(i64::MIN),
     }
 }
 
@@ -159,7 +161,10 @@ mod tests {
     fn timestamps_like_jsonpb() {
         assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_718_877_600, 0), "2024-06-20T10:00:00Z");
-        assert_eq!(rfc3339(1_718_877_600, 500_000_000), "2024-06-20T10:00:00.500Z");
+        assert_eq!(
+            rfc3339(1_718_877_600, 500_000_000),
+            "2024-06-20T10:00:00.500Z"
+        );
         assert_eq!(rfc3339(1_718_877_600, 1_000), "2024-06-20T10:00:00.000001Z");
         assert_eq!(rfc3339(1_718_877_600, 1), "2024-06-20T10:00:00.000000001Z");
         assert_eq!(rfc3339(-1, 0), "1969-12-31T23:59:59Z");

@@ -8,6 +8,7 @@
 //! error, like jsonpb's for a type it cannot resolve.
 
 use super::age::rfc3339;
+use prost::Message;
 use proto::envoy::envoy::admin::v3::{ClientResourceStatus, UpdateFailureState};
 use proto::envoy::envoy::config::core::v3::{Node, node::UserAgentVersionType};
 use proto::envoy::envoy::service::discovery::v3::DiscoveryResponse;
@@ -16,7 +17,6 @@ use proto::envoy::envoy::service::status::v3::{
     per_xds_config::PerXdsConfig as PerXdsKind,
 };
 use proto::envoy::google::protobuf::{Any, Struct, Timestamp, Value, value::Kind};
-use prost::Message;
 
 /// A JSON value in jsonpb's field order.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,7 +84,12 @@ fn config_status(v: i32) -> Option<Doc> {
 }
 
 fn resource_status(v: i32) -> Option<Doc> {
-    enum_doc(v, ClientResourceStatus::try_from(v).ok().map(|s| s.as_str_name()))
+    enum_doc(
+        v,
+        ClientResourceStatus::try_from(v)
+            .ok()
+            .map(|s| s.as_str_name()),
+    )
 }
 
 fn timestamp(t: &Timestamp) -> Doc {
@@ -116,7 +121,11 @@ fn value(v: &Value) -> Doc {
 fn struct_doc(s: &Struct) -> Doc {
     let mut keys: Vec<&String> = s.fields.keys().collect();
     keys.sort();
-    Doc::Map(keys.into_iter().map(|k| (k.clone(), value(&s.fields[k]))).collect())
+    Doc::Map(
+        keys.into_iter()
+            .map(|k| (k.clone(), value(&s.fields[k])))
+            .collect(),
+    )
 }
 
 fn node(n: &Node) -> Doc {
@@ -137,7 +146,10 @@ fn node(n: &Node) -> Doc {
     }
     f.list(
         "clientFeatures",
-        n.client_features.iter().map(|c| Doc::Str(c.clone())).collect(),
+        n.client_features
+            .iter()
+            .map(|c| Doc::Str(c.clone()))
+            .collect(),
     );
     f.message()
 }
@@ -147,7 +159,10 @@ fn failure_state(e: &UpdateFailureState) -> Result<Doc, DocError> {
     if let Some(a) = &e.failed_configuration {
         f.doc("failedConfiguration", Some(any(a)?));
     }
-    f.doc("lastUpdateAttempt", e.last_update_attempt.as_ref().map(timestamp));
+    f.doc(
+        "lastUpdateAttempt",
+        e.last_update_attempt.as_ref().map(timestamp),
+    );
     f.str("details", &e.details);
     f.str("versionInfo", &e.version_info);
     Ok(f.message())
@@ -206,7 +221,10 @@ fn client_config(c: &ClientConfig, type_url: &str) -> Result<Doc, DocError> {
     f.list("xdsConfig", c.xds_config.iter().map(per_xds).collect());
     f.list(
         "genericXdsConfigs",
-        c.generic_xds_configs.iter().map(generic).collect::<Result<_, _>>()?,
+        c.generic_xds_configs
+            .iter()
+            .map(generic)
+            .collect::<Result<_, _>>()?,
     );
     f.str("clientScope", &c.client_scope);
     Ok(f.message())
@@ -215,8 +233,8 @@ fn client_config(c: &ClientConfig, type_url: &str) -> Result<Doc, DocError> {
 fn any(a: &Any) -> Result<Doc, DocError> {
     let name = a.type_url.rsplit('/').next().unwrap_or_default();
     if name == "envoy.service.status.v3.ClientConfig" {
-        let cc = ClientConfig::decode(a.value.as_slice())
-            .map_err(|_| DocError(a.type_url.clone()))?;
+        let cc =
+            ClientConfig::decode(a.value.as_slice()).map_err(|_| DocError(a.type_url.clone()))?;
         return client_config(&cc, &a.type_url);
     }
     Err(DocError(a.type_url.clone()))
@@ -226,7 +244,10 @@ fn any(a: &Any) -> Result<Doc, DocError> {
 pub fn response_doc(r: &DiscoveryResponse) -> Result<Doc, DocError> {
     let mut f = Fields::new();
     f.str("versionInfo", &r.version_info);
-    f.list("resources", r.resources.iter().map(any).collect::<Result<_, _>>()?);
+    f.list(
+        "resources",
+        r.resources.iter().map(any).collect::<Result<_, _>>()?,
+    );
     f.boolean("canary", r.canary);
     f.str("typeUrl", &r.type_url);
     f.str("nonce", &r.nonce);
@@ -332,7 +353,11 @@ fn yaml_key_less(a: &str, b: &str) -> std::cmp::Ordering {
             return ar[i].cmp(&br[i]);
         }
         if al || bl {
-            return if bl { Ordering::Less } else { Ordering::Greater };
+            return if bl {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
         }
         let (mut an, mut bn) = (0i64, 0i64);
         if ar[i] == '0' || br[i] == '0' {
@@ -348,12 +373,16 @@ fn yaml_key_less(a: &str, b: &str) -> std::cmp::Ordering {
         }
         let mut ai = i;
         while ai < ar.len() && ar[ai].is_ascii_digit() {
-            an = an.saturating_mul(10).saturating_add(ar[ai] as i64 - '0' as i64);
+            an = an
+                .saturating_mul(10)
+                .saturating_add(ar[ai] as i64 - '0' as i64);
             ai += 1;
         }
         let mut bi = i;
         while bi < br.len() && br[bi].is_ascii_digit() {
-            bn = bn.saturating_mul(10).saturating_add(br[bi] as i64 - '0' as i64);
+            bn = bn
+                .saturating_mul(10)
+                .saturating_add(br[bi] as i64 - '0' as i64);
             bi += 1;
         }
         if an != bn {
@@ -385,8 +414,12 @@ fn resolves_to_non_string(s: &str) -> bool {
     let plain = s.replace('_', "");
     let body = plain.trim_start_matches(['+', '-']);
     let is_int = !body.is_empty() && body.bytes().all(|b| b.is_ascii_digit())
-        || body.strip_prefix("0x").is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()))
-        || body.strip_prefix("0b").is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b == b'0' || b == b'1'));
+        || body
+            .strip_prefix("0x")
+            .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        || body
+            .strip_prefix("0b")
+            .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b == b'0' || b == b'1'));
     let is_float = plain.parse::<f64>().is_ok() && !plain.contains(['i', 'n', 'I', 'N']);
     let is_timestamp = {
         let b = s.as_bytes();
@@ -396,14 +429,18 @@ fn resolves_to_non_string(s: &str) -> bool {
             && s[5..].split(['T', 't', ' ']).next().is_some_and(|date| {
                 let mut parts = date.split('-');
                 let ok = |p: Option<&str>| {
-                    p.is_some_and(|p| (1..=2).contains(&p.len()) && p.bytes().all(|c| c.is_ascii_digit()))
+                    p.is_some_and(|p| {
+                        (1..=2).contains(&p.len()) && p.bytes().all(|c| c.is_ascii_digit())
+                    })
                 };
                 ok(parts.next()) && ok(parts.next()) && parts.next().is_none()
             })
     };
     // Sexagesimal numbers (YAML 1.1): digits separated by ':'.
     let is_base60 = body.contains(':')
-        && body.split(':').all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit() || c == b'.'));
+        && body
+            .split(':')
+            .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit() || c == b'.'));
     is_int || is_float || is_timestamp || is_base60
 }
 
@@ -528,7 +565,11 @@ fn write_yaml(doc: &Doc, indent: usize, out: &mut String) {
                     }
                     None => {
                         out.push('\n');
-                        let child = if matches!(v, Doc::List(_)) { indent } else { indent + 2 };
+                        let child = if matches!(v, Doc::List(_)) {
+                            indent
+                        } else {
+                            indent + 2
+                        };
                         write_yaml(v, child, out);
                     }
                 }
@@ -569,7 +610,10 @@ mod tests {
     fn yaml_key_order_like_yaml_v2() {
         let mut keys = vec!["node", "genericXdsConfigs", "@type", "a10", "a9", "Zed"];
         keys.sort_by(|a, b| yaml_key_less(a, b));
-        assert_eq!(keys, vec!["@type", "Zed", "a9", "a10", "genericXdsConfigs", "node"]);
+        assert_eq!(
+            keys,
+            vec!["@type", "Zed", "a9", "a10", "genericXdsConfigs", "node"]
+        );
     }
 
     #[test]
@@ -578,15 +622,24 @@ mod tests {
         assert_eq!(yaml_string("1.20"), "\"1.20\"");
         assert_eq!(yaml_string("@type"), "'@type'");
         assert_eq!(yaml_string(r#"{"ID":"x"}"#), r#"'{"ID":"x"}'"#);
-        assert_eq!(yaml_string("2024-06-20T10:00:00Z"), "\"2024-06-20T10:00:00Z\"");
+        assert_eq!(
+            yaml_string("2024-06-20T10:00:00Z"),
+            "\"2024-06-20T10:00:00Z\""
+        );
         assert_eq!(yaml_string("yes"), "\"yes\"");
         assert_eq!(yaml_string(""), "\"\"");
         assert_eq!(yaml_string("<external>"), "<external>");
-        assert_eq!(yaml_string("type.googleapis.com/x.Y"), "type.googleapis.com/x.Y");
+        assert_eq!(
+            yaml_string("type.googleapis.com/x.Y"),
+            "type.googleapis.com/x.Y"
+        );
     }
 
     #[test]
     fn json_strings_are_html_safe_like_go() {
-        assert_eq!(go_json_string("<external> & \"x\""), r#""\u003cexternal\u003e \u0026 \"x\"""#);
+        assert_eq!(
+            go_json_string("<external> & \"x\""),
+            r#""\u003cexternal\u003e \u0026 \"x\"""#
+        );
     }
 }

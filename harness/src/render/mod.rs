@@ -19,9 +19,9 @@ pub mod document;
 pub mod tabwriter;
 
 use crate::decode::{self, ControlPlaneIdentity, NodeMetadata, XdsTypeStatus};
+use proto::IstioctlFamily;
 use proto::envoy::envoy::service::discovery::v3::DiscoveryResponse;
 use proto::type_url;
-use proto::IstioctlFamily;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 use tabwriter::TabWriter;
@@ -58,7 +58,9 @@ impl std::str::FromStr for OutputFormat {
             "table" | "" => Ok(OutputFormat::Table),
             "json" => Ok(OutputFormat::Json),
             "yaml" => Ok(OutputFormat::Yaml),
-            other => Err(format!("unknown output format {other:?}: use table, json or yaml")),
+            other => Err(format!(
+                "unknown output format {other:?}: use table, json or yaml"
+            )),
         }
     }
 }
@@ -132,7 +134,11 @@ pub fn render_responses(
     responses: &[DiscoveryResponse],
     opts: &RenderOptions,
 ) -> Result<String, RenderError> {
-    render(family, &key_by_control_plane(responses.iter().cloned()), opts)
+    render(
+        family,
+        &key_by_control_plane(responses.iter().cloned()),
+        opts,
+    )
 }
 
 /// istioctl's name for a type URL (`xds.GetShortType`).
@@ -241,7 +247,9 @@ fn render_lazy(family: IstioctlFamily, responses: &KeyedResponses) -> Result<Str
     if family == IstioctlFamily::V1_12 {
         w.write_row(&["NAME", "CDS", "LDS", "EDS", "RDS", "ISTIOD", "VERSION"]);
     } else {
-        w.write_row(&["NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS", "ECDS", "ISTIOD", "VERSION"]);
+        w.write_row(&[
+            "NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS", "ECDS", "ISTIOD", "VERSION",
+        ]);
     }
     for r in &rows {
         w.write_row(&r.cells);
@@ -312,11 +320,15 @@ fn render_fixed(
     let aged = family == IstioctlFamily::V1_23;
     let missing = if aged { "IGNORED" } else { "" };
     let mut w = TabWriter::istioctl();
-    w.write_row(&["NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS", "ECDS", "ISTIOD", "VERSION"]);
+    w.write_row(&[
+        "NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS", "ECDS", "ISTIOD", "VERSION",
+    ]);
     for p in &proxies {
         let mut cells = vec![p.proxy_id.clone(), p.meta.cluster_id.clone()];
         for t in FIVE_TYPES {
-            cells.push(fixed_cell(&p.xds, t, missing, |x| format_status(x, aged, opts.now)));
+            cells.push(fixed_cell(&p.xds, t, missing, |x| {
+                format_status(x, aged, opts.now)
+            }));
         }
         cells.push(p.istiod_id.clone());
         cells.push(p.meta.istio_version.clone());
@@ -328,7 +340,12 @@ fn render_fixed(
 /// Types in istioctl's display order: CDS, LDS, EDS, RDS first, then the rest
 /// sorted by type URL.
 fn display_order(types: &BTreeSet<&str>) -> Vec<String> {
-    let core = [type_url::CLUSTER, type_url::LISTENER, type_url::ENDPOINT, type_url::ROUTE];
+    let core = [
+        type_url::CLUSTER,
+        type_url::LISTENER,
+        type_url::ENDPOINT,
+        type_url::ROUTE,
+    ];
     let mut out: Vec<String> = core
         .iter()
         .filter(|t| types.contains(**t))
@@ -344,7 +361,10 @@ fn display_order(types: &BTreeSet<&str>) -> Vec<String> {
 }
 
 /// 1.27+: `NAME CLUSTER ISTIOD VERSION SUBSCRIBED TYPES`.
-fn render_subscribed(responses: &KeyedResponses, opts: &RenderOptions) -> Result<String, RenderError> {
+fn render_subscribed(
+    responses: &KeyedResponses,
+    opts: &RenderOptions,
+) -> Result<String, RenderError> {
     let proxies = gather(responses, opts)?;
     let mut w = TabWriter::istioctl();
     w.write_row(&["NAME", "CLUSTER", "ISTIOD", "VERSION", "SUBSCRIBED TYPES"]);
@@ -385,7 +405,9 @@ fn render_verbose(responses: &KeyedResponses, opts: &RenderOptions) -> Result<St
     for p in &proxies {
         let mut cells = vec![p.proxy_id.clone(), p.meta.cluster_id.clone()];
         for t in &types {
-            cells.push(fixed_cell(&p.xds, t, "IGNORED", |x| format_status(x, true, opts.now)));
+            cells.push(fixed_cell(&p.xds, t, "IGNORED", |x| {
+                format_status(x, true, opts.now)
+            }));
         }
         cells.push(p.istiod_id.clone());
         cells.push(p.meta.istio_version.clone());
@@ -395,7 +417,10 @@ fn render_verbose(responses: &KeyedResponses, opts: &RenderOptions) -> Result<St
 }
 
 /// 1.30 `-o json|yaml`: one document per istiod, namespace filter applied.
-fn render_documents(responses: &KeyedResponses, opts: &RenderOptions) -> Result<String, RenderError> {
+fn render_documents(
+    responses: &KeyedResponses,
+    opts: &RenderOptions,
+) -> Result<String, RenderError> {
     let mut out = String::new();
     for dr in responses.values() {
         let mut dr = dr.clone();

@@ -93,7 +93,11 @@ impl TabWriter {
 
     /// Writes one line made of `cells` joined by tabs (`fmt.Fprintln(w, strings.Join(cells, "\t"))`).
     pub fn write_row<S: AsRef<str>>(&mut self, cells: &[S]) {
-        let line = cells.iter().map(|c| c.as_ref()).collect::<Vec<_>>().join("\t");
+        let line = cells
+            .iter()
+            .map(|c| c.as_ref())
+            .collect::<Vec<_>>()
+            .join("\t");
         self.write_str(&line);
         self.write_str("\n");
     }
@@ -208,7 +212,10 @@ mod tests {
 
     #[test]
     fn pads_to_widest_plus_five_and_leaves_last_column() {
-        let out = table(&[&["NAME", "CDS", "VERSION"], &["a-long-name", "SYNCED", "1.12.1"]]);
+        let out = table(&[
+            &["NAME", "CDS", "VERSION"],
+            &["a-long-name", "SYNCED", "1.12.1"],
+        ]);
         assert_eq!(
             out,
             "NAME            CDS        VERSION\na-long-name     SYNCED     1.12.1\n"
@@ -224,7 +231,10 @@ mod tests {
     #[test]
     fn width_counts_runes_not_bytes() {
         let out = table(&[&["NAME", "X"], &["ñandú-é.ns", "1"], &["日本.ns", "2"]]);
-        assert_eq!(out, "NAME           X\nñandú-é.ns     1\n日本.ns          2\n");
+        assert_eq!(
+            out,
+            "NAME           X\nñandú-é.ns     1\n日本.ns          2\n"
+        );
     }
 
     #[test]
@@ -246,7 +256,10 @@ mod tests {
 
     #[test]
     fn header_only() {
-        assert_eq!(table(&[&["NAME", "CLUSTER", "VERSION"]]), "NAME     CLUSTER     VERSION\n");
+        assert_eq!(
+            table(&[&["NAME", "CLUSTER", "VERSION"]]),
+            "NAME     CLUSTER     VERSION\n"
+        );
         assert_eq!(TabWriter::istioctl().finish(), "");
     }
 
@@ -255,9 +268,6 @@ mod tests {
         // Go: a column block spans only consecutive lines that have that column.
         let mut w = TabWriter::istioctl();
         w.write_str("a\tbbbbbbbb\tc\nd\te\nf\tg\th\n");
-        assert_eq!(
-            w.finish(),
-            "a     bbbbbbbb     c\nd     e\nf     g     h\n"
-        );
+        assert_eq!(w.finish(), "a     bbbbbbbb     c\nd     e\nf     g     h\n");
     }
 }

@@ -3,12 +3,15 @@
 
 use prost::Message;
 use proto::envoy::envoy::admin::v3::UpdateFailureState;
+use proto::envoy::envoy::admin::v3::{
+    ClustersConfigDump, EndpointsConfigDump, ListenersConfigDump, RoutesConfigDump,
+};
 use proto::envoy::envoy::config::core::v3::{ControlPlane, Node};
 use proto::envoy::envoy::service::discovery::v3::DiscoveryResponse;
 use proto::envoy::envoy::service::status::v3::{
-    ClientConfig, PerXdsConfig, client_config::GenericXdsConfig, per_xds_config::PerXdsConfig as Kind,
+    ClientConfig, PerXdsConfig, client_config::GenericXdsConfig,
+    per_xds_config::PerXdsConfig as Kind,
 };
-use proto::envoy::envoy::admin::v3::{ClustersConfigDump, EndpointsConfigDump, ListenersConfigDump, RoutesConfigDump};
 use proto::envoy::google::protobuf::{Any, Struct, Timestamp};
 use proto::node::string_value;
 use proto::type_url::*;
@@ -51,11 +54,21 @@ pub struct T {
 }
 
 pub fn t(type_url: &'static str, status: i32) -> T {
-    T { type_url, status, updated: None, nack: None }
+    T {
+        type_url,
+        status,
+        updated: None,
+        nack: None,
+    }
 }
 
 pub fn aged(type_url: &'static str, status: i32, secs_ago: u64) -> T {
-    T { type_url, status, updated: Some(secs_ago), nack: None }
+    T {
+        type_url,
+        status,
+        updated: Some(secs_ago),
+        nack: None,
+    }
 }
 
 pub fn generic(id: &str, meta: &[(&str, &str)], types: &[T]) -> Any {
@@ -92,10 +105,26 @@ pub fn legacy(id: &str, lds: i32, rds: i32, eds: i32, cds: i32) -> Any {
             ..Default::default()
         }),
         xds_config: vec![
-            PerXdsConfig { status: lds, per_xds_config: Some(Kind::ListenerConfig(ListenersConfigDump::default())), ..Default::default() },
-            PerXdsConfig { status: rds, per_xds_config: Some(Kind::RouteConfig(RoutesConfigDump::default())), ..Default::default() },
-            PerXdsConfig { status: eds, per_xds_config: Some(Kind::EndpointConfig(EndpointsConfigDump::default())), ..Default::default() },
-            PerXdsConfig { status: cds, per_xds_config: Some(Kind::ClusterConfig(ClustersConfigDump::default())), ..Default::default() },
+            PerXdsConfig {
+                status: lds,
+                per_xds_config: Some(Kind::ListenerConfig(ListenersConfigDump::default())),
+                ..Default::default()
+            },
+            PerXdsConfig {
+                status: rds,
+                per_xds_config: Some(Kind::RouteConfig(RoutesConfigDump::default())),
+                ..Default::default()
+            },
+            PerXdsConfig {
+                status: eds,
+                per_xds_config: Some(Kind::EndpointConfig(EndpointsConfigDump::default())),
+                ..Default::default()
+            },
+            PerXdsConfig {
+                status: cds,
+                per_xds_config: Some(Kind::ClusterConfig(ClustersConfigDump::default())),
+                ..Default::default()
+            },
         ],
         ..Default::default()
     };
@@ -114,7 +143,9 @@ pub fn response(cp_id: &str, version: &str, resources: Vec<Any>) -> DiscoveryRes
     DiscoveryResponse {
         type_url: SYNCZ.to_string(),
         resources,
-        control_plane: Some(ControlPlane { identifier: cp.to_json() }),
+        control_plane: Some(ControlPlane {
+            identifier: cp.to_json(),
+        }),
         ..Default::default()
     }
 }
@@ -124,8 +155,17 @@ pub fn blog_mesh() -> DiscoveryResponse {
     let synced = |id: &str, ns: &str| {
         generic(
             id,
-            &[("CLUSTER_ID", "Kubernetes"), ("NAMESPACE", ns), ("ISTIO_VERSION", "1.12.1")],
-            &[t(LISTENER, SYNCED), t(ROUTE, SYNCED), t(ENDPOINT, SYNCED), t(CLUSTER, SYNCED)],
+            &[
+                ("CLUSTER_ID", "Kubernetes"),
+                ("NAMESPACE", ns),
+                ("ISTIO_VERSION", "1.12.1"),
+            ],
+            &[
+                t(LISTENER, SYNCED),
+                t(ROUTE, SYNCED),
+                t(ENDPOINT, SYNCED),
+                t(CLUSTER, SYNCED),
+            ],
         )
     };
     response(
@@ -134,7 +174,10 @@ pub fn blog_mesh() -> DiscoveryResponse {
         vec![
             synced("helloworld-v1-776f57d5f6-tmpkd.sample", "sample"),
             synced("sleep-557747455f-v627d.sample", "sample"),
-            synced("istio-ingressgateway-75bfd5668f-lggn4.external-istiod", "external-istiod"),
+            synced(
+                "istio-ingressgateway-75bfd5668f-lggn4.external-istiod",
+                "external-istiod",
+            ),
         ],
     )
 }
@@ -142,7 +185,13 @@ pub fn blog_mesh() -> DiscoveryResponse {
 /// A 1.23+-shaped mesh with every status: a sidecar, a gateway without RDS,
 /// a NACKed proxy, a stale one, a ztunnel (WDS only) and one with no types.
 pub fn modern_mesh(cp_id: &str) -> DiscoveryResponse {
-    let meta = |ns: &'static str, v: &'static str| [("CLUSTER_ID", "Kubernetes"), ("NAMESPACE", ns), ("ISTIO_VERSION", v)];
+    let meta = |ns: &'static str, v: &'static str| {
+        [
+            ("CLUSTER_ID", "Kubernetes"),
+            ("NAMESPACE", ns),
+            ("ISTIO_VERSION", v),
+        ]
+    };
     let mut nack = aged(LISTENER, ERROR, 30);
     nack.nack = Some("Proto constraint validation failed");
     response(
@@ -152,20 +201,46 @@ pub fn modern_mesh(cp_id: &str) -> DiscoveryResponse {
             generic(
                 "productpage-v1-6b746f74dc-9rlmh.bookinfo",
                 &meta("bookinfo", "1.30.0"),
-                &[aged(CLUSTER, SYNCED, 300), aged(EXTENSION_CONFIG, SYNCED, 300), aged(ENDPOINT, SYNCED, 5), aged(LISTENER, SYNCED, 300), aged(ROUTE, SYNCED, 300)],
+                &[
+                    aged(CLUSTER, SYNCED, 300),
+                    aged(EXTENSION_CONFIG, SYNCED, 300),
+                    aged(ENDPOINT, SYNCED, 5),
+                    aged(LISTENER, SYNCED, 300),
+                    aged(ROUTE, SYNCED, 300),
+                ],
             ),
             generic(
                 "istio-ingressgateway-75bfd5668f-lggn4.istio-system",
                 &meta("istio-system", "1.30.0"),
-                &[aged(CLUSTER, SYNCED, 7200), aged(ENDPOINT, SYNCED, 90), aged(LISTENER, SYNCED, 7200)],
+                &[
+                    aged(CLUSTER, SYNCED, 7200),
+                    aged(ENDPOINT, SYNCED, 90),
+                    aged(LISTENER, SYNCED, 7200),
+                ],
             ),
             generic(
                 "reviews-v2-7d79d5bd5d-tj6kf.bookinfo",
                 &meta("bookinfo", "1.29.1"),
-                &[aged(CLUSTER, SYNCED, 3 * 86400), aged(ENDPOINT, STALE, 600), nack, aged(ROUTE, NOT_SENT, 30)],
+                &[
+                    aged(CLUSTER, SYNCED, 3 * 86400),
+                    aged(ENDPOINT, STALE, 600),
+                    nack,
+                    aged(ROUTE, NOT_SENT, 30),
+                ],
             ),
-            generic("ztunnel-jbjg2.istio-system", &meta("istio-system", "1.30.0"), &[aged(ADDRESS, SYNCED, 45), aged(WORKLOAD_AUTHORIZATION, SYNCED, 45)]),
-            generic("sleep-557747455f-v627d.sample", &meta("sample", "1.30.0"), &[]),
+            generic(
+                "ztunnel-jbjg2.istio-system",
+                &meta("istio-system", "1.30.0"),
+                &[
+                    aged(ADDRESS, SYNCED, 45),
+                    aged(WORKLOAD_AUTHORIZATION, SYNCED, 45),
+                ],
+            ),
+            generic(
+                "sleep-557747455f-v627d.sample",
+                &meta("sample", "1.30.0"),
+                &[],
+            ),
         ],
     )
 }
