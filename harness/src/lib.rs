@@ -7,7 +7,10 @@
 //! - `checks`, `runner`, `report`, `run`: the conformance suite (`proxy-conformance run`, `checks`).
 
 pub mod checks;
+pub mod client;
+pub mod decode;
 pub mod ps;
+pub mod render;
 pub mod report;
 pub mod run;
 pub mod runner;
