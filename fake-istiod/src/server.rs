@@ -1,0 +1,495 @@
+//! [`FakeIstiod`]: a running set of replicas, each on its own loopback address
+//! with a plaintext (15010) and a TLS (15012) port.
+
+use crate::ads::Ads;
+use crate::auth::{TokenAuthority, TokenSpec};
+use crate::conn::{Conn, accept_loop};
+use crate::mesh::{FaultState, MeshState, SharedMesh};
+use crate::scenario::{Fault, Proxy, Replica, Scenario, TypeStatus};
+use crate::tls::Ca;
+use proto::IstioVersion;
+use proto::envoy::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tonic::transport::{Identity as TlsIdentity, Server, ServerTlsConfig};
+
+/// Errors of the running fake.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("no replica named {0:?}")]
+    UnknownReplica(String),
+    #[error("no proxy with id {0:?}")]
+    UnknownProxy(String),
+    #[error("{0}")]
+    Scenario(#[from] crate::scenario::ScenarioError),
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    #[error("state directory: {0}")]
+    Io(#[from] io::Error),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("signing key: {0}")]
+    Key(#[from] crate::auth::KeyError),
+}
+
+/// Where and how to listen.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    /// Address of the first replica; the next ones count up (127.0.0.2, .3, ...).
+    pub base_address: IpAddr,
+    /// Plaintext port of every replica (istiod: 15010; 0 = any).
+    pub plaintext_port: u16,
+    /// TLS port of every replica (istiod: 15012; 0 = any).
+    pub tls_port: u16,
+    /// Serve the gRPC control API here (None: no control server).
+    pub control_addr: Option<SocketAddr>,
+    /// Where the CA (and signing key) files go; None = a temporary directory.
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions {
+            base_address: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+            plaintext_port: 15010,
+            tls_port: 15012,
+            control_addr: None,
+            state_dir: None,
+        }
+    }
+}
+
+impl StartOptions {
+    /// 127.0.0.2.. with port 0 everywhere, for parallel tests.
+    pub fn ephemeral() -> Self {
+        StartOptions {
+            plaintext_port: 0,
+            tls_port: 0,
+            ..Default::default()
+        }
+    }
+    /// Also serve the control API on 127.0.0.1 with any port.
+    pub fn with_control(mut self) -> Self {
+        self.control_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        self
+    }
+}
+
+/// A replica as listed to users.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaInfo {
+    pub name: String,
+    pub version: IstioVersion,
+    pub revision: String,
+    pub plaintext_addr: SocketAddr,
+    pub tls_addr: SocketAddr,
+    pub fault: Option<Fault>,
+    pub proxy_count: usize,
+}
+
+struct ReplicaRuntime {
+    name: String,
+    plaintext_addr: SocketAddr,
+    tls_addr: SocketAddr,
+    fault: watch::Sender<FaultState>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) mesh: SharedMesh,
+    replicas: Mutex<Vec<ReplicaRuntime>>,
+    /// Serialises load_scenario against itself.
+    reload: tokio::sync::Mutex<()>,
+    authority: Arc<TokenAuthority>,
+    ca: Ca,
+    ca_pem: String,
+    ca_file: PathBuf,
+    opts: StartOptions,
+    started: SystemTime,
+}
+
+/// A running set of emulated istiod replicas.
+pub struct FakeIstiod {
+    inner: Arc<Inner>,
+    control: Option<(SocketAddr, watch::Sender<bool>, JoinHandle<()>)>,
+    _tempdir: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for FakeIstiod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeIstiod")
+            .field("replicas", &self.replicas())
+            .field("ca_file", &self.inner.ca_file)
+            .finish()
+    }
+}
+
+fn nth_address(base: IpAddr, n: usize) -> IpAddr {
+    match base {
+        IpAddr::V4(v4) => IpAddr::V4(Ipv4Addr::from(u32::from(v4).wrapping_add(n as u32))),
+        v6 => v6,
+    }
+}
+
+impl FakeIstiod {
+    /// Starts every replica of `scenario`.
+    pub async fn start(scenario: Scenario, opts: StartOptions) -> Result<FakeIstiod, Error> {
+        let (tempdir, dir) = match &opts.state_dir {
+            Some(d) => {
+                std::fs::create_dir_all(d)?;
+                (None, d.clone())
+            }
+            None => {
+                let t = tempfile::Builder::new().prefix("fake-istiod-").tempdir()?;
+                let p = t.path().to_path_buf();
+                (Some(t), p)
+            }
+        };
+        let ca = Ca::generate().map_err(|e| Error::Tls(e.to_string()))?;
+        let ca_pem = ca.pem();
+        let ca_file = dir.join("root-cert.pem");
+        std::fs::write(&ca_file, &ca_pem)?;
+        let authority = TokenAuthority::generate()?;
+        std::fs::write(
+            dir.join("token-signing-key.pub.pem"),
+            authority.public_pem(),
+        )?;
+        let inner = Arc::new(Inner {
+            mesh: Arc::new(RwLock::new(MeshState::from_scenario(&scenario))),
+            replicas: Mutex::new(Vec::new()),
+            reload: tokio::sync::Mutex::new(()),
+            authority: Arc::new(authority),
+            ca,
+            ca_pem,
+            ca_file,
+            opts: opts.clone(),
+            started: SystemTime::now(),
+        });
+        start_replicas(&inner, &scenario).await?;
+        let control = match opts.control_addr {
+            Some(addr) => Some(crate::control::serve(inner.clone(), addr).await?),
+            None => None,
+        };
+        Ok(FakeIstiod {
+            inner,
+            control,
+            _tempdir: tempdir,
+        })
+    }
+
+    /// The replicas with their addresses, in scenario order.
+    pub fn replicas(&self) -> Vec<ReplicaInfo> {
+        self.inner.replica_infos()
+    }
+
+    /// One replica by name.
+    pub fn replica(&self, name: &str) -> Option<ReplicaInfo> {
+        self.replicas().into_iter().find(|r| r.name == name)
+    }
+
+    /// PEM of the CA that signed the TLS ports' certificates.
+    pub fn ca_pem(&self) -> String {
+        self.inner.ca_pem.clone()
+    }
+    pub fn ca_file(&self) -> &Path {
+        &self.inner.ca_file
+    }
+
+    /// A bearer token as Kubernetes would issue it (see [`TokenSpec`] helpers
+    /// for expired, wrong-audience and bad-signature tokens).
+    pub fn mint_token(&self, spec: &TokenSpec) -> String {
+        self.inner.authority.mint(spec)
+    }
+
+    /// The key tokens are checked against.
+    pub fn token_authority(&self) -> &TokenAuthority {
+        &self.inner.authority
+    }
+
+    pub fn control_addr(&self) -> Option<SocketAddr> {
+        self.control.as_ref().map(|(a, _, _)| *a)
+    }
+
+    pub async fn set_fault(&self, replica: &str, fault: Fault) -> Result<(), Error> {
+        self.inner.set_fault(replica, Some(fault))
+    }
+    pub async fn clear_fault(&self, replica: &str) -> Result<(), Error> {
+        self.inner.set_fault(replica, None)
+    }
+    /// Adds a proxy or replaces the one with the same id.
+    pub async fn upsert_proxy(&self, proxy: Proxy) -> Result<(), Error> {
+        self.inner.upsert_proxy(proxy)
+    }
+    pub async fn remove_proxy(&self, id: &str) -> Result<(), Error> {
+        self.inner.remove_proxy(id)
+    }
+    /// Moves a proxy to another replica (a reconnect).
+    pub async fn move_proxy(&self, id: &str, to_replica: &str) -> Result<(), Error> {
+        self.inner.move_proxy(id, to_replica)
+    }
+    /// Sets one type's status on one proxy.
+    pub async fn set_status(&self, proxy_id: &str, status: TypeStatus) -> Result<(), Error> {
+        self.inner.set_status(proxy_id, status)
+    }
+    /// Replaces the whole mesh; replica listeners are re-created.
+    pub async fn load_scenario(&self, scenario: Scenario) -> Result<(), Error> {
+        self.inner.load_scenario(scenario).await
+    }
+
+    /// Stops every listener and the control server, and waits for them.
+    pub async fn shutdown(mut self) {
+        if let Some((_, tx, task)) = self.control.take() {
+            let _ = tx.send(true);
+            let _ = task.await;
+        }
+        stop_replicas(&self.inner).await;
+    }
+}
+
+impl Inner {
+    pub(crate) fn replica_infos(&self) -> Vec<ReplicaInfo> {
+        let Ok(mesh) = self.mesh.read() else {
+            return Vec::new();
+        };
+        let Ok(rts) = self.replicas.lock() else {
+            return Vec::new();
+        };
+        rts.iter()
+            .filter_map(|rt| {
+                let id = mesh.replicas.get(&rt.name)?;
+                Some(ReplicaInfo {
+                    name: rt.name.clone(),
+                    version: id.version.clone(),
+                    revision: id.revision.clone(),
+                    plaintext_addr: rt.plaintext_addr,
+                    tls_addr: rt.tls_addr,
+                    fault: rt.fault.borrow().fault.clone(),
+                    proxy_count: mesh.count_of(&rt.name),
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) fn ca_file(&self) -> &Path {
+        &self.ca_file
+    }
+
+    pub(crate) fn set_fault(&self, replica: &str, fault: Option<Fault>) -> Result<(), Error> {
+        if let Some(Fault::Duplicate { proxy_id }) = &fault {
+            let mesh = self
+                .mesh
+                .read()
+                .map_err(|_| Error::Invalid("state poisoned".into()))?;
+            if !mesh.proxies.contains_key(proxy_id) {
+                return Err(Error::UnknownProxy(proxy_id.clone()));
+            }
+        }
+        let rts = self
+            .replicas
+            .lock()
+            .map_err(|_| Error::Invalid("state poisoned".into()))?;
+        let rt = rts
+            .iter()
+            .find(|r| r.name == replica)
+            .ok_or_else(|| Error::UnknownReplica(replica.to_string()))?;
+        rt.fault.send_replace(FaultState::new(fault));
+        Ok(())
+    }
+
+    fn write(&self) -> Result<std::sync::RwLockWriteGuard<'_, MeshState>, Error> {
+        self.mesh
+            .write()
+            .map_err(|_| Error::Invalid("state poisoned".into()))
+    }
+
+    pub(crate) fn upsert_proxy(&self, mut proxy: Proxy) -> Result<(), Error> {
+        let mut mesh = self.write()?;
+        if !mesh.replicas.contains_key(&proxy.replica) {
+            return Err(Error::UnknownReplica(proxy.replica.clone()));
+        }
+        match proxy.id.rsplit_once('.') {
+            Some((pod, ns)) if !pod.is_empty() && !ns.is_empty() => {}
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "proxy id {:?} is not <pod>.<namespace>",
+                    proxy.id
+                )));
+            }
+        }
+        proxy.types.sort_by(|a, b| a.type_url.cmp(&b.type_url));
+        mesh.proxies.insert(proxy.id.clone(), Arc::new(proxy));
+        Ok(())
+    }
+
+    pub(crate) fn remove_proxy(&self, id: &str) -> Result<(), Error> {
+        let mut mesh = self.write()?;
+        mesh.proxies
+            .remove(id)
+            .map(|_| ())
+            .ok_or_else(|| Error::UnknownProxy(id.to_string()))
+    }
+
+    pub(crate) fn move_proxy(&self, id: &str, to: &str) -> Result<(), Error> {
+        let mut mesh = self.write()?;
+        if !mesh.replicas.contains_key(to) {
+            return Err(Error::UnknownReplica(to.to_string()));
+        }
+        let p = mesh
+            .proxies
+            .get_mut(id)
+            .ok_or_else(|| Error::UnknownProxy(id.to_string()))?;
+        Arc::make_mut(p).replica = to.to_string();
+        Ok(())
+    }
+
+    pub(crate) fn set_status(&self, id: &str, status: TypeStatus) -> Result<(), Error> {
+        let mut mesh = self.write()?;
+        let p = mesh
+            .proxies
+            .get_mut(id)
+            .ok_or_else(|| Error::UnknownProxy(id.to_string()))?;
+        Arc::make_mut(p).set_type_status(status);
+        Ok(())
+    }
+
+    pub(crate) async fn load_scenario(self: &Arc<Self>, scenario: Scenario) -> Result<(), Error> {
+        let _guard = self.reload.lock().await;
+        stop_replicas(self).await;
+        {
+            let mut mesh = self.write()?;
+            *mesh = MeshState::from_scenario(&scenario);
+        }
+        start_replicas(self, &scenario).await
+    }
+}
+
+async fn stop_replicas(inner: &Inner) {
+    let rts: Vec<ReplicaRuntime> = match inner.replicas.lock() {
+        Ok(mut g) => std::mem::take(&mut *g),
+        Err(_) => return,
+    };
+    for rt in &rts {
+        let _ = rt.shutdown.send(true);
+    }
+    for rt in rts {
+        for t in rt.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn start_replicas(inner: &Arc<Inner>, scenario: &Scenario) -> Result<(), Error> {
+    let mut started = Vec::new();
+    for (i, r) in scenario.replicas.iter().enumerate() {
+        let ip = r
+            .address
+            .unwrap_or_else(|| nth_address(inner.opts.base_address, i));
+        match start_replica(inner, r, ip).await {
+            Ok(rt) => started.push(rt),
+            Err(e) => {
+                for rt in &started {
+                    let _ = rt.shutdown.send(true);
+                }
+                return Err(e);
+            }
+        }
+    }
+    if let Ok(mut g) = inner.replicas.lock() {
+        *g = started;
+    }
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })
+}
+
+async fn start_replica(
+    inner: &Arc<Inner>,
+    r: &Replica,
+    ip: IpAddr,
+) -> Result<ReplicaRuntime, Error> {
+    let plain = bind(SocketAddr::new(ip, inner.opts.plaintext_port)).await?;
+    let tls = bind(SocketAddr::new(ip, inner.opts.tls_port)).await?;
+    let plaintext_addr = plain.local_addr()?;
+    let tls_addr = tls.local_addr()?;
+    let namespace = inner
+        .mesh
+        .read()
+        .map(|m| m.istiod.namespace.clone())
+        .unwrap_or_default();
+    let cert = inner
+        .ca
+        .serving_cert(&namespace, ip)
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    let (fault_tx, fault_rx) = watch::channel(FaultState::new(r.fault.clone()));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let pushes = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for (listener, addr, is_tls) in [(plain, plaintext_addr, false), (tls, tls_addr, true)] {
+        let (conn_tx, conn_rx) = mpsc::channel::<io::Result<Conn>>(64);
+        let ads = Ads {
+            replica: r.name.clone(),
+            tls: is_tls,
+            mesh: inner.mesh.clone(),
+            fault: fault_rx.clone(),
+            authority: inner.authority.clone(),
+            pushes: pushes.clone(),
+            started: inner.started,
+        };
+        let mut builder = Server::builder();
+        if is_tls {
+            let cfg = ServerTlsConfig::new()
+                .identity(TlsIdentity::from_pem(&cert.cert_pem, &cert.key_pem));
+            builder = builder
+                .tls_config(cfg)
+                .map_err(|e| Error::Tls(e.to_string()))?;
+        }
+        let svc = AggregatedDiscoveryServiceServer::new(ads)
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .max_encoding_message_size(usize::MAX);
+        let mut sd = shutdown_rx.clone();
+        let name = r.name.clone();
+        tasks.push(tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::ReceiverStream::new(conn_rx);
+            let signal = async move {
+                let _ = sd.wait_for(|v| *v).await;
+            };
+            if let Err(e) = builder
+                .add_service(svc)
+                .serve_with_incoming_shutdown(incoming, signal)
+                .await
+            {
+                tracing::warn!(replica = %name, error = %e, "replica server stopped");
+            }
+        }));
+        tasks.push(tokio::spawn(accept_loop(
+            Some(listener),
+            addr,
+            fault_rx.clone(),
+            conn_tx,
+            shutdown_rx.clone(),
+        )));
+    }
+    tracing::info!(replica = %r.name, %plaintext_addr, %tls_addr, "replica listening");
+    Ok(ReplicaRuntime {
+        name: r.name.clone(),
+        plaintext_addr,
+        tls_addr,
+        fault: fault_tx,
+        shutdown: shutdown_tx,
+        tasks,
+    })
+}
