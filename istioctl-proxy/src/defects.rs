@@ -1,0 +1,101 @@
+//! Deliberate defects, so the conformance suite can prove each check fails on a
+//! broken proxy. Only settable with the `test-defects` cargo feature (never a
+//! flag of the real binary); without it [`crate::ProxyConfig`] has no `defects`.
+
+use std::str::FromStr;
+
+/// One defect of the blog's sample (or a typical bug), switched on by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Defect {
+    /// (a) config_dump goes to the first replica only.
+    ConfigDumpFirstReplicaOnly,
+    /// (b) a missing `authorization` header aborts the connection (the sample's panic).
+    CrashOnMissingToken,
+    /// (c) sequential fan-out, fail on the first error, 2 s per replica.
+    SequentialFailFast,
+    /// (d) a proxy reported by two replicas appears twice.
+    NoDedupe,
+    /// (e) the last replica's results are omitted with no error and no marker.
+    DropLastReplicaSilently,
+    /// (f) the first replica's ControlPlane ID instead of `<external>`.
+    KeepReplicaControlPlaneId,
+    /// (g) gRPC's 4 MiB default as the maximum answer size.
+    Cap4MiB,
+}
+
+#[cfg_attr(not(feature = "test-defects"), allow(dead_code))]
+impl Defect {
+    pub const ALL: [Defect; 7] = [
+        Defect::ConfigDumpFirstReplicaOnly,
+        Defect::CrashOnMissingToken,
+        Defect::SequentialFailFast,
+        Defect::NoDedupe,
+        Defect::DropLastReplicaSilently,
+        Defect::KeepReplicaControlPlaneId,
+        Defect::Cap4MiB,
+    ];
+
+    /// The kebab-case name used in `ISTIOCTL_PROXY_DEFECTS`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Defect::ConfigDumpFirstReplicaOnly => "config-dump-first-replica-only",
+            Defect::CrashOnMissingToken => "crash-on-missing-token",
+            Defect::SequentialFailFast => "sequential-fail-fast",
+            Defect::NoDedupe => "no-dedupe",
+            Defect::DropLastReplicaSilently => "drop-last-replica-silently",
+            Defect::KeepReplicaControlPlaneId => "keep-replica-control-plane-id",
+            Defect::Cap4MiB => "cap-4-mib",
+        }
+    }
+
+    /// Parses `a,b,...` (kebab-case names; empty entries ignored).
+    pub fn parse_list(list: &str) -> Result<Vec<Defect>, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::parse)
+            .collect()
+    }
+}
+
+impl FromStr for Defect {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let norm = s.trim().to_ascii_lowercase();
+        Defect::ALL
+            .into_iter()
+            .find(|d| d.name() == norm || d.name().replace('-', "") == norm.replace('-', ""))
+            .ok_or_else(|| {
+                let names: Vec<_> = Defect::ALL.iter().map(|d| d.name()).collect();
+                format!("unknown defect {s:?}; known: {}", names.join(", "))
+            })
+    }
+}
+
+impl std::fmt::Display for Defect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for d in Defect::ALL {
+            assert_eq!(d.name().parse::<Defect>(), Ok(d));
+        }
+        assert_eq!(
+            Defect::parse_list("no-dedupe, cap-4-mib,"),
+            Ok(vec![Defect::NoDedupe, Defect::Cap4MiB])
+        );
+        assert_eq!("cap4mib".parse::<Defect>(), Ok(Defect::Cap4MiB));
+        assert!(
+            Defect::parse_list("nope")
+                .unwrap_err()
+                .contains("known: config-dump-first-replica-only")
+        );
+    }
+}

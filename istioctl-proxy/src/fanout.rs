@@ -1,0 +1,139 @@
+//! Sending one request to many replicas: in parallel with a deadline per
+//! replica and one for the whole request; or (defect / bench baseline only)
+//! sequentially, failing fast, like the blog's sample.
+
+use crate::discovery::Replica;
+use crate::upstream::{ReplicaError, Upstream};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use proto::envoy::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// One replica's outcome.
+#[derive(Debug, Clone)]
+pub struct ReplicaAnswer {
+    pub replica: Replica,
+    pub result: Result<DiscoveryResponse, ReplicaError>,
+}
+
+/// How to fan out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// All replicas at once (the proxy's only real strategy).
+    Parallel,
+    /// One after another, stop at the first failure, 2 s each: the sample's
+    /// strategy, kept as a conformance defect and a bench baseline.
+    SequentialFailFast,
+}
+
+/// The sample's per-replica timeout.
+pub const SAMPLE_REPLICA_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Asks every replica; answers come back in `replicas` order.
+pub async fn fan_out(
+    upstream: &Upstream,
+    replicas: &[Replica],
+    request: &DiscoveryRequest,
+    token: Option<&str>,
+    replica_timeout: Duration,
+    deadline: Instant,
+    strategy: Strategy,
+) -> Vec<ReplicaAnswer> {
+    match strategy {
+        Strategy::Parallel => {
+            parallel(
+                upstream,
+                replicas,
+                request,
+                token,
+                replica_timeout,
+                deadline,
+            )
+            .await
+        }
+        Strategy::SequentialFailFast => sequential(upstream, replicas, request, token).await,
+    }
+}
+
+async fn ask_one(
+    upstream: &Upstream,
+    replica: &Replica,
+    request: DiscoveryRequest,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Result<DiscoveryResponse, ReplicaError> {
+    match tokio::time::timeout(timeout, upstream.ask(replica, request, token)).await {
+        Ok(r) => r,
+        Err(_) => Err(ReplicaError::Timeout(timeout)),
+    }
+}
+
+async fn parallel(
+    upstream: &Upstream,
+    replicas: &[Replica],
+    request: &DiscoveryRequest,
+    token: Option<&str>,
+    replica_timeout: Duration,
+    deadline: Instant,
+) -> Vec<ReplicaAnswer> {
+    let mut results: Vec<Option<Result<DiscoveryResponse, ReplicaError>>> =
+        vec![None; replicas.len()];
+    let mut pending: FuturesUnordered<_> = replicas
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let req = request.clone();
+            async move { (i, ask_one(upstream, r, req, token, replica_timeout).await) }
+        })
+        .collect();
+    let overall = tokio::time::sleep_until(deadline);
+    tokio::pin!(overall);
+    loop {
+        tokio::select! {
+            next = pending.next() => match next {
+                Some((i, r)) => results[i] = Some(r),
+                None => break,
+            },
+            _ = &mut overall => break,
+        }
+    }
+    replicas
+        .iter()
+        .zip(results)
+        .map(|(replica, r)| ReplicaAnswer {
+            replica: replica.clone(),
+            result: r.unwrap_or(Err(ReplicaError::RequestDeadline)),
+        })
+        .collect()
+}
+
+async fn sequential(
+    upstream: &Upstream,
+    replicas: &[Replica],
+    request: &DiscoveryRequest,
+    token: Option<&str>,
+) -> Vec<ReplicaAnswer> {
+    let mut out = Vec::with_capacity(replicas.len());
+    let mut failed = false;
+    for replica in replicas {
+        let result = if failed {
+            Err(ReplicaError::NotAsked)
+        } else {
+            ask_one(
+                upstream,
+                replica,
+                request.clone(),
+                token,
+                SAMPLE_REPLICA_TIMEOUT,
+            )
+            .await
+        };
+        failed |= result.is_err();
+        out.push(ReplicaAnswer {
+            replica: replica.clone(),
+            result,
+        });
+    }
+    out
+}

@@ -1,0 +1,660 @@
+//! Turning the replicas' answers into one response (pure functions, no I/O).
+//!
+//! Rules (documented in the README):
+//! - syncz: every replica's `ClientConfig`s, one per node id. When two replicas
+//!   report the same proxy (a reconnect race), the copy with the newest
+//!   `last_updated` (the max over its `generic_xds_configs`) wins; a copy with a
+//!   timestamp beats one without; on a tie the replica first in name order wins.
+//!   Kept copies are passed through byte for byte. Output is sorted by node id.
+//! - other fan-out types (`istio.io/connections`, `istio.io/debug`): resources
+//!   concatenated in replica name order.
+//! - ControlPlane: `{"Component":"istiod","ID":"<external>","Info":…}`; Info is
+//!   the replicas' build info; when versions differ, the LOWEST version wins (the
+//!   capabilities every replica has; ties: replica name order), and a warning is logged.
+//! - failures: policy `fail` → `Unavailable` naming every failed replica and why;
+//!   `annotate` → one marker `ClientConfig` per failed replica whose node id reads
+//!   `<replica> (unreachable: <reason>)`.
+
+use crate::auth::Visibility;
+use crate::config::FailurePolicy;
+use crate::discovery::Replica;
+use crate::fanout::ReplicaAnswer;
+use crate::upstream::ReplicaError;
+use prost::Message;
+use proto::control_plane::EXTERNAL_ID;
+use proto::envoy::envoy::config::core::v3::{ControlPlane, Node};
+use proto::envoy::envoy::service::discovery::v3::DiscoveryResponse;
+use proto::envoy::envoy::service::status::v3::ClientConfig;
+use proto::envoy::google::protobuf::{Any, Timestamp};
+use proto::{BuildInfo, IstioControlPlaneInstance, IstioVersion, type_url};
+use std::collections::HashMap;
+
+/// Switches for deliberate defects (all off in a correct proxy).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MergeFlaws {
+    pub no_dedupe: bool,
+    pub drop_last_replica: bool,
+    pub keep_replica_id: bool,
+}
+
+/// What a merge produced besides the response.
+#[derive(Debug, Default)]
+pub struct MergeOutcome {
+    /// node id → name of the replica whose copy was kept (config_dump routing).
+    pub owners: Vec<(String, String)>,
+    /// ControlPlane seen per replica name (remembered for later answers).
+    pub seen: Vec<(String, IstioControlPlaneInstance)>,
+}
+
+/// What earlier answers taught: per replica name, its ControlPlane (istiod
+/// 1.25+ sends it only on syncz; markers show the ID instead of an address).
+#[derive(Debug, Clone, Default)]
+pub struct Remembered {
+    pub control_planes: HashMap<String, IstioControlPlaneInstance>,
+}
+
+/// A replica's answer after validation.
+struct Valid<'a> {
+    replica: &'a Replica,
+    response: &'a DiscoveryResponse,
+    cp: Option<IstioControlPlaneInstance>,
+}
+
+/// Merges fan-out answers. `known` holds what earlier answers taught.
+pub fn merge(
+    type_url_requested: &str,
+    answers: &[ReplicaAnswer],
+    policy: FailurePolicy,
+    visibility: &Visibility,
+    known: &Remembered,
+    flaws: MergeFlaws,
+) -> Result<(DiscoveryResponse, MergeOutcome), tonic::Status> {
+    let answers = if flaws.drop_last_replica && !answers.is_empty() {
+        &answers[..answers.len() - 1]
+    } else {
+        answers
+    };
+    let syncz = type_url_requested == type_url::SYNCZ;
+    let mut valid = Vec::new();
+    let mut failed: Vec<(&Replica, ReplicaError)> = Vec::new();
+    for a in answers {
+        match &a.result {
+            Err(e) => failed.push((&a.replica, e.clone())),
+            Ok(resp) => match validate(resp, syncz) {
+                Ok(cp) => valid.push(Valid {
+                    replica: &a.replica,
+                    response: resp,
+                    cp,
+                }),
+                Err(e) => failed.push((&a.replica, e)),
+            },
+        }
+    }
+    if !failed.is_empty() && policy == FailurePolicy::Fail {
+        return Err(failure_status(&failed, answers.len()));
+    }
+
+    let mut outcome = MergeOutcome::default();
+    let mut resources: Vec<Any> = if syncz {
+        let kept = dedupe(&valid, flaws.no_dedupe);
+        let mut kept: Vec<_> = kept
+            .into_iter()
+            .filter(|(id, _, _)| visibility.sees(id))
+            .collect();
+        kept.sort_by(|a, b| a.0.cmp(&b.0));
+        outcome.owners = kept
+            .iter()
+            .map(|(id, owner, _)| (id.clone(), owner.name.clone()))
+            .collect();
+        kept.into_iter().map(|(_, _, any)| any.clone()).collect()
+    } else {
+        valid
+            .iter()
+            .flat_map(|v| v.response.resources.iter().cloned())
+            .collect()
+    };
+    for (replica, err) in &failed {
+        resources.push(marker(&display_name(replica, known), err));
+    }
+
+    outcome.seen = valid
+        .iter()
+        .filter_map(|v| v.cp.clone().map(|cp| (v.replica.name.clone(), cp)))
+        .collect();
+    let infos: Vec<(String, BuildInfo)> = valid
+        .iter()
+        .filter_map(|v| {
+            v.cp.as_ref()
+                .or_else(|| known.control_planes.get(&v.replica.name))
+                .map(|cp| (v.replica.name.clone(), cp.info.clone()))
+        })
+        .collect();
+    let mut infos = infos;
+    let mut id = EXTERNAL_ID.to_string();
+    if flaws.keep_replica_id
+        && let Some(first) = valid.first()
+    {
+        id = first
+            .cp
+            .as_ref()
+            .map(|cp| cp.id.clone())
+            .unwrap_or_else(|| first.replica.name.clone());
+    }
+    let response = DiscoveryResponse {
+        version_info: version_info(),
+        resources,
+        type_url: type_url_requested.to_string(),
+        nonce: fresh_nonce(),
+        control_plane: Some(external_control_plane(&id, &mut infos)),
+        ..Default::default()
+    };
+    Ok((response, outcome))
+}
+
+/// Checks one answer; returns the replica's build info if it sent a ControlPlane.
+fn validate(
+    resp: &DiscoveryResponse,
+    syncz: bool,
+) -> Result<Option<IstioControlPlaneInstance>, ReplicaError> {
+    let cp = match &resp.control_plane {
+        None => None,
+        Some(cp) => match serde_json::from_str::<IstioControlPlaneInstance>(&cp.identifier) {
+            Ok(inst) => Some(inst),
+            Err(_) => {
+                return Err(ReplicaError::Invalid(
+                    "ControlPlane identifier is not IstioControlPlaneInstance JSON".into(),
+                ));
+            }
+        },
+    };
+    if syncz {
+        for r in &resp.resources {
+            if r.type_url != type_url::CLIENT_CONFIG {
+                return Err(ReplicaError::Invalid(format!(
+                    "syncz resource of type {:?}, expected ClientConfig",
+                    r.type_url
+                )));
+            }
+            ClientConfig::decode(r.value.as_slice())
+                .map_err(|e| ReplicaError::Invalid(format!("undecodable ClientConfig: {e}")))?;
+        }
+    }
+    Ok(cp)
+}
+
+/// De-duplicates ClientConfigs by node id (see the module rules). Returns
+/// (node id, owner, original Any) in first-seen order.
+fn dedupe<'a>(valid: &'a [Valid<'a>], keep_all: bool) -> Vec<(String, &'a Replica, &'a Any)> {
+    let mut out: Vec<(String, &Replica, &Any, Option<(i64, i32)>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for v in valid {
+        for any in &v.response.resources {
+            // Validated above: decoding succeeds.
+            let Ok(cc) = ClientConfig::decode(any.value.as_slice()) else {
+                continue;
+            };
+            let id = cc.node.as_ref().map(|n| n.id.clone()).unwrap_or_default();
+            let stamp = last_updated(&cc);
+            if keep_all {
+                out.push((id, v.replica, any, stamp));
+                continue;
+            }
+            match index.get(&id) {
+                None => {
+                    index.insert(id.clone(), out.len());
+                    out.push((id, v.replica, any, stamp));
+                }
+                Some(&i) => {
+                    // Strictly newer wins; equal keeps the earlier replica.
+                    if stamp > out[i].3 {
+                        out[i] = (id, v.replica, any, stamp);
+                    }
+                }
+            }
+        }
+    }
+    out.into_iter().map(|(id, r, a, _)| (id, r, a)).collect()
+}
+
+/// The newest `last_updated` of a ClientConfig (None before istiod 1.23).
+pub fn last_updated(cc: &ClientConfig) -> Option<(i64, i32)> {
+    cc.generic_xds_configs
+        .iter()
+        .filter_map(|g| g.last_updated.as_ref())
+        .map(|t: &Timestamp| (t.seconds, t.nanos))
+        .max()
+}
+
+/// The name to show for a replica: its ControlPlane ID when one was seen and
+/// discovery only knows an address, else discovery's name.
+fn display_name(replica: &Replica, known: &Remembered) -> String {
+    match known.control_planes.get(&replica.name) {
+        Some(cp) if replica.name == replica.address && !cp.id.is_empty() => cp.id.clone(),
+        _ => replica.name.clone(),
+    }
+}
+
+/// The marker row istioctl shows for a failed replica.
+pub fn marker(replica_name: &str, err: &ReplicaError) -> Any {
+    let cc = ClientConfig {
+        node: Some(Node {
+            id: format!("{replica_name} (unreachable: {err})"),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Any {
+        type_url: type_url::CLIENT_CONFIG.to_string(),
+        value: cc.encode_to_vec(),
+    }
+}
+
+/// `Unavailable` naming every failed replica and why.
+pub fn failure_status(failed: &[(&Replica, ReplicaError)], total: usize) -> tonic::Status {
+    let detail: Vec<String> = failed
+        .iter()
+        .map(|(r, e)| {
+            if r.name == r.address {
+                format!("{}: {e}", r.name)
+            } else {
+                format!("{} ({}): {e}", r.name, r.address)
+            }
+        })
+        .collect();
+    tonic::Status::unavailable(format!(
+        "{} of {} istiod replicas failed: {}",
+        failed.len(),
+        total,
+        detail.join("; ")
+    ))
+}
+
+/// `<external>` with the chosen replica info (lowest version; logged when they differ).
+fn external_control_plane(id: &str, infos: &mut [(String, BuildInfo)]) -> ControlPlane {
+    let info = choose_info(infos);
+    ControlPlane {
+        identifier: IstioControlPlaneInstance {
+            component: "istiod".to_string(),
+            id: id.to_string(),
+            info,
+        }
+        .to_json(),
+    }
+}
+
+/// The lowest version wins; unparsable versions rank after parsable ones; ties
+/// by replica name. Logs when the replicas' versions differ.
+pub fn choose_info(infos: &mut [(String, BuildInfo)]) -> BuildInfo {
+    infos.sort_by(|(an, a), (bn, b)| {
+        let av = a.version.parse::<IstioVersion>().ok();
+        let bv = b.version.parse::<IstioVersion>().ok();
+        let key = |v: &Option<IstioVersion>| (v.is_none(), v.clone());
+        key(&av)
+            .cmp(&key(&bv))
+            .then_with(|| a.version.cmp(&b.version))
+            .then_with(|| an.cmp(bn))
+    });
+    if let (Some(first), Some(last)) = (infos.first(), infos.last())
+        && first.1.version != last.1.version
+    {
+        let all: Vec<String> = infos
+            .iter()
+            .map(|(n, i)| format!("{n}={}", i.version))
+            .collect();
+        tracing::warn!(
+            chosen = %first.1.version,
+            replicas = %all.join(","),
+            "istiod replicas run different versions; reporting the lowest"
+        );
+    }
+    infos.first().map(|(_, i)| i.clone()).unwrap_or_default()
+}
+
+/// The ControlPlane for a single replica's answer passed through (config_dump).
+pub fn external_for(info: Option<BuildInfo>) -> ControlPlane {
+    external_control_plane(
+        EXTERNAL_ID,
+        &mut info.map(|i| vec![(String::new(), i)]).unwrap_or_default(),
+    )
+}
+
+/// Milliseconds since the epoch: a version that changes with every answer.
+pub fn version_info() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis().to_string())
+        .unwrap_or_default()
+}
+
+/// A random nonce, never a replica's.
+pub fn fresh_nonce() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::envoy::envoy::service::status::v3::client_config::GenericXdsConfig;
+
+    fn replica(name: &str) -> Replica {
+        Replica {
+            name: name.into(),
+            address: format!("{name}:15010"),
+        }
+    }
+
+    fn cc(id: &str, updated: Option<i64>) -> Any {
+        let cc = ClientConfig {
+            node: Some(Node {
+                id: id.into(),
+                ..Default::default()
+            }),
+            generic_xds_configs: vec![GenericXdsConfig {
+                type_url: type_url::CLUSTER.into(),
+                last_updated: updated.map(|s| Timestamp {
+                    seconds: s,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        Any {
+            type_url: type_url::CLIENT_CONFIG.into(),
+            value: cc.encode_to_vec(),
+        }
+    }
+
+    fn answer(name: &str, version: &str, resources: Vec<Any>) -> ReplicaAnswer {
+        ReplicaAnswer {
+            replica: replica(name),
+            result: Ok(DiscoveryResponse {
+                type_url: type_url::SYNCZ.into(),
+                nonce: "replica-nonce".into(),
+                resources,
+                control_plane: Some(ControlPlane {
+                    identifier: IstioControlPlaneInstance::istiod(
+                        name,
+                        BuildInfo::release(version),
+                    )
+                    .to_json(),
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn ids(resp: &DiscoveryResponse) -> Vec<String> {
+        resp.resources
+            .iter()
+            .map(|a| {
+                ClientConfig::decode(a.value.as_slice())
+                    .unwrap()
+                    .node
+                    .unwrap()
+                    .id
+            })
+            .collect()
+    }
+
+    fn run(
+        answers: &[ReplicaAnswer],
+        policy: FailurePolicy,
+    ) -> Result<(DiscoveryResponse, MergeOutcome), tonic::Status> {
+        merge(
+            type_url::SYNCZ,
+            answers,
+            policy,
+            &Visibility::All,
+            &Remembered::default(),
+            MergeFlaws::default(),
+        )
+    }
+
+    fn cp(resp: &DiscoveryResponse) -> IstioControlPlaneInstance {
+        serde_json::from_str(&resp.control_plane.as_ref().unwrap().identifier).unwrap()
+    }
+
+    #[test]
+    fn union_sorted_with_external_identity() {
+        let answers = [
+            answer(
+                "istiod-1",
+                "1.30.0",
+                vec![cc("b.ns", Some(1)), cc("a.ns", Some(1))],
+            ),
+            answer("istiod-2", "1.30.0", vec![cc("c.ns", Some(1))]),
+        ];
+        let (resp, outcome) = run(&answers, FailurePolicy::Fail).unwrap();
+        assert_eq!(ids(&resp), ["a.ns", "b.ns", "c.ns"]);
+        assert_eq!(resp.type_url, type_url::SYNCZ);
+        assert_ne!(resp.nonce, "replica-nonce");
+        assert!(!resp.version_info.is_empty());
+        let cp = cp(&resp);
+        assert_eq!(
+            (cp.id.as_str(), cp.component.as_str()),
+            ("<external>", "istiod")
+        );
+        assert_eq!(cp.info.version, "1.30.0");
+        assert_eq!(
+            outcome.owners[2],
+            ("c.ns".to_string(), "istiod-2".to_string())
+        );
+    }
+
+    #[test]
+    fn passes_client_configs_through_byte_for_byte() {
+        let original = cc("a.ns", Some(7));
+        let answers = [answer("istiod-1", "1.30.0", vec![original.clone()])];
+        let (resp, _) = run(&answers, FailurePolicy::Fail).unwrap();
+        assert_eq!(resp.resources, vec![original]);
+    }
+
+    #[test]
+    fn dedupe_keeps_newest_then_first_replica() {
+        let newer = cc("dup.ns", Some(20));
+        let answers = [
+            answer(
+                "istiod-1",
+                "1.30.0",
+                vec![cc("dup.ns", Some(10)), cc("tie.ns", Some(5))],
+            ),
+            answer(
+                "istiod-2",
+                "1.30.0",
+                vec![newer.clone(), cc("tie.ns", Some(5)), cc("old.ns", None)],
+            ),
+            answer("istiod-3", "1.30.0", vec![cc("old.ns", None)]),
+        ];
+        let (resp, outcome) = run(&answers, FailurePolicy::Fail).unwrap();
+        assert_eq!(ids(&resp), ["dup.ns", "old.ns", "tie.ns"]);
+        assert_eq!(resp.resources[0], newer);
+        let owner: HashMap<_, _> = outcome.owners.into_iter().collect();
+        assert_eq!(owner["dup.ns"], "istiod-2");
+        assert_eq!(owner["tie.ns"], "istiod-1");
+        assert_eq!(owner["old.ns"], "istiod-2");
+    }
+
+    #[test]
+    fn no_dedupe_flaw_keeps_duplicates() {
+        let answers = [
+            answer("istiod-1", "1.30.0", vec![cc("dup.ns", Some(10))]),
+            answer("istiod-2", "1.30.0", vec![cc("dup.ns", Some(20))]),
+        ];
+        let flaws = MergeFlaws {
+            no_dedupe: true,
+            ..Default::default()
+        };
+        let (resp, _) = merge(
+            type_url::SYNCZ,
+            &answers,
+            FailurePolicy::Fail,
+            &Visibility::All,
+            &Remembered::default(),
+            flaws,
+        )
+        .unwrap();
+        assert_eq!(ids(&resp), ["dup.ns", "dup.ns"]);
+    }
+
+    #[test]
+    fn fail_policy_names_every_failed_replica() {
+        let answers = [
+            answer("istiod-1", "1.30.0", vec![cc("a.ns", None)]),
+            ReplicaAnswer {
+                replica: replica("istiod-2"),
+                result: Err(ReplicaError::Timeout(std::time::Duration::from_secs(5))),
+            },
+            ReplicaAnswer {
+                replica: replica("istiod-3"),
+                result: Err(ReplicaError::Connect("Connection refused".into())),
+            },
+        ];
+        let err = run(&answers, FailurePolicy::Fail).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+        assert_eq!(
+            err.message(),
+            "2 of 3 istiod replicas failed: istiod-2 (istiod-2:15010): deadline exceeded after 5s; istiod-3 (istiod-3:15010): connection failed: Connection refused"
+        );
+    }
+
+    #[test]
+    fn annotate_policy_adds_marker_rows() {
+        let answers = [
+            answer("istiod-1", "1.30.0", vec![cc("a.ns", None)]),
+            ReplicaAnswer {
+                replica: replica("istiod-2"),
+                result: Err(ReplicaError::Timeout(std::time::Duration::from_secs(5))),
+            },
+        ];
+        let (resp, _) = run(&answers, FailurePolicy::Annotate).unwrap();
+        assert_eq!(
+            ids(&resp),
+            ["a.ns", "istiod-2 (unreachable: deadline exceeded after 5s)"]
+        );
+    }
+
+    #[test]
+    fn garbage_answers_count_as_failures() {
+        let mut bad = answer("istiod-2", "1.30.0", vec![]);
+        if let Ok(r) = &mut bad.result {
+            r.resources.push(Any {
+                type_url: "type.googleapis.com/wrong".into(),
+                value: vec![1, 2, 3],
+            });
+        }
+        let answers = [answer("istiod-1", "1.30.0", vec![cc("a.ns", None)]), bad];
+        let err = run(&answers, FailurePolicy::Fail).unwrap_err();
+        assert!(
+            err.message().contains("istiod-2") && err.message().contains("invalid answer"),
+            "{}",
+            err.message()
+        );
+        let mut bad_cp = answer("istiod-3", "1.30.0", vec![]);
+        if let Ok(r) = &mut bad_cp.result {
+            r.control_plane = Some(ControlPlane {
+                identifier: "{not json".into(),
+            });
+        }
+        let (resp, _) = run(&[bad_cp], FailurePolicy::Annotate).unwrap();
+        assert_eq!(ids(&resp).len(), 1);
+        assert!(ids(&resp)[0].starts_with("istiod-3 (unreachable: invalid answer"));
+    }
+
+    #[test]
+    fn mixed_versions_report_the_lowest() {
+        let answers = [
+            answer("istiod-1", "1.30.0", vec![]),
+            answer("istiod-2", "1.12.1", vec![]),
+            answer("istiod-3", "1.9.0", vec![]),
+        ];
+        let (resp, _) = run(&answers, FailurePolicy::Fail).unwrap();
+        assert_eq!(cp(&resp).info.version, "1.9.0");
+    }
+
+    #[test]
+    fn keep_replica_id_flaw() {
+        let answers = [answer("istiod-1", "1.30.0", vec![])];
+        let flaws = MergeFlaws {
+            keep_replica_id: true,
+            ..Default::default()
+        };
+        let (resp, _) = merge(
+            type_url::SYNCZ,
+            &answers,
+            FailurePolicy::Fail,
+            &Visibility::All,
+            &Remembered::default(),
+            flaws,
+        )
+        .unwrap();
+        assert_eq!(cp(&resp).id, "istiod-1");
+    }
+
+    #[test]
+    fn drop_last_replica_flaw_is_silent() {
+        let answers = [
+            answer("istiod-1", "1.30.0", vec![cc("a.ns", None)]),
+            answer("istiod-2", "1.30.0", vec![cc("b.ns", None)]),
+        ];
+        let flaws = MergeFlaws {
+            drop_last_replica: true,
+            ..Default::default()
+        };
+        let (resp, _) = merge(
+            type_url::SYNCZ,
+            &answers,
+            FailurePolicy::Fail,
+            &Visibility::All,
+            &Remembered::default(),
+            flaws,
+        )
+        .unwrap();
+        assert_eq!(ids(&resp), ["a.ns"]);
+    }
+
+    #[test]
+    fn namespace_visibility_filters_rows() {
+        let answers = [answer(
+            "istiod-1",
+            "1.30.0",
+            vec![cc("a.team-a", None), cc("b.team-b", None)],
+        )];
+        let vis = Visibility::Namespace("team-a".into());
+        let (resp, _) = merge(
+            type_url::SYNCZ,
+            &answers,
+            FailurePolicy::Fail,
+            &vis,
+            &Remembered::default(),
+            MergeFlaws::default(),
+        )
+        .unwrap();
+        assert_eq!(ids(&resp), ["a.team-a"]);
+    }
+
+    #[test]
+    fn connections_concatenate_and_use_remembered_info() {
+        let mut a = answer("istiod-1", "1.30.0", vec![]);
+        if let Ok(r) = &mut a.result {
+            r.type_url = type_url::CONNECTIONS.into();
+            r.control_plane = None;
+        }
+        let mut known = Remembered::default();
+        known.control_planes.insert(
+            "istiod-1".to_string(),
+            IstioControlPlaneInstance::istiod("istiod-1", BuildInfo::release("1.30.0")),
+        );
+        let (resp, _) = merge(
+            type_url::CONNECTIONS,
+            &[a],
+            FailurePolicy::Fail,
+            &Visibility::All,
+            &known,
+            MergeFlaws::default(),
+        )
+        .unwrap();
+        assert_eq!(resp.type_url, type_url::CONNECTIONS);
+        assert_eq!(cp(&resp).info.version, "1.30.0");
+    }
+}

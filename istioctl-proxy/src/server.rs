@@ -1,0 +1,403 @@
+//! The ADS `StreamAggregatedResources` server istioctl talks to: any number of
+//! requests per stream, each answered once, in order.
+
+use crate::Defect;
+use crate::auth::{AuthError, TokenVerifier, Visibility, bearer_token};
+use crate::config::{FailurePolicy, IdentityMode, ProxyConfig};
+use crate::discovery::{Replica, ReplicaSet};
+use crate::fanout::{ReplicaAnswer, Strategy, fan_out};
+use crate::merge::{self, MergeFlaws, Remembered};
+use crate::upstream::{ReplicaError, Upstream};
+use futures::Stream;
+use proto::envoy::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
+use proto::envoy::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use proto::node::string_value;
+use proto::{IstioControlPlaneInstance, type_url};
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Shared state of one proxy instance.
+pub(crate) struct State {
+    pub config: ProxyConfig,
+    pub upstream: Upstream,
+    pub replicas: watch::Receiver<ReplicaSet>,
+    pub verifier: TokenVerifier,
+    /// node id → replica name that reported it last (config_dump routing).
+    pub owners: Mutex<HashMap<String, String>>,
+    pub remembered: Mutex<Remembered>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Who is asking, as far as answering is concerned.
+#[derive(Debug, Clone)]
+struct Caller {
+    /// The caller's own token (passthrough) to forward.
+    forward_token: Option<String>,
+    visibility: Visibility,
+}
+
+/// The gRPC service.
+pub(crate) struct AdsService {
+    pub state: Arc<State>,
+}
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsService {
+    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let state = self.state.clone();
+        let caller = state.authenticate(request.metadata())?;
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(4);
+        let mut shutdown = state.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let req = tokio::select! {
+                    r = inbound.message() => match r {
+                        Ok(Some(req)) => req,
+                        // Client finished or went away.
+                        Ok(None) | Err(_) => break,
+                    },
+                    _ = shutdown.wait_for(|s| *s) => break,
+                };
+                let answer = state.answer(req, &caller).await;
+                let failed = answer.is_err();
+                if tx.send(answer).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Err(Status::unimplemented(
+            "istioctl-proxy does not serve DeltaAggregatedResources (delta xDS); \
+             istioctl uses StreamAggregatedResources",
+        ))
+    }
+}
+
+impl State {
+    fn authenticate(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Caller, Status> {
+        if self.config.has_defect(Defect::CrashOnMissingToken)
+            && metadata.get("authorization").is_none()
+        {
+            // The sample indexes the header's fields without checking: deliberately the same.
+            panic!("index out of range: no authorization header (defect crash-on-missing-token)");
+        }
+        let unauthenticated = |e: AuthError| Status::unauthenticated(e.to_string());
+        match &self.config.identity {
+            IdentityMode::Anonymous { .. } => Ok(Caller {
+                forward_token: None,
+                visibility: Visibility::All,
+            }),
+            IdentityMode::Passthrough => {
+                let token = bearer_token(metadata)
+                    .map_err(unauthenticated)?
+                    .ok_or_else(|| unauthenticated(AuthError::Missing))?;
+                self.verifier.verify(&token).map_err(unauthenticated)?;
+                Ok(Caller {
+                    forward_token: Some(token),
+                    visibility: Visibility::All,
+                })
+            }
+            IdentityMode::OwnIdentity(own) => {
+                let token = bearer_token(metadata)
+                    .map_err(unauthenticated)?
+                    .ok_or_else(|| unauthenticated(AuthError::Missing))?;
+                let who = self.verifier.verify(&token).map_err(unauthenticated)?;
+                let visibility =
+                    Visibility::of(&who, &own.system_namespace, &own.allowed_namespaces);
+                tracing::debug!(caller = ?who, ?visibility, "authenticated caller");
+                Ok(Caller {
+                    forward_token: None,
+                    visibility,
+                })
+            }
+        }
+    }
+
+    /// The token replicas are called with.
+    fn upstream_token(&self, caller: &Caller) -> Result<Option<String>, Status> {
+        let file = match &self.config.identity {
+            IdentityMode::Passthrough => return Ok(caller.forward_token.clone()),
+            IdentityMode::Anonymous { token_file } => token_file.as_ref(),
+            IdentityMode::OwnIdentity(own) => own.token_file.as_ref(),
+        };
+        match file {
+            None => Ok(None),
+            Some(path) => std::fs::read_to_string(path)
+                .map(|t| Some(t.trim().to_string()))
+                .map_err(|e| {
+                    tracing::error!(path = %path.display(), error = %e, "cannot read the proxy's token file");
+                    Status::internal(format!(
+                        "istioctl-proxy cannot read its own token file {}: {e}",
+                        path.display()
+                    ))
+                }),
+        }
+    }
+
+    /// Own identity: the node claims the proxy's service account (istiod checks
+    /// the claim against the authenticated identity).
+    fn upstream_request(&self, mut req: DiscoveryRequest) -> DiscoveryRequest {
+        if let IdentityMode::OwnIdentity(own) = &self.config.identity
+            && let Some(node) = req.node.as_mut()
+        {
+            let md = node.metadata.get_or_insert_with(Default::default);
+            md.fields
+                .insert("NAMESPACE".into(), string_value(&own.namespace));
+            md.fields
+                .insert("SERVICE_ACCOUNT".into(), string_value(&own.service_account));
+        }
+        req
+    }
+
+    fn current_replicas(&self) -> Result<ReplicaSet, Status> {
+        let set = self.replicas.borrow().clone();
+        self.upstream.retain(&set);
+        if set.is_empty() {
+            return Err(Status::unavailable(
+                "istioctl-proxy has discovered no istiod replicas (yet)",
+            ));
+        }
+        Ok(set)
+    }
+
+    /// Answers one request.
+    async fn answer(
+        &self,
+        req: DiscoveryRequest,
+        caller: &Caller,
+    ) -> Result<DiscoveryResponse, Status> {
+        let deadline = Instant::now() + self.config.request_timeout;
+        let requested = req.type_url.clone();
+        tracing::debug!(type_url = %requested, resources = ?req.resource_names, "request");
+        let result = match requested.as_str() {
+            type_url::SYNCZ | type_url::CONNECTIONS | type_url::DEBUG => {
+                self.fan_out_and_merge(req, caller, deadline).await
+            }
+            type_url::CONFIG_DUMP => self.config_dump(req, caller, deadline).await,
+            other => Err(Status::unimplemented(format!(
+                "istioctl-proxy does not serve type URL {other:?}; supported: {}",
+                type_url::DEBUG_TYPES.join(", ")
+            ))),
+        };
+        match &result {
+            Ok(resp) => {
+                tracing::info!(type_url = %requested, resources = resp.resources.len(), "answered")
+            }
+            Err(s) => {
+                tracing::warn!(type_url = %requested, code = ?s.code(), message = %s.message(), "request failed")
+            }
+        }
+        result
+    }
+
+    fn strategy(&self) -> Strategy {
+        if self.config.has_defect(Defect::SequentialFailFast) {
+            Strategy::SequentialFailFast
+        } else {
+            Strategy::Parallel
+        }
+    }
+
+    async fn ask_all(
+        &self,
+        replicas: &[Replica],
+        req: &DiscoveryRequest,
+        caller: &Caller,
+        deadline: Instant,
+    ) -> Result<Vec<ReplicaAnswer>, Status> {
+        let token = self.upstream_token(caller)?;
+        Ok(fan_out(
+            &self.upstream,
+            replicas,
+            req,
+            token.as_deref(),
+            self.config.replica_timeout,
+            deadline,
+            self.strategy(),
+        )
+        .await)
+    }
+
+    async fn fan_out_and_merge(
+        &self,
+        req: DiscoveryRequest,
+        caller: &Caller,
+        deadline: Instant,
+    ) -> Result<DiscoveryResponse, Status> {
+        let replicas = self.current_replicas()?;
+        let requested = req.type_url.clone();
+        let upstream_req = self.upstream_request(req);
+        let answers = self
+            .ask_all(&replicas, &upstream_req, caller, deadline)
+            .await?;
+        let policy = match self.strategy() {
+            Strategy::SequentialFailFast => FailurePolicy::Fail,
+            Strategy::Parallel => self.config.on_replica_failure,
+        };
+        let flaws = MergeFlaws {
+            no_dedupe: self.config.has_defect(Defect::NoDedupe),
+            drop_last_replica: self.config.has_defect(Defect::DropLastReplicaSilently),
+            keep_replica_id: self.config.has_defect(Defect::KeepReplicaControlPlaneId),
+        };
+        let known = self
+            .remembered
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        let (response, outcome) = merge::merge(
+            &requested,
+            &answers,
+            policy,
+            &caller.visibility,
+            &known,
+            flaws,
+        )?;
+        if let Ok(mut r) = self.remembered.lock() {
+            for (name, cp) in outcome.seen {
+                r.control_planes.insert(name, cp);
+            }
+        }
+        if !outcome.owners.is_empty()
+            && let Ok(mut owners) = self.owners.lock()
+        {
+            owners.extend(outcome.owners);
+        }
+        Ok(response)
+    }
+
+    /// `istio.io/debug/config_dump` for `pod.ns`: the owning replica's answer.
+    async fn config_dump(
+        &self,
+        req: DiscoveryRequest,
+        caller: &Caller,
+        deadline: Instant,
+    ) -> Result<DiscoveryResponse, Status> {
+        let replicas = self.current_replicas()?;
+        let proxy_id = req.resource_names.first().cloned().unwrap_or_default();
+        let requested = req.type_url.clone();
+        let upstream_req = self.upstream_request(req);
+        if !caller.visibility.sees(&proxy_id) {
+            // Outside the caller's namespace: as if unknown (istiod shows nothing).
+            return Ok(self.passthrough(&requested, None, None));
+        }
+        if self.config.has_defect(Defect::ConfigDumpFirstReplicaOnly) {
+            let first = &replicas[..1];
+            let answers = self.ask_all(first, &upstream_req, caller, deadline).await?;
+            return match answers.into_iter().next().map(|a| (a.replica, a.result)) {
+                Some((r, Ok(resp))) => Ok(self.passthrough(&requested, Some(&r), Some(resp))),
+                Some((r, Err(e))) => Err(merge::failure_status(&[(&r, e)], 1)),
+                None => Ok(self.passthrough(&requested, None, None)),
+            };
+        }
+        // The owner remembered from syncz first, then everyone.
+        let owner = self
+            .owners
+            .lock()
+            .ok()
+            .and_then(|o| o.get(&proxy_id).cloned())
+            .and_then(|name| replicas.iter().find(|r| r.name == name).cloned());
+        if let Some(owner) = owner {
+            let answers = self
+                .ask_all(
+                    std::slice::from_ref(&owner),
+                    &upstream_req,
+                    caller,
+                    deadline,
+                )
+                .await?;
+            if let Some(ReplicaAnswer {
+                result: Ok(resp), ..
+            }) = answers.into_iter().next()
+                && !resp.resources.is_empty()
+            {
+                return Ok(self.passthrough(&requested, Some(&owner), Some(resp)));
+            }
+            tracing::info!(proxy = %proxy_id, replica = %owner.name, "remembered owner no longer has the proxy; asking every replica");
+        }
+        let answers = self
+            .ask_all(&replicas, &upstream_req, caller, deadline)
+            .await?;
+        let mut failed: Vec<(&Replica, ReplicaError)> = Vec::new();
+        for a in &answers {
+            match &a.result {
+                Ok(resp) if !resp.resources.is_empty() => {
+                    if let Ok(mut owners) = self.owners.lock() {
+                        owners.insert(proxy_id.clone(), a.replica.name.clone());
+                    }
+                    return Ok(self.passthrough(&requested, Some(&a.replica), Some(resp.clone())));
+                }
+                Ok(_) => {}
+                Err(e) => failed.push((&a.replica, e.clone())),
+            }
+        }
+        if failed.is_empty() {
+            // Nobody has it: zero resources, like istiod.
+            Ok(self.passthrough(&requested, None, None))
+        } else {
+            // The owner may be among the failed: never answer "not found" then.
+            let status = merge::failure_status(&failed, answers.len());
+            Err(Status::unavailable(format!(
+                "proxy {proxy_id:?} was not found on the replicas that answered, and {}",
+                status.message()
+            )))
+        }
+    }
+
+    /// One replica's answer (or an empty one), under the `<external>` identity.
+    fn passthrough(
+        &self,
+        requested: &str,
+        replica: Option<&Replica>,
+        resp: Option<DiscoveryResponse>,
+    ) -> DiscoveryResponse {
+        let resp = resp.unwrap_or_default();
+        let info = resp
+            .control_plane
+            .as_ref()
+            .and_then(|cp| serde_json::from_str::<IstioControlPlaneInstance>(&cp.identifier).ok())
+            .or_else(|| {
+                let name = &replica?.name;
+                self.remembered
+                    .lock()
+                    .ok()?
+                    .control_planes
+                    .get(name)
+                    .cloned()
+            })
+            .map(|cp| cp.info);
+        DiscoveryResponse {
+            version_info: if resp.version_info.is_empty() {
+                merge::version_info()
+            } else {
+                resp.version_info
+            },
+            resources: resp.resources,
+            type_url: requested.to_string(),
+            nonce: merge::fresh_nonce(),
+            control_plane: Some(merge::external_for(info)),
+            ..Default::default()
+        }
+    }
+}
