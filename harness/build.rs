@@ -16,7 +16,11 @@ fn embed(dir: &Path, ext: &str) -> String {
     let mut out = String::from("&[\n");
     for p in entries {
         let name = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-        let _ = writeln!(out, "    ({name:?}, include_str!({:?})),", p.display().to_string());
+        let _ = writeln!(
+            out,
+            "    ({name:?}, include_str!({:?})),",
+            p.display().to_string()
+        );
     }
     out.push(']');
     out

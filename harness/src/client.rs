@@ -38,6 +38,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum Credentials {
     /// `--plaintext`: no TLS, no token.
     Plaintext,
+    /// Plaintext with a bearer token (not in istioctl: the bench uses it for
+    /// proxies under test that serve plaintext but still authenticate callers).
+    PlaintextWithToken { token: Option<String> },
     /// istioctl's default: TLS that accepts any server certificate, plus
     /// `authorization: Bearer <token>` when a token is given.
     InsecureTlsWithToken { token: Option<String> },
@@ -58,6 +61,7 @@ impl Credentials {
     fn token(&self) -> Option<&str> {
         match self {
             Credentials::InsecureTlsWithToken { token }
+            | Credentials::PlaintextWithToken { token }
             | Credentials::VerifiedTls { token, .. } => token.as_deref(),
             _ => None,
         }
@@ -243,16 +247,7 @@ pub async fn fetch_request(
         tokio_stream::once(request),
         tokio_stream::pending::<DiscoveryRequest>(),
     );
-    let mut req = tonic::Request::new(outbound);
-    if let Some(token) = opts.credentials.token() {
-        let value = MetadataValue::try_from(format!("Bearer {token}"))
-            .map_err(|_| ClientError::Dial("the token is not a valid header value".to_string()))?;
-        req.metadata_mut().insert("authorization", value);
-    }
-    let status = |s: tonic::Status| ClientError::Status {
-        code: s.code(),
-        message: s.message().to_string(),
-    };
+    let req = authorized(opts, outbound)?;
     let mut stream = client
         .stream_aggregated_resources(req)
         .await
@@ -264,6 +259,101 @@ pub async fn fetch_request(
             Some(_) => continue,
             None => return Err(ClientError::Eof),
         }
+    }
+}
+
+/// A request with istioctl's `authorization: Bearer <token>` header, when the
+/// credentials carry a token.
+fn authorized<T>(opts: &ClientOptions, body: T) -> Result<tonic::Request<T>, ClientError> {
+    let mut req = tonic::Request::new(body);
+    if let Some(token) = opts.credentials.token() {
+        let value = MetadataValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| ClientError::Dial("the token is not a valid header value".to_string()))?;
+        req.metadata_mut().insert("authorization", value);
+    }
+    Ok(req)
+}
+
+fn status(s: tonic::Status) -> ClientError {
+    ClientError::Status {
+        code: s.code(),
+        message: s.message().to_string(),
+    }
+}
+
+/// Sends several requests on ONE stream (left open, as istioctl leaves it) and
+/// collects responses until `wait_for` arrived or `bound` passed; the stream
+/// ending early is not an error (what came is returned), a status before any
+/// response is.
+pub async fn stream(
+    opts: &ClientOptions,
+    requests: Vec<DiscoveryRequest>,
+    wait_for: usize,
+    bound: Duration,
+) -> Result<Vec<DiscoveryResponse>, ClientError> {
+    let channel = connect(opts).await?;
+    let mut client = AggregatedDiscoveryServiceClient::new(channel)
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX);
+    let outbound = tokio_stream::StreamExt::chain(
+        tokio_stream::iter(requests),
+        tokio_stream::pending::<DiscoveryRequest>(),
+    );
+    let req = authorized(opts, outbound)?;
+    let mut got = Vec::new();
+    let collect = async {
+        let mut inbound = client
+            .stream_aggregated_resources(req)
+            .await
+            .map_err(status)?
+            .into_inner();
+        while got.len() < wait_for {
+            match inbound.message().await {
+                Ok(Some(resp)) => got.push(resp),
+                Ok(None) => break,
+                Err(s) if got.is_empty() => return Err(status(s)),
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(bound, collect).await {
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(())) | Err(_) => Ok(got),
+    }
+}
+
+/// Opens a Delta xDS stream with one syncz request: `Ok(())` if a response
+/// came back, the error (usually a gRPC status) otherwise, within the timeout.
+pub async fn delta_probe(opts: &ClientOptions) -> Result<(), ClientError> {
+    use proto::envoy::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+    let probe = async {
+        let channel = connect(opts).await?;
+        let mut client = AggregatedDiscoveryServiceClient::new(channel);
+        let first = DeltaDiscoveryRequest {
+            node: Some(opts.node().to_node()),
+            type_url: proto::type_url::SYNCZ.to_string(),
+            ..Default::default()
+        };
+        let outbound = tokio_stream::StreamExt::chain(
+            tokio_stream::once(first),
+            tokio_stream::pending::<DeltaDiscoveryRequest>(),
+        );
+        let mut inbound = client
+            .delta_aggregated_resources(authorized(opts, outbound)?)
+            .await
+            .map_err(status)?
+            .into_inner();
+        match inbound.message().await.map_err(status)? {
+            Some(_) => Ok(()),
+            None => Err(ClientError::Eof),
+        }
+    };
+    match tokio::time::timeout(opts.timeout, probe).await {
+        Ok(r) => r,
+        Err(_) => Err(ClientError::Timeout {
+            type_url: "delta".to_string(),
+        }),
     }
 }
 
@@ -426,7 +516,7 @@ fn tls_config(opts: &ClientOptions) -> Result<Option<Arc<rustls::ClientConfig>>,
             .map_err(|e| ClientError::Dial(e.to_string()))
     };
     let mut cfg = match &opts.credentials {
-        Credentials::Plaintext => return Ok(None),
+        Credentials::Plaintext | Credentials::PlaintextWithToken { .. } => return Ok(None),
         Credentials::InsecureTlsWithToken { .. } => builder()?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider())))

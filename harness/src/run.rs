@@ -89,15 +89,27 @@ pub fn catalog_text(markdown: bool) -> String {
         if !markdown {
             out.push_str(&format!("{profile}:\n"));
         }
-        for c in checks::catalog().into_iter().filter(|c| c.profile == profile) {
-            let features = c.features.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ");
+        for c in checks::catalog()
+            .into_iter()
+            .filter(|c| c.profile == profile)
+        {
+            let features = c
+                .features
+                .iter()
+                .map(|f| f.name())
+                .collect::<Vec<_>>()
+                .join(", ");
             if markdown {
                 out.push_str(&format!(
                     "| `{}` | {} | {} | {} | {} |\n",
                     c.id,
                     profile,
                     c.description,
-                    if features.is_empty() { "-".into() } else { features },
+                    if features.is_empty() {
+                        "-".into()
+                    } else {
+                        features
+                    },
                     c.scenarios.join(", ")
                 ));
             } else {

@@ -1,7 +1,8 @@
 //! The bundled reference proxy passes every check: the suite's positive control,
 //! through the same runner `proxy-conformance run` uses.
 
-mod support;
+mod run_support;
+use run_support as support;
 
 use harness::checks::Outcome;
 

@@ -2,14 +2,20 @@
 //! reference proxy, per scenario, istioctl family and view. The runner compares
 //! any proxy's output with these same files (after the same redactions).
 
-mod support;
+mod run_support;
+use run_support as support;
 
 use harness::runner::proxy::{Bench, Hooks};
 use harness::runner::snapshots::{View, redact, snapshot_name};
 use proto::IstioctlFamily;
 use std::sync::Arc;
 
-const SCENARIOS: [&str; 4] = ["blog-walkthrough", "three-replicas", "mixed-versions", "empty-mesh"];
+const SCENARIOS: [&str; 4] = [
+    "blog-walkthrough",
+    "three-replicas",
+    "mixed-versions",
+    "empty-mesh",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_through_the_reference_proxy() {
@@ -19,10 +25,11 @@ async fn tables_through_the_reference_proxy() {
             Ok(s) => s,
             Err(e) => panic!("{e}"),
         };
-        let bench = match Bench::start(&config, &Hooks::default(), scenario, s, Arc::default()).await {
-            Ok(b) => b,
-            Err(e) => panic!("{scenario}: {e}"),
-        };
+        let bench =
+            match Bench::start(&config, &Hooks::default(), scenario, s, Arc::default()).await {
+                Ok(b) => b,
+                Err(e) => panic!("{scenario}: {e}"),
+            };
         let resp = match bench.ctx.syncz().await {
             Ok(r) => r,
             Err(e) => panic!("{scenario}: syncz: {e}"),

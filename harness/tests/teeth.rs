@@ -2,7 +2,8 @@
 //! (test-only `test-defects` feature) each fail exactly the checks that target
 //! their defect, and pass the rest.
 
-mod support;
+mod run_support;
+use run_support as support;
 
 use harness::runner::proxy::Hooks;
 use istioctl_proxy::Defect;
@@ -18,14 +19,30 @@ fn expectations() -> Vec<(Defect, &'static [&'static str])> {
         (Defect::CrashOnMissingToken, &["missing-token"]),
         (
             Defect::SequentialFailFast,
-            &["replica-slow", "replica-down", "replica-hang", "replica-error", "replica-garbage", "replica-churn"],
+            &[
+                "replica-slow",
+                "replica-down",
+                "replica-hang",
+                "replica-error",
+                "replica-garbage",
+                "replica-churn",
+            ],
         ),
         (Defect::NoDedupe, &["duplicate-proxy"]),
         (
             Defect::DropLastReplicaSilently,
-            &["syncz-union", "table-snapshot", "concurrent-clients", "replica-churn", "large-mesh"],
+            &[
+                "syncz-union",
+                "table-snapshot",
+                "concurrent-clients",
+                "replica-churn",
+                "large-mesh",
+            ],
         ),
-        (Defect::KeepReplicaControlPlaneId, &["external-identity", "table-snapshot", "empty-mesh"]),
+        (
+            Defect::KeepReplicaControlPlaneId,
+            &["external-identity", "table-snapshot", "empty-mesh"],
+        ),
         (Defect::Cap4MiB, &["large-mesh"]),
     ]
 }
@@ -36,6 +53,7 @@ async fn failures_with(defect: Defect) -> (BTreeSet<String>, String) {
         customize_bundled: Some(Arc::new(move |c: &mut istioctl_proxy::ProxyConfig| {
             c.defects = vec![defect];
         })),
+        ..Hooks::default()
     };
     match harness::runner::run(&config, &hooks, |_| {}).await {
         Ok(report) => (support::failed(&report), support::explain(&report)),

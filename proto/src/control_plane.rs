@@ -113,8 +113,14 @@ mod tests {
     #[test]
     fn istioctl_ids() {
         assert_eq!(IstioControlPlaneInstance::istioctl_id(None), "MISSING");
-        assert_eq!(IstioControlPlaneInstance::istioctl_id(Some("{nope")), "INVALID");
+        assert_eq!(
+            IstioControlPlaneInstance::istioctl_id(Some("{nope")),
+            "INVALID"
+        );
         let cp = IstioControlPlaneInstance::istiod(EXTERNAL_ID, BuildInfo::release("1.30.0"));
-        assert_eq!(IstioControlPlaneInstance::istioctl_id(Some(&cp.to_json())), "<external>");
+        assert_eq!(
+            IstioControlPlaneInstance::istioctl_id(Some(&cp.to_json())),
+            "<external>"
+        );
     }
 }

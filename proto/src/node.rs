@@ -33,7 +33,10 @@ impl IstioctlNode {
 
     /// `sidecar~<ip>~test-1.default~default.svc.cluster.local`
     pub fn node_id(&self) -> String {
-        format!("sidecar~{}~test-1.default~default.svc.cluster.local", self.ip)
+        format!(
+            "sidecar~{}~test-1.default~default.svc.cluster.local",
+            self.ip
+        )
     }
 
     pub fn to_node(&self) -> Node {
@@ -97,7 +100,9 @@ pub fn node_ip(node: &Node) -> Result<IpAddr, NodeError> {
 /// The NAMESPACE / SERVICE_ACCOUNT the node claims (empty strings when absent).
 pub fn claimed_identity(node: &Node) -> ClaimedIdentity {
     ClaimedIdentity {
-        namespace: metadata_string(node, "NAMESPACE").unwrap_or_default().to_string(),
+        namespace: metadata_string(node, "NAMESPACE")
+            .unwrap_or_default()
+            .to_string(),
         service_account: metadata_string(node, "SERVICE_ACCOUNT")
             .unwrap_or_default()
             .to_string(),
@@ -111,9 +116,15 @@ mod tests {
     #[test]
     fn istioctl_node_shape() {
         let n = IstioctlNode::new("10.1.2.3".parse().unwrap(), "external-istiod").to_node();
-        assert_eq!(n.id, "sidecar~10.1.2.3~test-1.default~default.svc.cluster.local");
+        assert_eq!(
+            n.id,
+            "sidecar~10.1.2.3~test-1.default~default.svc.cluster.local"
+        );
         assert_eq!(metadata_string(&n, "GENERATOR"), Some("event"));
-        assert_eq!(metadata_string(&n, "ISTIO_VERSION"), Some("65536.65536.65536"));
+        assert_eq!(
+            metadata_string(&n, "ISTIO_VERSION"),
+            Some("65536.65536.65536")
+        );
         assert_eq!(node_ip(&n), Ok("10.1.2.3".parse().unwrap()));
         let id = claimed_identity(&n);
         assert_eq!(id.namespace, "external-istiod");

@@ -50,9 +50,18 @@ pub fn short_name(type_url: &str) -> &str {
 
 /// The full type URL for a short name (`CDS` → Cluster), case-insensitive.
 pub fn from_short_name(short: &str) -> Option<&'static str> {
-    [CLUSTER, LISTENER, ENDPOINT, ROUTE, EXTENSION_CONFIG, SECRET, ADDRESS, WORKLOAD_AUTHORIZATION]
-        .into_iter()
-        .find(|t| short_name(t).eq_ignore_ascii_case(short))
+    [
+        CLUSTER,
+        LISTENER,
+        ENDPOINT,
+        ROUTE,
+        EXTENSION_CONFIG,
+        SECRET,
+        ADDRESS,
+        WORKLOAD_AUTHORIZATION,
+    ]
+    .into_iter()
+    .find(|t| short_name(t).eq_ignore_ascii_case(short))
 }
 
 #[cfg(test)]
@@ -61,10 +70,20 @@ mod tests {
 
     #[test]
     fn short_names_round_trip() {
-        for t in [CLUSTER, LISTENER, ENDPOINT, ROUTE, EXTENSION_CONFIG, ADDRESS] {
+        for t in [
+            CLUSTER,
+            LISTENER,
+            ENDPOINT,
+            ROUTE,
+            EXTENSION_CONFIG,
+            ADDRESS,
+        ] {
             assert_eq!(from_short_name(short_name(t)), Some(t));
         }
-        assert_eq!(short_name("type.googleapis.com/x.Y"), "type.googleapis.com/x.Y");
+        assert_eq!(
+            short_name("type.googleapis.com/x.Y"),
+            "type.googleapis.com/x.Y"
+        );
         assert_eq!(from_short_name("nope"), None);
     }
 }

@@ -15,11 +15,14 @@ pub static CHECK: Check = Check {
 
 async fn run(ctx: &Ctx) -> Outcome {
     let ns = ctx.istio_namespace().to_string();
-    let valid = TokenSpec::valid(&ns, "default");
+    let valid = TokenSpec::new(&ns, "default");
     let cases = [
         ("expired", valid.clone().expired()),
-        ("wrong audience", valid.clone().with_audience("not-istio-ca")),
-        ("bad signature", valid.clone().badly_signed()),
+        (
+            "wrong audience",
+            valid.clone().with_audience("not-istio-ca"),
+        ),
+        ("bad signature", valid.clone().bad_signature()),
     ];
     let mut problems = Vec::new();
     for (what, spec) in cases {
@@ -36,7 +39,9 @@ async fn run(ctx: &Ctx) -> Outcome {
     let garbage = ctx.istioctl_with(Some("not.a.jwt".to_string()));
     match crate::client::fetch(&garbage, proto::type_url::SYNCZ, &[]).await {
         Err(e) if e.code() == Some(tonic::Code::Unauthenticated) => {}
-        Err(e) => problems.push(format!("malformed token: expected Unauthenticated, got: {e}")),
+        Err(e) => problems.push(format!(
+            "malformed token: expected Unauthenticated, got: {e}"
+        )),
         Ok(_) => problems.push("malformed token: answered".to_string()),
     }
     if let Err(e) = ctx.syncz().await {

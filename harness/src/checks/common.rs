@@ -1,6 +1,5 @@
 //! Helpers several checks share.
 
-use crate::checks::Outcome;
 use crate::runner::context::{CheckContext, ISTIOCTL_TIMEOUT, client_configs, node_id};
 use fake_istiod::ReplicaInfo;
 use fake_istiod::scenario::Fault;
@@ -8,8 +7,9 @@ use proto::envoy::envoy::service::status::v3::ClientConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-pub use crate::checks::{Check, Feature, Profile};
+pub use crate::checks::{Check, Feature, Outcome, Profile};
 pub use crate::runner::context::CheckContext as Ctx;
+pub use crate::runner::context::ClientErrorExt;
 
 /// Does `text` name the replica (pod name, or one of its addresses)?
 pub fn names_replica(text: &str, r: &ReplicaInfo) -> bool {
@@ -74,7 +74,12 @@ pub fn compare_ids(got: &[ClientConfig], expected: &BTreeSet<String>, problems: 
 pub fn makes_replica_fail(f: &Fault) -> bool {
     matches!(
         f,
-        Fault::Down | Fault::Reset | Fault::Hang | Fault::GrpcError { .. } | Fault::Garbage | Fault::Truncated
+        Fault::Down
+            | Fault::Reset
+            | Fault::Hang
+            | Fault::GrpcError { .. }
+            | Fault::Garbage
+            | Fault::Truncated
     )
 }
 
@@ -114,7 +119,9 @@ pub async fn never_silently_partial(ctx: &CheckContext, failed: &[ReplicaInfo]) 
                 Ok(ccs) => expected.extend(ccs.iter().map(|c| node_id(c).to_string())),
                 Err(e) => return Outcome::fail(format!("bench: replica {}: {e}", r.name)),
             },
-            Err(e) => return Outcome::fail(format!("bench: cannot ask healthy replica {}: {e}", r.name)),
+            Err(e) => {
+                return Outcome::fail(format!("bench: cannot ask healthy replica {}: {e}", r.name));
+            }
         }
     }
     let names = few(failed.iter().map(|r| r.name.clone()));
@@ -166,7 +173,9 @@ pub async fn never_silently_partial(ctx: &CheckContext, failed: &[ReplicaInfo]) 
                 ));
             }
             for r in failed {
-                let marked = got.iter().any(|id| !expected.contains(id) && names_replica(id, r));
+                let marked = got
+                    .iter()
+                    .any(|id| !expected.contains(id) && names_replica(id, r));
                 if !marked {
                     problems.push(format!(
                         "silently partial: replica {} failed, yet the answer is OK with no error and no row naming it",

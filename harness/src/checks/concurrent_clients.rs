@@ -51,7 +51,9 @@ async fn run(ctx: &Ctx) -> Outcome {
         ));
     }
     if partial > 0 {
-        problems.push(format!("{partial} of {CLIENTS} clients got an incomplete or wrong set of proxies"));
+        problems.push(format!(
+            "{partial} of {CLIENTS} clients got an incomplete or wrong set of proxies"
+        ));
     }
     Outcome::from_problems(problems)
 }

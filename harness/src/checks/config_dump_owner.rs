@@ -31,7 +31,12 @@ async fn run(ctx: &Ctx) -> Outcome {
             .await
         {
             Ok(r) => r,
-            Err(e) => return Outcome::fail(format!("bench: owner {} refused config_dump: {e}", replica.name)),
+            Err(e) => {
+                return Outcome::fail(format!(
+                    "bench: owner {} refused config_dump: {e}",
+                    replica.name
+                ));
+            }
         };
         match ctx.fetch(proto::type_url::CONFIG_DUMP, &names).await {
             Err(e) => problems.push(format!(

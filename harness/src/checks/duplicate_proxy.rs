@@ -15,8 +15,13 @@ pub static CHECK: Check = Check {
 };
 
 /// The newest `last_updated` of any xDS type of a ClientConfig.
-fn newest_update(cc: &proto::envoy::envoy::service::status::v3::ClientConfig) -> Option<std::time::SystemTime> {
-    crate::decode::xds_configs(cc).iter().filter_map(|x| x.last_updated).max()
+fn newest_update(
+    cc: &proto::envoy::envoy::service::status::v3::ClientConfig,
+) -> Option<std::time::SystemTime> {
+    crate::decode::xds_configs(cc)
+        .iter()
+        .filter_map(|x| x.last_updated)
+        .max()
 }
 
 async fn run(ctx: &Ctx) -> Outcome {
@@ -33,7 +38,8 @@ async fn run(ctx: &Ctx) -> Outcome {
                 .push((r.name.clone(), cc.clone()));
         }
     }
-    let dups: Vec<(&String, &Vec<(String, _)>)> = seen.iter().filter(|(_, v)| v.len() > 1).collect();
+    let dups: Vec<(&String, &Vec<(String, _)>)> =
+        seen.iter().filter(|(_, v)| v.len() > 1).collect();
     if dups.is_empty() {
         return Outcome::fail("bench: no proxy is reported by two replicas in this scenario");
     }

@@ -19,14 +19,21 @@ async fn run(ctx: &Ctx) -> Outcome {
     };
     let mut problems = Vec::new();
     if !resp.resources.is_empty() {
-        problems.push(format!("{} resources in an empty mesh", resp.resources.len()));
+        problems.push(format!(
+            "{} resources in an empty mesh",
+            resp.resources.len()
+        ));
     }
     if resp.type_url != proto::type_url::SYNCZ {
         problems.push(format!("type URL {:?}", resp.type_url));
     }
-    let id = IstioControlPlaneInstance::istioctl_id(resp.control_plane.as_ref().map(|c| c.identifier.as_str()));
+    let id = IstioControlPlaneInstance::istioctl_id(
+        resp.control_plane.as_ref().map(|c| c.identifier.as_str()),
+    );
     if id != proto::control_plane::EXTERNAL_ID {
-        problems.push(format!("istioctl would show ISTIOD {id}, expected <external>"));
+        problems.push(format!(
+            "istioctl would show ISTIOD {id}, expected <external>"
+        ));
     }
     Outcome::from_problems(problems)
 }

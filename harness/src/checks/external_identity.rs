@@ -38,7 +38,10 @@ async fn run(ctx: &Ctx) -> Outcome {
         ));
     }
     if id.component != "istiod" {
-        problems.push(format!("Component is {:?}, expected \"istiod\"", id.component));
+        problems.push(format!(
+            "Component is {:?}, expected \"istiod\"",
+            id.component
+        ));
     }
     let versions: Vec<String> = ctx
         .replicas()

@@ -2,30 +2,30 @@
 //! the profile it belongs to, the proxy features it requires and the scenarios it
 //! runs on. [`catalog`] lists them all in report order.
 
+pub mod bad_token;
 pub mod common;
-pub mod syncz_union;
-pub mod external_identity;
-pub mod passthrough_fidelity;
-pub mod type_url_echo;
+pub mod concurrent_clients;
 pub mod config_dump_owner;
 pub mod config_dump_unknown;
-pub mod version;
-pub mod table_snapshot;
+pub mod duplicate_proxy;
 pub mod empty_mesh;
-pub mod unsupported;
+pub mod external_identity;
+pub mod large_mesh;
+pub mod missing_token;
+pub mod no_privilege_escalation;
+pub mod passthrough_fidelity;
+pub mod replica_churn;
 pub mod replica_down;
-pub mod replica_hang;
-pub mod replica_slow;
 pub mod replica_error;
 pub mod replica_garbage;
-pub mod duplicate_proxy;
-pub mod large_mesh;
-pub mod concurrent_clients;
-pub mod replica_churn;
-pub mod missing_token;
-pub mod bad_token;
-pub mod no_privilege_escalation;
+pub mod replica_hang;
+pub mod replica_slow;
+pub mod syncz_union;
+pub mod table_snapshot;
 pub mod tls;
+pub mod type_url_echo;
+pub mod unsupported;
+pub mod version;
 
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -64,7 +64,19 @@ impl fmt::Display for Profile {
 
 /// Optional behaviours a proxy may support; a check that requires one the
 /// proxy does not claim (`--supported-features`) is skipped, visibly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    clap::ValueEnum,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Feature {
     /// On a failed replica, returns the others' results plus a marker row per failed replica.
@@ -150,7 +162,9 @@ pub struct Check {
 
 impl fmt::Debug for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Check").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Check")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -199,7 +213,8 @@ mod tests {
         for c in catalog() {
             assert!(seen.insert(c.id), "duplicate check id {}", c.id);
             assert!(
-                c.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                c.id.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
                 "{} is not kebab-case",
                 c.id
             );

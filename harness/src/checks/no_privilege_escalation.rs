@@ -30,9 +30,7 @@ async fn run(ctx: &Ctx) -> Outcome {
     // What istiod shows this caller: ask each replica directly with its identity.
     let mut allowed = BTreeSet::new();
     for r in ctx.replicas() {
-        let mut o = ctx.replica_client(&r);
-        o.istio_namespace = ns.clone();
-        o.credentials = crate::client::Credentials::Plaintext { token: Some(token.clone()) };
+        let o = ctx.replica_client_as(&r, &ns, "default");
         match crate::client::fetch(&o, proto::type_url::SYNCZ, &[]).await {
             Ok(resp) => allowed.extend(
                 client_configs(&resp)

@@ -60,15 +60,21 @@ async fn run(ctx: &Ctx) -> Outcome {
     }
     // 3. A proxy reconnects to another replica.
     let truth = ctx.ground_truth().await.unwrap_or_default();
-    let mover = truth
-        .iter()
-        .find_map(|(r, ccs)| ccs.first().map(|c| (r.name.clone(), node_id(c).to_string())));
+    let mover = truth.iter().find_map(|(r, ccs)| {
+        ccs.first()
+            .map(|c| (r.name.clone(), node_id(c).to_string()))
+    });
     if let Some((from, id)) = mover {
-        let to = replicas.iter().find(|r| r.name != from).map(|r| r.name.clone());
+        let to = replicas
+            .iter()
+            .find(|r| r.name != from)
+            .map(|r| r.name.clone());
         if let Some(to) = to {
             match ctx.fake.move_proxy(&id, &to).await {
                 Ok(()) => {
-                    if let Err(e) = full_answer(ctx, &format!("after {id} moved from {from} to {to}")).await {
+                    if let Err(e) =
+                        full_answer(ctx, &format!("after {id} moved from {from} to {to}")).await
+                    {
                         problems.push(e);
                     }
                 }

@@ -20,7 +20,10 @@ async fn run(ctx: &Ctx) -> Outcome {
     };
     let expected: BTreeSet<String> = truth
         .iter()
-        .flat_map(|(_, ccs)| ccs.iter().map(|c| crate::runner::context::node_id(c).to_string()))
+        .flat_map(|(_, ccs)| {
+            ccs.iter()
+                .map(|c| crate::runner::context::node_id(c).to_string())
+        })
         .collect();
     let resp = match ctx.syncz().await {
         Ok(r) => r,
@@ -46,7 +49,10 @@ async fn run(ctx: &Ctx) -> Outcome {
             .map(|(r, _)| r.name.clone())
             .collect();
         if !lost.is_empty() {
-            p.push_str(&format!(" (nothing at all from replica {})", lost.join(", ")));
+            p.push_str(&format!(
+                " (nothing at all from replica {})",
+                lost.join(", ")
+            ));
         }
     }
     Outcome::from_problems(problems)

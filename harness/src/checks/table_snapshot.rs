@@ -9,7 +9,12 @@ pub static CHECK: Check = Check {
     profile: Profile::Core,
     description: "istioctl proxy-status through the proxy prints exactly the expected table, per istioctl version",
     features: &[],
-    scenarios: &["blog-walkthrough", "three-replicas", "mixed-versions", "empty-mesh"],
+    scenarios: &[
+        "blog-walkthrough",
+        "three-replicas",
+        "mixed-versions",
+        "empty-mesh",
+    ],
     run: |ctx| Box::pin(run(ctx)),
 };
 
@@ -34,7 +39,10 @@ async fn run(ctx: &Ctx) -> Outcome {
                 }
             };
             if let Err(diff) = compare(expected, &actual) {
-                problems.push(format!("istioctl {family}{} differs from {name}.snap:\n{diff}", view.suffix()));
+                problems.push(format!(
+                    "istioctl {family}{} differs from {name}.snap:\n{diff}",
+                    view.suffix()
+                ));
             }
         }
     }

@@ -18,7 +18,7 @@ async fn run(ctx: &Ctx) -> Outcome {
         problems.push(format!("a TLS client (istioctl's default mode) fails: {e}"));
     }
     let mut plain = ctx.istioctl();
-    plain.credentials = crate::client::Credentials::Plaintext {
+    plain.credentials = crate::client::Credentials::PlaintextWithToken {
         token: Some(ctx.token_for(ctx.istio_namespace(), "default")),
     };
     plain.timeout = Duration::from_secs(3);

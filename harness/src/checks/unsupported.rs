@@ -23,7 +23,9 @@ async fn run(ctx: &Ctx) -> Outcome {
         )),
         Err(e) if e.is_answer() => {
             if e.code() == Some(tonic::Code::Unknown) && !e.to_string().contains("Cluster") {
-                problems.push(format!("{ODD_TYPE}: the error does not say what was unsupported: {e}"));
+                problems.push(format!(
+                    "{ODD_TYPE}: the error does not say what was unsupported: {e}"
+                ));
             }
         }
         Err(e) => problems.push(format!("{ODD_TYPE}: no gRPC answer ({e})")),

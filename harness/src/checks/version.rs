@@ -14,12 +14,19 @@ pub static CHECK: Check = Check {
 };
 
 async fn run(ctx: &Ctx) -> Outcome {
-    let versions: Vec<String> = ctx.replicas().iter().map(|r| r.version.to_string()).collect();
+    let versions: Vec<String> = ctx
+        .replicas()
+        .iter()
+        .map(|r| r.version.to_string())
+        .collect();
     let mut problems = Vec::new();
     // Does any replica attach a ControlPlane to connections (istiod < 1.25 does)?
     let mut replicas_attach = false;
     for r in ctx.replicas() {
-        if let Ok(resp) = ctx.replica_fetch(&r, proto::type_url::CONNECTIONS, &[]).await {
+        if let Ok(resp) = ctx
+            .replica_fetch(&r, proto::type_url::CONNECTIONS, &[])
+            .await
+        {
             replicas_attach |= resp.control_plane.is_some();
         }
     }

@@ -67,7 +67,11 @@ pub fn render(report: &RunReport) -> String {
             match &r.outcome {
                 Outcome::Pass => x.push_str("/>\n"),
                 Outcome::Skip(why) => {
-                    let _ = writeln!(x, ">\n      <skipped message=\"{}\"/>\n    </testcase>", esc(why));
+                    let _ = writeln!(
+                        x,
+                        ">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                        esc(why)
+                    );
                 }
                 Outcome::Fail(why) => {
                     let first = why.lines().next().unwrap_or_default();

@@ -74,8 +74,11 @@ impl RunReport {
         Profile::ALL
             .into_iter()
             .filter_map(|profile| {
-                let of: Vec<&CheckResult> =
-                    self.results.iter().filter(|r| r.profile == profile).collect();
+                let of: Vec<&CheckResult> = self
+                    .results
+                    .iter()
+                    .filter(|r| r.profile == profile)
+                    .collect();
                 if of.is_empty() {
                     return None;
                 }
@@ -103,7 +106,10 @@ impl RunReport {
 
     /// True when no selected check failed (skips do not fail a run, they make it partial).
     pub fn succeeded(&self) -> bool {
-        !self.results.iter().any(|r| matches!(r.outcome, Outcome::Fail(_)))
+        !self
+            .results
+            .iter()
+            .any(|r| matches!(r.outcome, Outcome::Fail(_)))
     }
 
     pub fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {
@@ -160,7 +166,10 @@ pub(crate) mod tests {
     fn profile_results() {
         let p = sample().profiles();
         assert_eq!(p.len(), 3);
-        assert_eq!((p[0].result, p[0].passed, p[0].failed), (ProfileResult::Failure, 1, 1));
+        assert_eq!(
+            (p[0].result, p[0].passed, p[0].failed),
+            (ProfileResult::Failure, 1, 1)
+        );
         assert_eq!((p[1].result, p[1].skipped), (ProfileResult::Partial, 1));
         assert_eq!(p[2].result, ProfileResult::Success);
         assert!(!sample().succeeded());

@@ -8,10 +8,10 @@ use crate::runner::process::OutputLog;
 use crate::runner::snapshots::Snapshots;
 use fake_istiod::scenario::Scenario;
 use fake_istiod::{FakeIstiod, ReplicaInfo, TokenSpec};
+use prost::Message;
 use proto::IstioctlFamily;
 use proto::envoy::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use proto::envoy::envoy::service::status::v3::ClientConfig;
-use prost::Message;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +40,28 @@ pub struct CheckContext {
 /// istioctl's `--timeout` default: a proxy slower than this fails for real users.
 pub const ISTIOCTL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The IP the bench's requests claim in their node id (istiod needs a valid
+/// one; a fixed one keeps runs identical on every machine).
+pub const BENCH_NODE_IP: std::net::IpAddr =
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+
+/// What the checks need to know about a client error.
+pub trait ClientErrorExt {
+    /// The server answered (with a gRPC status): it is alive and decided.
+    fn is_answer(&self) -> bool;
+    /// Nothing came back within the client's timeout.
+    fn is_timeout(&self) -> bool;
+}
+
+impl ClientErrorExt for ClientError {
+    fn is_answer(&self) -> bool {
+        matches!(self, ClientError::Status { .. })
+    }
+    fn is_timeout(&self) -> bool {
+        matches!(self, ClientError::Timeout { .. })
+    }
+}
+
 impl CheckContext {
     /// The istio (system) namespace of the scenario: istioctl's `--istioNamespace`.
     pub fn istio_namespace(&self) -> &str {
@@ -52,7 +74,8 @@ impl CheckContext {
 
     /// A token for `namespace/service_account`, valid for the replicas.
     pub fn token_for(&self, namespace: &str, service_account: &str) -> String {
-        self.fake.mint_token(&TokenSpec::valid(namespace, service_account))
+        self.fake
+            .mint_token(&TokenSpec::new(namespace, service_account))
     }
 
     /// A token with a specific defect (expired, wrong audience, bad signature...).
@@ -71,16 +94,16 @@ impl CheckContext {
     /// Like [`Self::istioctl`] but with this token (or none).
     pub fn istioctl_with(&self, token: Option<String>) -> ClientOptions {
         let credentials = if self.proxy.plaintext {
-            Credentials::Plaintext { token }
+            Credentials::PlaintextWithToken { token }
         } else {
-            Credentials::InsecureTls { token }
+            Credentials::InsecureTlsWithToken { token }
         };
         ClientOptions {
-            address: self.proxy.address.clone(),
             credentials,
             istio_namespace: self.istio_namespace().to_string(),
             timeout: ISTIOCTL_TIMEOUT,
-            ..ClientOptions::default()
+            node_ip: Some(BENCH_NODE_IP),
+            ..ClientOptions::plaintext(self.proxy.address.clone())
         }
     }
 
@@ -103,17 +126,30 @@ impl CheckContext {
         self.fake.replicas()
     }
 
-    /// Options to ask one replica directly (plaintext port, with a token of the
-    /// istio namespace so the replica's debug auth is satisfied).
+    /// Options to ask one replica directly: its TLS port, verified against the
+    /// replicas' CA, with a token of the istio namespace (debug endpoints need an
+    /// authenticated caller).
     pub fn replica_client(&self, replica: &ReplicaInfo) -> ClientOptions {
+        self.replica_client_as(replica, self.istio_namespace(), "default")
+    }
+
+    /// Like [`Self::replica_client`], as another caller (`namespace/service_account`,
+    /// also claimed in the node metadata, as istiod requires).
+    pub fn replica_client_as(
+        &self,
+        replica: &ReplicaInfo,
+        namespace: &str,
+        service_account: &str,
+    ) -> ClientOptions {
         ClientOptions {
-            address: replica.plaintext_addr.to_string(),
-            credentials: Credentials::Plaintext {
-                token: Some(self.token_for(self.istio_namespace(), "default")),
+            credentials: Credentials::VerifiedTls {
+                ca_pem: self.fake.ca_pem().into_bytes(),
+                token: Some(self.token_for(namespace, service_account)),
             },
-            istio_namespace: self.istio_namespace().to_string(),
+            istio_namespace: namespace.to_string(),
             timeout: Duration::from_secs(10),
-            ..ClientOptions::default()
+            node_ip: Some(BENCH_NODE_IP),
+            ..ClientOptions::plaintext(replica.tls_addr.to_string())
         }
     }
 
@@ -135,9 +171,24 @@ impl CheckContext {
                 .replica_fetch(&r, proto::type_url::SYNCZ, &[])
                 .await
                 .map_err(|e| format!("the bench could not ask replica {} directly: {e}", r.name))?;
-            out.push((r, client_configs(&resp).map_err(|e| format!("replica answer: {e}"))?));
+            out.push((
+                r,
+                client_configs(&resp).map_err(|e| format!("replica answer: {e}"))?,
+            ));
         }
         Ok(out)
+    }
+
+    /// istioctl's request for `type_url`.
+    pub fn request(&self, type_url: &str, resource_names: &[String]) -> DiscoveryRequest {
+        client::discovery_request(&self.istioctl().node(), type_url, resource_names)
+    }
+
+    /// A Delta xDS stream to the proxy with one request (see [`client::delta_probe`]).
+    pub async fn delta_probe(&self) -> Result<(), ClientError> {
+        let mut o = self.istioctl();
+        o.timeout = Duration::from_secs(5);
+        client::delta_probe(&o).await
     }
 
     /// A raw ADS stream to the proxy (several requests on one stream).

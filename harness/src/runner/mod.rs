@@ -177,7 +177,12 @@ pub async fn run(
         .collect();
     let mut results: Vec<CheckResult> = Vec::new();
     let total = selected.len();
-    let mut emit = |check: &Check, outcome: Outcome, time: Duration, output: Option<String>, results: &mut Vec<CheckResult>, progress: &mut dyn FnMut(Progress<'_>)| {
+    let emit = |check: &Check,
+                outcome: Outcome,
+                time: Duration,
+                output: Option<String>,
+                results: &mut Vec<CheckResult>,
+                progress: &mut dyn FnMut(Progress<'_>)| {
         results.push(CheckResult {
             id: check.id.to_string(),
             profile: check.profile,
@@ -196,14 +201,23 @@ pub async fn run(
     };
     for (check, skip) in &selected {
         if let Some(why) = skip {
-            emit(check, Outcome::Skip(why.clone()), Duration::ZERO, None, &mut results, &mut progress);
+            emit(
+                check,
+                Outcome::Skip(why.clone()),
+                Duration::ZERO,
+                None,
+                &mut results,
+                &mut progress,
+            );
         }
     }
 
     for (i, scenario_name) in order.iter().enumerate() {
         let checks_here = by_scenario.get(scenario_name).cloned().unwrap_or_default();
         let setup = match load_scenario(config, scenario_name) {
-            Ok(scenario) => proxy::Bench::start(config, hooks, scenario_name, scenario, snapshots.clone()).await,
+            Ok(scenario) => {
+                proxy::Bench::start(config, hooks, scenario_name, scenario, snapshots.clone()).await
+            }
             Err(e) => Err(proxy::ProxyError::Setup(e.to_string())),
         };
         let bench = match setup {
@@ -233,7 +247,12 @@ pub async fn run(
             });
             for c in &checks_here {
                 let t0 = Instant::now();
-                let before = bench.ctx.proxy_output.as_ref().map(|o| o.len()).unwrap_or(0);
+                let before = bench
+                    .ctx
+                    .proxy_output
+                    .as_ref()
+                    .map(|o| o.len())
+                    .unwrap_or(0);
                 let outcome = match tokio::time::timeout(CHECK_BOUND, (c.run)(&bench.ctx)).await {
                     Ok(o) => o,
                     Err(_) => Outcome::Fail(format!(

@@ -146,7 +146,11 @@ impl<'de> Deserialize<'de> for Profile {
         Profile::ALL
             .into_iter()
             .find(|p| p.name() == s)
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown profile {s:?} (core, resilience, security)")))
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "unknown profile {s:?} (core, resilience, security)"
+                ))
+            })
     }
 }
 
@@ -230,10 +234,7 @@ impl OptionsFile {
                 Some(loc) => format!(
                     "line {}: {}",
                     loc.line(),
-                    e.to_string()
-                        .split(" at line ")
-                        .next()
-                        .unwrap_or_default()
+                    e.to_string().split(" at line ").next().unwrap_or_default()
                 ),
                 None => e.to_string(),
             };
@@ -312,7 +313,10 @@ impl RunConfig {
                 target.clone_from(v);
             }
         };
-        set(&mut implementation.organization, &args.implementation_organization);
+        set(
+            &mut implementation.organization,
+            &args.implementation_organization,
+        );
         set(&mut implementation.project, &args.implementation_project);
         set(&mut implementation.url, &args.implementation_url);
         set(&mut implementation.version, &args.implementation_version);
@@ -402,7 +406,9 @@ mod tests {
             config: Some(f.path().to_path_buf()),
             ..Default::default()
         };
-        let err = RunConfig::resolve(&args, KNOWN).expect_err("must fail").to_string();
+        let err = RunConfig::resolve(&args, KNOWN)
+            .expect_err("must fail")
+            .to_string();
         assert!(err.contains("line 2"), "{err}");
         assert!(err.contains("proxy-comand"), "{err}");
         assert!(err.contains(&f.path().display().to_string()), "{err}");
@@ -414,7 +420,12 @@ mod tests {
             run_check: vec!["nope".into()],
             ..Default::default()
         };
-        let err = RunConfig::resolve(&args, KNOWN).expect_err("must fail").to_string();
-        assert!(err.contains("\"nope\"") && err.contains("syncz-union"), "{err}");
+        let err = RunConfig::resolve(&args, KNOWN)
+            .expect_err("must fail")
+            .to_string();
+        assert!(
+            err.contains("\"nope\"") && err.contains("syncz-union"),
+            "{err}"
+        );
     }
 }

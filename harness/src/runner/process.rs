@@ -74,10 +74,16 @@ pub fn fill(template: &str, values: &Placeholders) -> Result<String, ProcessErro
                     && end > 0 =>
             {
                 let name = &after[..end];
-                let v = values.get(name).ok_or_else(|| ProcessError::UnknownPlaceholder {
-                    name: name.to_string(),
-                    known: values.keys().map(|k| format!("{{{k}}}")).collect::<Vec<_>>().join(" "),
-                })?;
+                let v = values
+                    .get(name)
+                    .ok_or_else(|| ProcessError::UnknownPlaceholder {
+                        name: name.to_string(),
+                        known: values
+                            .keys()
+                            .map(|k| format!("{{{k}}}"))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    })?;
                 out.push_str(&sh_quote(v));
                 rest = &after[end + 1..];
             }
@@ -204,7 +210,10 @@ impl ProxyProcess {
     pub async fn stop(mut self, grace: Duration) {
         if let Some(pgid) = self.pgid.take() {
             signal_group(pgid, libc::SIGTERM);
-            if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
+            if tokio::time::timeout(grace, self.child.wait())
+                .await
+                .is_err()
+            {
                 signal_group(pgid, libc::SIGKILL);
                 let _ = self.child.wait().await;
             }
@@ -238,8 +247,11 @@ mod tests {
 
     #[test]
     fn fills_and_quotes() {
-        let got = fill("proxy --port {listen} --istiod={istiod} -t {token_file} ${HOME} {}", &values())
-            .expect("fills");
+        let got = fill(
+            "proxy --port {listen} --istiod={istiod} -t {token_file} ${HOME} {}",
+            &values(),
+        )
+        .expect("fills");
         assert_eq!(
             got,
             "proxy --port 127.0.0.1:9090 --istiod=127.0.0.2:15012,127.0.0.3:15012 -t '/tmp/a b/token' ${HOME} {}"
@@ -248,7 +260,9 @@ mod tests {
 
     #[test]
     fn unknown_placeholder_is_named() {
-        let err = fill("proxy {lisen}", &values()).expect_err("unknown").to_string();
+        let err = fill("proxy {lisen}", &values())
+            .expect_err("unknown")
+            .to_string();
         assert!(err.contains("{lisen}") && err.contains("{listen}"), "{err}");
     }
 
@@ -270,7 +284,11 @@ mod tests {
         let log = p.output.clone();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while log.len() < 2 {
-            assert!(tokio::time::Instant::now() < deadline, "no output: {:?}", log.tail(5));
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no output: {:?}",
+                log.tail(5)
+            );
             tokio::task::yield_now().await;
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

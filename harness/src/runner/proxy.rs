@@ -6,6 +6,7 @@ use super::context::{CheckContext, ProxyEndpoint};
 use super::options::{ProxyMode, RunConfig};
 use super::process::{OutputLog, Placeholders, ProxyProcess};
 use crate::client;
+use crate::runner::context::ClientErrorExt;
 use fake_istiod::scenario::Scenario;
 use fake_istiod::{FakeIstiod, StartOptions, TokenSpec};
 use std::path::{Path, PathBuf};
@@ -119,8 +120,11 @@ fn files(fake: &FakeIstiod, namespace: &str) -> Result<Files, ProxyError> {
     };
     write(&f.cert, &cert.cert.pem())?;
     write(&f.key, &cert.signing_key.serialize_pem())?;
-    write(&f.token, &fake.mint_token(&TokenSpec::valid(namespace, "istioctl-proxy")))?;
-    write(&f.token_key, &fake.token_public_key_pem())?;
+    write(
+        &f.token,
+        &fake.mint_token(&TokenSpec::new(namespace, "istioctl-proxy")),
+    )?;
+    write(&f.token_key, &fake.token_authority().public_pem())?;
     Ok(f)
 }
 
@@ -135,7 +139,14 @@ fn free_port() -> Result<String, ProxyError> {
 }
 
 /// The bundled reference proxy's configuration for this bench.
-pub fn bundled_config(fake: &FakeIstiod, files_dir: &Path, cert: &Path, key: &Path, token_key: &Path, plaintext: bool) -> istioctl_proxy::ProxyConfig {
+pub fn bundled_config(
+    fake: &FakeIstiod,
+    namespace: &str,
+    cert: &Path,
+    key: &Path,
+    token_key: &Path,
+    plaintext: bool,
+) -> istioctl_proxy::ProxyConfig {
     use istioctl_proxy::config::*;
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let replicas: Vec<String> = fake
@@ -144,7 +155,6 @@ pub fn bundled_config(fake: &FakeIstiod, files_dir: &Path, cert: &Path, key: &Pa
         .map(|r| format!("{}={}", r.name, r.tls_addr))
         .collect();
     let mut c = ProxyConfig::plaintext_static(listen, replicas);
-    let _ = files_dir;
     if !plaintext {
         c.serve = ServeTransport::Tls {
             cert: cert.to_path_buf(),
@@ -153,7 +163,8 @@ pub fn bundled_config(fake: &FakeIstiod, files_dir: &Path, cert: &Path, key: &Pa
     }
     c.upstream = UpstreamTransport::Tls {
         ca: fake.ca_file().to_path_buf(),
-        server_name: fake_istiod::SERVER_NAME.to_string(),
+        // istiod's serving certificate names its Service, as in a real cluster.
+        server_name: format!("istiod.{namespace}.svc"),
         client_identity: None,
     };
     c.identity = IdentityMode::Passthrough;
@@ -181,20 +192,23 @@ impl Bench {
         };
         let fake = FakeIstiod::start(scenario.clone(), opts)
             .await
-            .map_err(|e| ProxyError::Setup(format!("cannot start the fake istiod replicas: {e}")))?;
+            .map_err(|e| {
+                ProxyError::Setup(format!("cannot start the fake istiod replicas: {e}"))
+            })?;
         let namespace = scenario.istiod.namespace.clone();
         let f = files(&fake, &namespace)?;
         let plaintext = config.proxy_plaintext;
 
         let (address, running, output) = match &config.proxy {
             ProxyMode::Bundled => {
-                let mut pc = bundled_config(&fake, f.dir.path(), &f.cert, &f.key, &f.token_key, plaintext);
+                let mut pc =
+                    bundled_config(&fake, &namespace, &f.cert, &f.key, &f.token_key, plaintext);
                 if let Some(custom) = &hooks.customize_bundled {
                     custom(&mut pc);
                 }
-                let p = istioctl_proxy::start(pc)
-                    .await
-                    .map_err(|e| ProxyError::Setup(format!("cannot start the bundled proxy: {e}")))?;
+                let p = istioctl_proxy::start(pc).await.map_err(|e| {
+                    ProxyError::Setup(format!("cannot start the bundled proxy: {e}"))
+                })?;
                 (p.local_addr().to_string(), Running::InProcess(p), None)
             }
             ProxyMode::Command(template) => {
@@ -217,7 +231,8 @@ impl Bench {
                 v.insert("token_file", f.token.display().to_string());
                 v.insert("token_issuer_key", f.token_key.display().to_string());
                 v.insert("scenario", name.to_string());
-                let p = ProxyProcess::spawn(template, &v).map_err(|e| ProxyError::Setup(e.to_string()))?;
+                let p = ProxyProcess::spawn(template, &v)
+                    .map_err(|e| ProxyError::Setup(e.to_string()))?;
                 let out = p.output.clone();
                 (listen, Running::Process(p), Some(out))
             }
@@ -268,7 +283,12 @@ impl Bench {
                 return Err(ProxyError::NotReady {
                     timeout,
                     last,
-                    output: self.ctx.proxy_output.as_ref().map(|o| o.tail(40)).unwrap_or_default(),
+                    output: self
+                        .ctx
+                        .proxy_output
+                        .as_ref()
+                        .map(|o| o.tail(40))
+                        .unwrap_or_default(),
                 });
             }
             tokio::time::sleep(pause).await;

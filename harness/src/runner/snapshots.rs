@@ -71,7 +71,9 @@ pub fn redact(text: &str) -> String {
             let inner = &after[..e];
             !inner.is_empty()
                 && inner.as_bytes()[0].is_ascii_digit()
-                && inner.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+                && inner
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.')
                 && inner.bytes().any(|b| b.is_ascii_alphabetic())
         });
         match (is_age, end) {
@@ -175,7 +177,10 @@ mod tests {
             redact("a.b     SYNCED (5m)     STALE (2d3h)     IGNORED     5 (CDS,LDS)"),
             "a.b     SYNCED (<age>)     STALE (<age>)     IGNORED     5 (CDS,LDS)"
         );
-        assert_eq!(redact("x (unreachable: deadline)"), "x (unreachable: deadline)");
+        assert_eq!(
+            redact("x (unreachable: deadline)"),
+            "x (unreachable: deadline)"
+        );
     }
 
     #[test]
