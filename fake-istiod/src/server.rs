@@ -381,12 +381,19 @@ async fn stop_replicas(inner: &Inner) {
     for rt in &rts {
         let _ = rt.shutdown.send(true);
     }
+    // Streams a client leaves open (istioctl and proxies never close theirs)
+    // would hold a graceful shutdown forever: wait a little, then cut them.
     for rt in rts {
-        for t in rt.tasks {
-            let _ = t.await;
+        for mut t in rt.tasks {
+            if tokio::time::timeout(STOP_GRACE, &mut t).await.is_err() {
+                t.abort();
+            }
         }
     }
 }
+
+/// How long a stopping replica waits for open streams to end.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 async fn start_replicas(inner: &Arc<Inner>, scenario: &Scenario) -> Result<(), Error> {
     let mut started = Vec::new();
