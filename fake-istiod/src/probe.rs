@@ -21,7 +21,8 @@ pub struct Dial {
     pub ca_pem: Option<String>,
     /// Bearer token sent as `authorization`.
     pub token: Option<String>,
-    /// Server name checked against the certificate (default `istiod.istio-system.svc`).
+    /// Server name checked against the certificate (default: the IP address, which
+    /// every serving certificate carries).
     pub domain: Option<String>,
 }
 
@@ -53,11 +54,7 @@ pub async fn channel(addr: SocketAddr, dial: &Dial) -> Result<Channel, Status> {
     if let Some(ca) = &dial.ca_pem {
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(ca))
-            .domain_name(
-                dial.domain
-                    .clone()
-                    .unwrap_or_else(|| "istiod.istio-system.svc".into()),
-            );
+            .domain_name(dial.domain.clone().unwrap_or_else(|| addr.ip().to_string()));
         ep = ep
             .tls_config(tls)
             .map_err(|e| Status::unavailable(e.to_string()))?;
