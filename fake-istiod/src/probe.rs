@@ -72,6 +72,15 @@ pub async fn ask_many(
     requests: Vec<DiscoveryRequest>,
 ) -> Result<Vec<DiscoveryResponse>, Status> {
     let ch = channel(addr, dial).await?;
+    ask_on(ch, dial, requests).await
+}
+
+/// As [`ask_many`], on an existing channel (connections are reused).
+pub async fn ask_on(
+    ch: Channel,
+    dial: &Dial,
+    requests: Vec<DiscoveryRequest>,
+) -> Result<Vec<DiscoveryResponse>, Status> {
     let mut client = AggregatedDiscoveryServiceClient::new(ch)
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);

@@ -399,9 +399,16 @@ async fn stop_replicas(inner: &Inner) {
     for rt in &rts {
         let _ = rt.shutdown.send(true);
     }
+    // Connections are cut when the accept loops end; the bound only guards
+    // against a stuck task.
     for rt in rts {
-        for t in rt.tasks {
-            let _ = t.await;
+        for mut t in rt.tasks {
+            if tokio::time::timeout(std::time::Duration::from_secs(5), &mut t)
+                .await
+                .is_err()
+            {
+                t.abort();
+            }
         }
     }
 }

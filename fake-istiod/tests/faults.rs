@@ -212,3 +212,40 @@ async fn faults_set_and_cleared_at_runtime() {
     assert!(fake.set_fault("istiod-nope", Fault::Down).await.is_err());
     fake.shutdown().await;
 }
+
+#[tokio::test]
+async fn down_and_reset_cut_connections_kept_open() {
+    let fake = start("fault-delay.yaml").await;
+    let r = replica(&fake, HEALTHY);
+    let dial = Dial::default();
+    let ch = fake_istiod::probe::channel(r.plaintext_addr, &dial)
+        .await
+        .unwrap();
+    let req = || vec![istioctl_request(type_url::SYNCZ, &[], "istio-system")];
+    assert!(
+        fake_istiod::probe::ask_on(ch.clone(), &dial, req())
+            .await
+            .is_ok()
+    );
+    for fault in [Fault::Down, Fault::Reset] {
+        fake.set_fault(HEALTHY, fault.clone()).await.unwrap();
+        // The connection made before the fault is cut: the call on it fails
+        // (the channel may reconnect, which the fault refuses as well).
+        let cut = eventually(Duration::from_secs(5), || async {
+            fake_istiod::probe::ask_on(ch.clone(), &dial, req())
+                .await
+                .is_err()
+        })
+        .await;
+        assert!(cut, "{fault:?} left the old connection working");
+        fake.clear_fault(HEALTHY).await.unwrap();
+        let back = eventually(Duration::from_secs(5), || async {
+            fake_istiod::probe::ask_on(ch.clone(), &dial, req())
+                .await
+                .is_ok()
+        })
+        .await;
+        assert!(back, "no recovery after {fault:?}");
+    }
+    fake.shutdown().await;
+}
