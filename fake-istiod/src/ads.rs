@@ -82,6 +82,20 @@ impl Ads {
             // Not a TLS connection: istiod performs no authentication.
             return Ok(Caller { identity: None });
         }
+        // A client certificate signed by the mesh CA (istio-agent's way).
+        if self.tls
+            && let Some(certs) = req.peer_certs()
+            && let Some((namespace, service_account)) = certs
+                .first()
+                .and_then(|c| crate::tls::spiffe_identity(c.as_ref()))
+        {
+            return Ok(Caller {
+                identity: Some(Identity {
+                    namespace,
+                    service_account,
+                }),
+            });
+        }
         let header = req
             .metadata()
             .get("authorization")

@@ -98,6 +98,24 @@ enum Command {
         /// Bearer token to send (e.g. from `fake-istiod token`).
         #[arg(long, env = "FAKE_ISTIOD_TOKEN")]
         token: Option<String>,
+        /// Mutual TLS like istioctl's --cert-dir: root-cert.pem, cert-chain.pem, key.pem.
+        #[arg(long)]
+        cert_dir: Option<PathBuf>,
+    },
+    /// Write a client certificate for a ServiceAccount into a directory, in
+    /// istioctl's --cert-dir layout (root-cert.pem, cert-chain.pem, key.pem),
+    /// signed by <state-dir>/ca-key.pem: istiod accepts it instead of a token.
+    Cert {
+        /// The ServiceAccount's namespace.
+        #[arg(long, short)]
+        namespace: String,
+        #[arg(long, default_value = "default")]
+        service_account: String,
+        /// The directory to write.
+        #[arg(long, short)]
+        out: PathBuf,
+        #[arg(long, env = "FAKE_ISTIOD_STATE_DIR", default_value_os_t = default_state_dir())]
+        state_dir: PathBuf,
     },
     /// Check a scenario file; print every problem as file:line: field: message.
     Validate {
@@ -150,12 +168,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             istio_namespace,
             tls,
             token,
+            cert_dir,
         } => {
-            let ca_pem = match tls {
-                Some(f) => Some(
-                    std::fs::read_to_string(&f)
-                        .with_context(|| format!("reading the CA file {}", f.display()))?,
-                ),
+            let read = |f: &std::path::Path| {
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))
+            };
+            let mut ca_pem = match tls {
+                Some(f) => Some(read(&f)?),
+                None => None,
+            };
+            let client_cert = match &cert_dir {
+                Some(d) => {
+                    if ca_pem.is_none() {
+                        ca_pem = Some(read(&d.join("root-cert.pem"))?);
+                    }
+                    Some((read(&d.join("cert-chain.pem"))?, read(&d.join("key.pem"))?))
+                }
                 None => None,
             };
             let type_url = match type_url.as_str() {
@@ -169,6 +197,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let dial = fake_istiod::probe::Dial {
                 ca_pem,
                 token,
+                client_cert,
                 domain: None,
             };
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -221,6 +250,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("  {} ({} bytes)", r.type_url, r.value.len());
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cert {
+            namespace,
+            service_account,
+            out,
+            state_dir,
+        } => {
+            let key = state_dir.join(fake_istiod::CA_KEY_FILE);
+            let pem = std::fs::read_to_string(&key).with_context(|| {
+                format!(
+                    "cannot read the CA key {} (start `fake-istiod serve` first)",
+                    key.display()
+                )
+            })?;
+            let root = state_dir.join(fake_istiod::CA_FILE);
+            let root_pem = std::fs::read_to_string(&root)
+                .with_context(|| format!("cannot read the CA certificate {}", root.display()))?;
+            let ca = fake_istiod::tls::Ca::from_key_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("{} is not a usable CA key: {e}", key.display()))?;
+            let c = ca
+                .client_cert(&namespace, &service_account)
+                .map_err(|e| anyhow::anyhow!("issuing the certificate: {e}"))?;
+            fake_istiod::ClientCert {
+                cert_chain_pem: c.cert_pem,
+                key_pem: c.key_pem,
+                root_cert_pem: root_pem,
+            }
+            .write_cert_dir(&out)
+            .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "wrote {}/{{root-cert.pem,cert-chain.pem,key.pem}} for spiffe://cluster.local/ns/{namespace}/sa/{service_account}",
+                out.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Token {

@@ -11,7 +11,7 @@ use proto::envoy::envoy::service::status::v3::ClientConfig;
 use proto::node::IstioctlNode;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status};
 
 /// How to reach a replica.
@@ -21,6 +21,8 @@ pub struct Dial {
     pub ca_pem: Option<String>,
     /// Bearer token sent as `authorization`.
     pub token: Option<String>,
+    /// Client certificate and key (PEM) for mutual TLS, istioctl's `--cert-dir`.
+    pub client_cert: Option<(String, String)>,
     /// Server name checked against the certificate (default: the IP address, which
     /// every serving certificate carries).
     pub domain: Option<String>,
@@ -52,9 +54,12 @@ pub async fn channel(addr: SocketAddr, dial: &Dial) -> Result<Channel, Status> {
         .map_err(|e| Status::invalid_argument(e.to_string()))?
         .connect_timeout(Duration::from_secs(5));
     if let Some(ca) = &dial.ca_pem {
-        let tls = ClientTlsConfig::new()
+        let mut tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(ca))
             .domain_name(dial.domain.clone().unwrap_or_else(|| addr.ip().to_string()));
+        if let Some((cert, key)) = &dial.client_cert {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
         ep = ep
             .tls_config(tls)
             .map_err(|e| Status::unavailable(e.to_string()))?;

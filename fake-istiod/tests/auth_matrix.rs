@@ -141,7 +141,7 @@ async fn syncz_auth(
             Dial {
                 ca_pem: Some(fake.ca_pem()),
                 token,
-                domain: None,
+                ..Default::default()
             },
         ),
     };
@@ -179,7 +179,7 @@ async fn config_dump_of_another_namespace_is_invisible_to_a_scoped_caller() {
     let dial = Dial {
         ca_pem: Some(fake.ca_pem()),
         token: Some(fake.mint_token(&TokenSpec::new("bookinfo", "default"))),
-        domain: None,
+        ..Default::default()
     };
     let other = ask(
         r.tls_addr,
@@ -225,5 +225,52 @@ async fn node_without_ip_is_rejected() {
         err.message(),
         "no valid IP address in the service node id or metadata"
     );
+    fake.shutdown().await;
+}
+
+#[rstest]
+#[case::system_identity("istio-system", "istio-system", Ok(ALL))]
+#[case::scoped_identity("bookinfo", "bookinfo", Ok(&["productpage-v1-6b746f74dc-9stvs.bookinfo"][..]))]
+#[case::mismatch(
+    "bookinfo", "istio-system",
+    Err((Code::PermissionDenied, "authorization failed: no identities ([spiffe://cluster.local/ns/bookinfo/sa/default]) matched istio-system/default"))
+)]
+#[tokio::test]
+async fn client_certificate_authenticates_like_a_token(
+    #[case] cert_namespace: &str,
+    #[case] claimed_namespace: &str,
+    #[case] expected: Result<&[&str], (Code, &str)>,
+) {
+    let fake = FakeIstiod::start(mesh("1.30.0", "{}"), StartOptions::ephemeral())
+        .await
+        .unwrap();
+    let cert = fake.issue_client_cert(cert_namespace, "default").unwrap();
+    let dial = Dial {
+        ca_pem: Some(fake.ca_pem()),
+        client_cert: Some((cert.cert_chain_pem, cert.key_pem)),
+        ..Default::default()
+    };
+    let got = ask(
+        fake.replicas()[0].tls_addr,
+        &dial,
+        istioctl_request(type_url::SYNCZ, &[], claimed_namespace),
+    )
+    .await;
+    match (got, expected) {
+        (Ok(resp), Ok(want)) => {
+            let mut ids: Vec<String> = decode_syncz(&resp)
+                .unwrap()
+                .into_iter()
+                .map(|c| c.node.unwrap().id)
+                .collect();
+            ids.sort();
+            assert_eq!(ids, want);
+        }
+        (Err(st), Err((code, msg))) => {
+            assert_eq!(st.code(), code, "{st:?}");
+            assert_eq!(st.message(), msg);
+        }
+        (got, want) => panic!("got {got:?}, want {want:?}"),
+    }
     fake.shutdown().await;
 }

@@ -10,7 +10,7 @@ fn istioctl_dial(fake: &FakeIstiod) -> Dial {
     Dial {
         ca_pem: Some(fake.ca_pem()),
         token: Some(fake.mint_token(&TokenSpec::istioctl("istio-system"))),
-        domain: None,
+        ..Default::default()
     }
 }
 
