@@ -274,3 +274,59 @@ async fn client_certificate_authenticates_like_a_token(
     }
     fake.shutdown().await;
 }
+
+#[rstest]
+#[case::system_caller_list("istio-system", &["list"], Ok(()))]
+#[case::no_path("istio-system", &[], Err((Code::Unknown, "debug type is required")))]
+#[case::two_paths("istio-system", &["list", "syncz"], Err((Code::Unknown, "only one debug request is allowed")))]
+#[case::other_namespace_list(
+    "bookinfo", &["list"],
+    Err((Code::Unknown, "the debug info is not available for current identity: \"spiffe://cluster.local/ns/bookinfo/sa/default\""))
+)]
+#[case::other_namespace_config_dump("bookinfo", &["config_dump?proxyID=productpage-v1-6b746f74dc-9stvs.bookinfo"], Ok(()))]
+#[tokio::test]
+async fn debug_type_rules(
+    #[case] namespace: &str,
+    #[case] paths: &[&str],
+    #[case] expected: Result<(), (Code, &str)>,
+) {
+    // debug_endpoint_auth off: istio.io/debug still wants an identity.
+    let fake = FakeIstiod::start(
+        mesh("1.30.0", "{ debug_endpoint_auth: false }"),
+        StartOptions::ephemeral(),
+    )
+    .await
+    .unwrap();
+    let dial = Dial {
+        ca_pem: Some(fake.ca_pem()),
+        token: Some(fake.mint_token(&TokenSpec::new(namespace, "default"))),
+        ..Default::default()
+    };
+    let r = &fake.replicas()[0];
+    let got = ask(
+        r.tls_addr,
+        &dial,
+        istioctl_request(type_url::DEBUG, paths, namespace),
+    )
+    .await;
+    match (got, expected) {
+        (Ok(resp), Ok(())) => {
+            assert_eq!(resp.resources.len(), 1);
+            assert_eq!(resp.resources[0].type_url, "istio.io/debug");
+        }
+        (Err(st), Err((code, msg))) => {
+            assert_eq!(st.code(), code, "{st:?}");
+            assert_eq!(st.message(), msg);
+        }
+        (got, want) => panic!("got {got:?}, want {want:?}"),
+    }
+    let plain = ask(
+        r.plaintext_addr,
+        &Dial::default(),
+        istioctl_request(type_url::DEBUG, &["list"], "istio-system"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(plain.message(), "authentication required");
+    fake.shutdown().await;
+}
