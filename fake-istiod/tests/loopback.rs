@@ -38,6 +38,20 @@ async fn blog_replica_answers_syncz_with_the_three_proxies() {
     .unwrap();
     assert_eq!(resp.type_url, type_url::SYNCZ);
     assert_eq!(control_plane_id(&resp), "istiod-666fb6694d-jklkt");
+    // version_info is istiod's push version `<time>/<n>`, the nonce a UUID.
+    let (time, n) = resp.version_info.split_once('/').unwrap();
+    assert!(
+        time.ends_with('Z') && n.parse::<u64>().is_ok(),
+        "{}",
+        resp.version_info
+    );
+    assert_eq!(resp.nonce.len(), 36, "{}", resp.nonce);
+    assert_eq!(resp.nonce.matches('-').count(), 4);
+    assert!(
+        resp.resources
+            .iter()
+            .all(|a| a.type_url == type_url::CLIENT_CONFIG)
+    );
     let ids: Vec<String> = decode_syncz(&resp)
         .unwrap()
         .into_iter()
@@ -115,6 +129,7 @@ async fn config_dump_only_from_the_owning_replica_and_several_requests_per_strea
         assert_eq!(answers[0].type_url, type_url::CONFIG_DUMP);
         assert_eq!(answers[1].type_url, type_url::SYNCZ);
         assert_eq!(answers[2].type_url, type_url::DEBUG);
+        assert_ne!(answers[0].nonce, answers[1].nonce);
         // 1.30: ControlPlane only on syncz.
         assert!(answers[0].control_plane.is_none());
         assert!(answers[1].control_plane.is_some());
