@@ -218,3 +218,26 @@ async fn connections_lists_the_replicas_proxies_as_nodes() {
     assert_eq!(nodes.len(), 4);
     fake.shutdown().await;
 }
+
+#[tokio::test]
+async fn delta_xds_is_unimplemented() {
+    use proto::envoy::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+    use proto::envoy::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    let fake = FakeIstiod::start(scenario("blog-walkthrough.yaml"), StartOptions::ephemeral())
+        .await
+        .unwrap();
+    let ch = fake_istiod::probe::channel(fake.replicas()[0].plaintext_addr, &Dial::default())
+        .await
+        .unwrap();
+    let mut client = AggregatedDiscoveryServiceClient::new(ch);
+    let req = DeltaDiscoveryRequest {
+        type_url: type_url::SYNCZ.into(),
+        ..Default::default()
+    };
+    let err = client
+        .delta_aggregated_resources(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
+    fake.shutdown().await;
+}
