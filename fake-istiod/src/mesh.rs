@@ -36,13 +36,18 @@ pub struct MeshState {
     pub auth: AuthSettings,
     pub replicas: BTreeMap<String, ReplicaIdentity>,
     pub proxies: BTreeMap<String, Arc<Proxy>>,
+    /// When the scenario was loaded: its relative ages ("5m") count back from here.
+    pub loaded_at: std::time::SystemTime,
 }
 
 pub type SharedMesh = Arc<RwLock<MeshState>>;
 
 impl MeshState {
     pub fn from_scenario(s: &Scenario) -> Self {
+        // Ages in the scenario ("5m") count back from the moment it is loaded.
+        let loaded_at = std::time::SystemTime::now();
         MeshState {
+            loaded_at,
             istiod: s.istiod.clone(),
             auth: s.auth.clone(),
             replicas: s
@@ -65,7 +70,7 @@ impl MeshState {
             proxies: s
                 .proxies
                 .iter()
-                .map(|p| (p.id.clone(), Arc::new(p.clone())))
+                .map(|p| (p.id.clone(), Arc::new(p.clone().pinned(loaded_at))))
                 .collect(),
         }
     }

@@ -281,6 +281,17 @@ impl FakeIstiod {
         &self.inner.authority
     }
 
+    /// When the current scenario was loaded. Its relative update times ("5m")
+    /// were fixed against this instant, so rendering ages with it as "now"
+    /// shows exactly the ages the scenario states.
+    pub fn scenario_time(&self) -> SystemTime {
+        self.inner
+            .mesh
+            .read()
+            .map(|m| m.loaded_at)
+            .unwrap_or_else(|_| SystemTime::now())
+    }
+
     pub fn control_addr(&self) -> Option<SocketAddr> {
         self.control.as_ref().map(|(a, _, _)| *a)
     }
@@ -392,6 +403,7 @@ impl Inner {
             }
         }
         proxy.types.sort_by(|a, b| a.type_url.cmp(&b.type_url));
+        let proxy = proxy.pinned(SystemTime::now());
         mesh.proxies.insert(proxy.id.clone(), Arc::new(proxy));
         Ok(())
     }
@@ -423,7 +435,7 @@ impl Inner {
             .proxies
             .get_mut(id)
             .ok_or_else(|| Error::UnknownProxy(id.to_string()))?;
-        Arc::make_mut(p).set_type_status(status);
+        Arc::make_mut(p).set_type_status(status.pinned(SystemTime::now()));
         Ok(())
     }
 

@@ -282,14 +282,15 @@ fn status(s: tonic::Status) -> ClientError {
 }
 
 /// Sends several requests on ONE stream (left open, as istioctl leaves it) and
-/// collects responses until `wait_for` arrived or `bound` passed; the stream
-/// ending early is not an error (what came is returned), a status before any
-/// response is.
+/// collects responses until `wait_for` arrived or `bound` passed, then keeps
+/// listening `linger` for responses nobody asked for. The stream ending early
+/// is not an error (what came is returned); a status before any response is.
 pub async fn stream(
     opts: &ClientOptions,
     requests: Vec<DiscoveryRequest>,
     wait_for: usize,
     bound: Duration,
+    linger: Duration,
 ) -> Result<Vec<DiscoveryResponse>, ClientError> {
     let channel = connect(opts).await?;
     let mut client = AggregatedDiscoveryServiceClient::new(channel)
@@ -300,26 +301,24 @@ pub async fn stream(
         tokio_stream::pending::<DiscoveryRequest>(),
     );
     let req = authorized(opts, outbound)?;
+    let mut inbound =
+        match tokio::time::timeout(bound, client.stream_aggregated_resources(req)).await {
+            Ok(r) => r.map_err(status)?.into_inner(),
+            Err(_) => return Ok(Vec::new()),
+        };
     let mut got = Vec::new();
-    let collect = async {
-        let mut inbound = client
-            .stream_aggregated_resources(req)
-            .await
-            .map_err(status)?
-            .into_inner();
-        while got.len() < wait_for {
-            match inbound.message().await {
-                Ok(Some(resp)) => got.push(resp),
-                Ok(None) => break,
-                Err(s) if got.is_empty() => return Err(status(s)),
-                Err(_) => break,
-            }
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        let until = if got.len() < wait_for {
+            deadline
+        } else {
+            tokio::time::Instant::now() + linger
+        };
+        match tokio::time::timeout_at(until, inbound.message()).await {
+            Ok(Ok(Some(resp))) => got.push(resp),
+            Ok(Err(s)) if got.is_empty() => return Err(status(s)),
+            Ok(Ok(None)) | Ok(Err(_)) | Err(_) => return Ok(got),
         }
-        Ok(())
-    };
-    match tokio::time::timeout(bound, collect).await {
-        Ok(Err(e)) => Err(e),
-        Ok(Ok(())) | Err(_) => Ok(got),
     }
 }
 

@@ -36,7 +36,12 @@ async fn tables_through_the_reference_proxy() {
         };
         for family in IstioctlFamily::ALL {
             for view in View::of(family) {
-                let table = match harness::runner::tables::render_view(family, *view, &resp) {
+                let table = match harness::runner::tables::render_view(
+                    family,
+                    *view,
+                    &resp,
+                    bench.ctx.fake.scenario_time(),
+                ) {
                     Ok(t) => t,
                     Err(e) => panic!("{scenario} {family}: {e}"),
                 };

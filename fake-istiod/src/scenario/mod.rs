@@ -184,6 +184,14 @@ impl TypeStatus {
             last_updated: None,
         }
     }
+    /// The same status with its update time fixed at `now`: a real istiod
+    /// reports the same `last_updated` until the next push, so every answer
+    /// (and every replica's copy) must carry the same instant.
+    pub fn pinned(mut self, now: SystemTime) -> Self {
+        self.last_updated = self.last_updated_at(now).map(LastUpdated::At);
+        self
+    }
+
     /// The time reported in `last_updated` (1.23+), if any.
     pub fn last_updated_at(&self, now: SystemTime) -> Option<SystemTime> {
         match (self.last_updated, self.status) {
@@ -236,6 +244,13 @@ impl Proxy {
     }
 
     /// The pod name (id without the namespace).
+    /// The proxy with every relative update time fixed at `now` (see
+    /// [`TypeStatus::pinned`]).
+    pub fn pinned(mut self, now: SystemTime) -> Self {
+        self.types = self.types.into_iter().map(|t| t.pinned(now)).collect();
+        self
+    }
+
     pub fn pod_name(&self) -> &str {
         self.id.rsplit_once('.').map(|(p, _)| p).unwrap_or(&self.id)
     }

@@ -31,7 +31,12 @@ async fn run(ctx: &Ctx) -> Outcome {
                 problems.push(format!("no snapshot {name}.snap to compare with"));
                 continue;
             };
-            let actual = match crate::runner::tables::render_view(*family, *view, &resp) {
+            let actual = match crate::runner::tables::render_view(
+                *family,
+                *view,
+                &resp,
+                ctx.fake.scenario_time(),
+            ) {
                 Ok(t) => t,
                 Err(e) => {
                     problems.push(format!("istioctl {family} cannot show the answer: {e}"));

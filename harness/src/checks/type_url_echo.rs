@@ -23,9 +23,14 @@ async fn run(ctx: &Ctx) -> Outcome {
         .iter()
         .map(|(t, names)| ctx.request(t, names))
         .collect();
-    // Wait for one more than sent: an extra response within the bound is a defect.
+    // Then listen a little longer: an extra response is a defect too.
     let responses = match ctx
-        .stream(requests, types.len() + 1, Duration::from_secs(8))
+        .stream(
+            requests,
+            types.len(),
+            Duration::from_secs(10),
+            Duration::from_millis(300),
+        )
         .await
     {
         Ok(r) => r,

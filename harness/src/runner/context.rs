@@ -197,8 +197,9 @@ impl CheckContext {
         requests: Vec<DiscoveryRequest>,
         wait_for: usize,
         bound: Duration,
+        linger: Duration,
     ) -> Result<Vec<DiscoveryResponse>, ClientError> {
-        client::stream(&self.istioctl(), requests, wait_for, bound).await
+        client::stream(&self.istioctl(), requests, wait_for, bound, linger).await
     }
 
     /// The tail of the proxy's output (for failure reports).

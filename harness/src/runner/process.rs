@@ -296,9 +296,38 @@ mod tests {
         assert!(tail.contains("started istio-system"), "{tail}");
         assert!(tail.contains("env=127.0.0.1:9090"), "{tail}");
         let pgid = p.pgid.expect("has a group");
+        assert!(
+            running_in_group(pgid) >= 2,
+            "shell and sleep should be running"
+        );
         p.stop(Duration::from_secs(2)).await;
-        // SAFETY: signal 0 only probes for existence.
-        let alive = unsafe { libc::kill(-pgid, 0) } == 0;
-        assert!(!alive, "process group {pgid} still alive");
+        // The orphaned `sleep` is reaped by init at its own pace: wait (bounded)
+        // until nothing of the group is running any more (zombies do not count).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while running_in_group(pgid) > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "process group {pgid} still running"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Processes of group `pgid` that are not zombies (from /proc/*/stat).
+    fn running_in_group(pgid: i32) -> usize {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return 0;
+        };
+        dir.filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .filter(|stat| {
+                // pid (comm) state ppid pgrp ...: comm may hold spaces, split after ')'.
+                let Some((_, rest)) = stat.rsplit_once(')') else {
+                    return false;
+                };
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                f.len() > 2 && f[0] != "Z" && f[2] == pgid.to_string()
+            })
+            .count()
     }
 }

@@ -258,17 +258,19 @@ impl Bench {
         Ok(bench)
     }
 
-    /// Waits (bounded) until the proxy answers a syncz request at all: an answer
-    /// or a gRPC status both count; refused connections do not.
+    /// Waits (bounded) until the proxy takes a syncz request at all: an answer,
+    /// a gRPC status, or a stream that is accepted but not yet answered (a
+    /// scenario's hung replica may hold the answer) all count; refused or
+    /// reset connections do not.
     async fn wait_ready(&mut self, timeout: Duration) -> Result<(), ProxyError> {
         let deadline = Instant::now() + timeout;
         let mut opts = self.ctx.istioctl();
-        opts.timeout = Duration::from_secs(2);
+        opts.timeout = Duration::from_secs(1);
         let mut pause = Duration::from_millis(20);
         loop {
             let last = match client::fetch(&opts, proto::type_url::SYNCZ, &[]).await {
                 Ok(_) => return Ok(()),
-                Err(e) if e.is_answer() => return Ok(()),
+                Err(e) if e.is_answer() || e.is_timeout() => return Ok(()),
                 Err(e) => e.to_string(),
             };
             if let Running::Process(p) = &mut self.running {

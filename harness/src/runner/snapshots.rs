@@ -57,38 +57,79 @@ pub fn snap_body(file: &str) -> &str {
     }
 }
 
-/// Replaces what legitimately differs between runs (status ages such as
-/// `SYNCED (5m)`, nonces) with fixed tokens. Applied to both sides of a comparison.
+/// Replaces what legitimately differs between runs with fixed tokens: in the
+/// `-o json` view, absolute RFC 3339 times, `versionInfo` and `nonce` (ages in
+/// tables need no redaction: they are rendered at the scenario's load time).
+/// Applied to both sides of a comparison.
 pub fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    // Ages: "(<digits><unit>...)" right after a status word.
-    while let Some(i) = rest.find('(') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let end = after.find(')');
-        let is_age = end.is_some_and(|e| {
-            let inner = &after[..e];
-            !inner.is_empty()
-                && inner.as_bytes()[0].is_ascii_digit()
-                && inner
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'.')
-                && inner.bytes().any(|b| b.is_ascii_alphabetic())
-        });
-        match (is_age, end) {
-            (true, Some(e)) => {
-                out.push_str("(<age>)");
-                rest = &after[e + 1..];
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        let keyed = ["\"versionInfo\": ", "\"nonce\": "]
+            .into_iter()
+            .find(|k| trimmed.starts_with(k));
+        match keyed {
+            Some(k) => {
+                let comma = if trimmed.ends_with(',') { "," } else { "" };
+                let token = if k.contains("nonce") {
+                    "<nonce>"
+                } else {
+                    "<version-info>"
+                };
+                out.push_str(&format!("{indent}{k}\"{token}\"{comma}"));
             }
-            _ => {
-                out.push('(');
-                rest = after;
-            }
+            None => out.push_str(&redact_times(line)),
         }
     }
-    out.push_str(rest);
     out
+}
+
+/// `2026-11-22T03:03:14.632539833Z` → `<time>`.
+fn redact_times(line: &str) -> String {
+    let b = line.as_bytes();
+    let mut out = String::with_capacity(line.len());
+    let mut i = 0;
+    while i < b.len() {
+        if let Some(len) = rfc3339_at(&b[i..]) {
+            out.push_str("<time>");
+            i += len;
+        } else {
+            let ch = line[i..].chars().next().unwrap_or_default();
+            out.push(ch);
+            i += ch.len_utf8().max(1);
+        }
+    }
+    out
+}
+
+/// Length of an RFC 3339 UTC time at the start of `b` (`YYYY-MM-DDTHH:MM:SS[.f]Z`).
+fn rfc3339_at(b: &[u8]) -> Option<usize> {
+    const SHAPE: &[u8] = b"dddd-dd-ddTdd:dd:dd";
+    if b.len() < SHAPE.len() + 1 {
+        return None;
+    }
+    for (c, s) in b.iter().zip(SHAPE) {
+        let ok = if *s == b'd' {
+            c.is_ascii_digit()
+        } else {
+            c == s
+        };
+        if !ok {
+            return None;
+        }
+    }
+    let mut n = SHAPE.len();
+    if b.get(n) == Some(&b'.') {
+        n += 1;
+        while b.get(n).is_some_and(u8::is_ascii_digit) {
+            n += 1;
+        }
+    }
+    (b.get(n) == Some(&b'Z')).then_some(n + 1)
 }
 
 /// A unified diff of expected vs actual, for failure messages.
@@ -169,18 +210,6 @@ mod tests {
         let f = "---\nsource: x.rs\nexpression: table\n---\nNAME   A\nx      1\n";
         assert_eq!(snap_body(f), "NAME   A\nx      1\n");
         assert_eq!(snap_body("plain"), "plain");
-    }
-
-    #[test]
-    fn ages_are_redacted_other_parens_are_not() {
-        assert_eq!(
-            redact("a.b     SYNCED (5m)     STALE (2d3h)     IGNORED     5 (CDS,LDS)"),
-            "a.b     SYNCED (<age>)     STALE (<age>)     IGNORED     5 (CDS,LDS)"
-        );
-        assert_eq!(
-            redact("x (unreachable: deadline)"),
-            "x (unreachable: deadline)"
-        );
     }
 
     #[test]
