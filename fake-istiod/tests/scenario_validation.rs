@@ -186,11 +186,11 @@ fn blog_scenario_is_the_blog_mesh() {
 #[test]
 fn large_mesh_spreads_over_replicas_and_namespaces() {
     let s = Scenario::load(scenarios_dir().join("large-mesh.yaml")).unwrap();
-    assert_eq!(s.proxies.len(), 10_001);
+    assert_eq!(s.proxies.len(), 25_001);
     let by = s.proxies_by_replica();
     assert_eq!(by.len(), 5);
     for (r, ps) in &by {
-        assert!((2000..=2001).contains(&ps.len()), "{r}: {}", ps.len());
+        assert!((5000..=5001).contains(&ps.len()), "{r}: {}", ps.len());
     }
     let namespaces: std::collections::BTreeSet<&str> =
         s.proxies.iter().map(|p| p.namespace.as_str()).collect();
