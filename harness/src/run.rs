@@ -48,6 +48,13 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
             "proxy-conformance: {checks} checks on {scenarios} scenarios against {what}; istioctl {}",
             config.families.iter().map(|f| f.label()).collect::<Vec<_>>().join(", ")
         ),
+        Progress::Fixed(f) => {
+            println!("The proxy at the given address must be configured with (the same for every scenario):");
+            println!("  replicas (TLS):       {}", f.replicas_tls.join(","));
+            println!("  replicas (plaintext): {}", f.replicas_plaintext.join(","));
+            println!("  replicas' CA:         {} (certificates name istiod, istiod.<namespace>.svc and the IP)", f.ca_file.display());
+            println!("  token issuer key:     {}", f.token_issuer_key.display());
+        }
         Progress::Scenario {
             name,
             index,

@@ -28,6 +28,8 @@ pub const CHECK_BOUND: Duration = Duration::from_secs(60);
 pub enum Progress<'a> {
     /// The run is starting: how many checks, on how many scenarios.
     Start { checks: usize, scenarios: usize },
+    /// With --proxy-addr: what the running proxy must be configured with.
+    Fixed(&'a proxy::FixedSetup),
     /// A scenario's replicas and proxy are being started.
     Scenario {
         name: &'a str,
@@ -145,6 +147,8 @@ pub async fn run(
             }
         }
         hooks.pad_replicas_to = Some(most);
+        let fixed = proxy::prepare_fixed(config, most).await?;
+        progress(Progress::Fixed(&fixed));
     }
     let hooks = &hooks;
     progress(Progress::Start {

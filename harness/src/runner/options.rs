@@ -32,6 +32,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "HOST:PORT")]
     pub proxy_addr: Option<String>,
 
+    /// With --proxy-addr: where the replicas' CA and the token issuer key are kept,
+    /// so they stay the same across scenarios and runs (configure your proxy
+    /// with the files printed at the start). Default: .proxy-conformance
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
     /// Talk to the proxy in plaintext instead of TLS (the `tls` check is then skipped).
     #[arg(long)]
     pub proxy_plaintext: bool,
@@ -107,6 +113,7 @@ Examples:
 pub struct OptionsFile {
     pub proxy_cmd: Option<String>,
     pub proxy_addr: Option<String>,
+    pub state_dir: Option<PathBuf>,
     pub proxy_plaintext: Option<bool>,
     #[serde(default, with = "humantime_serde_opt")]
     pub proxy_ready_timeout: Option<Duration>,
@@ -179,6 +186,8 @@ impl ProxyMode {
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub proxy: ProxyMode,
+    /// Persistent CA and token key for --proxy-addr.
+    pub state_dir: PathBuf,
     pub proxy_plaintext: bool,
     pub proxy_ready_timeout: Duration,
     pub profiles: Vec<Profile>,
@@ -331,6 +340,11 @@ impl RunConfig {
         let supported = pick_vec(&args.supported_features, file.supported_features);
         Ok(RunConfig {
             proxy,
+            state_dir: args
+                .state_dir
+                .clone()
+                .or(file.state_dir)
+                .unwrap_or_else(|| PathBuf::from(".proxy-conformance")),
             proxy_plaintext: args.proxy_plaintext || file.proxy_plaintext.unwrap_or(false),
             proxy_ready_timeout: args
                 .proxy_ready_timeout

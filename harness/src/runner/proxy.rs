@@ -69,6 +69,65 @@ fn output_note(output: &str) -> String {
     }
 }
 
+/// With --proxy-addr: the public key that verifies callers' tokens, in the state folder.
+pub const TOKEN_ISSUER_KEY_FILE: &str = "token-issuer.pem";
+
+/// What a proxy started by the user (`--proxy-addr`) must be configured with.
+#[derive(Debug, Clone)]
+pub struct FixedSetup {
+    /// Replica addresses, TLS ports (plaintext: the same IPs on 15010).
+    pub replicas_tls: Vec<String>,
+    pub replicas_plaintext: Vec<String>,
+    /// CA that signs every replica's serving certificate.
+    pub ca_file: PathBuf,
+    /// Public key that verifies callers' tokens.
+    pub token_issuer_key: PathBuf,
+}
+
+/// Creates (or reuses) the state folder's CA and token key, so they exist
+/// before the user's proxy is configured with them, and lists the fixed
+/// replica addresses every scenario will use (`replicas` of them).
+pub async fn prepare_fixed(config: &RunConfig, replicas: usize) -> Result<FixedSetup, ProxyError> {
+    std::fs::create_dir_all(&config.state_dir).map_err(|e| {
+        ProxyError::Setup(format!("cannot create {}: {e}", config.state_dir.display()))
+    })?;
+    let opts = StartOptions {
+        state_dir: Some(config.state_dir.clone()),
+        ..StartOptions::ephemeral()
+    };
+    let version = proto::IstioVersion::new(1, 30, 0);
+    let fake = FakeIstiod::start(Scenario::empty(version), opts)
+        .await
+        .map_err(|e| {
+            ProxyError::Setup(format!(
+                "cannot prepare {}: {e}",
+                config.state_dir.display()
+            ))
+        })?;
+    let token_issuer_key = config.state_dir.join(TOKEN_ISSUER_KEY_FILE);
+    write(&token_issuer_key, &fake.token_authority().public_pem())?;
+    let ca_file = fake.ca_file().to_path_buf();
+    fake.shutdown().await;
+    let defaults = StartOptions::default();
+    let ip = |i: usize| match defaults.base_address {
+        std::net::IpAddr::V4(v4) => std::net::IpAddr::V4(std::net::Ipv4Addr::from(
+            u32::from(v4).wrapping_add(i as u32),
+        )),
+        other => other,
+    };
+    let addrs = |port: u16| {
+        (0..replicas)
+            .map(|i| std::net::SocketAddr::new(ip(i), port).to_string())
+            .collect()
+    };
+    Ok(FixedSetup {
+        replicas_tls: addrs(defaults.tls_port),
+        replicas_plaintext: addrs(defaults.plaintext_port),
+        ca_file,
+        token_issuer_key,
+    })
+}
+
 /// Deadlines the bundled proxy runs with in the suite: short, so the hang and
 /// down checks finish fast (users' defaults are longer).
 pub const BUNDLED_REPLICA_TIMEOUT: Duration = Duration::from_secs(2);
@@ -186,8 +245,12 @@ impl Bench {
             pad_replicas(&mut scenario, n);
         }
         let opts = match config.proxy {
-            // A running proxy was configured once: keep the replica addresses fixed.
-            ProxyMode::Address(_) => StartOptions::default(),
+            // A running proxy was configured once: fixed replica addresses, and
+            // the CA and token key kept in the state folder.
+            ProxyMode::Address(_) => StartOptions {
+                state_dir: Some(config.state_dir.clone()),
+                ..StartOptions::default()
+            },
             _ => StartOptions::ephemeral(),
         };
         let fake = FakeIstiod::start(scenario.clone(), opts)
@@ -197,6 +260,12 @@ impl Bench {
             })?;
         let namespace = scenario.istiod.namespace.clone();
         let f = files(&fake, &namespace)?;
+        if let ProxyMode::Address(_) = config.proxy {
+            write(
+                &config.state_dir.join(TOKEN_ISSUER_KEY_FILE),
+                &fake.token_authority().public_pem(),
+            )?;
+        }
         let plaintext = config.proxy_plaintext;
 
         let (address, running, output) = match &config.proxy {
