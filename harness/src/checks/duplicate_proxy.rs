@@ -2,7 +2,7 @@
 //! with the owner's (newest) status.
 
 use super::common::*;
-use crate::runner::context::{client_configs, node_id};
+use crate::runner::context::node_id;
 use std::collections::BTreeMap;
 
 pub static CHECK: Check = Check {
@@ -43,12 +43,8 @@ async fn run(ctx: &Ctx) -> Outcome {
     if dups.is_empty() {
         return Outcome::fail("bench: no proxy is reported by two replicas in this scenario");
     }
-    let resp = match ctx.syncz().await {
-        Ok(r) => r,
-        Err(e) => return Outcome::fail(format!("syncz through the proxy failed: {e}")),
-    };
-    let got = match client_configs(&resp) {
-        Ok(c) => c,
+    let got = match ctx.merged().await {
+        Ok((_, ccs)) => ccs,
         Err(e) => return Outcome::fail(e),
     };
     let mut problems = Vec::new();

@@ -2,7 +2,7 @@
 //! owning replica sent.
 
 use super::common::*;
-use crate::runner::context::{client_configs, node_id};
+use crate::runner::context::node_id;
 use proto::envoy::envoy::service::status::v3::ClientConfig;
 use std::collections::BTreeMap;
 
@@ -56,12 +56,8 @@ async fn run(ctx: &Ctx) -> Outcome {
                 .map(move |c| (node_id(&c).to_string(), (r.name.clone(), c)))
         })
         .collect();
-    let resp = match ctx.syncz().await {
-        Ok(r) => r,
-        Err(e) => return Outcome::fail(format!("syncz through the proxy failed: {e}")),
-    };
-    let got = match client_configs(&resp) {
-        Ok(c) => c,
+    let got = match ctx.merged().await {
+        Ok((_, ccs)) => ccs,
         Err(e) => return Outcome::fail(e),
     };
     let mut problems = Vec::new();

@@ -2,9 +2,8 @@
 //! replicas, are picked up between requests.
 
 use super::common::*;
-use crate::runner::context::{client_configs, node_id};
+use crate::runner::context::node_id;
 use fake_istiod::scenario::Fault;
-use std::collections::BTreeSet;
 
 pub static CHECK: Check = Check {
     id: "replica-churn",
@@ -16,16 +15,8 @@ pub static CHECK: Check = Check {
 };
 
 async fn full_answer(ctx: &Ctx, step: &str) -> Result<(), String> {
-    let truth = ctx.ground_truth().await?;
-    let expected: BTreeSet<String> = truth
-        .iter()
-        .flat_map(|(_, c)| c.iter().map(|c| node_id(c).to_string()))
-        .collect();
-    let resp = ctx
-        .syncz()
-        .await
-        .map_err(|e| format!("{step}: syncz failed: {e}"))?;
-    let ccs = client_configs(&resp).map_err(|e| format!("{step}: {e}"))?;
+    let expected = ctx.expected_ids().await?;
+    let (_, ccs) = ctx.merged().await.map_err(|e| format!("{step}: {e}"))?;
     let mut problems = Vec::new();
     compare_ids(&ccs, &expected, &mut problems);
     if problems.is_empty() {

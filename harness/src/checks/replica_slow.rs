@@ -2,8 +2,7 @@
 //! answer, in about one delay, not the sum (fan-out must be parallel).
 
 use super::common::*;
-use crate::runner::context::{client_configs, node_id};
-use std::collections::BTreeSet;
+use crate::runner::context::client_configs;
 
 pub static CHECK: Check = Check {
     id: "replica-slow",
@@ -30,14 +29,10 @@ async fn run(ctx: &Ctx) -> Outcome {
     if delays.len() < 2 {
         return Outcome::fail("bench: the scenario needs at least two delayed replicas");
     }
-    let truth = match ctx.ground_truth().await {
-        Ok(t) => t,
+    let expected = match ctx.expected_ids().await {
+        Ok(e) => e,
         Err(e) => return Outcome::fail(e),
     };
-    let expected: BTreeSet<String> = truth
-        .iter()
-        .flat_map(|(_, c)| c.iter().map(|c| node_id(c).to_string()))
-        .collect();
     let (answer, took) = timed(ctx.syncz()).await;
     let mut problems = Vec::new();
     match answer {

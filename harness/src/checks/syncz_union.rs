@@ -1,7 +1,7 @@
 //! `syncz-union`: one ClientConfig per proxy, every replica's proxies present, none invented.
 
 use super::common::*;
-use crate::runner::context::client_configs;
+use crate::runner::context::node_id;
 use std::collections::BTreeSet;
 
 pub static CHECK: Check = Check {
@@ -20,32 +20,20 @@ async fn run(ctx: &Ctx) -> Outcome {
     };
     let expected: BTreeSet<String> = truth
         .iter()
-        .flat_map(|(_, ccs)| {
-            ccs.iter()
-                .map(|c| crate::runner::context::node_id(c).to_string())
-        })
+        .flat_map(|(_, ccs)| ccs.iter().map(|c| node_id(c).to_string()))
         .collect();
-    let resp = match ctx.syncz().await {
-        Ok(r) => r,
-        Err(e) => return Outcome::fail(format!("syncz through the proxy failed: {e}")),
-    };
-    let got = match client_configs(&resp) {
-        Ok(c) => c,
+    let got = match ctx.merged().await {
+        Ok((_, ccs)) => ccs,
         Err(e) => return Outcome::fail(e),
     };
     let mut problems = Vec::new();
     compare_ids(&got, &expected, &mut problems);
     if let Some(p) = problems.first_mut() {
         // Say which replicas the missing proxies belong to: the usual cause.
-        let got_ids: BTreeSet<&str> = got.iter().map(crate::runner::context::node_id).collect();
+        let got_ids: BTreeSet<&str> = got.iter().map(node_id).collect();
         let lost: Vec<String> = truth
             .iter()
-            .filter(|(_, ccs)| {
-                !ccs.is_empty()
-                    && ccs
-                        .iter()
-                        .all(|c| !got_ids.contains(crate::runner::context::node_id(c)))
-            })
+            .filter(|(_, ccs)| !ccs.is_empty() && ccs.iter().all(|c| !got_ids.contains(node_id(c))))
             .map(|(r, _)| r.name.clone())
             .collect();
         if !lost.is_empty() {

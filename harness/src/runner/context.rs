@@ -12,6 +12,7 @@ use prost::Message;
 use proto::IstioctlFamily;
 use proto::envoy::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use proto::envoy::envoy::service::status::v3::ClientConfig;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -189,6 +190,27 @@ impl CheckContext {
         let mut o = self.istioctl();
         o.timeout = Duration::from_secs(5);
         client::delta_probe(&o).await
+    }
+
+    /// The ids of every proxy of every replica (the union the proxy must return).
+    pub async fn expected_ids(&self) -> Result<BTreeSet<String>, String> {
+        Ok(self
+            .ground_truth()
+            .await?
+            .iter()
+            .flat_map(|(_, ccs)| ccs.iter().map(|c| node_id(c).to_string()))
+            .collect())
+    }
+
+    /// syncz through the proxy, decoded: the answer and its ClientConfigs, or
+    /// why there are none (a failed request, resources that are not ClientConfigs).
+    pub async fn merged(&self) -> Result<(DiscoveryResponse, Vec<ClientConfig>), String> {
+        let resp = self
+            .syncz()
+            .await
+            .map_err(|e| format!("syncz through the proxy failed: {e}"))?;
+        let ccs = client_configs(&resp)?;
+        Ok((resp, ccs))
     }
 
     /// A raw ADS stream to the proxy (several requests on one stream).
