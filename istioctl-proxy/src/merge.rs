@@ -58,6 +58,7 @@ struct Valid<'a> {
     replica: &'a Replica,
     response: &'a DiscoveryResponse,
     cp: Option<IstioControlPlaneInstance>,
+    rows: Vec<RowKey>,
 }
 
 /// Merges fan-out answers. `known` holds what earlier answers taught.
@@ -81,10 +82,11 @@ pub fn merge(
         match &a.result {
             Err(e) => failed.push((&a.replica, e.clone())),
             Ok(resp) => match validate(resp, syncz) {
-                Ok(cp) => valid.push(Valid {
+                Ok((cp, rows)) => valid.push(Valid {
                     replica: &a.replica,
                     response: resp,
                     cp,
+                    rows,
                 }),
                 Err(e) => failed.push((&a.replica, e)),
             },
@@ -152,10 +154,13 @@ pub fn merge(
 }
 
 /// Checks one answer; returns the replica's build info if it sent a ControlPlane.
+/// A syncz row's key facts: node id and newest update time.
+type RowKey = (String, Option<(i64, i32)>);
+
 fn validate(
     resp: &DiscoveryResponse,
     syncz: bool,
-) -> Result<Option<IstioControlPlaneInstance>, ReplicaError> {
+) -> Result<(Option<IstioControlPlaneInstance>, Vec<RowKey>), ReplicaError> {
     let cp = match &resp.control_plane {
         None => None,
         Some(cp) => match serde_json::from_str::<IstioControlPlaneInstance>(&cp.identifier) {
@@ -167,7 +172,9 @@ fn validate(
             }
         },
     };
+    let mut rows = Vec::new();
     if syncz {
+        rows.reserve(resp.resources.len());
         for r in &resp.resources {
             if r.type_url != type_url::CLIENT_CONFIG {
                 return Err(ReplicaError::Invalid(format!(
@@ -175,11 +182,13 @@ fn validate(
                     r.type_url
                 )));
             }
-            ClientConfig::decode(r.value.as_slice())
+            let cc = ClientConfig::decode(r.value.as_slice())
                 .map_err(|e| ReplicaError::Invalid(format!("undecodable ClientConfig: {e}")))?;
+            let stamp = last_updated(&cc);
+            rows.push((cc.node.map(|n| n.id).unwrap_or_default(), stamp));
         }
     }
-    Ok(cp)
+    Ok((cp, rows))
 }
 
 /// De-duplicates ClientConfigs by node id (see the module rules). Returns
@@ -188,13 +197,8 @@ fn dedupe<'a>(valid: &'a [Valid<'a>], keep_all: bool) -> Vec<(String, &'a Replic
     let mut out: Vec<(String, &Replica, &Any, Option<(i64, i32)>)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     for v in valid {
-        for any in &v.response.resources {
-            // Validated above: decoding succeeds.
-            let Ok(cc) = ClientConfig::decode(any.value.as_slice()) else {
-                continue;
-            };
-            let id = cc.node.as_ref().map(|n| n.id.clone()).unwrap_or_default();
-            let stamp = last_updated(&cc);
+        for (any, (id, stamp)) in v.response.resources.iter().zip(&v.rows) {
+            let (id, stamp) = (id.clone(), *stamp);
             if keep_all {
                 out.push((id, v.replica, any, stamp));
                 continue;
