@@ -82,6 +82,20 @@ impl Ads {
             // Not a TLS connection: istiod performs no authentication.
             return Ok(Caller { identity: None });
         }
+        // A client certificate signed by the mesh CA (istio-agent's way).
+        if self.tls
+            && let Some(certs) = req.peer_certs()
+            && let Some((namespace, service_account)) = certs
+                .first()
+                .and_then(|c| crate::tls::spiffe_identity(c.as_ref()))
+        {
+            return Ok(Caller {
+                identity: Some(Identity {
+                    namespace,
+                    service_account,
+                }),
+            });
+        }
         let header = req
             .metadata()
             .get("authorization")
@@ -148,6 +162,9 @@ impl Ads {
         if is_debug && auth.debug_endpoint_auth && caller.identity.is_none() {
             return Err(Status::unauthenticated("authentication required"));
         }
+        if req.type_url == type_url::DEBUG {
+            check_debug_request(req, caller, &system_ns)?;
+        }
         // Namespace-scoped visibility for callers outside the system namespace.
         if auth.namespace_scoped
             && let Some(id) = &caller.identity
@@ -208,6 +225,32 @@ impl Ads {
         }
         Ok(Some(resp))
     }
+}
+
+/// istiod's DebugGen rules: a verified identity always, exactly one debug
+/// path, and callers outside the system namespace only get config_dump,
+/// ndsz and edsz.
+fn check_debug_request(
+    req: &DiscoveryRequest,
+    caller: &Caller,
+    system_ns: &str,
+) -> Result<(), Status> {
+    let Some(id) = &caller.identity else {
+        return Err(Status::unauthenticated("authentication required"));
+    };
+    let path = match req.resource_names.as_slice() {
+        [] => return Err(Status::unknown("debug type is required")),
+        [one] => one,
+        _ => return Err(Status::unknown("only one debug request is allowed")),
+    };
+    let debug_type = path.split('?').next().unwrap_or(path);
+    if id.namespace != system_ns && !matches!(debug_type, "config_dump" | "ndsz" | "edsz") {
+        return Err(Status::unknown(format!(
+            "the debug info is not available for current identity: {:?}",
+            id.spiffe()
+        )));
+    }
+    Ok(())
 }
 
 /// The ControlPlane istiod attaches (only to syncz from 1.25).

@@ -50,8 +50,21 @@ pub const DEBUG_PATHS: &[&str] = &[
 /// `istio.io/debug` with a path: the body istiod's HTTP debug handler returns.
 pub fn debug_body(path: &str, proxies: &[Arc<Proxy>], replica: &str) -> Vec<u8> {
     let path = path.trim_start_matches('/').trim_start_matches("debug/");
-    let base = path.split('?').next().unwrap_or(path);
+    let (base, query) = path.split_once('?').unwrap_or((path, ""));
     let json = match base {
+        "config_dump" => {
+            let id = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("proxyID="))
+                .unwrap_or_default();
+            if id.is_empty() {
+                return b"You must provide a proxyID in the query string".to_vec();
+            }
+            let Some(p) = proxies.iter().find(|p| p.id == id) else {
+                return b"Proxy not connected to this Pilot instance".to_vec();
+            };
+            config_dump_json(p)
+        }
         "list" => serde_json::json!(DEBUG_PATHS),
         "syncz" => serde_json::Value::Array(
             proxies
@@ -85,5 +98,89 @@ pub fn debug_resource(body: Vec<u8>) -> Any {
     Any {
         type_url: proto::type_url::DEBUG.to_string(),
         value: body,
+    }
+}
+
+/// A JSON rendering of the proxy's config dump (the section types and the
+/// names in them; istiod writes full protojson).
+fn config_dump_json(p: &Proxy) -> serde_json::Value {
+    use prost::Message;
+    use proto::envoy::envoy::admin::v3::{
+        BootstrapConfigDump, ClustersConfigDump, ListenersConfigDump, RoutesConfigDump,
+    };
+    let sections = crate::config_dump::sections(p, "", std::time::SystemTime::now());
+    let configs: Vec<serde_json::Value> = sections
+        .iter()
+        .map(|a| {
+            let names: Vec<String> = match a.type_url.rsplit('.').next().unwrap_or_default() {
+                "BootstrapConfigDump" => BootstrapConfigDump::decode(a.value.as_slice())
+                    .ok()
+                    .and_then(|b| b.bootstrap)
+                    .and_then(|b| b.node)
+                    .map(|n| vec![n.id])
+                    .unwrap_or_default(),
+                "ClustersConfigDump" => ClustersConfigDump::decode(a.value.as_slice())
+                    .map(|c| c.dynamic_active_clusters.len())
+                    .map(|n| vec![format!("{n} dynamic active clusters")])
+                    .unwrap_or_default(),
+                "ListenersConfigDump" => ListenersConfigDump::decode(a.value.as_slice())
+                    .map(|l| l.dynamic_listeners.into_iter().map(|d| d.name).collect())
+                    .unwrap_or_default(),
+                "RoutesConfigDump" => RoutesConfigDump::decode(a.value.as_slice())
+                    .map(|r| {
+                        vec![format!(
+                            "{} dynamic route configs",
+                            r.dynamic_route_configs.len()
+                        )]
+                    })
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            serde_json::json!({ "@type": a.type_url, "names": names })
+        })
+        .collect();
+    serde_json::json!({ "configs": configs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::ProxyKind;
+
+    fn proxies() -> Vec<Arc<Proxy>> {
+        vec![Arc::new(Proxy::new(
+            "sleep-557747455f-v627d.sample",
+            "istiod-a",
+            "1.30.0".parse().unwrap(),
+            ProxyKind::Sidecar,
+        ))]
+    }
+
+    fn body(path: &str) -> String {
+        String::from_utf8(debug_body(path, &proxies(), "istiod-a")).unwrap()
+    }
+
+    #[test]
+    fn debug_paths_answer_like_istiod() {
+        let list: Vec<String> = serde_json::from_str(&body("list")).unwrap();
+        assert!(list.contains(&"syncz".to_string()));
+        let syncz: serde_json::Value = serde_json::from_str(&body("syncz")).unwrap();
+        assert_eq!(syncz[0]["proxy"], "sleep-557747455f-v627d.sample");
+        assert_eq!(
+            body("config_dump"),
+            "You must provide a proxyID in the query string"
+        );
+        assert_eq!(
+            body("config_dump?proxyID=other-1.default"),
+            "Proxy not connected to this Pilot instance"
+        );
+        let dump: serde_json::Value =
+            serde_json::from_str(&body("config_dump?proxyID=sleep-557747455f-v627d.sample"))
+                .unwrap();
+        assert_eq!(
+            dump["configs"][0]["@type"],
+            "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump"
+        );
+        assert_eq!(body("nope"), "404 page not found\n");
     }
 }

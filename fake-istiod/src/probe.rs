@@ -11,7 +11,7 @@ use proto::envoy::envoy::service::status::v3::ClientConfig;
 use proto::node::IstioctlNode;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status};
 
 /// How to reach a replica.
@@ -21,7 +21,10 @@ pub struct Dial {
     pub ca_pem: Option<String>,
     /// Bearer token sent as `authorization`.
     pub token: Option<String>,
-    /// Server name checked against the certificate (default `istiod.istio-system.svc`).
+    /// Client certificate and key (PEM) for mutual TLS, istioctl's `--cert-dir`.
+    pub client_cert: Option<(String, String)>,
+    /// Server name checked against the certificate (default: the IP address, which
+    /// every serving certificate carries).
     pub domain: Option<String>,
 }
 
@@ -51,13 +54,12 @@ pub async fn channel(addr: SocketAddr, dial: &Dial) -> Result<Channel, Status> {
         .map_err(|e| Status::invalid_argument(e.to_string()))?
         .connect_timeout(Duration::from_secs(5));
     if let Some(ca) = &dial.ca_pem {
-        let tls = ClientTlsConfig::new()
+        let mut tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(ca))
-            .domain_name(
-                dial.domain
-                    .clone()
-                    .unwrap_or_else(|| "istiod.istio-system.svc".into()),
-            );
+            .domain_name(dial.domain.clone().unwrap_or_else(|| addr.ip().to_string()));
+        if let Some((cert, key)) = &dial.client_cert {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
         ep = ep
             .tls_config(tls)
             .map_err(|e| Status::unavailable(e.to_string()))?;
@@ -75,6 +77,15 @@ pub async fn ask_many(
     requests: Vec<DiscoveryRequest>,
 ) -> Result<Vec<DiscoveryResponse>, Status> {
     let ch = channel(addr, dial).await?;
+    ask_on(ch, dial, requests).await
+}
+
+/// As [`ask_many`], on an existing channel (connections are reused).
+pub async fn ask_on(
+    ch: Channel,
+    dial: &Dial,
+    requests: Vec<DiscoveryRequest>,
+) -> Result<Vec<DiscoveryResponse>, Status> {
     let mut client = AggregatedDiscoveryServiceClient::new(ch)
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);

@@ -20,6 +20,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::{Identity as TlsIdentity, Server, ServerTlsConfig};
 
+/// File name of the token signing key in the state directory.
+pub const SIGNING_KEY_FILE: &str = "token-signing-key.pem";
+/// File name of the CA certificate in the state directory.
+pub const CA_FILE: &str = "root-cert.pem";
+/// File name of the CA's private key in the state directory.
+pub const CA_KEY_FILE: &str = "ca-key.pem";
+
 /// Errors of the running fake.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -54,6 +61,9 @@ pub struct StartOptions {
     pub control_addr: Option<SocketAddr>,
     /// Where the CA (and signing key) files go; None = a temporary directory.
     pub state_dir: Option<PathBuf>,
+    /// PKCS#8 PEM of the token signing key (ES256, P-256); None = reuse
+    /// `token-signing-key.pem` in `state_dir` if present, else generate one.
+    pub signing_key_pem: Option<String>,
 }
 
 impl Default for StartOptions {
@@ -64,6 +74,7 @@ impl Default for StartOptions {
             tls_port: 15012,
             control_addr: None,
             state_dir: None,
+            signing_key_pem: None,
         }
     }
 }
@@ -81,6 +92,24 @@ impl StartOptions {
     pub fn with_control(mut self) -> Self {
         self.control_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         self
+    }
+}
+
+/// A client certificate and key, and the CA, as istioctl's `--cert-dir` wants them.
+#[derive(Debug, Clone)]
+pub struct ClientCert {
+    pub cert_chain_pem: String,
+    pub key_pem: String,
+    pub root_cert_pem: String,
+}
+
+impl ClientCert {
+    /// Writes `cert-chain.pem`, `key.pem` and `root-cert.pem` into `dir`.
+    pub fn write_cert_dir(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("cert-chain.pem"), &self.cert_chain_pem)?;
+        std::fs::write(dir.join("key.pem"), &self.key_pem)?;
+        std::fs::write(dir.join("root-cert.pem"), &self.root_cert_pem)
     }
 }
 
@@ -155,11 +184,28 @@ impl FakeIstiod {
                 (Some(t), p)
             }
         };
-        let ca = Ca::generate().map_err(|e| Error::Tls(e.to_string()))?;
+        let ca_key_file = dir.join(CA_KEY_FILE);
+        let ca = if opts.state_dir.is_some() && ca_key_file.exists() {
+            Ca::from_key_pem(&std::fs::read_to_string(&ca_key_file)?)
+        } else {
+            Ca::generate()
+        }
+        .map_err(|e| Error::Tls(e.to_string()))?;
         let ca_pem = ca.pem();
-        let ca_file = dir.join("root-cert.pem");
+        let ca_file = dir.join(CA_FILE);
         std::fs::write(&ca_file, &ca_pem)?;
-        let authority = TokenAuthority::generate()?;
+        // A throw-away test CA: its key is kept so `fake-istiod cert` can issue client certificates.
+        std::fs::write(&ca_key_file, ca.key_pem())?;
+        let key_file = dir.join(SIGNING_KEY_FILE);
+        let authority = match &opts.signing_key_pem {
+            Some(pem) => TokenAuthority::from_private_key_pem(pem)?,
+            None if opts.state_dir.is_some() && key_file.exists() => {
+                TokenAuthority::from_private_key_pem(&std::fs::read_to_string(&key_file)?)?
+            }
+            None => TokenAuthority::generate()?,
+        };
+        // A throw-away test key: written so that `fake-istiod token` can sign with it.
+        std::fs::write(&key_file, authority.private_pem())?;
         std::fs::write(
             dir.join("token-signing-key.pub.pem"),
             authority.public_pem(),
@@ -209,6 +255,25 @@ impl FakeIstiod {
     /// for expired, wrong-audience and bad-signature tokens).
     pub fn mint_token(&self, spec: &TokenSpec) -> String {
         self.inner.authority.mint(spec)
+    }
+
+    /// A client certificate for `namespace`/`service_account` (SPIFFE URI SAN),
+    /// signed by the CA: istiod accepts it instead of a token on the TLS port.
+    pub fn issue_client_cert(
+        &self,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<ClientCert, Error> {
+        let c = self
+            .inner
+            .ca
+            .client_cert(namespace, service_account)
+            .map_err(|e| Error::Tls(e.to_string()))?;
+        Ok(ClientCert {
+            cert_chain_pem: c.cert_pem,
+            key_pem: c.key_pem,
+            root_cert_pem: self.inner.ca_pem.clone(),
+        })
     }
 
     /// The key tokens are checked against.
@@ -381,9 +446,16 @@ async fn stop_replicas(inner: &Inner) {
     for rt in &rts {
         let _ = rt.shutdown.send(true);
     }
+    // Connections are cut when the accept loops end; the bound only guards
+    // against a stuck task.
     for rt in rts {
-        for t in rt.tasks {
-            let _ = t.await;
+        for mut t in rt.tasks {
+            if tokio::time::timeout(std::time::Duration::from_secs(5), &mut t)
+                .await
+                .is_err()
+            {
+                t.abort();
+            }
         }
     }
 }
@@ -451,8 +523,11 @@ async fn start_replica(
         };
         let mut builder = Server::builder();
         if is_tls {
+            // Client certificates are optional (tokens are the other way in).
             let cfg = ServerTlsConfig::new()
-                .identity(TlsIdentity::from_pem(&cert.cert_pem, &cert.key_pem));
+                .identity(TlsIdentity::from_pem(&cert.cert_pem, &cert.key_pem))
+                .client_ca_root(tonic::transport::Certificate::from_pem(&inner.ca_pem))
+                .client_auth_optional(true);
             builder = builder
                 .tls_config(cfg)
                 .map_err(|e| Error::Tls(e.to_string()))?;

@@ -2,8 +2,8 @@
 //! at start (its PEM written to a file clients can trust).
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-    SanType,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
 };
 use std::net::IpAddr;
 
@@ -18,24 +18,67 @@ pub struct ServingCert {
     pub key_pem: String,
 }
 
+fn ca_params() -> Result<CertificateParams, rcgen::Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "cluster.local");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "fake-istiod root CA");
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(params)
+}
+
 impl Ca {
+    /// A CA with a fresh key.
     pub fn generate() -> Result<Ca, rcgen::Error> {
+        Ca::from_key(KeyPair::generate()?)
+    }
+
+    /// The CA for an existing key (PKCS#8 PEM): same name and key, so
+    /// certificates it signs verify against any CA certificate made from
+    /// that key.
+    pub fn from_key_pem(pem: &str) -> Result<Ca, rcgen::Error> {
+        Ca::from_key(KeyPair::from_pem(pem)?)
+    }
+
+    fn from_key(key: KeyPair) -> Result<Ca, rcgen::Error> {
+        Ok(Ca {
+            issuer: CertifiedIssuer::self_signed(ca_params()?, key)?,
+        })
+    }
+
+    /// The CA's private key (PKCS#8 PEM).
+    pub fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
+    }
+
+    /// A client certificate as istio-agent gets one: URI SAN
+    /// `spiffe://cluster.local/ns/<ns>/sa/<sa>` (what istiod authenticates).
+    pub fn client_cert(
+        &self,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<ServingCert, rcgen::Error> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "cluster.local");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "fake-istiod root CA");
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
+        params.subject_alt_names.push(SanType::URI(
+            format!("spiffe://cluster.local/ns/{namespace}/sa/{service_account}").try_into()?,
+        ));
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsagePurpose::ServerAuth,
         ];
         let key = KeyPair::generate()?;
-        Ok(Ca {
-            issuer: CertifiedIssuer::self_signed(params, key)?,
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(ServingCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
         })
     }
 
@@ -53,11 +96,81 @@ impl Ca {
         ])?;
         params.subject_alt_names.push(SanType::IpAddress(ip));
         params.distinguished_name.push(DnType::CommonName, "istiod");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(ServingCert {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })
+    }
+}
+
+/// The SPIFFE identity in a DER certificate's URI SAN
+/// (`spiffe://<td>/ns/<ns>/sa/<sa>` → namespace, service account).
+/// A minimal scan for the context-specific [6] IA5String istiod reads.
+pub fn spiffe_identity(der: &[u8]) -> Option<(String, String)> {
+    const PREFIX: &[u8] = b"spiffe://";
+    let mut i = 0;
+    while i + 2 + PREFIX.len() <= der.len() {
+        if der[i] == 0x86 && der[i + 2..].starts_with(PREFIX) {
+            let len = der[i + 1] as usize;
+            let uri = der.get(i + 2..i + 2 + len)?;
+            let uri = std::str::from_utf8(uri).ok()?;
+            let path = uri.strip_prefix("spiffe://")?.split_once('/')?.1;
+            let parts: Vec<&str> = path.split('/').collect();
+            if let ["ns", ns, "sa", sa] = parts.as_slice() {
+                return Some((ns.to_string(), sa.to_string()));
+            }
+            return None;
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_certs_carry_the_spiffe_identity() {
+        let ca = Ca::generate().unwrap();
+        let c = ca.client_cert("istio-system", "default").unwrap();
+        let der = rustls_pki_der(&c.cert_pem);
+        assert_eq!(
+            spiffe_identity(&der),
+            Some(("istio-system".to_string(), "default".to_string()))
+        );
+        let server = ca
+            .serving_cert("istio-system", [127, 0, 0, 2].into())
+            .unwrap();
+        assert_eq!(spiffe_identity(&rustls_pki_der(&server.cert_pem)), None);
+        // Same key, same issuer name.
+        let again = Ca::from_key_pem(&ca.key_pem()).unwrap();
+        assert_eq!(again.key_pem(), ca.key_pem());
+    }
+
+    fn rustls_pki_der(pem: &str) -> Vec<u8> {
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        base64_decode(&body)
+    }
+
+    fn base64_decode(s: &str) -> Vec<u8> {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = Vec::new();
+        let mut buf = 0u32;
+        let mut bits = 0;
+        for c in s.bytes().filter(|c| *c != b'=') {
+            let v = T.iter().position(|t| *t == c).unwrap() as u32;
+            buf = (buf << 6) | v;
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((buf >> bits) as u8);
+                buf &= (1 << bits) - 1;
+            }
+        }
+        out
     }
 }

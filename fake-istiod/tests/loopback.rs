@@ -10,7 +10,7 @@ fn istioctl_dial(fake: &FakeIstiod) -> Dial {
     Dial {
         ca_pem: Some(fake.ca_pem()),
         token: Some(fake.mint_token(&TokenSpec::istioctl("istio-system"))),
-        domain: None,
+        ..Default::default()
     }
 }
 
@@ -38,6 +38,20 @@ async fn blog_replica_answers_syncz_with_the_three_proxies() {
     .unwrap();
     assert_eq!(resp.type_url, type_url::SYNCZ);
     assert_eq!(control_plane_id(&resp), "istiod-666fb6694d-jklkt");
+    // version_info is istiod's push version `<time>/<n>`, the nonce a UUID.
+    let (time, n) = resp.version_info.split_once('/').unwrap();
+    assert!(
+        time.ends_with('Z') && n.parse::<u64>().is_ok(),
+        "{}",
+        resp.version_info
+    );
+    assert_eq!(resp.nonce.len(), 36, "{}", resp.nonce);
+    assert_eq!(resp.nonce.matches('-').count(), 4);
+    assert!(
+        resp.resources
+            .iter()
+            .all(|a| a.type_url == type_url::CLIENT_CONFIG)
+    );
     let ids: Vec<String> = decode_syncz(&resp)
         .unwrap()
         .into_iter()
@@ -115,6 +129,7 @@ async fn config_dump_only_from_the_owning_replica_and_several_requests_per_strea
         assert_eq!(answers[0].type_url, type_url::CONFIG_DUMP);
         assert_eq!(answers[1].type_url, type_url::SYNCZ);
         assert_eq!(answers[2].type_url, type_url::DEBUG);
+        assert_ne!(answers[0].nonce, answers[1].nonce);
         // 1.30: ControlPlane only on syncz.
         assert!(answers[0].control_plane.is_none());
         assert!(answers[1].control_plane.is_some());
@@ -157,5 +172,72 @@ async fn empty_mesh_answers_zero_resources() {
     .unwrap();
     assert!(resp.resources.is_empty());
     assert_eq!(control_plane_id(&resp), "istiod-5f4d7b8c9-empty");
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_lists_the_replicas_proxies_as_nodes() {
+    use prost::Message;
+    let fake = FakeIstiod::start(scenario("blog-walkthrough.yaml"), StartOptions::ephemeral())
+        .await
+        .unwrap();
+    let r = &fake.replicas()[0];
+    let resp = ask(
+        r.plaintext_addr,
+        &Dial::default(),
+        istioctl_request(type_url::CONNECTIONS, &[], "external-istiod"),
+    )
+    .await
+    .unwrap();
+    // 1.12: ControlPlane on every answer.
+    assert_eq!(control_plane_id(&resp), "istiod-666fb6694d-jklkt");
+    let nodes: Vec<proto::envoy::envoy::config::core::v3::Node> = resp
+        .resources
+        .iter()
+        .map(|a| {
+            assert_eq!(a.type_url, "type.googleapis.com/envoy.config.core.v3.Node");
+            proto::envoy::envoy::config::core::v3::Node::decode(a.value.as_slice()).unwrap()
+        })
+        .collect();
+    // istioctl counts only nodes with PROXY_CONFIG (its own connection has none).
+    let proxies: Vec<&str> = nodes
+        .iter()
+        .filter(|n| {
+            n.metadata
+                .as_ref()
+                .is_some_and(|m| m.fields.contains_key("PROXY_CONFIG"))
+        })
+        .map(|n| n.id.as_str())
+        .collect();
+    assert_eq!(proxies.len(), 3);
+    assert!(proxies[0].starts_with("sidecar~10."), "{proxies:?}");
+    assert!(
+        proxies[0].ends_with("~helloworld-v1-776f57d5f6-tmpkd.sample~sample.svc.cluster.local")
+    );
+    assert!(proxies[1].starts_with("router~"));
+    assert_eq!(nodes.len(), 4);
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn delta_xds_is_unimplemented() {
+    use proto::envoy::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+    use proto::envoy::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    let fake = FakeIstiod::start(scenario("blog-walkthrough.yaml"), StartOptions::ephemeral())
+        .await
+        .unwrap();
+    let ch = fake_istiod::probe::channel(fake.replicas()[0].plaintext_addr, &Dial::default())
+        .await
+        .unwrap();
+    let mut client = AggregatedDiscoveryServiceClient::new(ch);
+    let req = DeltaDiscoveryRequest {
+        type_url: type_url::SYNCZ.into(),
+        ..Default::default()
+    };
+    let err = client
+        .delta_aggregated_resources(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
     fake.shutdown().await;
 }

@@ -46,7 +46,7 @@ fn load_problem(e: &LoadError) -> Problem {
         LoadError::ScanError(m, se) => (
             m.line(),
             "(syntax)".to_string(),
-            format!("invalid YAML: {se}"),
+            format!("invalid YAML: {} (column {})", se.info(), m.column()),
         ),
         other => (0, "(syntax)".to_string(), format!("invalid YAML: {other}")),
     };
@@ -607,6 +607,9 @@ fn types(node: &Node, field: &str, p: &mut Problems) -> Option<Vec<TypeStatus>> 
     Some(out)
 }
 
+/// Upper bound of one generator (memory stays around 2 KiB per proxy).
+const MAX_GENERATED: u64 = 1_000_000;
+
 /// NACK details when the scenario gives none.
 pub const DEFAULT_NACK: &str = "rejected by the proxy";
 
@@ -735,6 +738,14 @@ fn generator(
     let count = match m.u64("count", p) {
         Some((0, l)) => {
             p.add(l, m.field("count"), "must be at least 1");
+            None
+        }
+        Some((n, l)) if n > MAX_GENERATED => {
+            p.add(
+                l,
+                m.field("count"),
+                format!("at most {MAX_GENERATED} proxies per generator"),
+            );
             None
         }
         Some((n, _)) => Some(n as usize),

@@ -1,0 +1,195 @@
+//! The `fake-istiod` binary: validate, token, and serve answering an
+//! istioctl-style syncz request (the "done when" of the crate).
+
+use fake_istiod::probe::{Dial, ask, control_plane_id, decode_syncz, istioctl_request};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fake-istiod");
+
+fn scenarios() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
+}
+
+#[test]
+fn validate_reports_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "istiod: { version: 1.30.0 }\nreplicas: [ { name: istiod-a } ]\nproxies:\n  - id: a-1.default\n    replica: istiod-b\n    colour: red\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("validate")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let name = bad.display().to_string();
+    assert_eq!(
+        stderr,
+        format!(
+            "{name}:5: proxies[0].replica: no replica named \"istiod-b\" (replicas: istiod-a)\n{name}:6: proxies[0].colour: unknown field; expected one of: id, replica, cluster, namespace, version, kind, types, ip\n"
+        )
+    );
+    let ok = Command::new(BIN)
+        .arg("validate")
+        .arg(scenarios().join("blog-walkthrough.yaml"))
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+}
+
+#[test]
+fn token_needs_a_key_and_signs_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = Command::new(BIN)
+        .args(["token", "-n", "istio-system", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read the signing key"));
+    let authority = fake_istiod::TokenAuthority::generate().unwrap();
+    std::fs::write(
+        dir.path().join(fake_istiod::SIGNING_KEY_FILE),
+        authority.private_pem(),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "token",
+            "-n",
+            "bookinfo",
+            "--service-account",
+            "reviews",
+            "--state-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap();
+    let id = authority.verify(token.trim()).unwrap();
+    assert_eq!(
+        (id.namespace.as_str(), id.service_account.as_str()),
+        ("bookinfo", "reviews")
+    );
+}
+
+/// Kills the child on drop (the test started it).
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn serve_answers_the_blog_syncz() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Child(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--plaintext-port",
+                "0",
+                "--tls-port",
+                "0",
+                "--no-control",
+                "--scenario",
+            ])
+            .arg(scenarios().join("blog-walkthrough.yaml"))
+            .arg("--state-dir")
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    // Read the banner up to "Ctrl-C" (the process prints it once listening).
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let done = line.starts_with("Ctrl-C");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    });
+    let lines = tokio::time::timeout(std::time::Duration::from_secs(20), lines)
+        .await
+        .expect("serve did not start")
+        .unwrap();
+    let replica = lines
+        .iter()
+        .find(|l| l.starts_with("replica "))
+        .expect("a replica line");
+    assert!(
+        replica
+            .starts_with("replica istiod-666fb6694d-jklkt  version 1.12.1  plaintext 127.0.0.2:"),
+        "{replica}"
+    );
+    assert!(lines.iter().any(|l| l
+        == &format!(
+            "CA certificate: {}",
+            dir.path().join("root-cert.pem").display()
+        )));
+    let addr: SocketAddr = replica
+        .split_whitespace()
+        .skip_while(|w| *w != "plaintext")
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let resp = ask(
+        addr,
+        &Dial::default(),
+        istioctl_request(proto::type_url::SYNCZ, &[], "external-istiod"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(control_plane_id(&resp), "istiod-666fb6694d-jklkt");
+    let ids: Vec<String> = decode_syncz(&resp)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.node.unwrap().id)
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "helloworld-v1-776f57d5f6-tmpkd.sample",
+            "istio-ingressgateway-75bfd5668f-lggn4.external-istiod",
+            "sleep-557747455f-v627d.sample"
+        ]
+    );
+    drop(child);
+}
+
+#[test]
+fn help_everywhere() {
+    for sub in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["token", "--help"],
+        &["validate", "--help"],
+        &["ask", "--help"],
+        &["cert", "--help"],
+    ] {
+        let out = Command::new(BIN).args(sub).output().unwrap();
+        assert!(out.status.success(), "{sub:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage: fake-istiod"),
+            "{sub:?}"
+        );
+    }
+}
