@@ -92,7 +92,8 @@ pub fn merge(
             },
         }
     }
-    if !failed.is_empty() && policy == FailurePolicy::Fail {
+    let refused = common_caller_error(&failed, answers.len()) != tonic::Code::Unavailable;
+    if !failed.is_empty() && (policy == FailurePolicy::Fail || refused) {
         return Err(failure_status(&failed, answers.len()));
     }
 
@@ -265,12 +266,36 @@ pub fn failure_status(failed: &[(&Replica, ReplicaError)], total: usize) -> toni
             }
         })
         .collect();
-    tonic::Status::unavailable(format!(
+    let message = format!(
         "{} of {} istiod replicas failed: {}",
         failed.len(),
         total,
         detail.join("; ")
-    ))
+    );
+    tonic::Status::new(common_caller_error(failed, total), message)
+}
+
+/// When EVERY replica refused the caller the same way (its token, its
+/// identity, its request), that is the answer's code; anything else is `Unavailable`.
+fn common_caller_error(failed: &[(&Replica, ReplicaError)], total: usize) -> tonic::Code {
+    use tonic::Code::{InvalidArgument, PermissionDenied, Unauthenticated, Unavailable};
+    let codes: Vec<tonic::Code> = failed
+        .iter()
+        .map(|(_, e)| match e {
+            ReplicaError::Status { code, .. } => *code,
+            _ => Unavailable,
+        })
+        .collect();
+    match codes.first() {
+        Some(&first)
+            if failed.len() == total
+                && matches!(first, Unauthenticated | PermissionDenied | InvalidArgument)
+                && codes.iter().all(|c| *c == first) =>
+        {
+            first
+        }
+        _ => Unavailable,
+    }
 }
 
 /// `<external>` with the chosen replica info (lowest version; logged when they differ).
@@ -520,6 +545,26 @@ mod tests {
             err.message(),
             "2 of 3 istiod replicas failed: istiod-2 (istiod-2:15010): deadline exceeded after 5s; istiod-3 (istiod-3:15010): connection failed: Connection refused"
         );
+    }
+
+    #[test]
+    fn every_replica_refusing_the_caller_keeps_the_code() {
+        let refused = |name: &str| ReplicaAnswer {
+            replica: replica(name),
+            result: Err(ReplicaError::Status {
+                code: tonic::Code::Unauthenticated,
+                message: "authentication failure".into(),
+            }),
+        };
+        let err = run(
+            &[refused("istiod-1"), refused("istiod-2")],
+            FailurePolicy::Fail,
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+        let mixed = [refused("istiod-1"), answer("istiod-2", "1.30.0", vec![])];
+        let err = run(&mixed, FailurePolicy::Fail).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable);
     }
 
     #[test]

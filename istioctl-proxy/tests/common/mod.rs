@@ -194,3 +194,28 @@ pub fn client_config(resp: &DiscoveryResponse, id: &str) -> Option<ClientConfig>
 mod prost_types_any {
     pub use proto::envoy::google::protobuf::Any;
 }
+
+/// A plaintext, anonymous proxy that dials the replicas' TLS ports with its
+/// own token (`istio-system/istioctl-proxy`): what istiod 1.30's debug rules
+/// need. The returned directory holds the token; keep it alive.
+pub fn own_token_config(fake: &FakeIstiod) -> (ProxyConfig, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("proxy.token");
+    let spec = fake_istiod::TokenSpec::new("istio-system", "istioctl-proxy");
+    std::fs::write(&token, fake.mint_token(&spec)).expect("token file");
+    let replicas = fake
+        .replicas()
+        .iter()
+        .map(|r| format!("{}={}", r.name, r.tls_addr))
+        .collect();
+    let mut c = ProxyConfig::plaintext_static("127.0.0.1:0".parse().unwrap(), replicas);
+    c.upstream = istioctl_proxy::UpstreamTransport::Tls {
+        ca: fake.ca_file().to_path_buf(),
+        server_name: "istiod.istio-system.svc".into(),
+        client_identity: None,
+    };
+    c.identity = istioctl_proxy::IdentityMode::Anonymous {
+        token_file: Some(token),
+    };
+    (c, dir)
+}
