@@ -183,10 +183,9 @@ fn validate(
                     r.type_url
                 )));
             }
-            let cc = ClientConfig::decode(r.value.as_slice())
+            let key = ClientConfigKey::decode(r.value.as_slice())
                 .map_err(|e| ReplicaError::Invalid(format!("undecodable ClientConfig: {e}")))?;
-            let stamp = last_updated(&cc);
-            rows.push((cc.node.map(|n| n.id).unwrap_or_default(), stamp));
+            rows.push(key.row());
         }
     }
     Ok((cp, rows))
@@ -219,6 +218,41 @@ fn dedupe<'a>(valid: &'a [Valid<'a>], keep_all: bool) -> Vec<(String, &'a Replic
         }
     }
     out.into_iter().map(|(id, r, a, _)| (id, r, a)).collect()
+}
+
+/// Only what the merge needs from a `ClientConfig` (field numbers of
+/// envoy.service.status.v3): prost skips everything else, so big meshes are
+/// not fully decoded, while malformed bytes still fail to decode.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ClientConfigKey {
+    #[prost(message, optional, tag = "1")]
+    node: Option<NodeId>,
+    #[prost(message, repeated, tag = "3")]
+    generic_xds_configs: Vec<GenericXdsKey>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct NodeId {
+    #[prost(string, tag = "1")]
+    id: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct GenericXdsKey {
+    #[prost(message, optional, tag = "5")]
+    last_updated: Option<Timestamp>,
+}
+
+impl ClientConfigKey {
+    fn row(self) -> RowKey {
+        let stamp = self
+            .generic_xds_configs
+            .iter()
+            .filter_map(|g| g.last_updated.as_ref())
+            .map(|t| (t.seconds, t.nanos))
+            .max();
+        (self.node.map(|n| n.id).unwrap_or_default(), stamp)
+    }
 }
 
 /// The newest `last_updated` of a ClientConfig (None before istiod 1.23).
@@ -544,6 +578,25 @@ mod tests {
         assert_eq!(
             err.message(),
             "2 of 3 istiod replicas failed: istiod-2 (istiod-2:15010): deadline exceeded after 5s; istiod-3 (istiod-3:15010): connection failed: Connection refused"
+        );
+    }
+
+    #[test]
+    fn key_decoding_matches_full_decoding() {
+        for any in [cc("a.ns", Some(7)), cc("b.ns", None)] {
+            let full = ClientConfig::decode(any.value.as_slice()).unwrap();
+            let key = ClientConfigKey::decode(any.value.as_slice()).unwrap().row();
+            assert_eq!(
+                key,
+                (
+                    full.node.unwrap().id,
+                    last_updated(&ClientConfig::decode(any.value.as_slice()).unwrap())
+                )
+            );
+        }
+        assert!(
+            ClientConfigKey::decode(&[0x0a, 0xff][..]).is_err(),
+            "malformed bytes fail"
         );
     }
 

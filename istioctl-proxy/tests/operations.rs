@@ -158,3 +158,50 @@ async fn shutdown_is_prompt_with_an_open_stream() {
     drop(tx);
     fake.shutdown().await;
 }
+
+#[tokio::test]
+async fn replicas_added_and_removed_are_picked_up_without_restart() {
+    use istioctl_proxy::discovery::Replica;
+    let s = open_scenario("three-replicas.yaml");
+    let all = scenario_ids(&s);
+    let fake = fake(s).await;
+    let reps: Vec<Replica> = fake
+        .replicas()
+        .iter()
+        .map(|r| Replica {
+            name: r.name.clone(),
+            address: r.plaintext_addr.to_string(),
+        })
+        .collect();
+    let (tx, rx) = tokio::sync::watch::channel(std::sync::Arc::new(reps[..2].to_vec()));
+    let mut config = plaintext_config(&fake);
+    config.discovery = istioctl_proxy::Discovery::Dynamic(rx);
+    let proxy = proxy(config).await;
+    let some = node_ids(
+        &ask(proxy.local_addr(), type_url::SYNCZ, &[], None)
+            .await
+            .unwrap(),
+    );
+    assert!(some.len() < all.len());
+    tx.send(std::sync::Arc::new(reps.clone())).unwrap();
+    let ids = node_ids(
+        &ask(proxy.local_addr(), type_url::SYNCZ, &[], None)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(ids, all);
+    tx.send(std::sync::Arc::new(reps[..1].to_vec())).unwrap();
+    let fewer = node_ids(
+        &ask(proxy.local_addr(), type_url::SYNCZ, &[], None)
+            .await
+            .unwrap(),
+    );
+    assert!(fewer.len() < some.len());
+    assert_eq!(
+        proxy.upstream_channels(),
+        1,
+        "channels of removed replicas are dropped"
+    );
+    proxy.shutdown().await;
+    fake.shutdown().await;
+}
