@@ -299,3 +299,28 @@ async fn ps_in_istioctls_default_mode_prints_every_family() {
     );
     fake.shutdown().await;
 }
+
+#[tokio::test]
+async fn responses_far_above_grpcs_4_mib_default_get_through() {
+    let yaml = "istiod: { version: 1.30.0 }\nreplicas: [ { name: istiod-big } ]\nproxies: []\ngenerate:\n  - count: 30000\n    namespaces: 20\n    replicas: all\n    version: 1.30.0\n";
+    let mut s = Scenario::parse(yaml, "big.yaml").unwrap_or_else(|e| panic!("{e}"));
+    s.auth.debug_endpoint_auth = false;
+    let fake = FakeIstiod::start(s, StartOptions::ephemeral())
+        .await
+        .unwrap();
+    let r = &fake.replicas()[0];
+    let resp = client::fetch(
+        &ClientOptions::plaintext(r.plaintext_addr.to_string()),
+        type_url::SYNCZ,
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.resources.len(), 30000);
+    let size = prost::Message::encoded_len(&resp);
+    assert!(
+        size > 8 * 1024 * 1024,
+        "only {size} bytes: not a large response"
+    );
+    fake.shutdown().await;
+}
