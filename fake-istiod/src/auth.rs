@@ -151,6 +151,12 @@ impl TokenAuthority {
         })
     }
 
+    /// From a PKCS#8 private key PEM alone (the public key is derived).
+    pub fn from_private_key_pem(private_pem: &str) -> Result<Self, KeyError> {
+        let kp = rcgen::KeyPair::from_pem(private_pem)?;
+        Self::from_private_pem(private_pem, &kp.public_key_pem())
+    }
+
     pub fn public_pem(&self) -> &str {
         &self.public_pem
     }

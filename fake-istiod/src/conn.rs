@@ -4,6 +4,7 @@
 
 use crate::mesh::FaultState;
 use crate::scenario::Fault;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -14,8 +15,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-/// A connection handed to tonic: a socket, or a pipe when a fault sits in between.
-pub enum Conn {
+/// The transport under a [`Conn`].
+pub enum Io {
     Tcp(TcpStream),
     Piped {
         io: DuplexStream,
@@ -24,12 +25,54 @@ pub enum Conn {
     },
 }
 
+/// A connection handed to tonic: a socket, or a pipe when a fault sits in
+/// between. It fails (and the socket is reset) when the replica goes down, so
+/// clients that keep connections open see the fault too.
+pub struct Conn {
+    io: Io,
+    kill: Pin<Box<dyn Future<Output = ()> + Send>>,
+    killed: bool,
+}
+
+impl Conn {
+    /// A connection that dies when `kill` moves past its current generation.
+    pub fn new(io: Io, kill: &watch::Receiver<u64>) -> Conn {
+        let mut rx = kill.clone();
+        let generation = *rx.borrow_and_update();
+        Conn {
+            io,
+            kill: Box::pin(async move {
+                let _ = rx.wait_for(|g| *g != generation).await;
+            }),
+            killed: false,
+        }
+    }
+
+    /// Polls the kill switch; on kill, resets the socket.
+    fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if !self.killed && self.kill.as_mut().poll(cx).is_ready() {
+            self.killed = true;
+            if let Io::Tcp(s) = &self.io {
+                let _ = s.set_zero_linger();
+            }
+        }
+        if self.killed {
+            Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "replica went down",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 impl Connected for Conn {
     type ConnectInfo = TcpConnectInfo;
     fn connect_info(&self) -> TcpConnectInfo {
-        match self {
-            Conn::Tcp(s) => s.connect_info(),
-            Conn::Piped { local, remote, .. } => TcpConnectInfo {
+        match &self.io {
+            Io::Tcp(s) => s.connect_info(),
+            Io::Piped { local, remote, .. } => TcpConnectInfo {
                 local_addr: *local,
                 remote_addr: *remote,
             },
@@ -43,9 +86,13 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Piped { io, .. } => Pin::new(io).poll_read(cx, buf),
+        let this = self.get_mut();
+        if let Err(e) = this.check(cx) {
+            return Poll::Ready(Err(e));
+        }
+        match &mut this.io {
+            Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Piped { io, .. } => Pin::new(io).poll_read(cx, buf),
         }
     }
 }
@@ -56,23 +103,39 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Piped { io, .. } => Pin::new(io).poll_write(cx, buf),
+        let this = self.get_mut();
+        if let Err(e) = this.check(cx) {
+            return Poll::Ready(Err(e));
+        }
+        match &mut this.io {
+            Io::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Piped { io, .. } => Pin::new(io).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Conn::Piped { io, .. } => Pin::new(io).poll_flush(cx),
+        let this = self.get_mut();
+        if let Err(e) = this.check(cx) {
+            return Poll::Ready(Err(e));
+        }
+        match &mut this.io {
+            Io::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Io::Piped { io, .. } => Pin::new(io).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Piped { io, .. } => Pin::new(io).poll_shutdown(cx),
+        match &mut self.get_mut().io {
+            Io::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Piped { io, .. } => Pin::new(io).poll_shutdown(cx),
         }
     }
+}
+
+/// Faults under which connections made before are cut.
+fn cuts_connections(f: &Option<Fault>) -> bool {
+    matches!(
+        f,
+        Some(Fault::Down | Fault::Reset | Fault::Truncated | Fault::Flap { .. })
+    )
 }
 
 /// Whether the listener should be closed now, and when that may change (flap).
@@ -100,14 +163,22 @@ pub async fn accept_loop(
     conns: mpsc::Sender<io::Result<Conn>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let (kill, kill_rx) = watch::channel(0u64);
+    let mut last_fault: Option<Fault> = None;
     loop {
         if *shutdown.borrow() {
             break;
         }
         let state = fault.borrow().clone();
         let (down, next_flip) = down_now(&state, Instant::now());
+        if state.fault != last_fault && cuts_connections(&state.fault) {
+            kill.send_modify(|g| *g += 1);
+        }
+        last_fault = state.fault.clone();
         if down {
-            listener = None;
+            if listener.take().is_some() {
+                kill.send_modify(|g| *g += 1);
+            }
         } else if listener.is_none() {
             match TcpListener::bind(addr).await {
                 Ok(l) => listener = Some(l),
@@ -148,12 +219,13 @@ pub async fn accept_loop(
                         let local = stream.local_addr().ok();
                         let remote = stream.peer_addr().ok();
                         tokio::spawn(truncating_pump(stream, ours));
-                        if conns.send(Ok(Conn::Piped { io: theirs, local, remote })).await.is_err() {
+                        let conn = Conn::new(Io::Piped { io: theirs, local, remote }, &kill_rx);
+                        if conns.send(Ok(conn)).await.is_err() {
                             break;
                         }
                     }
                     _ => {
-                        if conns.send(Ok(Conn::Tcp(stream))).await.is_err() {
+                        if conns.send(Ok(Conn::new(Io::Tcp(stream), &kill_rx))).await.is_err() {
                             break;
                         }
                     }

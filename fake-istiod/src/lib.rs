@@ -30,4 +30,4 @@ pub mod tls;
 
 pub use auth::{Identity, TokenAuthority, TokenSpec};
 pub use scenario::{Fault, Proxy, ProxyKind, Scenario, ScenarioError, SyncStatus, TypeStatus};
-pub use server::{Error, FakeIstiod, ReplicaInfo, StartOptions};
+pub use server::{CA_FILE, Error, FakeIstiod, ReplicaInfo, SIGNING_KEY_FILE, StartOptions};

@@ -1,1 +1,318 @@
-fn main() {}
+//! `fake-istiod`: serve scenarios, mint tokens, validate scenario files.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use fake_istiod::{FakeIstiod, Scenario, StartOptions, TokenAuthority, TokenSpec};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// N emulated istiod replicas answering istioctl's debug requests
+/// (syncz, config_dump, connections, debug) like real istiod, driven by scenario files.
+#[derive(Parser)]
+#[command(name = "fake-istiod", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+fn default_state_dir() -> PathBuf {
+    std::env::temp_dir().join("fake-istiod")
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start every replica of a scenario and serve until Ctrl-C.
+    ///
+    /// Each replica gets its own loopback address (127.0.0.2, .3, ... by default)
+    /// with istiod's ports: 15010 plaintext and 15012 TLS. The TLS certificates
+    /// are signed by a CA generated at start, written to <state-dir>/root-cert.pem.
+    Serve {
+        /// The scenario file (YAML; see fake-istiod/README.md).
+        #[arg(long, short)]
+        scenario: PathBuf,
+        /// Address of the first replica; the next replicas count up from it.
+        #[arg(long, default_value = "127.0.0.2")]
+        base_address: IpAddr,
+        /// Plaintext gRPC port of every replica (0 = any free port).
+        #[arg(long, default_value_t = 15010)]
+        plaintext_port: u16,
+        /// TLS gRPC port of every replica (0 = any free port).
+        #[arg(long, default_value_t = 15012)]
+        tls_port: u16,
+        /// Serve the control API (proto/fake_istiod/control/v1/control.proto) here.
+        #[arg(long, default_value = "127.0.0.1:15099")]
+        control_address: SocketAddr,
+        /// Do not serve the control API.
+        #[arg(long)]
+        no_control: bool,
+        /// Where root-cert.pem and the token signing key are written.
+        #[arg(long, env = "FAKE_ISTIOD_STATE_DIR", default_value_os_t = default_state_dir())]
+        state_dir: PathBuf,
+    },
+    /// Print a bearer token the running fake accepts (a stand-in for a
+    /// Kubernetes TokenRequest), signed with <state-dir>/token-signing-key.pem.
+    Token {
+        /// The ServiceAccount's namespace (istioctl uses the istio namespace).
+        #[arg(long, short)]
+        namespace: String,
+        /// The ServiceAccount (istioctl uses `default`).
+        #[arg(long, default_value = "default")]
+        service_account: String,
+        /// Audience (istiod requires istio-ca).
+        #[arg(long, default_value = fake_istiod::auth::ISTIO_CA_AUDIENCE)]
+        audience: String,
+        /// Lifetime, e.g. 1h, 30m, 90s.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// Issue an already expired token.
+        #[arg(long)]
+        expired: bool,
+        /// Sign with a key the fake does not trust.
+        #[arg(long)]
+        bad_signature: bool,
+        /// The signing key (default <state-dir>/token-signing-key.pem).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[arg(long, env = "FAKE_ISTIOD_STATE_DIR", default_value_os_t = default_state_dir())]
+        state_dir: PathBuf,
+    },
+    /// Send one istioctl-style request to a replica and print the answer
+    /// (ControlPlane ID and, for syncz, each proxy's statuses).
+    Ask {
+        /// Replica address, e.g. 127.0.0.2:15010 (plaintext) or 127.0.0.2:15012 with --tls.
+        #[arg(long, short)]
+        address: SocketAddr,
+        /// syncz, config_dump, connections, debug, or a full type URL.
+        #[arg(long = "type", default_value = "syncz")]
+        type_url: String,
+        /// Resource names (config_dump: <pod>.<ns>; debug: a path or `list`).
+        #[arg(long = "resource")]
+        resources: Vec<String>,
+        /// The istio namespace istioctl claims in its node metadata.
+        #[arg(long, default_value = "istio-system")]
+        istio_namespace: String,
+        /// Use TLS, trusting this CA file (e.g. <state-dir>/root-cert.pem).
+        #[arg(long)]
+        tls: Option<PathBuf>,
+        /// Bearer token to send (e.g. from `fake-istiod token`).
+        #[arg(long, env = "FAKE_ISTIOD_TOKEN")]
+        token: Option<String>,
+    },
+    /// Check a scenario file; print every problem as file:line: field: message.
+    Validate {
+        /// Scenario files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate { files } => {
+            let mut ok = true;
+            for f in files {
+                match Scenario::load(&f) {
+                    Ok(s) => println!(
+                        "{}: ok ({} replicas, {} proxies, istiod {})",
+                        f.display(),
+                        s.replicas.len(),
+                        s.proxies.len(),
+                        s.istiod.version
+                    ),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        ok = false;
+                    }
+                }
+            }
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Ask {
+            address,
+            type_url,
+            resources,
+            istio_namespace,
+            tls,
+            token,
+        } => {
+            let ca_pem = match tls {
+                Some(f) => Some(
+                    std::fs::read_to_string(&f)
+                        .with_context(|| format!("reading the CA file {}", f.display()))?,
+                ),
+                None => None,
+            };
+            let type_url = match type_url.as_str() {
+                "syncz" => proto::type_url::SYNCZ.to_string(),
+                "config_dump" => proto::type_url::CONFIG_DUMP.to_string(),
+                "connections" => proto::type_url::CONNECTIONS.to_string(),
+                "debug" => proto::type_url::DEBUG.to_string(),
+                other => other.to_string(),
+            };
+            let names: Vec<&str> = resources.iter().map(|s| s.as_str()).collect();
+            let dial = fake_istiod::probe::Dial {
+                ca_pem,
+                token,
+                domain: None,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let resp = rt.block_on(fake_istiod::probe::ask(
+                address,
+                &dial,
+                fake_istiod::probe::istioctl_request(&type_url, &names, &istio_namespace),
+            ));
+            let resp = match resp {
+                Ok(r) => r,
+                Err(st) => {
+                    eprintln!("rpc error: code = {:?} desc = {}", st.code(), st.message());
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            println!("type_url: {}", resp.type_url);
+            println!(
+                "ControlPlane ID: {}",
+                fake_istiod::probe::control_plane_id(&resp)
+            );
+            println!("resources: {}", resp.resources.len());
+            if type_url == proto::type_url::SYNCZ {
+                for c in fake_istiod::probe::decode_syncz(&resp).context("decoding ClientConfig")? {
+                    let id = c.node.map(|n| n.id).unwrap_or_default();
+                    #[allow(deprecated)]
+                    let statuses: Vec<String> = if c.generic_xds_configs.is_empty() {
+                        c.xds_config
+                            .iter()
+                            .map(|x| format!("{:?}", x.status()))
+                            .collect()
+                    } else {
+                        c.generic_xds_configs
+                            .iter()
+                            .map(|g| {
+                                format!(
+                                    "{}={:?}",
+                                    proto::type_url::short_name(&g.type_url),
+                                    g.config_status()
+                                )
+                            })
+                            .collect()
+                    };
+                    println!("  {id}  {}", statuses.join(" "));
+                }
+            } else {
+                for r in &resp.resources {
+                    println!("  {} ({} bytes)", r.type_url, r.value.len());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            namespace,
+            service_account,
+            audience,
+            ttl,
+            expired,
+            bad_signature,
+            key,
+            state_dir,
+        } => {
+            let key = key.unwrap_or_else(|| state_dir.join(fake_istiod::SIGNING_KEY_FILE));
+            let pem = std::fs::read_to_string(&key).with_context(|| {
+                format!(
+                    "cannot read the signing key {} (start `fake-istiod serve` first, or pass --key)",
+                    key.display()
+                )
+            })?;
+            let authority = TokenAuthority::from_private_key_pem(&pem)
+                .with_context(|| format!("{} is not an ES256 PKCS#8 key", key.display()))?;
+            let ttl = fake_istiod::timefmt::parse_duration(&ttl).map_err(anyhow::Error::msg)?;
+            let mut spec = TokenSpec::new(namespace, service_account)
+                .with_audience(audience)
+                .with_ttl(ttl);
+            spec.expired = expired;
+            spec.bad_signature = bad_signature;
+            println!("{}", authority.mint(&spec));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve {
+            scenario,
+            base_address,
+            plaintext_port,
+            tls_port,
+            control_address,
+            no_control,
+            state_dir,
+        } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            let s = Scenario::load(&scenario)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(serve(
+                s,
+                StartOptions {
+                    base_address,
+                    plaintext_port,
+                    tls_port,
+                    control_addr: (!no_control).then_some(control_address),
+                    state_dir: Some(state_dir),
+                    signing_key_pem: None,
+                },
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn serve(scenario: Scenario, opts: StartOptions) -> anyhow::Result<()> {
+    let source = scenario.source.clone();
+    let fake = FakeIstiod::start(scenario, opts).await?;
+    println!("fake-istiod serving {source}");
+    for r in fake.replicas() {
+        let fault = r
+            .fault
+            .as_ref()
+            .map(|f| format!("  fault: {}", f.name()))
+            .unwrap_or_default();
+        println!(
+            "replica {}  version {}  plaintext {}  tls {}  proxies {}{fault}",
+            r.name, r.version, r.plaintext_addr, r.tls_addr, r.proxy_count
+        );
+    }
+    println!("CA certificate: {}", fake.ca_file().display());
+    match fake.control_addr() {
+        Some(a) => println!("control API: {a}"),
+        None => println!("control API: off"),
+    }
+    println!("Ctrl-C to stop");
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    eprintln!("shutting down");
+    fake.shutdown().await;
+    Ok(())
+}

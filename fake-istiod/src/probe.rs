@@ -21,7 +21,8 @@ pub struct Dial {
     pub ca_pem: Option<String>,
     /// Bearer token sent as `authorization`.
     pub token: Option<String>,
-    /// Server name checked against the certificate (default `istiod.istio-system.svc`).
+    /// Server name checked against the certificate (default: the IP address, which
+    /// every serving certificate carries).
     pub domain: Option<String>,
 }
 
@@ -53,11 +54,7 @@ pub async fn channel(addr: SocketAddr, dial: &Dial) -> Result<Channel, Status> {
     if let Some(ca) = &dial.ca_pem {
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(ca))
-            .domain_name(
-                dial.domain
-                    .clone()
-                    .unwrap_or_else(|| "istiod.istio-system.svc".into()),
-            );
+            .domain_name(dial.domain.clone().unwrap_or_else(|| addr.ip().to_string()));
         ep = ep
             .tls_config(tls)
             .map_err(|e| Status::unavailable(e.to_string()))?;
@@ -75,6 +72,15 @@ pub async fn ask_many(
     requests: Vec<DiscoveryRequest>,
 ) -> Result<Vec<DiscoveryResponse>, Status> {
     let ch = channel(addr, dial).await?;
+    ask_on(ch, dial, requests).await
+}
+
+/// As [`ask_many`], on an existing channel (connections are reused).
+pub async fn ask_on(
+    ch: Channel,
+    dial: &Dial,
+    requests: Vec<DiscoveryRequest>,
+) -> Result<Vec<DiscoveryResponse>, Status> {
     let mut client = AggregatedDiscoveryServiceClient::new(ch)
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);

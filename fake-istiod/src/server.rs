@@ -20,6 +20,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::{Identity as TlsIdentity, Server, ServerTlsConfig};
 
+/// File name of the token signing key in the state directory.
+pub const SIGNING_KEY_FILE: &str = "token-signing-key.pem";
+/// File name of the CA certificate in the state directory.
+pub const CA_FILE: &str = "root-cert.pem";
+
 /// Errors of the running fake.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -54,6 +59,9 @@ pub struct StartOptions {
     pub control_addr: Option<SocketAddr>,
     /// Where the CA (and signing key) files go; None = a temporary directory.
     pub state_dir: Option<PathBuf>,
+    /// PKCS#8 PEM of the token signing key (ES256, P-256); None = reuse
+    /// `token-signing-key.pem` in `state_dir` if present, else generate one.
+    pub signing_key_pem: Option<String>,
 }
 
 impl Default for StartOptions {
@@ -64,6 +72,7 @@ impl Default for StartOptions {
             tls_port: 15012,
             control_addr: None,
             state_dir: None,
+            signing_key_pem: None,
         }
     }
 }
@@ -157,9 +166,18 @@ impl FakeIstiod {
         };
         let ca = Ca::generate().map_err(|e| Error::Tls(e.to_string()))?;
         let ca_pem = ca.pem();
-        let ca_file = dir.join("root-cert.pem");
+        let ca_file = dir.join(CA_FILE);
         std::fs::write(&ca_file, &ca_pem)?;
-        let authority = TokenAuthority::generate()?;
+        let key_file = dir.join(SIGNING_KEY_FILE);
+        let authority = match &opts.signing_key_pem {
+            Some(pem) => TokenAuthority::from_private_key_pem(pem)?,
+            None if opts.state_dir.is_some() && key_file.exists() => {
+                TokenAuthority::from_private_key_pem(&std::fs::read_to_string(&key_file)?)?
+            }
+            None => TokenAuthority::generate()?,
+        };
+        // A throw-away test key: written so that `fake-istiod token` can sign with it.
+        std::fs::write(&key_file, authority.private_pem())?;
         std::fs::write(
             dir.join("token-signing-key.pub.pem"),
             authority.public_pem(),
@@ -381,9 +399,16 @@ async fn stop_replicas(inner: &Inner) {
     for rt in &rts {
         let _ = rt.shutdown.send(true);
     }
+    // Connections are cut when the accept loops end; the bound only guards
+    // against a stuck task.
     for rt in rts {
-        for t in rt.tasks {
-            let _ = t.await;
+        for mut t in rt.tasks {
+            if tokio::time::timeout(std::time::Duration::from_secs(5), &mut t)
+                .await
+                .is_err()
+            {
+                t.abort();
+            }
         }
     }
 }

@@ -75,6 +75,21 @@ pub fn full_metadata(proxy: &Proxy) -> Struct {
         ("WORKLOAD_NAME", &workload),
         ("SERVICE_ACCOUNT", "default"),
     ]);
+    // istioctl treats a node without PROXY_CONFIG as "not a proxy" (its own
+    // connections), so every proxy carries one.
+    let proxy_config = metadata(&[
+        ("binaryPath", "/usr/local/bin/envoy"),
+        ("configPath", "./etc/istio/proxy"),
+        ("discoveryAddress", "istiod.istio-system.svc:15012"),
+    ]);
+    s.fields.insert(
+        "PROXY_CONFIG".into(),
+        Value {
+            kind: Some(proto::envoy::google::protobuf::value::Kind::StructValue(
+                proxy_config,
+            )),
+        },
+    );
     let labels = metadata(&[("app", &workload)]);
     s.fields.insert(
         "LABELS".into(),

@@ -159,3 +159,47 @@ async fn empty_mesh_answers_zero_resources() {
     assert_eq!(control_plane_id(&resp), "istiod-5f4d7b8c9-empty");
     fake.shutdown().await;
 }
+
+#[tokio::test]
+async fn connections_lists_the_replicas_proxies_as_nodes() {
+    use prost::Message;
+    let fake = FakeIstiod::start(scenario("blog-walkthrough.yaml"), StartOptions::ephemeral())
+        .await
+        .unwrap();
+    let r = &fake.replicas()[0];
+    let resp = ask(
+        r.plaintext_addr,
+        &Dial::default(),
+        istioctl_request(type_url::CONNECTIONS, &[], "external-istiod"),
+    )
+    .await
+    .unwrap();
+    // 1.12: ControlPlane on every answer.
+    assert_eq!(control_plane_id(&resp), "istiod-666fb6694d-jklkt");
+    let nodes: Vec<proto::envoy::envoy::config::core::v3::Node> = resp
+        .resources
+        .iter()
+        .map(|a| {
+            assert_eq!(a.type_url, "type.googleapis.com/envoy.config.core.v3.Node");
+            proto::envoy::envoy::config::core::v3::Node::decode(a.value.as_slice()).unwrap()
+        })
+        .collect();
+    // istioctl counts only nodes with PROXY_CONFIG (its own connection has none).
+    let proxies: Vec<&str> = nodes
+        .iter()
+        .filter(|n| {
+            n.metadata
+                .as_ref()
+                .is_some_and(|m| m.fields.contains_key("PROXY_CONFIG"))
+        })
+        .map(|n| n.id.as_str())
+        .collect();
+    assert_eq!(proxies.len(), 3);
+    assert!(proxies[0].starts_with("sidecar~10."), "{proxies:?}");
+    assert!(
+        proxies[0].ends_with("~helloworld-v1-776f57d5f6-tmpkd.sample~sample.svc.cluster.local")
+    );
+    assert!(proxies[1].starts_with("router~"));
+    assert_eq!(nodes.len(), 4);
+    fake.shutdown().await;
+}

@@ -27,7 +27,7 @@ fn suffix(mut n: u64, len: usize) -> String {
     (0..len)
         .map(|_| {
             let c = ALPHABET[(n % ALPHABET.len() as u64) as usize];
-            n = n / ALPHABET.len() as u64 ^ n.rotate_left(17);
+            n = (n / ALPHABET.len() as u64) ^ n.rotate_left(17);
             c as char
         })
         .collect()

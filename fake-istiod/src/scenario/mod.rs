@@ -403,6 +403,16 @@ impl Scenario {
         Scenario::parse(&text, &name)
     }
 
+    /// The directory of the scenarios shipped with the project (`scenarios/`).
+    pub fn shipped_dir() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
+    }
+
+    /// Loads a scenario shipped with the project, e.g. `Scenario::shipped("blog-walkthrough.yaml")`.
+    pub fn shipped(file_name: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::load(Scenario::shipped_dir().join(file_name))
+    }
+
     /// Parses and validates scenario YAML; `source_name` names it in messages.
     pub fn parse(text: &str, source_name: &str) -> Result<Scenario, ScenarioError> {
         parse::parse(text, source_name)

@@ -46,7 +46,7 @@ fn load_problem(e: &LoadError) -> Problem {
         LoadError::ScanError(m, se) => (
             m.line(),
             "(syntax)".to_string(),
-            format!("invalid YAML: {se}"),
+            format!("invalid YAML: {} (column {})", se.info(), m.column()),
         ),
         other => (0, "(syntax)".to_string(), format!("invalid YAML: {other}")),
     };

@@ -1,0 +1,156 @@
+//! Per istiod family: the decoded syncz ClientConfigs and the ControlPlane
+//! identity JSON, as snapshots (fixed clock).
+
+use fake_istiod::Scenario;
+use fake_istiod::mesh::ReplicaIdentity;
+use fake_istiod::syncz::client_config;
+use proto::envoy::envoy::service::status::v3::{ClientConfig, ConfigStatus};
+use proto::envoy::google::protobuf::{Struct, value::Kind};
+use proto::{IstioVersion, type_url};
+use rstest::rstest;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const MESH: &str = r#"
+istiod: { version: 1.30.0 }
+replicas: [ { name: istiod-5c8f6d7b9-x1y2z } ]
+proxies:
+  - id: productpage-v1-6b746f74dc-9stvs.bookinfo
+    replica: istiod-5c8f6d7b9-x1y2z
+    version: 1.22.3
+    types: { CDS: SYNCED, LDS: SYNCED, EDS: SYNCED, RDS: { status: STALE, last_updated: 2m } }
+  - id: reviews-v2-7bf8c9648f-7mbk5.bookinfo
+    replica: istiod-5c8f6d7b9-x1y2z
+    cluster: east
+    types:
+      CDS: SYNCED
+      LDS: { status: ERROR, error: "Error adding/updating listener(s) 0.0.0.0_9080: duplicate listener", last_updated: 30s }
+      EDS: NOT_SENT
+      ECDS: SYNCED
+  - id: ztunnel-8xk2p.istio-system
+    replica: istiod-5c8f6d7b9-x1y2z
+    kind: ztunnel
+"#;
+
+fn now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_795_000_000)
+}
+
+fn metadata(s: &Struct) -> Value {
+    let sorted: BTreeMap<&String, Value> = s
+        .fields
+        .iter()
+        .map(|(k, v)| {
+            let v = match &v.kind {
+                Some(Kind::StringValue(s)) => json!(s),
+                Some(Kind::StructValue(st)) => metadata(st),
+                other => json!(format!("{other:?}")),
+            };
+            (k, v)
+        })
+        .collect();
+    json!(sorted)
+}
+
+fn status_name(n: i32) -> &'static str {
+    ConfigStatus::try_from(n)
+        .map(|s| s.as_str_name())
+        .unwrap_or("INVALID")
+}
+
+/// A readable rendering of one ClientConfig (every field istioctl reads).
+fn render(c: &ClientConfig) -> Value {
+    let node = c.node.clone().unwrap_or_default();
+    let mut out = serde_json::Map::new();
+    out.insert("node_id".into(), json!(node.id));
+    if let Some(m) = &node.metadata {
+        out.insert("metadata".into(), metadata(m));
+    }
+    #[allow(deprecated)]
+    if !c.xds_config.is_empty() {
+        let legacy: Vec<Value> = c
+            .xds_config
+            .iter()
+            .map(|x| {
+                let which = match &x.per_xds_config {
+                    Some(p) => format!("{p:?}")
+                        .split('(')
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                    None => "none".into(),
+                };
+                json!({ "config": which, "status": status_name(x.status) })
+            })
+            .collect();
+        out.insert("xds_config".into(), json!(legacy));
+    }
+    if !c.generic_xds_configs.is_empty() {
+        let generic: Vec<Value> = c
+            .generic_xds_configs
+            .iter()
+            .map(|g| {
+                let mut m = serde_json::Map::new();
+                m.insert("type_url".into(), json!(g.type_url));
+                m.insert("config_status".into(), json!(status_name(g.config_status)));
+                if let Some(t) = &g.last_updated {
+                    let at = UNIX_EPOCH + Duration::new(t.seconds as u64, t.nanos as u32);
+                    m.insert(
+                        "last_updated".into(),
+                        json!(fake_istiod::timefmt::format_rfc3339(at)),
+                    );
+                }
+                if let Some(e) = &g.error_state {
+                    m.insert("error_state.details".into(), json!(e.details));
+                }
+                Value::Object(m)
+            })
+            .collect();
+        out.insert("generic_xds_configs".into(), json!(generic));
+    }
+    Value::Object(out)
+}
+
+#[rstest]
+#[case::legacy_1_11("1.11.8")]
+#[case::fixed_types_1_12("1.12.1")]
+#[case::ecds_full_metadata_1_14("1.14.6")]
+#[case::cluster_id_1_16("1.16.7")]
+#[case::ztunnel_unknown_1_18("1.18.7")]
+#[case::three_keys_1_19("1.19.10")]
+#[case::three_keys_1_22("1.22.8")]
+#[case::watched_types_1_23("1.23.6")]
+#[case::control_plane_only_on_syncz_1_25("1.25.5")]
+#[case::latest_1_30("1.30.0")]
+fn syncz_answer_per_istiod_version(#[case] version: &str) {
+    let v: IstioVersion = version.parse().unwrap();
+    let s = Scenario::parse(MESH, "mesh.yaml").unwrap();
+    let configs: Vec<Value> = s
+        .proxies
+        .iter()
+        .map(|p| render(&client_config(p, &v, now())))
+        .collect();
+    let me = ReplicaIdentity {
+        name: "istiod-5c8f6d7b9-x1y2z".into(),
+        version: v.clone(),
+        revision: "default".into(),
+    };
+    let cp = |t: &str| {
+        fake_istiod::ads::control_plane(&me, t)
+            .map(|c| c.identifier)
+            .unwrap_or_else(|| "(none)".into())
+    };
+    let doc = json!({
+        "istiod": version,
+        "control_plane": {
+            "syncz": cp(type_url::SYNCZ),
+            "config_dump": cp(type_url::CONFIG_DUMP),
+            "connections": cp(type_url::CONNECTIONS),
+        },
+        "client_configs": configs,
+    });
+    insta::with_settings!({ snapshot_suffix => version }, {
+        insta::assert_yaml_snapshot!("syncz", doc);
+    });
+}
