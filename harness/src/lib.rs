@@ -6,5 +6,8 @@
 //! - `client`, `decode`, `render`, `ps`: what istioctl sends, decodes and prints (`proxy-conformance ps`).
 //! - `checks`, `runner`, `report`, `topology`: the conformance suite (`proxy-conformance run`, `checks`).
 
+pub mod client;
+pub mod decode;
 pub mod ps;
+pub mod render;
 pub mod run;

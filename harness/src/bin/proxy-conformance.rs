@@ -2,7 +2,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "proxy-conformance", version, about = "Conformance bench for istioctl aggregating proxies (istioctl proxy-status against an external control plane)")]
+#[command(
+    name = "proxy-conformance",
+    version,
+    about = "Conformance bench for istioctl aggregating proxies (istioctl proxy-status against an external control plane)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

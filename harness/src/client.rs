@@ -1,0 +1,599 @@
+//! What istioctl sends (`istioctl/pkg/xds/client.go` `GetXdsResponse` over
+//! `pkg/adsc`): one ADS stream, one `DiscoveryRequest` with istioctl's node and a
+//! timestamp nonce, then the first response of the requested type; unlimited
+//! receive size; errors worded as istioctl prints them.
+//!
+//! Credential modes (istioctl/pkg/clioptions/central.go, client.go `DialOptions`):
+//! default = TLS without certificate checks plus a bearer token; `--plaintext`;
+//! `--cert-dir` = mTLS with `root-cert.pem`, `cert-chain.pem`, `key.pem`
+//! (`--insecure` skips verification); plus verified TLS (`--ca-file`), which
+//! istioctl lacks.
+
+use http::Uri;
+use hyper_util::rt::TokioIo;
+use proto::envoy::envoy::service::discovery::v3::{
+    DiscoveryRequest, DiscoveryResponse,
+    aggregated_discovery_service_client::AggregatedDiscoveryServiceClient,
+};
+use proto::node::IstioctlNode;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+
+/// istioctl's `--timeout` default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How to authenticate to the xDS address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// `--plaintext`: no TLS, no token.
+    Plaintext,
+    /// istioctl's default: TLS that accepts any server certificate, plus
+    /// `authorization: Bearer <token>` when a token is given.
+    InsecureTlsWithToken { token: Option<String> },
+    /// TLS verified against `ca_pem` (not in istioctl), plus an optional bearer token.
+    VerifiedTls {
+        ca_pem: Vec<u8>,
+        token: Option<String>,
+    },
+    /// `--cert-dir`: mTLS with `root-cert.pem`, `cert-chain.pem`, `key.pem`;
+    /// no token. `insecure_skip_verify` is `--insecure`.
+    MutualTls {
+        cert_dir: PathBuf,
+        insecure_skip_verify: bool,
+    },
+}
+
+impl Credentials {
+    fn token(&self) -> Option<&str> {
+        match self {
+            Credentials::InsecureTlsWithToken { token }
+            | Credentials::VerifiedTls { token, .. } => token.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Where and how to send istioctl's request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// `--xds-address`: `host:port`.
+    pub address: String,
+    pub credentials: Credentials,
+    /// `--authority`: the HTTP/2 `:authority` and the TLS server name.
+    pub authority: Option<String>,
+    /// `--xds-san`: the server name expected in mTLS mode.
+    pub xds_san: Option<String>,
+    /// `--timeout`.
+    pub timeout: Duration,
+    /// `--istioNamespace` / `ISTIOCTL_ISTIONAMESPACE`: the node's `NAMESPACE`.
+    pub istio_namespace: String,
+    /// The IP in the node id; `None` = the host's first non-loopback IP.
+    pub node_ip: Option<IpAddr>,
+}
+
+impl ClientOptions {
+    /// `--plaintext --xds-address address`, other settings as istioctl's defaults.
+    pub fn plaintext(address: impl Into<String>) -> Self {
+        ClientOptions {
+            address: address.into(),
+            credentials: Credentials::Plaintext,
+            authority: None,
+            xds_san: None,
+            timeout: DEFAULT_TIMEOUT,
+            istio_namespace: proto::node::DEFAULT_ISTIO_NAMESPACE.to_string(),
+            node_ip: None,
+        }
+    }
+
+    /// The node istioctl would send.
+    pub fn node(&self) -> IstioctlNode {
+        IstioctlNode::new(
+            self.node_ip.unwrap_or_else(host_ip),
+            self.istio_namespace.clone(),
+        )
+    }
+}
+
+/// Why no response came back; `Display` is istioctl's text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// Bad address or unreadable credentials (istioctl: `could not dial: ...`).
+    #[error("could not dial: {0}")]
+    Dial(String),
+    /// The connection could not be made (gRPC `Unavailable` before the stream started).
+    #[error(
+        "ADSC: failed running rpc error: code = Unavailable desc = connection error: desc = \"{0}\""
+    )]
+    Connect(String),
+    /// The server ended the stream with a gRPC status.
+    #[error("rpc error: code = {} desc = {message}", go_code_name(*.code))]
+    Status { code: tonic::Code, message: String },
+    /// No response of the requested type within `--timeout`.
+    #[error("timeout, still waiting for updates: {type_url}")]
+    Timeout { type_url: String },
+    /// The server closed the stream without answering.
+    #[error("EOF")]
+    Eof,
+}
+
+impl ClientError {
+    /// The gRPC status code, when the error is one.
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            ClientError::Status { code, .. } => Some(*code),
+            ClientError::Connect(_) => Some(tonic::Code::Unavailable),
+            ClientError::Timeout { .. } => Some(tonic::Code::DeadlineExceeded),
+            _ => None,
+        }
+    }
+}
+
+/// grpc-go's name for a status code (`codes.Code.String()`).
+pub fn go_code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "Canceled",
+        Unknown => "Unknown",
+        InvalidArgument => "InvalidArgument",
+        DeadlineExceeded => "DeadlineExceeded",
+        NotFound => "NotFound",
+        AlreadyExists => "AlreadyExists",
+        PermissionDenied => "PermissionDenied",
+        ResourceExhausted => "ResourceExhausted",
+        FailedPrecondition => "FailedPrecondition",
+        Aborted => "Aborted",
+        OutOfRange => "OutOfRange",
+        Unimplemented => "Unimplemented",
+        Internal => "Internal",
+        Unavailable => "Unavailable",
+        DataLoss => "DataLoss",
+        Unauthenticated => "Unauthenticated",
+    }
+}
+
+/// The host's first non-loopback IP (adsc `getPrivateIPIfAvailable`), found
+/// through the routing table; `0.0.0.0` when there is none, as in adsc.
+pub fn host_ip() -> IpAddr {
+    let probe = |bind: &str, target: &str| -> Option<IpAddr> {
+        let s = UdpSocket::bind(bind).ok()?;
+        s.connect(target).ok()?;
+        let ip = s.local_addr().ok()?.ip();
+        (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+    };
+    probe("0.0.0.0:0", "10.255.255.255:9")
+        .or_else(|| probe("0.0.0.0:0", "192.0.2.1:9"))
+        .or_else(|| probe("[::]:0", "[2001:db8::1]:9"))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// `time.Now().String()` as adsc puts it in `response_nonce`.
+fn go_now_string() -> String {
+    let (secs, nanos) = crate::render::age::to_timestamp(SystemTime::now());
+    let ts = crate::render::age::rfc3339(secs, 0);
+    let (date, time) = ts
+        .trim_end_matches('Z')
+        .split_once('T')
+        .unwrap_or((&ts, ""));
+    let mut frac = format!("{nanos:09}");
+    while frac.ends_with('0') && frac.len() > 1 {
+        frac.pop();
+    }
+    let monotonic = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("{date} {time}.{frac} +0000 UTC m=+0.{monotonic:09}")
+}
+
+/// The request istioctl sends for `type_url`.
+pub fn discovery_request(
+    node: &IstioctlNode,
+    type_url: &str,
+    resource_names: &[String],
+) -> DiscoveryRequest {
+    DiscoveryRequest {
+        node: Some(node.to_node()),
+        type_url: type_url.to_string(),
+        resource_names: resource_names.to_vec(),
+        response_nonce: go_now_string(),
+        ..Default::default()
+    }
+}
+
+/// Sends istioctl's request and returns the first response of `type_url`.
+pub async fn fetch(
+    opts: &ClientOptions,
+    type_url: &str,
+    resource_names: &[String],
+) -> Result<DiscoveryResponse, ClientError> {
+    let request = discovery_request(&opts.node(), type_url, resource_names);
+    match tokio::time::timeout(opts.timeout, fetch_request(opts, request)).await {
+        Ok(result) => result,
+        Err(_) => Err(ClientError::Timeout {
+            type_url: type_url.to_string(),
+        }),
+    }
+}
+
+/// Sends an arbitrary request (the node and nonce as given) and returns the
+/// first response of its type URL. No timeout: wrap it in one.
+pub async fn fetch_request(
+    opts: &ClientOptions,
+    request: DiscoveryRequest,
+) -> Result<DiscoveryResponse, ClientError> {
+    let type_url = request.type_url.clone();
+    let channel = connect(opts).await?;
+    let mut client = AggregatedDiscoveryServiceClient::new(channel)
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX);
+    // Like istioctl, the request side stays open while waiting; it closes when
+    // `_keep_open` is dropped (answer received, error or timeout), which also
+    // lets the connection wind down.
+    let (_keep_open, rx) = tokio::sync::mpsc::channel::<DiscoveryRequest>(1);
+    let outbound = tokio_stream::StreamExt::chain(
+        tokio_stream::once(request),
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    );
+    let mut req = tonic::Request::new(outbound);
+    if let Some(token) = opts.credentials.token() {
+        let value = MetadataValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| ClientError::Dial("the token is not a valid header value".to_string()))?;
+        req.metadata_mut().insert("authorization", value);
+    }
+    let status = |s: tonic::Status| ClientError::Status {
+        code: s.code(),
+        message: s.message().to_string(),
+    };
+    let mut stream = client
+        .stream_aggregated_resources(req)
+        .await
+        .map_err(status)?
+        .into_inner();
+    loop {
+        match stream.message().await.map_err(status)? {
+            Some(resp) if resp.type_url == type_url => return Ok(resp),
+            Some(_) => continue,
+            None => return Err(ClientError::Eof),
+        }
+    }
+}
+
+/// `host` and `port` of `host:port` (brackets stripped from IPv6).
+fn split_host_port(address: &str) -> Result<(String, u16), ClientError> {
+    let bad = || ClientError::Dial(format!("address {address}: missing port in address"));
+    let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((host.to_string(), port))
+}
+
+/// Go's wording for a dial error (`dial tcp ADDR: connect: connection refused`).
+fn dial_error(address: &str, e: &std::io::Error) -> String {
+    let what = match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connect: connection refused".to_string(),
+        std::io::ErrorKind::TimedOut => "i/o timeout".to_string(),
+        _ => e.to_string(),
+    };
+    format!("transport: Error while dialing: dial tcp {address}: {what}")
+}
+
+/// An established connection handed to tonic once.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+macro_rules! delegate_io {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Conn::Plain($s) => $e,
+            Conn::Tls($s) => $e,
+        }
+    };
+}
+
+impl tokio::io::AsyncRead for Conn {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        delegate_io!(self, s => std::pin::Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl tokio::io::AsyncWrite for Conn {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        delegate_io!(self, s => std::pin::Pin::new(s).poll_write(cx, buf))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        delegate_io!(self, s => std::pin::Pin::new(s).poll_flush(cx))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        delegate_io!(self, s => std::pin::Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+/// Dials (TCP, then TLS if configured) and wraps the connection in a channel.
+async fn connect(opts: &ClientOptions) -> Result<Channel, ClientError> {
+    let (host, port) = split_host_port(&opts.address)?;
+    let tls = tls_config(opts)?;
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| ClientError::Connect(dial_error(&opts.address, &e)))?;
+    let _ = tcp.set_nodelay(true);
+    let conn = match tls {
+        None => Conn::Plain(tcp),
+        Some(cfg) => {
+            let name = opts
+                .authority
+                .as_deref()
+                .map(|a| {
+                    split_host_port(a)
+                        .map(|(h, _)| h)
+                        .unwrap_or_else(|_| a.to_string())
+                })
+                .or_else(|| opts.xds_san.clone())
+                .unwrap_or_else(|| host.clone());
+            let server_name = ServerName::try_from(name.clone())
+                .map_err(|_| ClientError::Dial(format!("invalid server name {name:?}")))?;
+            let stream = TlsConnector::from(cfg)
+                .connect(server_name, tcp)
+                .await
+                .map_err(|e| {
+                    ClientError::Connect(format!("transport: authentication handshake failed: {e}"))
+                })?;
+            Conn::Tls(Box::new(stream))
+        }
+    };
+    let uri = format!("http://{}", opts.address);
+    let mut endpoint = Endpoint::from_shared(uri)
+        .map_err(|e| ClientError::Dial(format!("address {}: {e}", opts.address)))?;
+    if let Some(authority) = &opts.authority {
+        let origin: Uri = format!("http://{authority}")
+            .parse()
+            .map_err(|_| ClientError::Dial(format!("invalid authority {authority:?}")))?;
+        endpoint = endpoint.origin(origin);
+    }
+    let slot = Arc::new(Mutex::new(Some(conn)));
+    let connector = tower::service_fn(move |_: Uri| {
+        let slot = slot.clone();
+        async move {
+            let conn = slot.lock().ok().and_then(|mut s| s.take());
+            conn.map(TokioIo::new).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotConnected, "connection already used")
+            })
+        }
+    });
+    endpoint
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| ClientError::Connect(format!("transport: {e}")))
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, ClientError> {
+    std::fs::read(path).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+            _ => e.to_string(),
+        };
+        ClientError::Dial(format!("open {}: {why}", path.display()))
+    })
+}
+
+fn root_store(pem: &[u8], what: &str) -> Result<rustls::RootCertStore, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| ClientError::Dial(format!("{what}: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| ClientError::Dial(format!("{what}: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(ClientError::Dial(format!("{what}: no certificates found")));
+    }
+    Ok(roots)
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The rustls configuration of a credential mode (`None` = plaintext).
+fn tls_config(opts: &ClientOptions) -> Result<Option<Arc<rustls::ClientConfig>>, ClientError> {
+    let builder = || {
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClientError::Dial(e.to_string()))
+    };
+    let mut cfg = match &opts.credentials {
+        Credentials::Plaintext => return Ok(None),
+        Credentials::InsecureTlsWithToken { .. } => builder()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider())))
+            .with_no_client_auth(),
+        Credentials::VerifiedTls { ca_pem, .. } => builder()?
+            .with_root_certificates(root_store(ca_pem, "--ca-file")?)
+            .with_no_client_auth(),
+        Credentials::MutualTls {
+            cert_dir,
+            insecure_skip_verify,
+        } => {
+            let root = cert_dir.join("root-cert.pem");
+            let roots = root_store(&read_file(&root)?, &root.display().to_string())?;
+            let chain_path = cert_dir.join("cert-chain.pem");
+            let key_path = cert_dir.join("key.pem");
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(&read_file(&chain_path)?)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| ClientError::Dial(format!("{}: {e}", chain_path.display())))?;
+            let key = PrivateKeyDer::from_pem_slice(&read_file(&key_path)?)
+                .map_err(|e| ClientError::Dial(format!("{}: {e}", key_path.display())))?;
+            let b = builder()?;
+            let b = if *insecure_skip_verify {
+                b.dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider())))
+            } else {
+                b.with_root_certificates(roots)
+            };
+            b.with_client_auth_cert(chain, key)
+                .map_err(|e| ClientError::Dial(format!("{}: {e}", key_path.display())))?
+        }
+    };
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Some(Arc::new(cfg)))
+}
+
+/// `InsecureSkipVerify: true`: any certificate, signatures still checked.
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::node::metadata_string;
+
+    #[test]
+    fn request_is_istioctls() {
+        let node = IstioctlNode::new("10.0.0.7".parse().unwrap(), "external-istiod");
+        let req = discovery_request(&node, proto::type_url::CONFIG_DUMP, &["a.b".to_string()]);
+        let n = req.node.as_ref().unwrap();
+        assert_eq!(
+            n.id,
+            "sidecar~10.0.0.7~test-1.default~default.svc.cluster.local"
+        );
+        assert_eq!(metadata_string(n, "NAMESPACE"), Some("external-istiod"));
+        assert_eq!(metadata_string(n, "GENERATOR"), Some("event"));
+        assert_eq!(metadata_string(n, "SERVICE_ACCOUNT"), Some("default"));
+        assert_eq!(
+            metadata_string(n, "ISTIO_VERSION"),
+            Some("65536.65536.65536")
+        );
+        assert_eq!(req.resource_names, vec!["a.b".to_string()]);
+        assert!(
+            req.response_nonce.contains(" +0000 UTC m=+"),
+            "{}",
+            req.response_nonce
+        );
+    }
+
+    #[test]
+    fn errors_read_like_istioctl() {
+        let e = ClientError::Status {
+            code: tonic::Code::Unauthenticated,
+            message: "authentication required".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "rpc error: code = Unauthenticated desc = authentication required"
+        );
+        assert_eq!(e.code(), Some(tonic::Code::Unauthenticated));
+        let e = ClientError::Timeout {
+            type_url: proto::type_url::SYNCZ.into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "timeout, still waiting for updates: istio.io/debug/syncz"
+        );
+        assert_eq!(go_code_name(tonic::Code::Cancelled), "Canceled");
+    }
+
+    #[test]
+    fn host_ip_is_not_loopback() {
+        assert!(!host_ip().is_loopback());
+    }
+
+    #[test]
+    fn addresses_split_like_go() {
+        assert_eq!(
+            split_host_port("localhost:9090").unwrap(),
+            ("localhost".into(), 9090)
+        );
+        assert_eq!(
+            split_host_port("[::1]:15010").unwrap(),
+            ("::1".into(), 15010)
+        );
+        assert!(split_host_port("nohost").is_err());
+    }
+
+    #[test]
+    fn missing_cert_dir_is_a_dial_error() {
+        let mut opts = ClientOptions::plaintext("127.0.0.1:1");
+        opts.credentials = Credentials::MutualTls {
+            cert_dir: PathBuf::from("/nonexistent-dir"),
+            insecure_skip_verify: false,
+        };
+        let err = tls_config(&opts).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "could not dial: open /nonexistent-dir/root-cert.pem: no such file or directory"
+        );
+    }
+}
