@@ -143,13 +143,13 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|source| Error::Bind {
+        .map_err(|error| Error::Bind {
             addr: config.listen,
-            source,
+            error,
         })?;
-    let local_addr = listener.local_addr().map_err(|source| Error::Bind {
+    let local_addr = listener.local_addr().map_err(|error| Error::Bind {
         addr: config.listen,
-        source,
+        error,
     })?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -159,10 +159,10 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
         Some(addr) => {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
-                .map_err(|source| Error::Bind { addr, source })?;
+                .map_err(|error| Error::Bind { addr, error })?;
             let bound = l
                 .local_addr()
-                .map_err(|source| Error::Bind { addr, source })?;
+                .map_err(|error| Error::Bind { addr, error })?;
             let app = health::router(discovery.replicas.clone());
             let mut rx = shutdown_rx.clone();
             let task = tokio::spawn(async move {
