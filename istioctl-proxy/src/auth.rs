@@ -183,7 +183,7 @@ impl TokenVerifier {
         }
         let ok_aud = match &claims.aud {
             Some(Audience::One(a)) => *a == self.audience,
-            Some(Audience::Many(list)) => list.iter().any(|a| *a == self.audience),
+            Some(Audience::Many(list)) => list.contains(&self.audience),
             None => false,
         };
         if !ok_aud {

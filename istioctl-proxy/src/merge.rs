@@ -155,8 +155,10 @@ pub fn merge(
 }
 
 /// Checks one answer; returns the replica's build info if it sent a ControlPlane.
+/// Newest update time of a row (seconds, nanos).
+type Stamp = Option<(i64, i32)>;
 /// A syncz row's key facts: node id and newest update time.
-type RowKey = (String, Option<(i64, i32)>);
+type RowKey = (String, Stamp);
 
 fn validate(
     resp: &DiscoveryResponse,
@@ -194,7 +196,7 @@ fn validate(
 /// De-duplicates ClientConfigs by node id (see the module rules). Returns
 /// (node id, owner, original Any) in first-seen order.
 fn dedupe<'a>(valid: &'a [Valid<'a>], keep_all: bool) -> Vec<(String, &'a Replica, &'a Any)> {
-    let mut out: Vec<(String, &Replica, &Any, Option<(i64, i32)>)> = Vec::new();
+    let mut out: Vec<(String, &Replica, &Any, Stamp)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     for v in valid {
         for (any, (id, stamp)) in v.response.resources.iter().zip(&v.rows) {
