@@ -242,10 +242,13 @@ pub async fn fetch_request(
     let mut client = AggregatedDiscoveryServiceClient::new(channel)
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);
-    // istioctl never closes its side of the stream.
+    // Like istioctl, the request side stays open while waiting; it closes when
+    // `_keep_open` is dropped (answer received, error or timeout), which also
+    // lets the connection wind down.
+    let (_keep_open, rx) = tokio::sync::mpsc::channel::<DiscoveryRequest>(1);
     let outbound = tokio_stream::StreamExt::chain(
         tokio_stream::once(request),
-        tokio_stream::pending::<DiscoveryRequest>(),
+        tokio_stream::wrappers::ReceiverStream::new(rx),
     );
     let req = authorized(opts, outbound)?;
     let mut stream = client

@@ -208,11 +208,15 @@ pub async fn run(args: &PsArgs) -> anyhow::Result<String> {
         if !decode::config_dump_found([&resp]) {
             bail!("unable to find config dump in Istiod responses");
         }
+        // Since 1.25 istiod sends no ControlPlane with config_dump.
         let cp = decode::ControlPlaneIdentity::of(&resp);
+        let from = match cp.kind {
+            decode::ControlPlaneKind::Valid => format!(" (ControlPlane {})", cp.id),
+            _ => String::new(),
+        };
         return Ok(format!(
-            "Config dump for {name} found: {} resources from istiod {}\n",
-            resp.resources.len(),
-            cp.id
+            "Config dump for {name} found: {} resources{from}\n",
+            resp.resources.len()
         ));
     }
     let resp = client::fetch(&opts, type_url::SYNCZ, &[]).await?;

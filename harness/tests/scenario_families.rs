@@ -238,3 +238,20 @@ fn decodes_every_shape_fake_istiod_produces() {
         assert_eq!(raw.generic_xds_configs.is_empty(), legacy, "{v}");
     }
 }
+
+#[test]
+fn scenario_documents_1_30() {
+    let s = scenario("three-replicas.yaml");
+    let mut o = RenderOptions::at(now());
+    o.namespace = Some("bookinfo".into());
+    o.output = render::OutputFormat::Yaml;
+    insta::assert_snapshot!(
+        "three-replicas_external_yaml",
+        render::render(IstioctlFamily::V1_30, &aggregated(&s), &o).unwrap()
+    );
+    o.output = render::OutputFormat::Json;
+    insta::assert_snapshot!(
+        "three-replicas_direct_json",
+        render::render(IstioctlFamily::V1_30, &direct(&s), &o).unwrap()
+    );
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 /// (syncz, config_dump, connections, debug) is sent to every istiod replica in
 /// parallel and the answers are merged under the ControlPlane ID `<external>`.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "istioctl-proxy", version, about, long_about = None)]
+#[command(name = "istioctl-proxy", version)]
 pub struct Args {
     /// gRPC listen address for istioctl.
     #[arg(long, default_value = "0.0.0.0:9090", env = "ISTIOCTL_PROXY_LISTEN")]

@@ -96,6 +96,9 @@ pub enum Discovery {
         revision: Option<String>,
         port: u16,
     },
+    /// Replica sets pushed by the embedding program (library use, tests):
+    /// every value sent replaces the set.
+    Dynamic(tokio::sync::watch::Receiver<crate::discovery::ReplicaSet>),
 }
 
 /// The listener's transport.

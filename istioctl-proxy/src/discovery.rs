@@ -74,6 +74,10 @@ pub async fn start(discovery: &Discovery) -> Result<DiscoveryHandle, Error> {
             port,
             refresh,
         } => Ok(start_dns(name.clone(), *port, *refresh)),
+        Discovery::Dynamic(rx) => Ok(DiscoveryHandle {
+            replicas: rx.clone(),
+            task: None,
+        }),
         #[cfg(feature = "kubernetes")]
         Discovery::Kubernetes {
             namespace,

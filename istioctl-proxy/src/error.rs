@@ -8,12 +8,11 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
     /// A file that cannot be read (certificate, key, token, CA).
-    #[error("cannot read {what} from {path}: {source}")]
+    #[error("cannot read {what} from {path}: {error}")]
     ReadFile {
         what: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// TLS material that was read but is not usable.
     #[error("unusable TLS {what} in {path}: {reason}")]
@@ -26,11 +25,10 @@ pub enum Error {
     #[error("unusable token public key {path}: {reason}")]
     TokenKey { path: PathBuf, reason: String },
     /// Binding a listener failed.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Discovery could not start.
     #[error("replica discovery failed: {0}")]
@@ -42,9 +40,9 @@ pub enum Error {
 
 /// Reads a file, naming it and what it was for on failure.
 pub(crate) fn read_file(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|source| Error::ReadFile {
+    std::fs::read(path).map_err(|error| Error::ReadFile {
         what,
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }

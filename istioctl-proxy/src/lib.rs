@@ -47,6 +47,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
@@ -54,6 +55,9 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 const GRPC_DEFAULT_MAX: usize = 4 * 1024 * 1024;
 /// Requests are small; this bounds what a caller can make the proxy buffer.
 const MAX_REQUEST_SIZE: usize = 4 * 1024 * 1024;
+/// HTTP/2 flow-control window: answers of many MiB need far more than 64 KiB
+/// in flight to be fast (istioctl's grpc-go sizes its window dynamically).
+pub(crate) const HTTP2_WINDOW: u32 = 8 * 1024 * 1024;
 /// How long `shutdown` waits for open streams before closing them hard.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -139,13 +143,13 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|source| Error::Bind {
+        .map_err(|error| Error::Bind {
             addr: config.listen,
-            source,
+            error,
         })?;
-    let local_addr = listener.local_addr().map_err(|source| Error::Bind {
+    let local_addr = listener.local_addr().map_err(|error| Error::Bind {
         addr: config.listen,
-        source,
+        error,
     })?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -155,10 +159,10 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
         Some(addr) => {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
-                .map_err(|source| Error::Bind { addr, source })?;
+                .map_err(|error| Error::Bind { addr, error })?;
             let bound = l
                 .local_addr()
-                .map_err(|source| Error::Bind { addr, source })?;
+                .map_err(|error| Error::Bind { addr, error })?;
             let app = health::router(discovery.replicas.clone());
             let mut rx = shutdown_rx.clone();
             let task = tokio::spawn(async move {
@@ -197,7 +201,8 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
     .max_decoding_message_size(MAX_REQUEST_SIZE);
 
     let mut builder = Server::builder()
-        .tcp_nodelay(true)
+        .initial_stream_window_size(Some(HTTP2_WINDOW))
+        .initial_connection_window_size(Some(HTTP2_WINDOW))
         .http2_keepalive_interval(Some(Duration::from_secs(30)));
     if let Some(tls) = tls {
         builder = builder.tls_config(tls).map_err(|e| Error::Tls {
@@ -211,7 +216,14 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
     }
     let mut rx = shutdown_rx;
     let grpc = tokio::spawn(builder.add_service(service).serve_with_incoming_shutdown(
-        TcpListenerStream::new(listener),
+        // `Server::tcp_nodelay` only applies to listeners tonic binds itself:
+        // without NODELAY small answers wait for delayed ACKs (~40 ms).
+        TcpListenerStream::new(listener).map(|conn| {
+            if let Ok(c) = &conn {
+                let _ = c.set_nodelay(true);
+            }
+            conn
+        }),
         async move {
             let _ = rx.wait_for(|s| *s).await;
         },

@@ -58,6 +58,7 @@ struct Valid<'a> {
     replica: &'a Replica,
     response: &'a DiscoveryResponse,
     cp: Option<IstioControlPlaneInstance>,
+    rows: Vec<RowKey>,
 }
 
 /// Merges fan-out answers. `known` holds what earlier answers taught.
@@ -81,16 +82,18 @@ pub fn merge(
         match &a.result {
             Err(e) => failed.push((&a.replica, e.clone())),
             Ok(resp) => match validate(resp, syncz) {
-                Ok(cp) => valid.push(Valid {
+                Ok((cp, rows)) => valid.push(Valid {
                     replica: &a.replica,
                     response: resp,
                     cp,
+                    rows,
                 }),
                 Err(e) => failed.push((&a.replica, e)),
             },
         }
     }
-    if !failed.is_empty() && policy == FailurePolicy::Fail {
+    let refused = common_caller_error(&failed, answers.len()) != tonic::Code::Unavailable;
+    if !failed.is_empty() && (policy == FailurePolicy::Fail || refused) {
         return Err(failure_status(&failed, answers.len()));
     }
 
@@ -152,10 +155,15 @@ pub fn merge(
 }
 
 /// Checks one answer; returns the replica's build info if it sent a ControlPlane.
+/// Newest update time of a row (seconds, nanos).
+type Stamp = Option<(i64, i32)>;
+/// A syncz row's key facts: node id and newest update time.
+type RowKey = (String, Stamp);
+
 fn validate(
     resp: &DiscoveryResponse,
     syncz: bool,
-) -> Result<Option<IstioControlPlaneInstance>, ReplicaError> {
+) -> Result<(Option<IstioControlPlaneInstance>, Vec<RowKey>), ReplicaError> {
     let cp = match &resp.control_plane {
         None => None,
         Some(cp) => match serde_json::from_str::<IstioControlPlaneInstance>(&cp.identifier) {
@@ -167,7 +175,9 @@ fn validate(
             }
         },
     };
+    let mut rows = Vec::new();
     if syncz {
+        rows.reserve(resp.resources.len());
         for r in &resp.resources {
             if r.type_url != type_url::CLIENT_CONFIG {
                 return Err(ReplicaError::Invalid(format!(
@@ -175,26 +185,22 @@ fn validate(
                     r.type_url
                 )));
             }
-            ClientConfig::decode(r.value.as_slice())
+            let key = ClientConfigKey::decode(r.value.as_slice())
                 .map_err(|e| ReplicaError::Invalid(format!("undecodable ClientConfig: {e}")))?;
+            rows.push(key.row());
         }
     }
-    Ok(cp)
+    Ok((cp, rows))
 }
 
 /// De-duplicates ClientConfigs by node id (see the module rules). Returns
 /// (node id, owner, original Any) in first-seen order.
 fn dedupe<'a>(valid: &'a [Valid<'a>], keep_all: bool) -> Vec<(String, &'a Replica, &'a Any)> {
-    let mut out: Vec<(String, &Replica, &Any, Option<(i64, i32)>)> = Vec::new();
+    let mut out: Vec<(String, &Replica, &Any, Stamp)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     for v in valid {
-        for any in &v.response.resources {
-            // Validated above: decoding succeeds.
-            let Ok(cc) = ClientConfig::decode(any.value.as_slice()) else {
-                continue;
-            };
-            let id = cc.node.as_ref().map(|n| n.id.clone()).unwrap_or_default();
-            let stamp = last_updated(&cc);
+        for (any, (id, stamp)) in v.response.resources.iter().zip(&v.rows) {
+            let (id, stamp) = (id.clone(), *stamp);
             if keep_all {
                 out.push((id, v.replica, any, stamp));
                 continue;
@@ -214,6 +220,41 @@ fn dedupe<'a>(valid: &'a [Valid<'a>], keep_all: bool) -> Vec<(String, &'a Replic
         }
     }
     out.into_iter().map(|(id, r, a, _)| (id, r, a)).collect()
+}
+
+/// Only what the merge needs from a `ClientConfig` (field numbers of
+/// envoy.service.status.v3): prost skips everything else, so big meshes are
+/// not fully decoded, while malformed bytes still fail to decode.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ClientConfigKey {
+    #[prost(message, optional, tag = "1")]
+    node: Option<NodeId>,
+    #[prost(message, repeated, tag = "3")]
+    generic_xds_configs: Vec<GenericXdsKey>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct NodeId {
+    #[prost(string, tag = "1")]
+    id: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct GenericXdsKey {
+    #[prost(message, optional, tag = "5")]
+    last_updated: Option<Timestamp>,
+}
+
+impl ClientConfigKey {
+    fn row(self) -> RowKey {
+        let stamp = self
+            .generic_xds_configs
+            .iter()
+            .filter_map(|g| g.last_updated.as_ref())
+            .map(|t| (t.seconds, t.nanos))
+            .max();
+        (self.node.map(|n| n.id).unwrap_or_default(), stamp)
+    }
 }
 
 /// The newest `last_updated` of a ClientConfig (None before istiod 1.23).
@@ -261,12 +302,36 @@ pub fn failure_status(failed: &[(&Replica, ReplicaError)], total: usize) -> toni
             }
         })
         .collect();
-    tonic::Status::unavailable(format!(
+    let message = format!(
         "{} of {} istiod replicas failed: {}",
         failed.len(),
         total,
         detail.join("; ")
-    ))
+    );
+    tonic::Status::new(common_caller_error(failed, total), message)
+}
+
+/// When EVERY replica refused the caller the same way (its token, its
+/// identity, its request), that is the answer's code; anything else is `Unavailable`.
+fn common_caller_error(failed: &[(&Replica, ReplicaError)], total: usize) -> tonic::Code {
+    use tonic::Code::{InvalidArgument, PermissionDenied, Unauthenticated, Unavailable};
+    let codes: Vec<tonic::Code> = failed
+        .iter()
+        .map(|(_, e)| match e {
+            ReplicaError::Status { code, .. } => *code,
+            _ => Unavailable,
+        })
+        .collect();
+    match codes.first() {
+        Some(&first)
+            if failed.len() == total
+                && matches!(first, Unauthenticated | PermissionDenied | InvalidArgument)
+                && codes.iter().all(|c| *c == first) =>
+        {
+            first
+        }
+        _ => Unavailable,
+    }
 }
 
 /// `<external>` with the chosen replica info (lowest version; logged when they differ).
@@ -516,6 +581,45 @@ mod tests {
             err.message(),
             "2 of 3 istiod replicas failed: istiod-2 (istiod-2:15010): deadline exceeded after 5s; istiod-3 (istiod-3:15010): connection failed: Connection refused"
         );
+    }
+
+    #[test]
+    fn key_decoding_matches_full_decoding() {
+        for any in [cc("a.ns", Some(7)), cc("b.ns", None)] {
+            let full = ClientConfig::decode(any.value.as_slice()).unwrap();
+            let key = ClientConfigKey::decode(any.value.as_slice()).unwrap().row();
+            assert_eq!(
+                key,
+                (
+                    full.node.unwrap().id,
+                    last_updated(&ClientConfig::decode(any.value.as_slice()).unwrap())
+                )
+            );
+        }
+        assert!(
+            ClientConfigKey::decode(&[0x0a, 0xff][..]).is_err(),
+            "malformed bytes fail"
+        );
+    }
+
+    #[test]
+    fn every_replica_refusing_the_caller_keeps_the_code() {
+        let refused = |name: &str| ReplicaAnswer {
+            replica: replica(name),
+            result: Err(ReplicaError::Status {
+                code: tonic::Code::Unauthenticated,
+                message: "authentication failure".into(),
+            }),
+        };
+        let err = run(
+            &[refused("istiod-1"), refused("istiod-2")],
+            FailurePolicy::Fail,
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+        let mixed = [refused("istiod-1"), answer("istiod-2", "1.30.0", vec![])];
+        let err = run(&mixed, FailurePolicy::Fail).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable);
     }
 
     #[test]

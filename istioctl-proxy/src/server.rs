@@ -156,17 +156,29 @@ impl State {
         }
     }
 
-    /// Own identity: the node claims the proxy's service account (istiod checks
-    /// the claim against the authenticated identity).
-    fn upstream_request(&self, mut req: DiscoveryRequest) -> DiscoveryRequest {
-        if let IdentityMode::OwnIdentity(own) = &self.config.identity
-            && let Some(node) = req.node.as_mut()
-        {
+    /// When the proxy calls with its own credentials, the node claims the
+    /// proxy's service account (istiod checks the claim against the
+    /// authenticated identity): the one its token names, else the configured one.
+    fn upstream_request(&self, mut req: DiscoveryRequest, token: Option<&str>) -> DiscoveryRequest {
+        let from_token = || token.and_then(crate::auth::unverified_identity);
+        let claim = match &self.config.identity {
+            IdentityMode::Passthrough => None,
+            IdentityMode::Anonymous { .. } => from_token(),
+            IdentityMode::OwnIdentity(own) => {
+                Some(from_token().unwrap_or_else(|| crate::auth::CallerIdentity {
+                    namespace: own.namespace.clone(),
+                    service_account: own.service_account.clone(),
+                }))
+            }
+        };
+        if let (Some(claim), Some(node)) = (claim, req.node.as_mut()) {
             let md = node.metadata.get_or_insert_with(Default::default);
             md.fields
-                .insert("NAMESPACE".into(), string_value(&own.namespace));
-            md.fields
-                .insert("SERVICE_ACCOUNT".into(), string_value(&own.service_account));
+                .insert("NAMESPACE".into(), string_value(&claim.namespace));
+            md.fields.insert(
+                "SERVICE_ACCOUNT".into(),
+                string_value(&claim.service_account),
+            );
         }
         req
     }
@@ -224,15 +236,14 @@ impl State {
         &self,
         replicas: &[Replica],
         req: &DiscoveryRequest,
-        caller: &Caller,
+        token: Option<&str>,
         deadline: Instant,
     ) -> Result<Vec<ReplicaAnswer>, Status> {
-        let token = self.upstream_token(caller)?;
         Ok(fan_out(
             &self.upstream,
             replicas,
             req,
-            token.as_deref(),
+            token,
             self.config.replica_timeout,
             deadline,
             self.strategy(),
@@ -248,9 +259,11 @@ impl State {
     ) -> Result<DiscoveryResponse, Status> {
         let replicas = self.current_replicas()?;
         let requested = req.type_url.clone();
-        let upstream_req = self.upstream_request(req);
+        let token = self.upstream_token(caller)?;
+        let token = token.as_deref();
+        let upstream_req = self.upstream_request(req, token);
         let answers = self
-            .ask_all(&replicas, &upstream_req, caller, deadline)
+            .ask_all(&replicas, &upstream_req, token, deadline)
             .await?;
         let policy = match self.strategy() {
             Strategy::SequentialFailFast => FailurePolicy::Fail,
@@ -297,14 +310,16 @@ impl State {
         let replicas = self.current_replicas()?;
         let proxy_id = req.resource_names.first().cloned().unwrap_or_default();
         let requested = req.type_url.clone();
-        let upstream_req = self.upstream_request(req);
+        let token = self.upstream_token(caller)?;
+        let token = token.as_deref();
+        let upstream_req = self.upstream_request(req, token);
         if !caller.visibility.sees(&proxy_id) {
             // Outside the caller's namespace: as if unknown (istiod shows nothing).
             return Ok(self.passthrough(&requested, None, None));
         }
         if self.config.has_defect(Defect::ConfigDumpFirstReplicaOnly) {
             let first = &replicas[..1];
-            let answers = self.ask_all(first, &upstream_req, caller, deadline).await?;
+            let answers = self.ask_all(first, &upstream_req, token, deadline).await?;
             return match answers.into_iter().next().map(|a| (a.replica, a.result)) {
                 Some((r, Ok(resp))) => Ok(self.passthrough(&requested, Some(&r), Some(resp))),
                 Some((r, Err(e))) => Err(merge::failure_status(&[(&r, e)], 1)),
@@ -320,12 +335,7 @@ impl State {
             .and_then(|name| replicas.iter().find(|r| r.name == name).cloned());
         if let Some(owner) = owner {
             let answers = self
-                .ask_all(
-                    std::slice::from_ref(&owner),
-                    &upstream_req,
-                    caller,
-                    deadline,
-                )
+                .ask_all(std::slice::from_ref(&owner), &upstream_req, token, deadline)
                 .await?;
             if let Some(ReplicaAnswer {
                 result: Ok(resp), ..
@@ -337,7 +347,7 @@ impl State {
             tracing::info!(proxy = %proxy_id, replica = %owner.name, "remembered owner no longer has the proxy; asking every replica");
         }
         let answers = self
-            .ask_all(&replicas, &upstream_req, caller, deadline)
+            .ask_all(&replicas, &upstream_req, token, deadline)
             .await?;
         let mut failed: Vec<(&Replica, ReplicaError)> = Vec::new();
         for a in &answers {

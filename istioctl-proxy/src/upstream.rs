@@ -86,7 +86,9 @@ impl Upstream {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true);
+            .keep_alive_while_idle(true)
+            .initial_stream_window_size(crate::HTTP2_WINDOW)
+            .initial_connection_window_size(crate::HTTP2_WINDOW);
         if let Some(tls) = &self.tls {
             endpoint = endpoint
                 .tls_config(tls.clone())
@@ -111,7 +113,7 @@ impl Upstream {
 
     /// Sends `request` on a new stream of the replica's channel and returns the
     /// first response of the same type URL (what istioctl does). The send side
-    /// stays open until then: istiod ends a stream whose client half-closed.
+    /// stays open until then (a half-close could end the stream before the answer).
     pub async fn ask(
         &self,
         replica: &Replica,
@@ -123,8 +125,13 @@ impl Upstream {
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
         let type_url = request.type_url.clone();
-        let outbound =
-            futures::stream::once(async move { request }).chain(futures::stream::pending());
+        // The send side stays open until this call returns (answer, error or
+        // deadline): then `_done` drops, the request stream ends and the
+        // dropped response cancels the stream, so no stream is left open on istiod.
+        let (_done, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let outbound = futures::stream::once(async move { request }).chain(
+            futures::stream::once(done_rx).filter_map(|_| async { None::<DiscoveryRequest> }),
+        );
         let mut call = tonic::Request::new(outbound);
         if let Some(token) = token {
             let value = format!("Bearer {token}")

@@ -531,6 +531,72 @@ fn yaml_scalar(doc: &Doc) -> Option<String> {
     }
 }
 
+/// libyaml's line width: a scalar is folded at a space once a line passes it.
+const BEST_WIDTH: usize = 80;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ScalarStyle {
+    Plain,
+    Single,
+    Double,
+}
+
+/// Folds a rendered scalar like libyaml's writers do: at a space, when the
+/// line is already past column 80, break and continue at `cont` columns.
+fn fold_scalar(rendered: &str, start_col: usize, cont: usize) -> String {
+    let chars: Vec<char> = rendered.chars().collect();
+    let (quote, style) = match chars.first() {
+        Some('\'') => (1, ScalarStyle::Single),
+        Some('"') => (1, ScalarStyle::Double),
+        _ => (0, ScalarStyle::Plain),
+    };
+    if chars.len() < 2 * quote {
+        return rendered.to_string();
+    }
+    let inner = &chars[quote..chars.len() - quote];
+    let mut out = String::with_capacity(rendered.len() + 8);
+    let mut col = start_col;
+    for c in &chars[..quote] {
+        out.push(*c);
+        col += 1;
+    }
+    let mut spaces = false;
+    for (i, &c) in inner.iter().enumerate() {
+        if c != ' ' {
+            out.push(c);
+            col += 1;
+            spaces = false;
+            continue;
+        }
+        let next_space = inner.get(i + 1) == Some(&' ');
+        let inside = i != 0 && i + 1 != inner.len();
+        let can_break = !spaces
+            && col > BEST_WIDTH
+            && match style {
+                ScalarStyle::Plain => !next_space,
+                ScalarStyle::Single => inside && !next_space,
+                ScalarStyle::Double => inside,
+            };
+        if can_break {
+            out.push('\n');
+            out.extend(std::iter::repeat_n(' ', cont));
+            col = cont;
+            if style == ScalarStyle::Double && next_space {
+                out.push('\\');
+                col += 1;
+            }
+        } else {
+            out.push(' ');
+            col += 1;
+        }
+        spaces = true;
+    }
+    for c in &chars[chars.len() - quote..] {
+        out.push(*c);
+    }
+    out
+}
+
 /// sigs.k8s.io/yaml `JSONToYAML` of the jsonpb document (yaml.v2 style).
 pub fn to_yaml(doc: &Doc) -> String {
     let mut out = String::new();
@@ -560,7 +626,8 @@ fn write_yaml(doc: &Doc, indent: usize, out: &mut String) {
                 match yaml_scalar(v) {
                     Some(s) => {
                         out.push(' ');
-                        out.push_str(&s);
+                        let start = indent + k.chars().count() + 2;
+                        out.push_str(&fold_scalar(&s, start, indent + 2));
                         out.push('\n');
                     }
                     None => {
@@ -581,7 +648,7 @@ fn write_yaml(doc: &Doc, indent: usize, out: &mut String) {
                 out.push_str("- ");
                 match yaml_scalar(v) {
                     Some(s) => {
-                        out.push_str(&s);
+                        out.push_str(&fold_scalar(&s, indent + 2, indent + 2));
                         out.push('\n');
                     }
                     None if matches!(v, Doc::List(_)) => {
@@ -632,6 +699,26 @@ mod tests {
         assert_eq!(
             yaml_string("type.googleapis.com/x.Y"),
             "type.googleapis.com/x.Y"
+        );
+    }
+
+    #[test]
+    fn long_scalars_fold_like_libyaml() {
+        // The CRD-description shape everyone has seen from sigs.k8s.io/yaml.
+        let text = "APIVersion defines the versioned schema of this representation of an object. Servers should convert";
+        let doc = Doc::Map(vec![("description".into(), Doc::Str(text.into()))]);
+        let nested = Doc::Map(vec![(
+            "a".into(),
+            Doc::Map(vec![("b".into(), Doc::Map(vec![("c".into(), doc)]))]),
+        )]);
+        assert_eq!(
+            to_yaml(&nested),
+            "a:\n  b:\n    c:\n      description: APIVersion defines the versioned schema of this representation\n        of an object. Servers should convert\n"
+        );
+        let quoted = fold_scalar(&yaml_string(&format!("x: {text}")), 20, 4);
+        assert_eq!(
+            quoted,
+            "'x: APIVersion defines the versioned schema of this representation\n    of an object. Servers should convert'"
         );
     }
 
