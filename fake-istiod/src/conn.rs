@@ -209,7 +209,11 @@ pub async fn accept_loop(
             r = fault.changed() => { if r.is_err() { break } }
             _ = flip => {}
             r = accept => match r {
-                Ok((stream, _peer)) => match state.fault {
+                Ok((stream, _peer)) => {
+                    // Like istiod (Go sets TCP_NODELAY on every connection): small
+                    // answers must not wait for a delayed ACK (~40 ms each).
+                    let _ = stream.set_nodelay(true);
+                    match state.fault {
                     Some(Fault::Reset) => {
                         let _ = stream.set_zero_linger();
                         drop(stream);
@@ -229,7 +233,7 @@ pub async fn accept_loop(
                             break;
                         }
                     }
-                },
+                }},
                 Err(e) => tracing::warn!(%addr, error = %e, "accept failed"),
             }
         }
