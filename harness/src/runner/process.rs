@@ -45,6 +45,26 @@ pub fn kill_all() {
     }
 }
 
+/// Processes of group `pgid` that are still running (zombies do not count),
+/// from /proc/*/stat.
+pub fn running_in_group(pgid: i32) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let want = pgid.to_string();
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            // pid (comm) state ppid pgrp ...: comm may hold spaces, split after ')'.
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            f.len() > 2 && f[0] != "Z" && f[2] == want
+        })
+        .count()
+}
+
 /// Values for the `{name}` placeholders of `--proxy-cmd`.
 pub type Placeholders = BTreeMap<&'static str, String>;
 
@@ -206,19 +226,19 @@ impl ProxyProcess {
         }
     }
 
-    /// SIGTERM to the group, up to `grace` to exit, then SIGKILL.
+    /// SIGTERM to the group, up to `grace` for EVERY process of it to exit
+    /// (not only the shell: a `docker run` client must get to forward the
+    /// signal to its container), then SIGKILL to whatever is left.
     pub async fn stop(mut self, grace: Duration) {
         if let Some(pgid) = self.pgid.take() {
             signal_group(pgid, libc::SIGTERM);
-            if tokio::time::timeout(grace, self.child.wait())
-                .await
-                .is_err()
-            {
-                signal_group(pgid, libc::SIGKILL);
-                let _ = self.child.wait().await;
+            let deadline = tokio::time::Instant::now() + grace;
+            let _ = tokio::time::timeout_at(deadline, self.child.wait()).await;
+            while running_in_group(pgid) > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            // Children of the shell may outlive it: make sure the group is gone.
             signal_group(pgid, libc::SIGKILL);
+            let _ = self.child.wait().await;
             unregister(pgid);
         }
     }
@@ -311,23 +331,5 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-
-    /// Processes of group `pgid` that are not zombies (from /proc/*/stat).
-    fn running_in_group(pgid: i32) -> usize {
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return 0;
-        };
-        dir.filter_map(|e| e.ok())
-            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-            .filter(|stat| {
-                // pid (comm) state ppid pgrp ...: comm may hold spaces, split after ')'.
-                let Some((_, rest)) = stat.rsplit_once(')') else {
-                    return false;
-                };
-                let f: Vec<&str> = rest.split_whitespace().collect();
-                f.len() > 2 && f[0] != "Z" && f[2] == pgid.to_string()
-            })
-            .count()
     }
 }
