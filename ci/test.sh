@@ -16,3 +16,6 @@ cargo build --workspace --bins --locked
 
 echo "==> cargo test --workspace"
 cargo test --workspace --locked "$@"
+
+# Tier 3: the proxy image under the suite with a real Docker engine.
+bash ci/docker-conformance.sh
