@@ -79,37 +79,18 @@ impl fmt::Display for Profile {
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum Feature {
-    /// On a failed replica, returns the others' results plus a marker row per failed replica.
-    AnnotatePartial,
-    /// Checks the caller's bearer token and forwards it to the replicas.
-    PassthroughAuth,
-    /// Calls the replicas with its own identity and applies the caller's visibility itself.
-    OwnIdentity,
     /// Serves TLS.
     Tls,
-    /// Routes config_dump to the replica that owns the proxy.
+    /// Answers `istio.io/debug/config_dump` (istioctl proxy-status <pod>.<ns>).
     ConfigDump,
-    /// Picks up replicas added or removed while running.
-    ReplicaDiscovery,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 6] = [
-        Feature::AnnotatePartial,
-        Feature::PassthroughAuth,
-        Feature::OwnIdentity,
-        Feature::Tls,
-        Feature::ConfigDump,
-        Feature::ReplicaDiscovery,
-    ];
+    pub const ALL: [Feature; 2] = [Feature::Tls, Feature::ConfigDump];
     pub fn name(self) -> &'static str {
         match self {
-            Feature::AnnotatePartial => "annotate-partial",
-            Feature::PassthroughAuth => "passthrough-auth",
-            Feature::OwnIdentity => "own-identity",
             Feature::Tls => "tls",
             Feature::ConfigDump => "config-dump",
-            Feature::ReplicaDiscovery => "replica-discovery",
         }
     }
 }
