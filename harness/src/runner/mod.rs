@@ -49,10 +49,10 @@ pub enum Progress<'a> {
 pub enum RunError {
     #[error("scenario {name}: {message}")]
     Scenario { name: String, message: String },
-    #[error("cannot read snapshots from {path}: {source}")]
+    #[error("cannot read snapshots from {path}: {error}")]
     Snapshots {
         path: std::path::PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     Proxy(#[from] proxy::ProxyError),
@@ -115,9 +115,9 @@ pub async fn run(
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     let snapshots = Arc::new(match &config.snapshots {
-        Some(dir) => Snapshots::from_dir(dir).map_err(|source| RunError::Snapshots {
+        Some(dir) => Snapshots::from_dir(dir).map_err(|error| RunError::Snapshots {
             path: dir.clone(),
-            source,
+            error,
         })?,
         None => Snapshots::embedded(),
     });
@@ -222,6 +222,8 @@ pub async fn run(
             Ok(scenario) => {
                 proxy::Bench::start(config, hooks, scenario_name, scenario, snapshots.clone()).await
             }
+            // The scenario is named where the failure is reported.
+            Err(RunError::Scenario { message, .. }) => Err(proxy::ProxyError::Setup(message)),
             Err(e) => Err(proxy::ProxyError::Setup(e.to_string())),
         };
         let bench = match setup {

@@ -205,10 +205,10 @@ pub struct RunConfig {
 /// A problem with the options, naming where it came from.
 #[derive(Debug, thiserror::Error)]
 pub enum OptionsError {
-    #[error("cannot read options file {path}: {source}")]
+    #[error("cannot read options file {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -226,9 +226,9 @@ pub enum OptionsError {
 
 impl OptionsFile {
     pub fn load(path: &Path) -> Result<OptionsFile, OptionsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| OptionsError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| OptionsError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Self::parse(&text, path)
     }
