@@ -56,12 +56,12 @@ async fn run(ctx: &Ctx) -> Outcome {
                     .iter()
                     .max_by_key(|(_, cc)| newest_update(cc))
                     .map(|(name, cc)| (name, cc));
-                if let Some((owner, cc)) = newest {
-                    if mine[0] != cc {
-                        problems.push(format!(
-                            "{id}: kept an older report, not the newest one (from {owner})"
-                        ));
-                    }
+                if let Some((owner, cc)) = newest
+                    && mine[0] != cc
+                {
+                    problems.push(format!(
+                        "{id}: kept an older report, not the newest one (from {owner})"
+                    ));
                 }
             }
             n => problems.push(format!(

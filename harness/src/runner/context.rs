@@ -2,7 +2,6 @@
 //! ground truth, asked directly), the proxy under test (asked as istioctl asks),
 //! and the expected tables.
 
-use crate::checks::Feature;
 use crate::client::{self, ClientError, ClientOptions, Credentials};
 use crate::runner::process::OutputLog;
 use crate::runner::snapshots::Snapshots;
@@ -33,7 +32,6 @@ pub struct CheckContext {
     pub proxy: ProxyEndpoint,
     pub families: Vec<IstioctlFamily>,
     pub snapshots: Arc<Snapshots>,
-    pub features: Vec<Feature>,
     /// Output of the proxy process, when it is one.
     pub proxy_output: Option<OutputLog>,
 }
@@ -67,10 +65,6 @@ impl CheckContext {
     /// The istio (system) namespace of the scenario: istioctl's `--istioNamespace`.
     pub fn istio_namespace(&self) -> &str {
         &self.scenario.istiod.namespace
-    }
-
-    pub fn supports(&self, f: Feature) -> bool {
-        self.features.contains(&f)
     }
 
     /// A token for `namespace/service_account`, valid for the replicas.
@@ -222,11 +216,6 @@ impl CheckContext {
         linger: Duration,
     ) -> Result<Vec<DiscoveryResponse>, ClientError> {
         client::stream(&self.istioctl(), requests, wait_for, bound, linger).await
-    }
-
-    /// The tail of the proxy's output (for failure reports).
-    pub fn proxy_output_tail(&self, lines: usize) -> Option<String> {
-        self.proxy_output.as_ref().map(|o| o.tail(lines))
     }
 }
 

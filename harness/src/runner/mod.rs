@@ -11,7 +11,6 @@ pub mod tables;
 
 use crate::checks::{self, Check, Outcome};
 use crate::report::{CheckResult, RunReport};
-use context::CheckContext;
 use fake_istiod::scenario::Scenario;
 use options::RunConfig;
 use snapshots::Snapshots;
@@ -321,6 +320,3 @@ fn prefix(check: &Check, scenario: &str, why: &str) -> String {
         why.to_string()
     }
 }
-
-/// Convenience for checks: the context type.
-pub type Ctx = CheckContext;

@@ -22,10 +22,10 @@ fn register(pgid: i32) {
 }
 
 fn unregister(pgid: i32) {
-    if let Ok(mut g) = LIVE_GROUPS.lock() {
-        if let Some(set) = g.as_mut() {
-            set.remove(&pgid);
-        }
+    if let Ok(mut g) = LIVE_GROUPS.lock()
+        && let Some(set) = g.as_mut()
+    {
+        set.remove(&pgid);
     }
 }
 

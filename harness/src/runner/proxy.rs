@@ -4,7 +4,7 @@
 
 use super::context::{CheckContext, ProxyEndpoint};
 use super::options::{ProxyMode, RunConfig};
-use super::process::{OutputLog, Placeholders, ProxyProcess};
+use super::process::{Placeholders, ProxyProcess};
 use crate::client;
 use crate::runner::context::ClientErrorExt;
 use fake_istiod::scenario::Scenario;
@@ -105,7 +105,7 @@ pub async fn prepare_fixed(config: &RunConfig, replicas: usize) -> Result<FixedS
             ))
         })?;
     let token_issuer_key = config.state_dir.join(TOKEN_ISSUER_KEY_FILE);
-    write(&token_issuer_key, &fake.token_authority().public_pem())?;
+    write(&token_issuer_key, fake.token_authority().public_pem())?;
     let ca_file = fake.ca_file().to_path_buf();
     fake.shutdown().await;
     let defaults = StartOptions::default();
@@ -183,7 +183,7 @@ fn files(fake: &FakeIstiod, namespace: &str) -> Result<Files, ProxyError> {
         &f.token,
         &fake.mint_token(&TokenSpec::new(namespace, "istioctl-proxy")),
     )?;
-    write(&f.token_key, &fake.token_authority().public_pem())?;
+    write(&f.token_key, fake.token_authority().public_pem())?;
     Ok(f)
 }
 
@@ -263,7 +263,7 @@ impl Bench {
         if let ProxyMode::Address(_) = config.proxy {
             write(
                 &config.state_dir.join(TOKEN_ISSUER_KEY_FILE),
-                &fake.token_authority().public_pem(),
+                fake.token_authority().public_pem(),
             )?;
         }
         let plaintext = config.proxy_plaintext;
@@ -315,7 +315,6 @@ impl Bench {
             proxy: ProxyEndpoint { address, plaintext },
             families: config.families.clone(),
             snapshots,
-            features: config.supported_features.clone(),
             proxy_output: output,
         };
         let mut bench = Bench {
@@ -342,13 +341,13 @@ impl Bench {
                 Err(e) if e.is_answer() || e.is_timeout() => return Ok(()),
                 Err(e) => e.to_string(),
             };
-            if let Running::Process(p) = &mut self.running {
-                if let Some(status) = p.exited() {
-                    return Err(ProxyError::Exited {
-                        status,
-                        output: p.output.tail(40),
-                    });
-                }
+            if let Running::Process(p) = &mut self.running
+                && let Some(status) = p.exited()
+            {
+                return Err(ProxyError::Exited {
+                    status,
+                    output: p.output.tail(40),
+                });
             }
             if Instant::now() >= deadline {
                 return Err(ProxyError::NotReady {
@@ -365,10 +364,6 @@ impl Bench {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(250));
         }
-    }
-
-    pub fn output(&self) -> Option<&OutputLog> {
-        self.ctx.proxy_output.as_ref()
     }
 
     pub async fn stop(self) {
