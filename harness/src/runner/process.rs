@@ -160,13 +160,17 @@ impl OutputLog {
     }
 }
 
-fn pump(reader: impl AsyncRead + Unpin + Send + 'static, log: OutputLog, tag: &'static str) {
+fn pump(
+    reader: impl AsyncRead + Unpin + Send + 'static,
+    log: OutputLog,
+    tag: &'static str,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut lines = BufReader::new(reader).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             log.push(format!("{tag}{line}"));
         }
-    });
+    })
 }
 
 /// A running proxy command.
@@ -174,6 +178,8 @@ fn pump(reader: impl AsyncRead + Unpin + Send + 'static, log: OutputLog, tag: &'
 pub struct ProxyProcess {
     child: Child,
     pgid: Option<i32>,
+    /// The tasks copying stdout and stderr into `output` (they end at EOF).
+    pumps: Vec<tokio::task::JoinHandle<()>>,
     pub command: String,
     pub output: OutputLog,
 }
@@ -203,18 +209,29 @@ impl ProxyProcess {
             register(p);
         }
         let output = OutputLog::default();
+        let mut pumps = Vec::new();
         if let Some(o) = child.stdout.take() {
-            pump(o, output.clone(), "");
+            pumps.push(pump(o, output.clone(), ""));
         }
         if let Some(e) = child.stderr.take() {
-            pump(e, output.clone(), "");
+            pumps.push(pump(e, output.clone(), ""));
         }
         Ok(ProxyProcess {
             child,
+            pumps,
             pgid,
             command,
             output,
         })
+    }
+
+    /// Waits (at most `bound`) until everything the process wrote is in
+    /// `output`: after it exited, its last words may still be in the pipes.
+    pub async fn drain_output(&mut self, bound: Duration) {
+        let deadline = tokio::time::Instant::now() + bound;
+        for p in &mut self.pumps {
+            let _ = tokio::time::timeout_at(deadline, p).await;
+        }
     }
 
     /// `Some(description)` when the process has exited.

@@ -344,6 +344,7 @@ impl Bench {
             if let Running::Process(p) = &mut self.running
                 && let Some(status) = p.exited()
             {
+                p.drain_output(Duration::from_secs(2)).await;
                 return Err(ProxyError::Exited {
                     status,
                     output: p.output.tail(40),
