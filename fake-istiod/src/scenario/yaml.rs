@@ -5,6 +5,37 @@ use super::Problem;
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 use marked_yaml::{Node, Span};
 
+/// The first mapping or list nested deeper than `max`, as a problem; `None`
+/// when the document is shallow enough or not valid YAML (the loader then
+/// reports the syntax error). Streams parser events without building a tree,
+/// so nothing here recurses.
+pub(super) fn too_deep(text: &str, max: usize) -> Option<Problem> {
+    use yaml_rust2::parser::{Event, Parser};
+    let mut parser = Parser::new_from_str(text);
+    let mut depth = 0usize;
+    loop {
+        let (event, mark) = parser.next_token().ok()?;
+        match event {
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                depth += 1;
+                if depth > max {
+                    return Some(Problem {
+                        line: mark.line(),
+                        field: "(document)".into(),
+                        message: format!(
+                            "nested more than {max} levels deep (a scenario needs at most 5)"
+                        ),
+                    });
+                }
+            }
+            Event::MappingEnd | Event::SequenceEnd => depth = depth.saturating_sub(1),
+            // Only the first document is loaded.
+            Event::DocumentEnd | Event::StreamEnd => return None,
+            _ => {}
+        }
+    }
+}
+
 pub(super) fn span_line(span: &Span) -> usize {
     span.start().map(|m| m.line()).unwrap_or(0)
 }
