@@ -179,7 +179,11 @@ impl FakeIstiod {
                 (None, d.clone())
             }
             None => {
-                let t = tempfile::Builder::new().prefix("fake-istiod-").tempdir()?;
+                // Owner-only: it holds the CA key and the token-signing key.
+                let t = tempfile::Builder::new()
+                    .prefix("fake-istiod-")
+                    .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                    .tempdir()?;
                 let p = t.path().to_path_buf();
                 (Some(t), p)
             }

@@ -57,6 +57,23 @@ async fn private_keys_are_owner_only_also_when_they_existed() {
     fake.shutdown().await;
 }
 
+/// Without a state folder: a temporary one, owner-only (it was 0755).
+#[tokio::test]
+async fn the_temporary_state_folder_is_owner_only() {
+    let fake = FakeIstiod::start(
+        Scenario::empty(proto::IstioVersion::new(1, 30, 0)),
+        StartOptions::ephemeral(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let dir = fake.ca_file().parent().unwrap_or(Path::new("/"));
+    assert_eq!(mode(dir), 0o700, "{}", dir.display());
+    for f in [CA_KEY_FILE, SIGNING_KEY_FILE] {
+        assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+    }
+    fake.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_symlink_in_place_of_a_key_is_refused() {
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
