@@ -57,10 +57,12 @@ pub enum RunError {
     Proxy(#[from] proxy::ProxyError),
     /// The proxy did not come up for the first scenario: every other one
     /// would wait the same timeout in vain, so the run stops at once.
-    #[error("the run stopped at its first scenario ({scenario}): {source}")]
+    /// (`error` is part of the message, deliberately not a `source`: `{:#}`
+    /// would print it twice, proxy output and all.)
+    #[error("the run stopped at its first scenario ({scenario}): {error}")]
     NeverReady {
         scenario: String,
-        source: proxy::ProxyError,
+        error: proxy::ProxyError,
     },
 }
 
@@ -244,7 +246,7 @@ pub async fn run(
             Err(e) if !ever_ready && e.is_not_ready() => {
                 return Err(RunError::NeverReady {
                     scenario: scenario_name.to_string(),
-                    source: e,
+                    error: e,
                 });
             }
             Err(e) => {

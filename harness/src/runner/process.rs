@@ -445,9 +445,12 @@ impl ProxyProcess {
         }
     }
 
-    /// `Some(description)` when the process has exited.
+    /// `Some(description)` when the process has exited, unless it exited
+    /// successfully leaving processes of its own running: a launcher that
+    /// daemonized the proxy (found only as a subreaper, see [`become_subreaper`]).
     pub fn exited(&mut self) -> Option<String> {
         match self.child.try_wait() {
+            Ok(Some(status)) if status.success() && self.running() > 0 => None,
             Ok(Some(status)) => Some(status.to_string()),
             Ok(None) => None,
             Err(e) => Some(format!("unknown state: {e}")),
