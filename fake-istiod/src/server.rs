@@ -211,7 +211,7 @@ impl FakeIstiod {
         };
         // A throw-away test key: written so that `fake-istiod token` can sign with it.
         // Owner-only: whoever reads it can mint tokens the replicas accept.
-        crate::tls::write_private(&key_file, &authority.private_pem())?;
+        crate::tls::write_private(&key_file, authority.private_pem())?;
         std::fs::write(
             dir.join("token-signing-key.pub.pem"),
             authority.public_pem(),

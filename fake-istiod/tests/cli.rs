@@ -81,15 +81,32 @@ fn token_needs_a_key_and_signs_with_it() {
     );
     // Found: a huge --ttl overflowed `now + ttl` (a panic in debug builds).
     let huge = Command::new(BIN)
-        .args(["token", "-n", "bookinfo", "--ttl", "99999999999999999999d", "--state-dir"])
+        .args([
+            "token",
+            "-n",
+            "bookinfo",
+            "--ttl",
+            "99999999999999999999d",
+            "--state-dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&huge.stderr);
     assert_eq!(huge.status.code(), Some(1), "{err}");
-    assert!(err.contains("number too large") && !err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("number too large") && !err.contains("panicked"),
+        "{err}"
+    );
     let long = Command::new(BIN)
-        .args(["token", "-n", "bookinfo", "--ttl", "213503982334601d", "--state-dir"])
+        .args([
+            "token",
+            "-n",
+            "bookinfo",
+            "--ttl",
+            "213503982334601d",
+            "--state-dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();

@@ -271,7 +271,9 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
         let e = errors(&deep(10_000, flow));
         assert_eq!(
             e,
-            format!("bad.yaml:{line}: (document): nested more than 32 levels deep (a scenario needs at most 5)"),
+            format!(
+                "bad.yaml:{line}: (document): nested more than 32 levels deep (a scenario needs at most 5)"
+            ),
             "flow {flow}"
         );
     }
@@ -327,9 +329,16 @@ fn hostile_inputs_never_panic() {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 let text = e.to_string();
-                assert!(e.problems.len() <= 101, "{name}: {} problems", e.problems.len());
+                assert!(
+                    e.problems.len() <= 101,
+                    "{name}: {} problems",
+                    e.problems.len()
+                );
                 for l in text.lines() {
-                    assert!(line(l).is_some(), "{name}: not file:line: field: message: {l}");
+                    assert!(
+                        line(l).is_some(),
+                        "{name}: not file:line: field: message: {l}"
+                    );
                 }
             }
             Err(_) => panicked.push(*name),
@@ -363,14 +372,23 @@ fn only_regular_files_of_bounded_size_are_read() {
     let e = load_bounded(&fifo);
     assert_eq!(
         e,
-        format!("{}:0: (file): is a FIFO; a scenario must be a regular file", fifo.display())
+        format!(
+            "{}:0: (file): is a FIFO; a scenario must be a regular file",
+            fifo.display()
+        )
     );
 
     let e = load_bounded(std::path::Path::new("/dev/zero"));
-    assert_eq!(e, "/dev/zero:0: (file): is a character device; a scenario must be a regular file");
+    assert_eq!(
+        e,
+        "/dev/zero:0: (file): is a character device; a scenario must be a regular file"
+    );
 
     let e = load_bounded(dir.path());
-    assert!(e.ends_with("(file): is a directory; a scenario must be a regular file"), "{e}");
+    assert!(
+        e.ends_with("(file): is a directory; a scenario must be a regular file"),
+        "{e}"
+    );
 
     // Sparse: 1 GiB on paper, nothing on disk.
     let big = dir.path().join("big.yaml");
@@ -389,5 +407,8 @@ fn only_regular_files_of_bounded_size_are_read() {
     let latin1 = dir.path().join("latin1.yaml");
     std::fs::write(&latin1, b"description: caf\xe9\n").unwrap_or_else(|e| panic!("{e}"));
     let e = load_bounded(&latin1);
-    assert!(e.ends_with("(file): not UTF-8 text (invalid byte at offset 16)"), "{e}");
+    assert!(
+        e.ends_with("(file): not UTF-8 text (invalid byte at offset 16)"),
+        "{e}"
+    );
 }

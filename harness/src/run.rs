@@ -35,7 +35,9 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
     if matches!(config.proxy, runner::options::ProxyMode::Command(_))
         && let Err(e) = runner::process::become_subreaper()
     {
-        eprintln!("warning: cannot become a child subreaper ({e}): a proxy that daemonizes may be left running");
+        eprintln!(
+            "warning: cannot become a child subreaper ({e}): a proxy that daemonizes may be left running"
+        );
     }
 
     // Ctrl-C: kill proxy processes, then leave.

@@ -27,7 +27,13 @@ fn a_daemonizing_proxy_leaves_nothing_behind() {
         pid_file.display()
     );
     let mut runner = Command::new(env!("CARGO_BIN_EXE_proxy-conformance"))
-        .args(["run", "--run-check", "empty-mesh", "--proxy-ready-timeout", "3s"])
+        .args([
+            "run",
+            "--run-check",
+            "empty-mesh",
+            "--proxy-ready-timeout",
+            "3s",
+        ])
         .args(["--report", &dir.path().join("r.yaml").display().to_string()])
         .args(["--proxy-cmd", &cmd])
         .stdout(Stdio::null())
@@ -61,7 +67,11 @@ fn a_daemonizing_proxy_leaves_nothing_behind() {
         "{stderr}"
     );
     // Said once (not again as the error's cause).
-    assert_eq!(stderr.matches("did not answer within 3s").count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("did not answer within 3s").count(),
+        1,
+        "{stderr}"
+    );
     let daemon: i32 = std::fs::read_to_string(&pid_file)
         .unwrap_or_default()
         .trim()
@@ -104,7 +114,13 @@ fn a_proxy_that_daemonizes_is_tested_and_then_stopped() {
         pid_file.display()
     );
     let out = Command::new(env!("CARGO_BIN_EXE_proxy-conformance"))
-        .args(["run", "--run-check", "empty-mesh", "--proxy-ready-timeout", "20s"])
+        .args([
+            "run",
+            "--run-check",
+            "empty-mesh",
+            "--proxy-ready-timeout",
+            "20s",
+        ])
         .args(["--report", &dir.path().join("r.yaml").display().to_string()])
         .args(["--proxy-cmd", &cmd])
         .output()

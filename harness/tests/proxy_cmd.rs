@@ -77,8 +77,14 @@ async fn a_proxy_that_exits_is_reported_with_its_output() {
         &["empty-mesh"],
     )
     .await;
-    assert!(why.contains("the run stopped at its first scenario (empty-mesh)"), "{why}");
-    assert!(why.contains("the proxy command `echo 'bad flag --lisen' >&2; exit 3`"), "{why}");
+    assert!(
+        why.contains("the run stopped at its first scenario (empty-mesh)"),
+        "{why}"
+    );
+    assert!(
+        why.contains("the proxy command `echo 'bad flag --lisen' >&2; exit 3`"),
+        "{why}"
+    );
     assert!(why.contains("exited before answering"), "{why}");
     assert!(why.contains("exit status: 3"), "{why}");
     assert!(why.contains("bad flag --lisen"), "{why}");
@@ -105,7 +111,10 @@ async fn a_proxy_that_never_becomes_ready_stops_the_run_at_once() {
     let starts = dir.path().join("starts");
     let cmd = format!("echo started >> '{}'; exec sleep 30", starts.display());
     let (why, took) = never_ready(&cmd, Duration::from_millis(500), &[]).await;
-    let n = std::fs::read_to_string(&starts).unwrap_or_default().lines().count();
+    let n = std::fs::read_to_string(&starts)
+        .unwrap_or_default()
+        .lines()
+        .count();
     assert_eq!(n, 1, "started {n} times: {why}");
     assert!(why.contains("did not answer within 500ms"), "{why}");
     assert!(took < Duration::from_secs(20), "took {took:?}");
@@ -121,8 +130,20 @@ async fn a_huge_output_line_is_cut_in_the_error() {
         &["empty-mesh"],
     )
     .await;
-    assert!(why.contains("exit status: 4"), "{}", &why[..why.len().min(2000)]);
-    assert!(why.contains("more bytes not kept]"), "{}", &why[..why.len().min(2000)]);
-    assert!(why.ends_with("the end"), "{}", &why[why.len().saturating_sub(200)..]);
+    assert!(
+        why.contains("exit status: 4"),
+        "{}",
+        &why[..why.len().min(2000)]
+    );
+    assert!(
+        why.contains("more bytes not kept]"),
+        "{}",
+        &why[..why.len().min(2000)]
+    );
+    assert!(
+        why.ends_with("the end"),
+        "{}",
+        &why[why.len().saturating_sub(200)..]
+    );
     assert!(why.len() < 64 * 1024, "{} bytes", why.len());
 }

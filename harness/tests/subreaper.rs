@@ -16,7 +16,12 @@ fn state(pid: i32) -> Option<char> {
 
 fn parent(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 #[tokio::test]
@@ -32,8 +37,7 @@ async fn daemons_are_stopped_and_reaped() {
          echo daemons started; exec sleep 300",
         p = pids.display()
     );
-    let proxy =
-        ProxyProcess::spawn(&cmd, &Placeholders::new()).unwrap_or_else(|e| panic!("{e}"));
+    let proxy = ProxyProcess::spawn(&cmd, &Placeholders::new()).unwrap_or_else(|e| panic!("{e}"));
     let me = std::process::id() as i32;
     let deadline = Instant::now() + Duration::from_secs(10);
     let daemons: Vec<i32> = loop {
@@ -56,10 +60,17 @@ async fn daemons_are_stopped_and_reaped() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(state(daemons[0]), Some('S'), "the long daemon sleeps");
-    assert!(proxy.running() >= 2, "proxy and daemon are counted as the proxy's");
+    assert!(
+        proxy.running() >= 2,
+        "proxy and daemon are counted as the proxy's"
+    );
 
     proxy.stop(Duration::from_secs(2)).await;
     for pid in daemons {
-        assert_eq!(state(pid), None, "daemon {pid} left behind (running or a zombie)");
+        assert_eq!(
+            state(pid),
+            None,
+            "daemon {pid} left behind (running or a zombie)"
+        );
     }
 }

@@ -421,12 +421,12 @@ fn read_bounded(path: &Path) -> Result<String, String> {
         } else {
             "not a regular file"
         };
-        return Err(format!(
-            "is {what}; a scenario must be a regular file"
-        ));
+        return Err(format!("is {what}; a scenario must be a regular file"));
     }
     let too_big = |n: u64| {
-        format!("the file has {n} bytes; a scenario may have at most {MAX_FILE_BYTES} (use `generate:` for large meshes)")
+        format!(
+            "the file has {n} bytes; a scenario may have at most {MAX_FILE_BYTES} (use `generate:` for large meshes)"
+        )
     };
     if meta.len() > MAX_FILE_BYTES {
         return Err(too_big(meta.len()));

@@ -480,7 +480,11 @@ fn fault(node: &Node, field: &str, p: &mut Problems) -> Option<Fault> {
                 },
                 "delay_ms" => match m.u64("delay_ms", p) {
                     Some((n, l)) if n > MAX_FAULT_MS => {
-                        p.add(l, m.field("delay_ms"), format!("at most {MAX_FAULT_MS} (one hour)"));
+                        p.add(
+                            l,
+                            m.field("delay_ms"),
+                            format!("at most {MAX_FAULT_MS} (one hour)"),
+                        );
                         None
                     }
                     Some((n, _)) => Some(Fault::Delay(Duration::from_millis(n))),

@@ -579,7 +579,11 @@ mod tests {
             first.starts_with("[… ") && first.ends_with(" earlier lines of output not kept]"),
             "{first}"
         );
-        assert!(all.ends_with("\u{fffd}\u{fffd} not UTF-8\nlast"), "{}", &all[all.len() - 40..]);
+        assert!(
+            all.ends_with("\u{fffd}\u{fffd} not UTF-8\nlast"),
+            "{}",
+            &all[all.len() - 40..]
+        );
         // A short tail has no marker.
         assert_eq!(log.tail(1), "last");
     }

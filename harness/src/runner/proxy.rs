@@ -70,7 +70,10 @@ pub enum ProxyError {
 impl ProxyError {
     /// The proxy itself did not come up (as opposed to the bench around it).
     pub fn is_not_ready(&self) -> bool {
-        matches!(self, ProxyError::NotReady { .. } | ProxyError::Exited { .. })
+        matches!(
+            self,
+            ProxyError::NotReady { .. } | ProxyError::Exited { .. }
+        )
     }
 }
 
