@@ -25,8 +25,9 @@ pub(super) fn parse(text: &str, source_name: &str) -> Result<Scenario, ScenarioE
         );
         return Err(fail(p.0));
     }
-    // Before building the tree: a deep one overflows the stack when dropped.
-    if let Some(problem) = super::yaml::too_deep(text, MAX_DEPTH) {
+    // Before building the tree: a deep one overflows the stack when dropped,
+    // a huge one takes hundreds of MB.
+    if let Some(problem) = super::yaml::shape_problem(text, MAX_DEPTH, MAX_NODES) {
         return Err(fail(vec![problem]));
     }
     let opts = LoaderOptions::default().error_on_duplicate_keys(true);

@@ -457,12 +457,18 @@ impl ProxyProcess {
         }
     }
 
-    /// The proxy's processes still running: its group, their descendants
-    /// and (as a subreaper) daemons it left behind.
-    pub fn running(&self) -> usize {
+    /// The pids of the proxy's processes still running: its group, their
+    /// descendants (also after `setsid`) and, as a subreaper, daemons it left
+    /// behind. E.g. to add up the proxy's memory.
+    pub fn pids(&self) -> Vec<i32> {
         self.pgid
-            .map(|g| proxy_processes(&process_table(), g, true).len())
-            .unwrap_or(0)
+            .map(|g| proxy_processes(&process_table(), g, true))
+            .unwrap_or_default()
+    }
+
+    /// How many processes of the proxy are running (see [`Self::pids`]).
+    pub fn running(&self) -> usize {
+        self.pids().len()
     }
 
     /// SIGTERM to every process of the proxy, up to `grace` for ALL of them to
