@@ -147,3 +147,51 @@ async fn a_huge_output_line_is_cut_in_the_error() {
     );
     assert!(why.len() < 64 * 1024, "{} bytes", why.len());
 }
+
+/// Found: a proxy's huge output line went whole into the report (200 MB).
+/// A failing check's output in the report is the cut line with its marker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_output_line_is_cut_in_the_report() {
+    // A real proxy that prints a 10 MB line, then serves only the FIRST
+    // replica: syncz-union fails on three-replicas (proxies missing).
+    let cmd = format!(
+        "head -c 10000000 /dev/zero | tr '\\0' x; echo; \
+         exec {} --listen {{listen}} --health-listen off --istiod \"${{PROXY_CONFORMANCE_ISTIOD%%,*}}\" \
+         --cert {{cert}} --key {{key}} --istiod-ca {{ca}} --istiod-server-name istiod.{{namespace}}.svc \
+         --identity passthrough --token-public-key {{token_issuer_key}} --replica-timeout 2s --request-timeout 4s",
+        istioctl_proxy_bin().display()
+    );
+    let config = support::config(RunArgs {
+        proxy_cmd: Some(cmd),
+        run_check: vec!["syncz-union".to_string()],
+        ..Default::default()
+    });
+    let report = match harness::runner::run(&config, &Default::default(), |_| {}).await {
+        Ok(r) => r,
+        Err(e) => panic!("the run could not start: {e}"),
+    };
+    let [r] = &report.results[..] else {
+        panic!("expected one result: {}", support::explain(&report));
+    };
+    assert!(matches!(r.outcome, Outcome::Fail(_)), "{:?}", r.outcome);
+    let out = r.proxy_output.clone().unwrap_or_default();
+    assert!(
+        out.contains("[… line cut: 9995904 more bytes not kept]"),
+        "{}",
+        &out[..out.len().min(500)]
+    );
+    // JUnit carries the output (system-out); the YAML report the reasons.
+    let junit = harness::report::junit::render(&report);
+    assert!(junit.contains("line cut: 9995904 more bytes not kept"));
+    assert!(
+        junit.len() < 256 * 1024,
+        "JUnit report of {} bytes",
+        junit.len()
+    );
+    let yaml = harness::report::yaml::render(&report).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        yaml.len() < 256 * 1024,
+        "YAML report of {} bytes",
+        yaml.len()
+    );
+}
