@@ -24,3 +24,4 @@ pub mod control {
 
 pub use control_plane::{BuildInfo, IstioControlPlaneInstance};
 pub use version::{IstioVersion, IstioctlFamily, SynczShape};
+pub use version::{EmptyMesh, FlagSupport, ForeignResource, IstioctlRules, StatusLayout, VersionColumn};
