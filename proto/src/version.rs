@@ -173,20 +173,23 @@ pub enum SynczShape {
     WatchedTypes,
 }
 
-/// istioctl's `proxy-status` output families (protocol.md table). Each has a
-/// representative version used by `--istioctl-version` and in snapshot names.
+/// Named groups of istioctl versions for snapshot names and CLI listing
+/// (protocol.md table). Behaviour never keys off a family: it keys off the
+/// exact version through [`IstioctlRules`]; the runner renders each group as
+/// its [`IstioctlFamily::representative`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum IstioctlFamily {
-    /// 1.8–1.13: `NAME CDS LDS EDS RDS ISTIOD VERSION`, VERSION = istiod's.
+    /// 1.8–1.13: `NAME CDS LDS EDS RDS ISTIOD VERSION`, VERSION = istiod's
+    /// (1.8–1.11 read only the legacy `xds_config`: see [`IstioctlRules`]).
     #[serde(rename = "1.12")]
     V1_12,
     /// 1.14–1.18: + CLUSTER and ECDS columns.
     #[serde(rename = "1.14")]
     V1_14,
-    /// 1.19–1.21: VERSION = the proxy's ISTIO_VERSION.
+    /// 1.19–1.21: VERSION = the proxy's ISTIO_VERSION, `--namespace`, UNKNOWN = IGNORED.
     #[serde(rename = "1.19")]
     V1_19,
-    /// 1.22: `IGNORED`, `NOT SENT`.
+    /// 1.22: `NOT SENT`, header always.
     #[serde(rename = "1.22")]
     V1_22,
     /// 1.23–1.26: statuses with age, missing types IGNORED.
@@ -224,8 +227,12 @@ impl IstioctlFamily {
         }
     }
 
-    /// The representative version (what `--istioctl-version` names).
+    /// The version the runner renders the group as. 1.27's is 1.27.1: 1.27.0
+    /// alone fails on an empty mesh (see [`IstioctlRules::empty_mesh`]).
     pub fn representative(self) -> IstioVersion {
+        if self == IstioctlFamily::V1_27 {
+            return IstioVersion::new(1, 27, 1);
+        }
         let minor = match self {
             IstioctlFamily::V1_12 => 12,
             IstioctlFamily::V1_14 => 14,
