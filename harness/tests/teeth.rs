@@ -41,6 +41,7 @@ fn expectations() -> Vec<(Defect, &'static [&'static str])> {
             &["external-identity", "table-snapshot", "empty-mesh"],
         ),
         (Defect::Cap4MiB, &["large-mesh"]),
+        (Defect::FailOnAck, &["istioctl-ack"]),
     ]
 }
 
