@@ -727,6 +727,30 @@ mod tests {
     }
 
     #[test]
+    fn ack_is_adscs() {
+        // `1.12.0:pkg/adsc/adsc.go` `ack`: nonce, type URL and version of the
+        // response, the node again, no resource names for debug types.
+        let node = IstioctlNode::new("10.0.0.7".parse().unwrap(), "istio-system");
+        let resp = DiscoveryResponse {
+            type_url: proto::type_url::SYNCZ.into(),
+            nonce: "n-1".into(),
+            version_info: "2026-11-22T12:00:00Z/7".into(),
+            ..Default::default()
+        };
+        let ack = ack_request(&node, &resp);
+        assert_eq!(ack.response_nonce, "n-1");
+        assert_eq!(ack.version_info, "2026-11-22T12:00:00Z/7");
+        assert_eq!(ack.type_url, proto::type_url::SYNCZ);
+        assert!(ack.resource_names.is_empty());
+        assert_eq!(ack.node, Some(node.to_node()));
+        // Only the versions that ACK debug types do it.
+        let rules = |v: &str| IstioctlRules::new(v.parse().unwrap());
+        assert!(rules("1.15.7").acks(proto::type_url::SYNCZ));
+        assert!(!rules("1.16.0").acks(proto::type_url::SYNCZ));
+        assert!(!default_istioctl().acks(proto::type_url::SYNCZ));
+    }
+
+    #[test]
     fn errors_read_like_istioctl() {
         let e = ClientError::Status {
             code: tonic::Code::Unauthenticated,

@@ -28,6 +28,7 @@ fn expectations() -> Vec<(Defect, &'static [&'static str])> {
             Defect::DropLastReplicaSilently,
             &[
                 "syncz-union",
+                "istioctl-ack",
                 "table-snapshot",
                 "concurrent-clients",
                 "replica-churn",
