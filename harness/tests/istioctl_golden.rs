@@ -147,9 +147,15 @@ fn response(istiod: &str, inputs: &[Input]) -> DiscoveryResponse {
 /// `1.12.0:istioctl/pkg/writer/pilot/status_test.go` (same in 1.13).
 fn multi_1_12() -> Vec<DiscoveryResponse> {
     vec![
-        response("istiod1", &[cc("proxy1", [STALE, SYNCED, NOT_SENT, SYNCED])]),
+        response(
+            "istiod1",
+            &[cc("proxy1", [STALE, SYNCED, NOT_SENT, SYNCED])],
+        ),
         response("istiod2", &[cc("proxy2", [STALE, SYNCED, SYNCED, STALE])]),
-        response("istiod3", &[cc("proxy3", [UNKNOWN, ERROR, NOT_SENT, STALE])]),
+        response(
+            "istiod3",
+            &[cc("proxy3", [UNKNOWN, ERROR, NOT_SENT, STALE])],
+        ),
     ]
 }
 fn single_1_12() -> Vec<DiscoveryResponse> {
@@ -312,7 +318,10 @@ fn case(name: &'static str, input: fn() -> Vec<DiscoveryResponse>, golden: &'sta
 }
 
 fn golden(path: &str) -> String {
-    let full = format!("{}/tests/fixtures/golden/{path}", env!("CARGO_MANIFEST_DIR"));
+    let full = format!(
+        "{}/tests/fixtures/golden/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
 }
 
@@ -364,7 +373,11 @@ fn golden_1_12_layout_four_types_istiod_version() {
         &["1.12.0", "1.13.0", "1.13.9"],
         &[
             case("multi", multi_1_12, "1.12.0/multiXdsStatusMultiPilot.txt"),
-            case("single", single_1_12, "1.12.0/multiXdsStatusSinglePilot.txt"),
+            case(
+                "single",
+                single_1_12,
+                "1.12.0/multiXdsStatusSinglePilot.txt",
+            ),
         ],
     );
 }
@@ -375,7 +388,11 @@ fn golden_1_14_cluster_and_ecds_enum_names() {
         &["1.14.0", "1.15.0", "1.17.0"],
         &[
             case("multi", multi_1_14, "1.14.0/multiXdsStatusMultiPilot.txt"),
-            case("single", || single_from_1_14(""), "1.14.0/multiXdsStatusSinglePilot.txt"),
+            case(
+                "single",
+                || single_from_1_14(""),
+                "1.14.0/multiXdsStatusSinglePilot.txt",
+            ),
         ],
     );
 }
@@ -390,7 +407,11 @@ fn golden_1_18_unknown_is_ignored() {
                 || multi_from_1_18(["", "", "", ""]),
                 "1.18.0/multiXdsStatusMultiPilot.txt",
             ),
-            case("single", || single_from_1_14(""), "1.18.0/multiXdsStatusSinglePilot.txt"),
+            case(
+                "single",
+                || single_from_1_14(""),
+                "1.18.0/multiXdsStatusSinglePilot.txt",
+            ),
         ],
     );
 }
@@ -427,7 +448,11 @@ fn golden_1_20_and_1_21() {
         &["1.20.0", "1.21.0"],
         &[
             case("multi", multi_1_20, "1.20.0/multiXdsStatusMultiPilot.txt"),
-            case("single", single_1_20, "1.20.0/multiXdsStatusSinglePilot.txt"),
+            case(
+                "single",
+                single_1_20,
+                "1.20.0/multiXdsStatusSinglePilot.txt",
+            ),
         ],
     );
 }
@@ -440,7 +465,11 @@ fn golden_1_22_to_1_26_not_sent_with_a_space() {
         &["1.22.0", "1.23.0", "1.23.6", "1.26.0"],
         &[
             case("multi", multi_1_20, "1.22.0/multiXdsStatusMultiPilot.txt"),
-            case("single", single_1_20, "1.22.0/multiXdsStatusSinglePilot.txt"),
+            case(
+                "single",
+                single_1_20,
+                "1.22.0/multiXdsStatusSinglePilot.txt",
+            ),
         ],
     );
 }
@@ -458,7 +487,11 @@ fn golden_1_27_to_1_29_subscribed_types_exact_bytes() {
         &["1.27.0", "1.27.1", "1.28.0", "1.29.0"],
         &[
             case("multi", multi_1_20, "1.27.0/multiXdsStatusMultiPilot.txt"),
-            case("single", single_1_20, "1.27.0/multiXdsStatusSinglePilot.txt"),
+            case(
+                "single",
+                single_1_20,
+                "1.27.0/multiXdsStatusSinglePilot.txt",
+            ),
             verbose,
         ],
     );
@@ -472,9 +505,17 @@ fn golden_1_30_tables_json_yaml_and_namespace() {
         "1.30.0/multiXdsStatusMultiPilot_verbose.txt",
     );
     verbose.verbosity = 1;
-    let mut json = case("json", one_proxy_1_27, "1.30.0/multiXdsStatusSinglePilot.json");
+    let mut json = case(
+        "json",
+        one_proxy_1_27,
+        "1.30.0/multiXdsStatusSinglePilot.json",
+    );
     json.output = OutputFormat::Json;
-    let mut yaml = case("yaml", one_proxy_1_27, "1.30.0/multiXdsStatusSinglePilot.yaml");
+    let mut yaml = case(
+        "yaml",
+        one_proxy_1_27,
+        "1.30.0/multiXdsStatusSinglePilot.yaml",
+    );
     yaml.output = OutputFormat::Yaml;
     let mut ns = case(
         "yaml namespace foo",
@@ -487,7 +528,11 @@ fn golden_1_30_tables_json_yaml_and_namespace() {
         &["1.30.0"],
         &[
             case("multi", multi_1_20, "1.30.0/multiXdsStatusMultiPilot.txt"),
-            case("single", single_1_20, "1.30.0/multiXdsStatusSinglePilot.txt"),
+            case(
+                "single",
+                single_1_20,
+                "1.30.0/multiXdsStatusSinglePilot.txt",
+            ),
             verbose,
             json,
             yaml,
@@ -509,7 +554,8 @@ fn neighbouring_versions_do_not_match_each_others_golden() {
         )
         .unwrap()
     };
-    let pairs: [(&str, &str, fn() -> Vec<DiscoveryResponse>); 6] = [
+    type Input = fn() -> Vec<DiscoveryResponse>;
+    let pairs: [(&str, &str, Input); 6] = [
         ("1.17.0", "1.18.0/multiXdsStatusMultiPilot.txt", || {
             multi_from_1_18(["", "", "", ""])
         }),
@@ -548,7 +594,11 @@ fn istioctl_1_8_to_1_11_print_empty_cells_against_istiod_1_12() {
                 proxy1                                     istiod1     1.1\n\
                 proxy2                                     istiod1     1.1\n";
     for ver in ["1.8.0", "1.9.0", "1.10.0", "1.11.8"] {
-        assert_eq!(table_as(ver, &single_1_12()).unwrap(), want, "istioctl {ver}");
+        assert_eq!(
+            table_as(ver, &single_1_12()).unwrap(),
+            want,
+            "istioctl {ver}"
+        );
     }
     assert!(
         table_as("1.12.0", &single_1_12())
@@ -582,7 +632,11 @@ fn zero_proxies_per_version() {
         ("1.30.0", Ok(header5)),
     ] {
         let got = table_as(ver, &empty).map_err(|e| e.to_string());
-        assert_eq!(got, want.map(str::to_string).map_err(str::to_string), "istioctl {ver}");
+        assert_eq!(
+            got,
+            want.map(str::to_string).map_err(str::to_string),
+            "istioctl {ver}"
+        );
     }
     // Every proxy filtered out by --namespace counts as none.
     let mut o = RenderOptions::at(UNIX_EPOCH);
@@ -623,13 +677,22 @@ fn foreign_resource_per_version() {
     );
     // 1.10: every resource of that response raw, no newline; then the header only.
     let out = table_as("1.10.0", &resp).unwrap();
-    assert!(out.ends_with("rawNAME     CDS     LDS     EDS     RDS     ISTIOD     VERSION\n"), "{out:?}");
+    assert!(
+        out.ends_with("rawNAME     CDS     LDS     EDS     RDS     ISTIOD     VERSION\n"),
+        "{out:?}"
+    );
     let out = table_as("1.11.0", &resp).unwrap();
-    assert!(out.ends_with("\nraw\nNAME     CDS     LDS     EDS     RDS     ISTIOD     VERSION\n"), "{out:?}");
+    assert!(
+        out.ends_with("\nraw\nNAME     CDS     LDS     EDS     RDS     ISTIOD     VERSION\n"),
+        "{out:?}"
+    );
     let out = table_as("1.21.0", &resp).unwrap();
     assert!(out.ends_with("\nraw\nNAME     CLUSTER     CDS     LDS     EDS     RDS     ECDS     ISTIOD     VERSION\n"), "{out:?}");
     let unmarshal = r#"could not unmarshal ClientConfig: proto: mismatched message type: got "envoy.service.status.v3.ClientConfig", want "x.Y""#;
-    assert_eq!(table_as("1.22.0", &resp).unwrap_err().to_string(), unmarshal);
+    assert_eq!(
+        table_as("1.22.0", &resp).unwrap_err().to_string(),
+        unmarshal
+    );
     assert_eq!(
         table_as("1.27.1", &resp).unwrap_err().to_string(),
         format!("failed to setup status print: {unmarshal}")
@@ -645,11 +708,21 @@ fn output_and_verbosity_flags_per_version() {
     let mut o = RenderOptions::at(UNIX_EPOCH);
     o.output = OutputFormat::Json;
     let err = render_responses_as(&rules("1.26.0"), &input, &o).unwrap_err();
-    assert!(err.to_string().starts_with("unknown shorthand flag: 'o' in -o"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("unknown shorthand flag: 'o' in -o"),
+        "{err}"
+    );
     let table = table_as("1.29.0", &input).unwrap();
-    assert_eq!(render_responses_as(&rules("1.29.0"), &input, &o).unwrap(), table);
+    assert_eq!(
+        render_responses_as(&rules("1.29.0"), &input, &o).unwrap(),
+        table
+    );
     o.output = "wide".parse().unwrap();
-    assert_eq!(render_responses_as(&rules("1.28.0"), &input, &o).unwrap(), table);
+    assert_eq!(
+        render_responses_as(&rules("1.28.0"), &input, &o).unwrap(),
+        table
+    );
     assert_eq!(
         render_responses_as(&rules("1.30.0"), &input, &o)
             .unwrap_err()

@@ -76,7 +76,8 @@ impl AggregatedDiscoveryService for AdsService {
                     },
                     _ = shutdown.wait_for(|s| *s) => break,
                 };
-                if state.config.has_defect(Defect::FailOnAck) && sent.contains(&req.response_nonce) {
+                if state.config.has_defect(Defect::FailOnAck) && sent.contains(&req.response_nonce)
+                {
                     let _ = tx
                         .send(Err(Status::invalid_argument(
                             "unexpected ACK on a debug stream (defect fail-on-ack)",

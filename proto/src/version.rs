@@ -638,7 +638,10 @@ mod tests {
         assert_eq!(r("1.22.0").empty_mesh(), EmptyMesh::Header);
         assert_eq!(r("1.27.0").empty_mesh(), EmptyMesh::SetupNoProxiesError);
         assert_eq!(r("1.27.1").empty_mesh(), EmptyMesh::Header);
-        assert_eq!(r("1.9.0").foreign_resource(), ForeignResource::UnexpectedTypeError);
+        assert_eq!(
+            r("1.9.0").foreign_resource(),
+            ForeignResource::UnexpectedTypeError
+        );
         assert_eq!(
             r("1.10.6").foreign_resource(),
             ForeignResource::RawDump { newline: false }
@@ -647,7 +650,10 @@ mod tests {
             r("1.21.0").foreign_resource(),
             ForeignResource::RawDump { newline: true }
         );
-        assert_eq!(r("1.22.0").foreign_resource(), ForeignResource::UnmarshalError);
+        assert_eq!(
+            r("1.22.0").foreign_resource(),
+            ForeignResource::UnmarshalError
+        );
         assert!(r("1.15.7").acks("istio.io/debug/syncz"));
         assert!(!r("1.16.0").acks("istio.io/debug/syncz"));
         assert!(!r("1.16.0").acks("istio.io/debug/config_dump"));

@@ -38,8 +38,7 @@ async fn run(ctx: &Ctx) -> Outcome {
     // After the ACK, one more request: a proxy that ignores ACKs still answers
     // it, so the bench never has to wait out a silence to pass a correct proxy.
     let follow_up = ctx.request(proto::type_url::SYNCZ, &[]);
-    let (first, after) = match client::ack_exchange(&opts, request, Some(follow_up), BOUND).await
-    {
+    let (first, after) = match client::ack_exchange(&opts, request, Some(follow_up), BOUND).await {
         Ok(r) => r,
         Err(e) => return Outcome::fail(format!("the first syncz answer did not come: {e}")),
     };

@@ -298,7 +298,13 @@ fn write_json(doc: &Doc, unit: &str, at: &str, out: &mut String) {
             // sit two units deeper than the key and the brace one unit deeper
             // (golang/protobuf jsonpb `marshalValue`; the layout of
             // `1.30.0:istioctl/pkg/writer/pilot/testdata/multiXdsStatusSinglePilot.json`).
-            write_struct_entries(fields, unit, &format!("{at}{unit}{unit}"), &format!("{at}{unit}"), out);
+            write_struct_entries(
+                fields,
+                unit,
+                &format!("{at}{unit}{unit}"),
+                &format!("{at}{unit}"),
+                out,
+            );
         }
         Doc::Message(fields) => {
             out.push('{');
@@ -344,7 +350,13 @@ fn write_json(doc: &Doc, unit: &str, at: &str, out: &mut String) {
 }
 
 /// The entries of a Struct at `entries`, closed at `close`.
-fn write_struct_entries(fields: &[(String, Doc)], unit: &str, entries: &str, close: &str, out: &mut String) {
+fn write_struct_entries(
+    fields: &[(String, Doc)],
+    unit: &str,
+    entries: &str,
+    close: &str,
+    out: &mut String,
+) {
     out.push('{');
     for (i, (k, v)) in fields.iter().enumerate() {
         if i > 0 {

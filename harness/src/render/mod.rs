@@ -133,7 +133,11 @@ pub fn render(
     responses: &KeyedResponses,
     opts: &RenderOptions,
 ) -> Result<String, RenderError> {
-    render_as(&IstioctlRules::new(family.representative()), responses, opts)
+    render_as(
+        &IstioctlRules::new(family.representative()),
+        responses,
+        opts,
+    )
 }
 
 /// Keys then renders (for callers holding a list of responses).
@@ -155,7 +159,11 @@ pub fn render_responses_as(
     responses: &[DiscoveryResponse],
     opts: &RenderOptions,
 ) -> Result<String, RenderError> {
-    render_as(istioctl, &key_by_control_plane(responses.iter().cloned()), opts)
+    render_as(
+        istioctl,
+        &key_by_control_plane(responses.iter().cloned()),
+        opts,
+    )
 }
 
 /// Renders what `istioctl proxy-status` of exactly this version prints.
@@ -272,11 +280,7 @@ fn fixed_header(layout: StatusLayout) -> &'static [&'static str] {
 }
 
 /// One row of the fixed layouts.
-fn fixed_row(
-    istioctl: &IstioctlRules,
-    p: &Gathered,
-    opts: &RenderOptions,
-) -> Vec<String> {
+fn fixed_row(istioctl: &IstioctlRules, p: &Gathered, opts: &RenderOptions) -> Vec<String> {
     let layout = istioctl.layout();
     let mut cells = vec![p.proxy_id.clone()];
     if layout != StatusLayout::Fixed4 {
