@@ -39,6 +39,9 @@ use tonic::transport::{Channel, Endpoint};
 /// istioctl's `--timeout` default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a stream stays open in the background after an ACK (see [`fetch_request`]).
+const ACK_LINGER: Duration = Duration::from_secs(2);
+
 /// How to authenticate to the xDS address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credentials {
@@ -288,8 +291,15 @@ pub async fn fetch_request(
             Some(resp) if resp.type_url == type_url => {
                 if opts.istioctl.acks(&type_url) {
                     // adsc ACKs from its receive loop and istioctl returns
-                    // without waiting for what the ACK brings.
+                    // without waiting for what the ACK brings. The stream stays
+                    // open in the background until the server reacts to the ACK
+                    // (istiod answers it) or 2 s passed, so the ACK reaches the
+                    // wire instead of being cancelled with the stream.
                     let _ = keep_open.send(ack_request(&opts.node(), &resp)).await;
+                    tokio::spawn(async move {
+                        let _open = (keep_open, client);
+                        let _ = tokio::time::timeout(ACK_LINGER, stream.message()).await;
+                    });
                 }
                 return Ok(resp);
             }
