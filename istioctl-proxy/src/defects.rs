@@ -21,11 +21,18 @@ pub enum Defect {
     KeepReplicaControlPlaneId,
     /// (g) gRPC's 4 MiB default as the maximum answer size.
     Cap4MiB,
+    /// (h) a request that ACKs one of the proxy's own answers (its
+    /// `response_nonce` is a nonce the proxy sent on that stream) ends the
+    /// stream with an error. Plausible for a proxy written against istioctl
+    /// 1.16+, which never ACKs debug responses: it treats any ACK on a debug
+    /// stream as a protocol violation, and breaks istioctl 1.8-1.15, whose adsc
+    /// ACKs every response (`1.12.0:pkg/adsc/adsc.go` `ack`).
+    FailOnAck,
 }
 
 #[cfg_attr(not(feature = "test-defects"), allow(dead_code))]
 impl Defect {
-    pub const ALL: [Defect; 7] = [
+    pub const ALL: [Defect; 8] = [
         Defect::ConfigDumpFirstReplicaOnly,
         Defect::CrashOnMissingToken,
         Defect::SequentialFailFast,
@@ -33,6 +40,7 @@ impl Defect {
         Defect::DropLastReplicaSilently,
         Defect::KeepReplicaControlPlaneId,
         Defect::Cap4MiB,
+        Defect::FailOnAck,
     ];
 
     /// The kebab-case name used in `ISTIOCTL_PROXY_DEFECTS`.
@@ -45,6 +53,7 @@ impl Defect {
             Defect::DropLastReplicaSilently => "drop-last-replica-silently",
             Defect::KeepReplicaControlPlaneId => "keep-replica-control-plane-id",
             Defect::Cap4MiB => "cap-4-mib",
+            Defect::FailOnAck => "fail-on-ack",
         }
     }
 
