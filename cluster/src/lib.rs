@@ -7,9 +7,12 @@
 //! - [`manifests`]: every object rendered;
 //! - [`plan`]: the ordered steps (`cluster plan` prints them);
 //! - [`exec`]: runs a plan.
+pub mod certs;
+pub mod cli;
 pub mod crd;
 pub mod exec;
 pub mod istio;
+pub mod kubeops;
 pub mod manifests;
 pub mod plan;
 pub mod provider;

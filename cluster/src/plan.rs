@@ -131,6 +131,9 @@ pub struct Plan {
     pub on_failure: Vec<Step>,
 }
 
+/// The blog's section that prints the table.
+pub const PROXY_STATUS_PHASE: &str = "Run the istioctl proxy-status command";
+
 const GUIDE: &str = "seeds/install-external-controlplane.md";
 const BLOG: &str = "seeds/blog-istioctl-remote-cluster.md";
 const CLUSTERS: &str = "shared/docs/clusters.md";
@@ -431,7 +434,7 @@ impl Plan {
             local: 9090,
             remote: 9090,
         });
-        b.phase("Run the istioctl proxy-status command", BLOG);
+        b.phase(PROXY_STATUS_PHASE, BLOG);
         let mut env = vec![
             ("ISTIOCTL_XDS_ADDRESS".to_string(), "localhost:9090".to_string()),
             ("ISTIOCTL_ISTIONAMESPACE".to_string(), CONTROL_PLANE_NS.to_string()),
@@ -615,7 +618,7 @@ fn write_step(f: &mut String, n: usize, s: &Step, p: &Provider) -> fmt::Result {
                 Lookup::ContainerIp { container, network } => {
                     format!("docker inspect {container} --format '{{{{ .NetworkSettings.Networks.{network}.IPAddress }}}}'")
                 }
-                Lookup::GeneratedCerts => "rcgen, in the harness process (keys never leave target/cluster)".into(),
+                Lookup::GeneratedCerts => "rcgen, in the harness process (written only into the clusters' Secrets)".into(),
             };
             let vars: Vec<String> = vars.iter().map(|v| format!("${{{v}}}")).collect();
             writeln!(f, "      {} <- {how}\n      bound: {}", vars.join(" "), fmt_secs(*timeout))?;
