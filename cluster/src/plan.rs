@@ -194,6 +194,15 @@ impl Plan {
                     b.write(manifests::kind_config(role, &sw)?);
                 }
             }
+            if *p == Provider::K3d {
+                // kind makes its network itself; k3d joins an existing one.
+                b.run(
+                    format!("docker network {DOCKER_NETWORK} (shared by both clusters)"),
+                    None,
+                    argv(&["sh", "-c", &format!("docker network inspect {DOCKER_NETWORK} >/dev/null 2>&1 || docker network create {DOCKER_NETWORK}")]),
+                    30,
+                );
+            }
             for role in Role::BOTH {
                 let cfg = b.file(&format!("kind-{role}.yaml"));
                 if let Some(a) = p.create_argv(role, &sw.node, &cfg) {
