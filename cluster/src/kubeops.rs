@@ -239,3 +239,201 @@ pub async fn token_request(client: &Client, ns: &str, sa: &str, audience: &str, 
         .filter(|t| !t.is_empty())
         .ok_or(KubeError::Invalid { object, what: "TokenRequest answered without a token".into() })
 }
+
+/// The kube calls against a scripted API server (tower-test): each test names
+/// the requests it expects, in order, and what the server answers.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::json;
+
+    type Script = Vec<(&'static str, &'static str, u16, Value)>;
+
+    type Seen = tokio::sync::oneshot::Receiver<Vec<(String, String, Value)>>;
+
+    /// Serves `script` in order: (method, path prefix, status, body), then holds every further
+    /// request unanswered (a watch that never sends). Yields the requests seen (method, uri, body)
+    /// once the script is done. An unexpected request is answered 500 and recorded, so the test
+    /// fails with what was asked.
+    fn scripted(script: Script) -> (Client, Seen) {
+        let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for (method, prefix, status, body) in script {
+                let Some((req, send)) = handle.next_request().await else { break };
+                let (parts, b) = req.into_parts();
+                let bytes = b.collect_bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+                let sent: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let uri = parts.uri.to_string();
+                let ok = parts.method.as_str() == method && uri.starts_with(prefix);
+                seen.push((parts.method.to_string(), uri.clone(), sent));
+                let (status, body) = if ok { (status, body) } else { (500, json!({"unexpected": uri, "wanted": prefix})) };
+                send.send_response(
+                    Response::builder()
+                        .status(status)
+                        .header("content-type", "application/json")
+                        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                        .unwrap(),
+                );
+            }
+            let _ = seen_tx.send(seen);
+            let mut held = Vec::new();
+            while let Some(r) = handle.next_request().await {
+                held.push(r);
+            }
+        });
+        (Client::new(service, "default"), seen_rx)
+    }
+
+    fn crd(established: bool) -> Value {
+        json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "gateways.networking.istio.io", "resourceVersion": "5"},
+            "spec": {"group": "networking.istio.io", "scope": "Namespaced",
+                     "names": {"kind": "Gateway", "plural": "gateways"},
+                     "versions": [{"name": "v1beta1", "served": true, "storage": true}]},
+            "status": {"conditions": [{"type": "Established", "status": if established {"True"} else {"False"}}]}
+        })
+    }
+
+    fn status(code: u16, reason: &str, message: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": code, "reason": reason, "message": message})
+    }
+
+    #[tokio::test]
+    async fn apply_puts_crds_first_waits_established_then_applies_the_rest() {
+        let gw = json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "Gateway",
+                        "metadata": {"name": "external-istiod-gw"}, "spec": {"selector": {"istio": "ingressgateway"}}});
+        let mut crd_doc = crd(false);
+        crd_doc.as_object_mut().unwrap().remove("status");
+        let (client, seen) = scripted(vec![
+            ("PATCH", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gateways.networking.istio.io?", 200, crd(false)),
+            ("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions?", 200,
+             json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "6"}, "items": [crd(true)]})),
+            ("GET", "/apis/networking.istio.io/v1beta1", 200, json!({
+                "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "networking.istio.io/v1beta1",
+                "resources": [{"name": "gateways", "singularName": "gateway", "namespaced": true, "kind": "Gateway",
+                               "verbs": ["get", "list", "watch", "create", "patch"]}]})),
+            ("PATCH", "/apis/networking.istio.io/v1beta1/namespaces/external-istiod/gateways/external-istiod-gw?", 200, gw.clone()),
+        ]);
+        // The Gateway comes first in the file: the CRD is still applied first.
+        let applied = apply_documents(&client, &[gw, crd_doc], Some("external-istiod"), Duration::from_secs(5)).await;
+        let seen = seen.await.unwrap();
+        let applied = applied.unwrap_or_else(|e| panic!("{e}; requests: {seen:#?}"));
+        assert_eq!(applied, ["CustomResourceDefinition gateways.networking.istio.io", "Gateway external-istiod/external-istiod-gw"]);
+        let patch = &seen[0].1;
+        assert!(patch.contains("fieldManager=proxy-conformance") && patch.contains("force=true") && patch.contains("fieldValidation=Strict"), "{patch}");
+        assert!(seen[1].1.contains("fieldSelector=metadata.name%3Dgateways.networking.istio.io"), "{}", seen[1].1);
+        assert_eq!(seen[3].2["metadata"]["namespace"], "external-istiod", "the default namespace is filled in");
+    }
+
+    #[tokio::test]
+    async fn a_rejected_apply_names_the_object_and_says_what_to_try() {
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "sample"}, "specc": {}});
+        let (client, seen) = scripted(vec![
+            ("GET", "/api/v1", 200, json!({"kind": "APIResourceList", "groupVersion": "v1",
+                "resources": [{"name": "namespaces", "singularName": "namespace", "namespaced": false, "kind": "Namespace", "verbs": ["get", "patch"]}]})),
+            ("PATCH", "/api/v1/namespaces/sample?", 422, status(422, "Invalid", ".specc: field not declared in schema")),
+        ]);
+        let e = apply_documents(&client, &[ns], None, Duration::from_secs(5)).await.unwrap_err();
+        drop(seen);
+        let text = e.to_string();
+        assert!(text.starts_with("Namespace sample: server-side apply failed"), "{text}");
+        assert!(text.contains("field not declared in schema"), "{text}");
+        assert!(e.hint().contains("strict field validation"), "{}", e.hint());
+    }
+
+    fn deployment(available: i32) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "istiod", "namespace": "external-istiod", "generation": 2, "resourceVersion": "9"},
+               "spec": {"selector": {"matchLabels": {"app": "istiod"}}, "template": {}},
+               "status": {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": available}})
+    }
+
+    #[tokio::test]
+    async fn a_wait_ends_when_the_condition_holds() {
+        let (client, seen) = scripted(vec![(
+            "GET",
+            "/apis/apps/v1/namespaces/external-istiod/deployments?",
+            200,
+            json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "9"}, "items": [deployment(3)]}),
+        )]);
+        wait_deployment_available(&client, "external-istiod", "istiod", 3, Duration::from_secs(5)).await.unwrap();
+        drop(seen);
+    }
+
+    #[tokio::test]
+    async fn a_wait_is_bounded_and_names_the_object() {
+        // 2 of 3 available, and the watch that follows never answers.
+        let (client, seen) = scripted(vec![(
+            "GET",
+            "/apis/apps/v1/namespaces/external-istiod/deployments?",
+            200,
+            json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "9"}, "items": [deployment(2)]}),
+        )]);
+        let e = wait_deployment_available(&client, "external-istiod", "istiod", 3, Duration::from_millis(300)).await.unwrap_err();
+        drop(seen);
+        assert!(matches!(e, KubeError::Timeout { .. }), "{e:?}");
+        assert_eq!(e.to_string(), "Deployment external-istiod/istiod: not available with 3 replicas within 300ms");
+    }
+
+    #[test]
+    fn availability_needs_the_current_generation() {
+        let mut d: Deployment = serde_json::from_value(deployment(3)).unwrap();
+        assert!(deployment_available(3)(Some(&d)));
+        assert!(!deployment_available(4)(Some(&d)));
+        d.metadata.generation = Some(3);
+        assert!(!deployment_available(3)(Some(&d)), "a rollout not yet observed");
+        assert!(!deployment_available(1)(None));
+    }
+
+    #[tokio::test]
+    async fn token_request_for_istio_ca() {
+        let (client, seen) = scripted(vec![(
+            "POST",
+            "/api/v1/namespaces/external-istiod/serviceaccounts/default/token?",
+            201,
+            json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                   "spec": {"audiences": ["istio-ca"]}, "status": {"token": "eyJ.x.y", "expirationTimestamp": "2030-01-01T00:00:00Z"}}),
+        )]);
+        let t = token_request(&client, "external-istiod", "default", "istio-ca", Duration::from_secs(600)).await.unwrap();
+        let seen = seen.await.unwrap();
+        assert_eq!(t, "eyJ.x.y");
+        assert_eq!(seen[0].2["spec"]["audiences"], json!(["istio-ca"]));
+        assert_eq!(seen[0].2["spec"]["expirationSeconds"], 600);
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_request_names_the_service_account() {
+        let (client, seen) = scripted(vec![(
+            "POST",
+            "/api/v1/namespaces/external-istiod/serviceaccounts/nope/token?",
+            404,
+            status(404, "NotFound", "serviceaccounts \"nope\" not found"),
+        )]);
+        let e = token_request(&client, "external-istiod", "nope", "istio-ca", Duration::from_secs(600)).await.unwrap_err();
+        drop(seen);
+        assert!(e.to_string().starts_with("ServiceAccount external-istiod/nope: TokenRequest failed"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn load_balancer_ip_waits_for_the_ingress() {
+        let svc = |ip: &str| {
+            json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system", "resourceVersion": "3"}, "spec": {},
+                "status": {"loadBalancer": {"ingress": [{"ip": ip}]}}})
+        };
+        let (client, seen) = scripted(vec![(
+            "GET",
+            "/api/v1/namespaces/istio-system/services?",
+            200,
+            json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "3"}, "items": [svc("172.18.255.200")]}),
+        )]);
+        let ip = load_balancer_ip(&client, "istio-system", "istio-ingressgateway", Duration::from_secs(5)).await.unwrap();
+        drop(seen);
+        assert_eq!(ip, "172.18.255.200");
+    }
+}
