@@ -255,8 +255,15 @@ impl<'a> Executor<'a> {
             Action::MeasureSharding { .. } => {
                 eprintln!("      NOT MEASURED: the split across istiod replicas (not implemented yet)");
             }
-            Action::CompareTable { .. } => {
-                return Err(ExecError::NotImplemented { n: self.n, name: s.name.clone(), what: "comparing the table with a live snapshot" });
+            Action::CompareTable { table_from } => {
+                let text = tokio::fs::read_to_string(table_from).await.map_err(|e| self.fail(s, format!("{table_from}: {e}"), "did istioctl proxy-status run?"))?;
+                let rows = crate::table::parse(&text).map_err(|e| self.fail(s, e, "look at the table istioctl printed"))?;
+                let c = self.client(s, Role::Remote).await?;
+                let expected = kubeops::pods_with_sidecar(&c).await.map_err(|e| kube_fail(self, e))?;
+                crate::table::compare(&rows, &expected).map_err(|e| {
+                    self.fail(s, e, "the proxy under test does not return the full merged table: run `proxy-conformance run` against it locally")
+                })?;
+                eprintln!("      {} rows, every ISTIOD <external>, exactly the pods with a sidecar", rows.len());
             }
             Action::Run { .. } | Action::Download { .. } | Action::WriteFile { .. } => {
                 unreachable_detached(s);

@@ -217,6 +217,23 @@ pub async fn wait_pods_ready(client: &Client, ns: &str, selector: &str, containe
     .await
 }
 
+/// `pod.namespace` of every pod (all namespaces) that is Running with an `istio-proxy` container:
+/// the rows `istioctl proxy-status` must show.
+pub async fn pods_with_sidecar(client: &Client) -> Result<std::collections::BTreeSet<String>, KubeError> {
+    let api: Api<Pod> = Api::all(client.clone());
+    let pods = api
+        .list(&Default::default())
+        .await
+        .map_err(|source| KubeError::Api { object: "pods (all namespaces)".into(), action: "list", source })?;
+    Ok(pods
+        .items
+        .iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .filter(|p| p.spec.as_ref().is_some_and(|s| s.containers.iter().any(|c| c.name == "istio-proxy")))
+        .map(|p| format!("{}.{}", p.metadata.name.as_deref().unwrap_or("?"), p.metadata.namespace.as_deref().unwrap_or("?")))
+        .collect())
+}
+
 /// A token for `ns/sa` from the TokenRequest API (audience `istio-ca`: what istiod accepts).
 pub async fn token_request(client: &Client, ns: &str, sa: &str, audience: &str, ttl: Duration) -> Result<String, KubeError> {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);

@@ -16,6 +16,7 @@ pub mod kubeops;
 pub mod manifests;
 pub mod plan;
 pub mod provider;
+pub mod table;
 
 pub use istio::IstioVersion;
 pub use plan::{Plan, PlanOptions, ProxyChoice};
