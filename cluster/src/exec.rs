@@ -76,11 +76,21 @@ pub struct Executor<'a> {
     clients: BTreeMap<Role, Client>,
     started: Instant,
     n: usize,
+    /// Port-forwards kept until the executor is dropped.
+    forwards: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Executor<'_> {
+    fn drop(&mut self) {
+        for f in &self.forwards {
+            f.abort();
+        }
+    }
 }
 
 impl<'a> Executor<'a> {
     pub fn new(plan: &'a Plan) -> Self {
-        Self { plan, vars: BTreeMap::new(), clients: BTreeMap::new(), started: Instant::now(), n: 0 }
+        Self { plan, vars: BTreeMap::new(), clients: BTreeMap::new(), started: Instant::now(), n: 0, forwards: Vec::new() }
     }
 
     /// `up` (and `walkthrough` when asked); on failure exports the logs and returns the error.
@@ -249,8 +259,10 @@ impl<'a> Executor<'a> {
                     self.vars.insert(k.clone(), v);
                 }
             }
-            Action::PortForward { .. } => {
-                return Err(ExecError::NotImplemented { n: self.n, name: s.name.clone(), what: "pod port-forward through kube's ws feature" });
+            Action::PortForward { cluster, namespace, service, local, remote } => {
+                let c = self.client(s, *cluster).await?;
+                let task = kubeops::port_forward_service(&c, namespace, service, *local, *remote).await.map_err(|e| kube_fail(self, e))?;
+                self.forwards.push(task);
             }
             Action::MeasureSharding { .. } => {
                 eprintln!("      NOT MEASURED: the split across istiod replicas (not implemented yet)");

@@ -234,6 +234,70 @@ pub async fn pods_with_sidecar(client: &Client) -> Result<std::collections::BTre
         .collect())
 }
 
+/// `kubectl port-forward service/NAME LOCAL:PORT` through kube's `ws` feature: picks a Running,
+/// Ready pod behind the Service, resolves the Service port's targetPort (number or name), binds
+/// 127.0.0.1:`local`, and opens one pod port-forward per accepted connection. Runs until the
+/// returned task is aborted.
+pub async fn port_forward_service(client: &Client, ns: &str, service: &str, local: u16, port: u16) -> Result<tokio::task::JoinHandle<()>, KubeError> {
+    let object = format!("Service {ns}/{service}");
+    let svc: Service = Api::<Service>::namespaced(client.clone(), ns)
+        .get(service)
+        .await
+        .map_err(|source| KubeError::Api { object: object.clone(), action: "get", source })?;
+    let spec = svc.spec.unwrap_or_default();
+    let selector: Vec<String> = spec.selector.unwrap_or_default().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if selector.is_empty() {
+        return Err(KubeError::Invalid { object, what: "has no selector: nothing to forward to".into() });
+    }
+    let sp = spec.ports.unwrap_or_default().into_iter().find(|p| p.port == i32::from(port));
+    let sp = sp.ok_or_else(|| KubeError::Invalid { object: object.clone(), what: format!("has no port {port}") })?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let list = pods
+        .list(&kube::api::ListParams::default().labels(&selector.join(",")))
+        .await
+        .map_err(|source| KubeError::Api { object: format!("pods of {object}"), action: "list", source })?;
+    let ready = |p: &&Pod| {
+        p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    };
+    let pod = list.items.iter().find(ready).ok_or_else(|| KubeError::Invalid { object: object.clone(), what: "no Ready pod behind it".into() })?;
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let target: u16 = match sp.target_port {
+        None => port,
+        Some(IntOrString::Int(n)) => u16::try_from(n).unwrap_or(port),
+        Some(IntOrString::String(name)) => pod
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .flat_map(|c| c.ports.iter().flatten())
+            .find(|p| p.name.as_deref() == Some(name.as_str()))
+            .and_then(|p| u16::try_from(p.container_port).ok())
+            .ok_or_else(|| KubeError::Invalid { object: format!("Pod {ns}/{pod_name}"), what: format!("no container port named {name}") })?,
+    };
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", local))
+        .await
+        .map_err(|e| KubeError::Invalid { object: format!("localhost:{local}"), what: format!("cannot listen: {e} (is another port-forward running?)") })?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else { return };
+            let pods = pods.clone();
+            let pod_name = pod_name.clone();
+            tokio::spawn(async move {
+                let mut pf = match pods.portforward(&pod_name, &[target]).await {
+                    Ok(pf) => pf,
+                    Err(e) => {
+                        tracing::warn!(pod = %pod_name, "port-forward failed: {e}");
+                        return;
+                    }
+                };
+                if let Some(mut upstream) = pf.take_stream(target) {
+                    let _ = tokio::io::copy_bidirectional(&mut conn, &mut upstream).await;
+                }
+            });
+        }
+    }))
+}
+
 /// A token for `ns/sa` from the TokenRequest API (audience `istio-ca`: what istiod accepts).
 pub async fn token_request(client: &Client, ns: &str, sa: &str, audience: &str, ttl: Duration) -> Result<String, KubeError> {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
@@ -434,6 +498,27 @@ mod tests {
         let e = token_request(&client, "external-istiod", "nope", "istio-ca", Duration::from_secs(600)).await.unwrap_err();
         drop(seen);
         assert!(e.to_string().starts_with("ServiceAccount external-istiod/nope: TokenRequest failed"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn port_forward_errors_name_the_service_or_pod() {
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "istioctl-proxy", "namespace": "external-istiod"},
+                         "spec": {"selector": {"app": "istioctl-proxy"}, "ports": [{"port": 9090, "targetPort": "grpc-tls"}]}});
+        let unready = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "istioctl-proxy-1", "namespace": "external-istiod"},
+                             "spec": {"containers": [{"name": "istioctl-proxy"}]},
+                             "status": {"conditions": [{"type": "Ready", "status": "False"}]}});
+        let (client, seen) = scripted(vec![
+            ("GET", "/api/v1/namespaces/external-istiod/services/istioctl-proxy", 200, svc.clone()),
+            ("GET", "/api/v1/namespaces/external-istiod/pods?", 200, json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [unready]})),
+        ]);
+        let e = port_forward_service(&client, "external-istiod", "istioctl-proxy", 0, 9090).await.unwrap_err();
+        let seen = seen.await.unwrap();
+        assert_eq!(e.to_string(), "Service external-istiod/istioctl-proxy: no Ready pod behind it");
+        assert!(seen[1].1.contains("labelSelector=app%3Distioctl-proxy"), "{}", seen[1].1);
+
+        let (client, _seen) = scripted(vec![("GET", "/api/v1/namespaces/external-istiod/services/istioctl-proxy", 200, svc)]);
+        let e = port_forward_service(&client, "external-istiod", "istioctl-proxy", 0, 8080).await.unwrap_err();
+        assert_eq!(e.to_string(), "Service external-istiod/istioctl-proxy: has no port 8080");
     }
 
     #[tokio::test]
