@@ -11,7 +11,7 @@ use kube::{Client, Config};
 use serde_json::Value;
 
 use crate::kubeops::{self, KubeError};
-use crate::manifests::parse_yaml_docs;
+use crate::manifests::{CONTROL_PLANE_NS, parse_yaml_docs};
 use crate::plan::{Action, ApplySource, Lookup, Plan, Step, Until};
 use crate::provider::Role;
 
@@ -264,8 +264,36 @@ impl<'a> Executor<'a> {
                 let task = kubeops::port_forward_service(&c, namespace, service, *local, *remote).await.map_err(|e| kube_fail(self, e))?;
                 self.forwards.push(task);
             }
-            Action::MeasureSharding { .. } => {
-                eprintln!("      NOT MEASURED: the split across istiod replicas (not implemented yet)");
+            Action::MeasureSharding { min_owners, max_rerolls, per_roll_timeout } => {
+                let ext = self.client(s, Role::External).await?;
+                let remote = self.client(s, Role::Remote).await?;
+                let workloads = "app in (helloworld,sleep)";
+                for attempt in 0..=*max_rerolls {
+                    let istiods = kubeops::ready_pods(&ext, CONTROL_PLANE_NS, "app=istiod").await.map_err(|e| kube_fail(self, e))?;
+                    let mut split = Vec::new();
+                    for pod in &istiods {
+                        let n = kubeops::syncz_count(&ext, CONTROL_PLANE_NS, pod, Duration::from_secs(20)).await.map_err(|e| kube_fail(self, e))?;
+                        split.push((pod.clone(), n));
+                    }
+                    let owners = split.iter().filter(|(_, n)| *n > 0).count();
+                    let shown: Vec<String> = split.iter().map(|(p, n)| format!("{p}: {n}")).collect();
+                    eprintln!("      split across istiod replicas: {}", shown.join(", "));
+                    if owners >= usize::try_from(*min_owners).unwrap_or(2) {
+                        self.vars.insert("SHARDING".into(), shown.join(", "));
+                        return Ok(());
+                    }
+                    if attempt == *max_rerolls {
+                        break;
+                    }
+                    eprintln!("      re-roll {}/{max_rerolls}: deleting the sample pods", attempt + 1);
+                    kubeops::delete_pods(&remote, "sample", workloads).await.map_err(|e| kube_fail(self, e))?;
+                    kubeops::wait_pods_ready(&remote, "sample", workloads, 2, *per_roll_timeout).await.map_err(|e| kube_fail(self, e))?;
+                }
+                return Err(self.fail(
+                    s,
+                    format!("fewer than {min_owners} istiod replicas own proxies after {max_rerolls} re-rolls"),
+                    "run again (the split is random), or raise --replicas",
+                ));
             }
             Action::CompareTable { table_from } => {
                 let text = tokio::fs::read_to_string(table_from).await.map_err(|e| self.fail(s, format!("{table_from}: {e}"), "did istioctl proxy-status run?"))?;

@@ -185,11 +185,7 @@ pub async fn load_balancer_ip(client: &Client, ns: &str, name: &str, bound: Dura
 pub async fn wait_pods_ready(client: &Client, ns: &str, selector: &str, containers: usize, bound: Duration) -> Result<(), KubeError> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let object = format!("pods {ns} -l '{selector}'");
-    let ready = |p: &Pod| {
-        let n = p.spec.as_ref().map(|s| s.containers.len()).unwrap_or(0);
-        let ok = p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        n == containers && ok
-    };
+    let ready = |p: &Pod| p.spec.as_ref().map(|s| s.containers.len()).unwrap_or(0) == containers && pod_ready(p);
     bounded(object.clone(), &format!("Ready with {containers} containers each"), bound, async {
         let mut pods: BTreeMap<String, bool> = BTreeMap::new();
         let mut init: BTreeMap<String, bool> = BTreeMap::new();
@@ -296,6 +292,65 @@ pub async fn port_forward_service(client: &Client, ns: &str, service: &str, loca
             });
         }
     }))
+}
+
+/// How many proxies one istiod pod has connected: `GET /debug/syncz` on its monitoring port 15014
+/// (InitDebug on the monitoring mux: 1.12.9:pilot/pkg/bootstrap/server.go:625,
+/// 1.30.3:pilot/pkg/bootstrap/server.go:675) through a pod port-forward, which arrives from
+/// localhost inside the pod and so needs no token (1.30.3:pilot/pkg/xds/debug.go:244
+/// allowAuthenticatedOrLocalhost; the same in 1.12.9).
+pub async fn syncz_count(client: &Client, ns: &str, pod: &str, bound: Duration) -> Result<usize, KubeError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let object = format!("Pod {ns}/{pod}");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    bounded(object.clone(), "answering /debug/syncz on 15014", bound, async {
+        let mut pf = pods.portforward(pod, &[15014]).await.map_err(|source| KubeError::Api { object: object.clone(), action: "port-forward 15014", source })?;
+        let mut stream = pf.take_stream(15014).ok_or_else(|| KubeError::Invalid { object: object.clone(), what: "port-forward gave no stream".into() })?;
+        // HTTP/1.0: the body ends with the connection, never chunked.
+        let io = |e: std::io::Error| KubeError::Invalid { object: object.clone(), what: format!("/debug/syncz: {e}") };
+        stream.write_all(b"GET /debug/syncz HTTP/1.0\r\nHost: localhost\r\n\r\n").await.map_err(io)?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.map_err(io)?;
+        syncz_entries(&raw).map_err(|what| KubeError::Invalid { object: object.clone(), what })
+    })
+    .await
+}
+
+/// The number of proxies in a raw HTTP/1.0 answer of `/debug/syncz` (a JSON array).
+pub fn syncz_entries(raw: &[u8]) -> Result<usize, String> {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("/debug/syncz: no HTTP answer")?;
+    let status = head.lines().next().unwrap_or("");
+    if !status.contains(" 200") {
+        return Err(format!("/debug/syncz answered {status:?}"));
+    }
+    let v: Value = serde_json::from_str(body).map_err(|e| format!("/debug/syncz: not JSON: {e}"))?;
+    v.as_array().map(Vec::len).ok_or_else(|| "/debug/syncz: not a JSON list".to_string())
+}
+
+/// Names of the Ready pods matching `selector`.
+pub async fn ready_pods(client: &Client, ns: &str, selector: &str) -> Result<Vec<String>, KubeError> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let list = api
+        .list(&kube::api::ListParams::default().labels(selector))
+        .await
+        .map_err(|source| KubeError::Api { object: format!("pods {ns} -l '{selector}'"), action: "list", source })?;
+    Ok(list.items.iter().filter(|p| pod_ready(p)).filter_map(|p| p.metadata.name.clone()).collect())
+}
+
+/// Ready and not being deleted.
+pub fn pod_ready(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Deletes the pods matching `selector` (their Deployments make new ones: a re-roll).
+pub async fn delete_pods(client: &Client, ns: &str, selector: &str) -> Result<(), KubeError> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    api.delete_collection(&Default::default(), &kube::api::ListParams::default().labels(selector))
+        .await
+        .map(|_| ())
+        .map_err(|source| KubeError::Api { object: format!("pods {ns} -l '{selector}'"), action: "delete", source })
 }
 
 /// A token for `ns/sa` from the TokenRequest API (audience `istio-ca`: what istiod accepts).
@@ -498,6 +553,15 @@ mod tests {
         let e = token_request(&client, "external-istiod", "nope", "istio-ca", Duration::from_secs(600)).await.unwrap_err();
         drop(seen);
         assert!(e.to_string().starts_with("ServiceAccount external-istiod/nope: TokenRequest failed"), "{e}");
+    }
+
+    #[test]
+    fn syncz_answers() {
+        let ok = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n[{\"proxy\":\"a.sample\"},{\"proxy\":\"b.sample\"}]";
+        assert_eq!(syncz_entries(ok), Ok(2));
+        assert_eq!(syncz_entries(b"HTTP/1.0 200 OK\r\n\r\n[]"), Ok(0));
+        assert!(syncz_entries(b"HTTP/1.0 401 Unauthorized\r\n\r\n").unwrap_err().contains("401"));
+        assert!(syncz_entries(b"garbage").is_err());
     }
 
     #[tokio::test]

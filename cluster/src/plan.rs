@@ -98,7 +98,7 @@ pub enum Action {
     Resolve { vars: Vec<String>, lookup: Lookup, cluster: Option<Role>, timeout: Duration },
     /// Pod port-forward (kube `ws`) to a pod behind a Service, kept until the run ends.
     PortForward { cluster: Role, namespace: String, service: String, local: u16, remote: u16 },
-    /// Ask each istiod pod directly which proxies it owns; re-roll the sample workloads (bounded)
+    /// Ask each istiod pod directly how many proxies it owns (`/debug/syncz`); re-roll the sample workloads (bounded)
     /// until at least `min_owners` replicas own proxies (sharding is not guaranteed: clusters.md).
     MeasureSharding { min_owners: u32, max_rerolls: u32, per_roll_timeout: Duration },
     /// Compare istioctl's table with a live snapshot of the remote cluster: every ISTIOD `<external>`,
@@ -391,7 +391,7 @@ impl Plan {
 
         b.phase("Measure the split across istiod replicas", CLUSTERS);
         b.push(
-            "ask each istiod pod directly (port-forward 15012, TokenRequest for external-istiod/default on the remote cluster)",
+            "ask each istiod pod directly: pod port-forward to 15014, GET /debug/syncz (from localhost: no token needed)",
             Some(Role::External),
             Action::MeasureSharding { min_owners: 2, max_rerolls: o.max_rerolls, per_roll_timeout: secs(120) },
         );
