@@ -55,7 +55,12 @@ pub struct PlanArgs {
     /// With --provider contexts: the remote (mesh) cluster's context.
     #[arg(long, required_if_eq("provider", "contexts"))]
     pub remote_context: Option<String>,
-    #[arg(long, value_enum, default_value = "reference", conflicts_with = "proxy_manifest")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "reference",
+        conflicts_with = "proxy_manifest"
+    )]
     pub proxy: ProxyArg,
     /// Your proxy's manifest (applied in external-istiod on the external cluster); needs --proxy-image.
     #[arg(long, requires = "proxy_image")]
@@ -94,7 +99,10 @@ pub enum CliError {
     #[error("--replicas {0}: at least 3 replicas are needed for real sharding (clusters.md)")]
     Replicas(u32),
     #[error("writing manifests to {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl PlanArgs {
@@ -120,7 +128,12 @@ impl PlanArgs {
                 image: self.proxy_image.clone().unwrap_or_default(),
             },
             (None, ProxyArg::Sample) => ProxyChoice::Sample,
-            (None, ProxyArg::Reference) => ProxyChoice::Reference { image: self.proxy_image.clone().unwrap_or_else(|| REFERENCE_IMAGE.into()) },
+            (None, ProxyArg::Reference) => ProxyChoice::Reference {
+                image: self
+                    .proxy_image
+                    .clone()
+                    .unwrap_or_else(|| REFERENCE_IMAGE.into()),
+            },
         };
         Ok(o)
     }
@@ -132,14 +145,24 @@ pub fn write_manifests(plan: &Plan, dir: &std::path::Path) -> Result<usize, CliE
     let mut n = 0;
     for m in plan.rendered_manifests() {
         for (i, d) in m.docs.iter().enumerate() {
-            let builtin = d["apiVersion"].as_str().is_some_and(|a| !a.contains('.') || a.ends_with(".k8s.io/v1") && a.starts_with("rbac."));
+            let builtin = d["apiVersion"].as_str().is_some_and(|a| {
+                !a.contains('.') || a.ends_with(".k8s.io/v1") && a.starts_with("rbac.")
+            });
             let sub = if builtin { "k8s" } else { "crd" };
-            let path = dir.join(sub).join(format!("{}.{i}.yaml", m.file.trim_end_matches(".yaml")));
+            let path = dir
+                .join(sub)
+                .join(format!("{}.{i}.yaml", m.file.trim_end_matches(".yaml")));
             let w = |p: &std::path::Path, text: String| -> Result<(), CliError> {
                 if let Some(parent) = p.parent() {
-                    std::fs::create_dir_all(parent).map_err(|source| CliError::Write { path: parent.display().to_string(), source })?;
+                    std::fs::create_dir_all(parent).map_err(|source| CliError::Write {
+                        path: parent.display().to_string(),
+                        source,
+                    })?;
                 }
-                std::fs::write(p, text).map_err(|source| CliError::Write { path: p.display().to_string(), source })
+                std::fs::write(p, text).map_err(|source| CliError::Write {
+                    path: p.display().to_string(),
+                    source,
+                })
             };
             w(&path, serde_yaml_ng::to_string(d).unwrap_or_default())?;
             n += 1;
@@ -168,10 +191,10 @@ pub async fn main(args: ClusterArgs) -> Result<i32, CliError> {
             let plan = Plan::build(&w.plan.options()?)?;
             let mut ex = Executor::new(&plan);
             let r = ex.run(true).await;
-            if !w.keep {
-                if let Err(e) = ex.down().await {
-                    eprintln!("down after the walkthrough failed: {e}");
-                }
+            if !w.keep
+                && let Err(e) = ex.down().await
+            {
+                eprintln!("down after the walkthrough failed: {e}");
             }
             r?;
             Ok(0)

@@ -20,7 +20,10 @@ pub struct ObjectMeta {
 
 impl ObjectMeta {
     pub fn named(name: &str, namespace: &str) -> Self {
-        Self { name: Some(name.into()), namespace: Some(namespace.into()) }
+        Self {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+        }
     }
 }
 

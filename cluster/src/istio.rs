@@ -7,9 +7,17 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The oldest Istio line the bench installs: the blog's (seeds/blog-istioctl-remote-cluster.md, 1.12.1 in its table).
-pub const OLDEST: IstioVersion = IstioVersion { major: 1, minor: 12, patch: 0 };
+pub const OLDEST: IstioVersion = IstioVersion {
+    major: 1,
+    minor: 12,
+    patch: 0,
+};
 /// The newest Istio line in the node-image table below (1.30.3 is the newest tag on the mirror).
-pub const NEWEST: IstioVersion = IstioVersion { major: 1, minor: 30, patch: 99 };
+pub const NEWEST: IstioVersion = IstioVersion {
+    major: 1,
+    minor: 30,
+    patch: 99,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct IstioVersion {
@@ -37,7 +45,11 @@ impl FromStr for IstioVersion {
         let mut next = || -> Result<u32, VersionError> {
             it.next().ok_or_else(bad)?.parse::<u32>().map_err(|_| bad())
         };
-        let v = IstioVersion { major: next()?, minor: next()?, patch: next()? };
+        let v = IstioVersion {
+            major: next()?,
+            minor: next()?,
+            patch: next()?,
+        };
         if it.next().is_some() {
             return Err(bad());
         }
@@ -61,7 +73,9 @@ impl IstioVersion {
 
     /// The release tarball with istioctl and `samples/` (clusters.md; the guide's `@samples/...@` links).
     pub fn release_url(&self) -> String {
-        format!("https://github.com/istio/istio/releases/download/{self}/istio-{self}-linux-amd64.tar.gz")
+        format!(
+            "https://github.com/istio/istio/releases/download/{self}/istio-{self}-linux-amd64.tar.gz"
+        )
     }
 
     /// Every version switch for this version, each with its source.
@@ -72,7 +86,11 @@ impl IstioVersion {
             // 1.12.9:manifests/profiles/remote.yaml `remote` is a deprecated alias of `default`
             // (it would install a full istiod) and 1.15.7:manifests/profiles/ has no remote.yaml,
             // so 1.12–1.15 use 1.12.9:manifests/profiles/external.yaml.
-            remote_profile: if self.at_least(16) { "remote" } else { "external" },
+            remote_profile: if self.at_least(16) {
+                "remote"
+            } else {
+                "external"
+            },
             // 1.15.7:manifests/charts/istiod-remote/templates/services.yaml gives the Service made
             // from global.remotePilotAddress a webhook port (443 -> 15017); 1.14.6's has 15012 only
             // (1.14.6:manifests/charts/istiod-remote/templates/services.yaml), and 1.12.9 renders no
@@ -189,10 +207,22 @@ mod tests {
     fn parses_and_bounds() {
         assert_eq!(v("1.12.9").to_string(), "1.12.9");
         assert_eq!(v("v1.30.3").minor, 30);
-        assert!(matches!("1.12".parse::<IstioVersion>(), Err(VersionError::Syntax(_))));
-        assert!(matches!("1.12.9.1".parse::<IstioVersion>(), Err(VersionError::Syntax(_))));
-        assert!(matches!("1.11.8".parse::<IstioVersion>(), Err(VersionError::Unsupported(_))));
-        assert!(matches!("1.31.0".parse::<IstioVersion>(), Err(VersionError::Unsupported(_))));
+        assert!(matches!(
+            "1.12".parse::<IstioVersion>(),
+            Err(VersionError::Syntax(_))
+        ));
+        assert!(matches!(
+            "1.12.9.1".parse::<IstioVersion>(),
+            Err(VersionError::Syntax(_))
+        ));
+        assert!(matches!(
+            "1.11.8".parse::<IstioVersion>(),
+            Err(VersionError::Unsupported(_))
+        ));
+        assert!(matches!(
+            "1.31.0".parse::<IstioVersion>(),
+            Err(VersionError::Unsupported(_))
+        ));
     }
 
     #[test]

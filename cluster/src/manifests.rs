@@ -17,10 +17,10 @@ pub const CONTROL_PLANE_NS: &str = "external-istiod";
 /// The mesh network name of the guide (`net=network1`).
 pub const NETWORK: &str = "network1";
 /// The reference proxy's manifest (one source of truth with istioctl-proxy/deploy/).
-pub const REFERENCE_PROXY_YAML: &str = include_str!("../../istioctl-proxy/deploy/istioctl-proxy.yaml");
+pub const REFERENCE_PROXY_YAML: &str =
+    include_str!("../../istioctl-proxy/deploy/istioctl-proxy.yaml");
 /// The seed's sample proxy, applied as the blog applies it.
-pub const SAMPLE_PROXY_URL: &str =
-    "https://raw.githubusercontent.com/istio-ecosystem/istioctl-proxy-sample/main/istioctl-proxy.yaml";
+pub const SAMPLE_PROXY_URL: &str = "https://raw.githubusercontent.com/istio-ecosystem/istioctl-proxy-sample/main/istioctl-proxy.yaml";
 /// MetalLB for LoadBalancer Services in kind/k3d (clusters.md; without one the guide fails,
 /// istio/istio#39691).
 pub const METALLB_URL: &str = "https://raw.githubusercontent.com/metallb/metallb/v0.14.9/config/manifests/metallb-native.yaml";
@@ -28,11 +28,18 @@ pub const METALLB_URL: &str = "https://raw.githubusercontent.com/metallb/metallb
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("{file}: document {index}: {source}")]
-    Yaml { file: String, index: usize, source: serde_yaml_ng::Error },
+    Yaml {
+        file: String,
+        index: usize,
+        source: serde_yaml_ng::Error,
+    },
     #[error("{file}: {what}")]
     Shape { file: String, what: String },
     #[error("rendering {what}: {source}")]
-    Json { what: String, source: serde_json::Error },
+    Json {
+        what: String,
+        source: serde_json::Error,
+    },
 }
 
 /// One YAML file of one or more documents.
@@ -48,7 +55,9 @@ impl Manifest {
         for d in &self.docs {
             out.push_str("---\n");
             // A Value made from our own structs always serializes.
-            out.push_str(&serde_yaml_ng::to_string(d).unwrap_or_else(|e| format!("# unrenderable: {e}\n")));
+            out.push_str(
+                &serde_yaml_ng::to_string(d).unwrap_or_else(|e| format!("# unrenderable: {e}\n")),
+            );
         }
         out
     }
@@ -69,21 +78,34 @@ pub fn object_name(d: &Value) -> String {
 }
 
 fn to_value<T: serde::Serialize>(what: &str, t: &T) -> Result<Value, ManifestError> {
-    serde_json::to_value(t).map_err(|source| ManifestError::Json { what: what.into(), source })
+    serde_json::to_value(t).map_err(|source| ManifestError::Json {
+        what: what.into(),
+        source,
+    })
 }
 
 fn meta(name: &str, namespace: Option<&str>, labels: &[(&str, &str)]) -> K8sMeta {
     K8sMeta {
         name: Some(name.into()),
         namespace: namespace.map(Into::into),
-        labels: (!labels.is_empty())
-            .then(|| labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+        labels: (!labels.is_empty()).then(|| {
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        }),
         ..Default::default()
     }
 }
 
 fn namespace(name: &str, labels: &[(&str, &str)]) -> Result<Value, ManifestError> {
-    let mut v = to_value("Namespace", &Namespace { metadata: meta(name, None, labels), ..Default::default() })?;
+    let mut v = to_value(
+        "Namespace",
+        &Namespace {
+            metadata: meta(name, None, labels),
+            ..Default::default()
+        },
+    )?;
     v["apiVersion"] = json!("v1");
     v["kind"] = json!("Namespace");
     Ok(v)
@@ -102,10 +124,19 @@ pub fn kind_config(role: Role, sw: &Switches) -> Result<Manifest, ManifestError>
         api_version: "kind.x-k8s.io/v1alpha4".into(),
         kind: "Cluster".into(),
         name: role.as_str().into(),
-        networking: KindNetworking { pod_subnet: pod_subnet.into(), service_subnet: service_subnet.into() },
-        nodes: vec![KindNode { role: "control-plane".into(), image: sw.node.kind_image.into() }],
+        networking: KindNetworking {
+            pod_subnet: pod_subnet.into(),
+            service_subnet: service_subnet.into(),
+        },
+        nodes: vec![KindNode {
+            role: "control-plane".into(),
+            image: sw.node.kind_image.into(),
+        }],
     };
-    Ok(Manifest { file: format!("kind-{role}.yaml"), docs: vec![to_value("kind config", &c)?] })
+    Ok(Manifest {
+        file: format!("kind-{role}.yaml"),
+        docs: vec![to_value("kind config", &c)?],
+    })
 }
 
 /// MetalLB's address pool for one cluster: the end of the docker network's range, disjoint per cluster.
@@ -115,17 +146,24 @@ pub fn metallb_pool(role: Role) -> Result<Manifest, ManifestError> {
         api_version: "metallb.io/v1beta1".into(),
         kind: "IPAddressPool".into(),
         metadata: ObjectMeta::named("proxy-conformance", "metallb-system"),
-        spec: IpAddressPoolSpec { addresses: vec![var] },
+        spec: IpAddressPoolSpec {
+            addresses: vec![var],
+        },
     };
     let l2 = L2Advertisement {
         api_version: "metallb.io/v1beta1".into(),
         kind: "L2Advertisement".into(),
         metadata: ObjectMeta::named("proxy-conformance", "metallb-system"),
-        spec: L2AdvertisementSpec { ip_address_pools: vec!["proxy-conformance".into()] },
+        spec: L2AdvertisementSpec {
+            ip_address_pools: vec!["proxy-conformance".into()],
+        },
     };
     Ok(Manifest {
         file: format!("metallb-pool-{role}.yaml"),
-        docs: vec![to_value("IPAddressPool", &pool)?, to_value("L2Advertisement", &l2)?],
+        docs: vec![
+            to_value("IPAddressPool", &pool)?,
+            to_value("L2Advertisement", &l2)?,
+        ],
     })
 }
 
@@ -135,7 +173,10 @@ pub fn metallb_pool(role: Role) -> Result<Manifest, ManifestError> {
 /// istiods' serving certificates (the layout of istio/istio samples/certs: root-cert.pem,
 /// cert-chain.pem, ca-cert.pem, ca-key.pem).
 pub fn shared_ca() -> Result<Manifest, ManifestError> {
-    let mut docs = vec![namespace("istio-system", &[])?, namespace(CONTROL_PLANE_NS, &[])?];
+    let mut docs = vec![
+        namespace("istio-system", &[])?,
+        namespace(CONTROL_PLANE_NS, &[])?,
+    ];
     for ns in ["istio-system", CONTROL_PLANE_NS] {
         let data: BTreeMap<String, String> = [
             ("root-cert.pem", "${CACERTS_ROOT_CERT}"),
@@ -154,53 +195,88 @@ pub fn shared_ca() -> Result<Manifest, ManifestError> {
         };
         docs.push(with_type(to_value("Secret cacerts", &s)?, "v1", "Secret"));
     }
-    Ok(Manifest { file: "shared-cacerts.yaml".into(), docs })
+    Ok(Manifest {
+        file: "shared-cacerts.yaml".into(),
+        docs,
+    })
 }
 
 pub fn control_plane_namespace(role: Role) -> Result<Manifest, ManifestError> {
-    Ok(Manifest { file: format!("namespace-{CONTROL_PLANE_NS}-{role}.yaml"), docs: vec![namespace(CONTROL_PLANE_NS, &[])?] })
+    Ok(Manifest {
+        file: format!("namespace-{CONTROL_PLANE_NS}-{role}.yaml"),
+        docs: vec![namespace(CONTROL_PLANE_NS, &[])?],
+    })
 }
 
 /// "Create, and label for injection, the sample namespace on the remote cluster".
 pub fn sample_namespace() -> Result<Manifest, ManifestError> {
-    Ok(Manifest { file: "namespace-sample.yaml".into(), docs: vec![namespace("sample", &[("istio-injection", "enabled")])?] })
+    Ok(Manifest {
+        file: "namespace-sample.yaml".into(),
+        docs: vec![namespace("sample", &[("istio-injection", "enabled")])?],
+    })
 }
 
 fn iop(namespace: Option<&str>, spec: IstioOperatorSpec) -> IstioOperator {
     IstioOperator {
         api_version: "install.istio.io/v1alpha1".into(),
         kind: "IstioOperator".into(),
-        metadata: ObjectMeta { name: None, namespace: namespace.map(Into::into) },
+        metadata: ObjectMeta {
+            name: None,
+            namespace: namespace.map(Into::into),
+        },
         spec,
     }
 }
 
 fn requests(cpu: &str, memory: &str) -> ResourceRequirements {
     ResourceRequirements {
-        requests: Some([("cpu".to_string(), Quantity(cpu.into())), ("memory".to_string(), Quantity(memory.into()))].into()),
+        requests: Some(
+            [
+                ("cpu".to_string(), Quantity(cpu.into())),
+                ("memory".to_string(), Quantity(memory.into())),
+            ]
+            .into(),
+        ),
         ..Default::default()
     }
 }
 
 fn iop_manifest(file: &str, op: &IstioOperator) -> Result<Manifest, ManifestError> {
-    Ok(Manifest { file: file.into(), docs: vec![to_value(file, op)?] })
+    Ok(Manifest {
+        file: file.into(),
+        docs: vec![to_value(file, op)?],
+    })
 }
 
 /// "Set up a gateway in the external cluster": controlplane-gateway.yaml of the guide. The default
 /// profile's istiod (istio-system) comes with it; its requests are lowered for a 2-vCPU runner.
 pub fn controlplane_gateway() -> Result<Manifest, ManifestError> {
-    let port = |port: i32, name: &str| GatewayPort { port, target_port: port, name: name.into() };
+    let port = |port: i32, name: &str| GatewayPort {
+        port,
+        target_port: port,
+        name: name.into(),
+    };
     let op = iop(
         Some("istio-system"),
         IstioOperatorSpec {
             components: Some(Components {
-                pilot: Some(Component { enabled: true, k8s: Some(K8sSpec { resources: Some(requests("100m", "256Mi")), ..Default::default() }) }),
+                pilot: Some(Component {
+                    enabled: true,
+                    k8s: Some(K8sSpec {
+                        resources: Some(requests("100m", "256Mi")),
+                        ..Default::default()
+                    }),
+                }),
                 ingress_gateways: vec![GatewayComponent {
                     name: "istio-ingressgateway".into(),
                     enabled: true,
                     k8s: Some(K8sSpec {
                         service: Some(GatewayService {
-                            ports: vec![port(15021, "status-port"), port(15012, "tls-xds"), port(15017, "tls-webhook")],
+                            ports: vec![
+                                port(15021, "status-port"),
+                                port(15012, "tls-xds"),
+                                port(15017, "tls-webhook"),
+                            ],
                         }),
                         ..Default::default()
                     }),
@@ -215,7 +291,10 @@ pub fn controlplane_gateway() -> Result<Manifest, ManifestError> {
 }
 
 /// "Set up the remote config cluster": remote-config-cluster.yaml, per version (istio.rs).
-pub fn remote_config_cluster(v: IstioVersion, provider: &Provider) -> Result<Manifest, ManifestError> {
+pub fn remote_config_cluster(
+    v: IstioVersion,
+    provider: &Provider,
+) -> Result<Manifest, ManifestError> {
     let sw = v.switches();
     let cluster = provider.cluster_name(Role::Remote);
     let mut values = json!({
@@ -225,33 +304,63 @@ pub fn remote_config_cluster(v: IstioVersion, provider: &Provider) -> Result<Man
     let mut components = None;
     if sw.webhooks_by_url {
         // seeds/install-external-controlplane.md (the 1.12 guide): base component on, webhooks by URL.
-        components = Some(Components { base: Some(Component { enabled: true, k8s: None }), ..Default::default() });
+        components = Some(Components {
+            base: Some(Component {
+                enabled: true,
+                k8s: None,
+            }),
+            ..Default::default()
+        });
         values["istiodRemote"] = json!({
             "injectionURL": format!("https://${{EXTERNAL_ISTIOD_ADDR}}:15017/inject/:ENV:cluster={cluster}:ENV:net={NETWORK}")
         });
-        values["base"] = json!({ "validationURL": "https://${EXTERNAL_ISTIOD_ADDR}:15017/validate" });
+        values["base"] =
+            json!({ "validationURL": "https://${EXTERNAL_ISTIOD_ADDR}:15017/validate" });
     } else {
         // clusters.md step 2 (istio.io's tested IP variant): the istiod Service made from remotePilotAddress.
         values["global"]["configCluster"] = json!(true);
         values["global"]["remotePilotAddress"] = json!("${EXTERNAL_ISTIOD_ADDR}");
-        values["istiodRemote"] = json!({ "injectionPath": format!("/inject/cluster/{cluster}/net/{NETWORK}") });
+        values["istiodRemote"] =
+            json!({ "injectionPath": format!("/inject/cluster/{cluster}/net/{NETWORK}") });
     }
     let op = iop(
         Some(CONTROL_PLANE_NS),
-        IstioOperatorSpec { profile: Some(sw.remote_profile.into()), components, values: Some(values), ..Default::default() },
+        IstioOperatorSpec {
+            profile: Some(sw.remote_profile.into()),
+            components,
+            values: Some(values),
+            ..Default::default()
+        },
     );
     iop_manifest("remote-config-cluster.yaml", &op)
 }
 
 /// "Set up the control plane in the external cluster": external-istiod.yaml, with the sharding
 /// switches (replicas >= 3, autoscale off, lowered requests: clusters.md step 4).
-pub fn external_istiod(v: IstioVersion, provider: &Provider, replicas: u32) -> Result<Manifest, ManifestError> {
+pub fn external_istiod(
+    v: IstioVersion,
+    provider: &Provider,
+    replicas: u32,
+) -> Result<Manifest, ManifestError> {
     let sw = v.switches();
-    let patch = |path: &str, value: &str| Patch { path: path.into(), value: value.into() };
-    let env = |name: &str, value: &str| EnvVar { name: name.into(), value: Some(value.into()), ..Default::default() };
+    let patch = |path: &str, value: &str| Patch {
+        path: path.into(),
+        value: value.into(),
+    };
+    let env = |name: &str, value: &str| EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    };
     let mut envs = vec![
-        env("INJECTION_WEBHOOK_CONFIG_NAME", &format!("istio-sidecar-injector-{CONTROL_PLANE_NS}")),
-        env("VALIDATION_WEBHOOK_CONFIG_NAME", &format!("istio-validator-{CONTROL_PLANE_NS}")),
+        env(
+            "INJECTION_WEBHOOK_CONFIG_NAME",
+            &format!("istio-sidecar-injector-{CONTROL_PLANE_NS}"),
+        ),
+        env(
+            "VALIDATION_WEBHOOK_CONFIG_NAME",
+            &format!("istio-validator-{CONTROL_PLANE_NS}"),
+        ),
         env("EXTERNAL_ISTIOD", "true"),
     ];
     if sw.local_cluster_secret_watcher {
@@ -289,10 +398,22 @@ pub fn external_istiod(v: IstioVersion, provider: &Provider, replicas: u32) -> R
                             kind: "Deployment".into(),
                             name: "istiod".into(),
                             patches: vec![
-                                patch("spec.template.spec.volumes[100]", "name: config-volume\nconfigMap:\n  name: istio"),
-                                patch("spec.template.spec.volumes[100]", "name: inject-volume\nconfigMap:\n  name: istio-sidecar-injector"),
-                                patch("spec.template.spec.containers[0].volumeMounts[100]", "name: config-volume\nmountPath: /etc/istio/config"),
-                                patch("spec.template.spec.containers[0].volumeMounts[100]", "name: inject-volume\nmountPath: /var/lib/istio/inject"),
+                                patch(
+                                    "spec.template.spec.volumes[100]",
+                                    "name: config-volume\nconfigMap:\n  name: istio",
+                                ),
+                                patch(
+                                    "spec.template.spec.volumes[100]",
+                                    "name: inject-volume\nconfigMap:\n  name: istio-sidecar-injector",
+                                ),
+                                patch(
+                                    "spec.template.spec.containers[0].volumeMounts[100]",
+                                    "name: config-volume\nmountPath: /etc/istio/config",
+                                ),
+                                patch(
+                                    "spec.template.spec.containers[0].volumeMounts[100]",
+                                    "name: inject-volume\nmountPath: /var/lib/istio/inject",
+                                ),
                             ],
                         }],
                         ..Default::default()
@@ -310,8 +431,14 @@ pub fn external_istiod(v: IstioVersion, provider: &Provider, replicas: u32) -> R
 /// no certificates, no DestinationRule; clusters.md step 5).
 pub fn external_istiod_gw() -> Result<Manifest, ManifestError> {
     let server = |number: u32, name: &str| GatewayServer {
-        port: ServerPort { number, protocol: "TLS".into(), name: name.into() },
-        tls: ServerTls { mode: "PASSTHROUGH".into() },
+        port: ServerPort {
+            number,
+            protocol: "TLS".into(),
+            name: name.into(),
+        },
+        tls: ServerTls {
+            mode: "PASSTHROUGH".into(),
+        },
         hosts: vec!["*".into()],
     };
     let gw = Gateway {
@@ -325,8 +452,16 @@ pub fn external_istiod_gw() -> Result<Manifest, ManifestError> {
     };
     let istiod = format!("istiod.{CONTROL_PLANE_NS}.svc.cluster.local");
     let route = |port: u32, to: u32| TlsRoute {
-        matches: vec![TlsMatch { port, sni_hosts: vec!["*".into()] }],
-        route: vec![RouteDestination { destination: Destination { host: istiod.clone(), port: DestinationPort { number: to } } }],
+        matches: vec![TlsMatch {
+            port,
+            sni_hosts: vec!["*".into()],
+        }],
+        route: vec![RouteDestination {
+            destination: Destination {
+                host: istiod.clone(),
+                port: DestinationPort { number: to },
+            },
+        }],
     };
     let vs = VirtualService {
         api_version: "networking.istio.io/v1beta1".into(),
@@ -338,7 +473,10 @@ pub fn external_istiod_gw() -> Result<Manifest, ManifestError> {
             tls: vec![route(15012, 15012), route(15017, 443)],
         },
     };
-    Ok(Manifest { file: "external-istiod-gw.yaml".into(), docs: vec![to_value("Gateway", &gw)?, to_value("VirtualService", &vs)?] })
+    Ok(Manifest {
+        file: "external-istiod-gw.yaml".into(),
+        docs: vec![to_value("Gateway", &gw)?, to_value("VirtualService", &vs)?],
+    })
 }
 
 /// "Enable gateways": istio-ingressgateway.yaml of the guide (remote cluster).
@@ -347,7 +485,10 @@ pub fn remote_ingress_gateway() -> Result<Manifest, ManifestError> {
         // The guide's file says operator.istio.io/v1alpha1 here; istioctl reads both groups.
         api_version: "install.istio.io/v1alpha1".into(),
         kind: "IstioOperator".into(),
-        metadata: ObjectMeta { name: None, namespace: None },
+        metadata: ObjectMeta {
+            name: None,
+            namespace: None,
+        },
         spec: IstioOperatorSpec {
             profile: Some("empty".into()),
             components: Some(Components {
@@ -359,7 +500,9 @@ pub fn remote_ingress_gateway() -> Result<Manifest, ManifestError> {
                 }],
                 ..Default::default()
             }),
-            values: Some(json!({ "gateways": { "istio-ingressgateway": { "injectionTemplate": "gateway" } } })),
+            values: Some(
+                json!({ "gateways": { "istio-ingressgateway": { "injectionTemplate": "gateway" } } }),
+            ),
             ..Default::default()
         },
     };
@@ -375,10 +518,12 @@ pub fn reference_proxy(image: &str) -> Result<Manifest, ManifestError> {
     let mut found = false;
     for d in &mut docs {
         if d["kind"] == "Deployment" {
-            let containers = d["spec"]["template"]["spec"]["containers"].as_array_mut().ok_or_else(|| ManifestError::Shape {
-                file: file.into(),
-                what: "Deployment: spec.template.spec.containers is not a list".into(),
-            })?;
+            let containers = d["spec"]["template"]["spec"]["containers"]
+                .as_array_mut()
+                .ok_or_else(|| ManifestError::Shape {
+                    file: file.into(),
+                    what: "Deployment: spec.template.spec.containers is not a list".into(),
+                })?;
             for c in containers {
                 if c["name"] == "istioctl-proxy" {
                     c["image"] = json!(image);
@@ -388,18 +533,31 @@ pub fn reference_proxy(image: &str) -> Result<Manifest, ManifestError> {
         }
     }
     if !found {
-        return Err(ManifestError::Shape { file: file.into(), what: "no Deployment with a container named istioctl-proxy".into() });
+        return Err(ManifestError::Shape {
+            file: file.into(),
+            what: "no Deployment with a container named istioctl-proxy".into(),
+        });
     }
     let tls = Secret {
         metadata: meta("istioctl-proxy-tls", Some(CONTROL_PLANE_NS), &[]),
         type_: Some("kubernetes.io/tls".into()),
         string_data: Some(
-            [("tls.crt".to_string(), "${PROXY_TLS_CERT}".to_string()), ("tls.key".to_string(), "${PROXY_TLS_KEY}".to_string())].into(),
+            [
+                ("tls.crt".to_string(), "${PROXY_TLS_CERT}".to_string()),
+                ("tls.key".to_string(), "${PROXY_TLS_KEY}".to_string()),
+            ]
+            .into(),
         ),
         ..Default::default()
     };
-    docs.insert(0, with_type(to_value("Secret istioctl-proxy-tls", &tls)?, "v1", "Secret"));
-    Ok(Manifest { file: "istioctl-proxy.yaml".into(), docs })
+    docs.insert(
+        0,
+        with_type(to_value("Secret istioctl-proxy-tls", &tls)?, "v1", "Secret"),
+    );
+    Ok(Manifest {
+        file: "istioctl-proxy.yaml".into(),
+        docs,
+    })
 }
 
 /// Multi-document YAML into JSON values (empty documents dropped).
@@ -407,7 +565,11 @@ pub fn parse_yaml_docs(file: &str, text: &str) -> Result<Vec<Value>, ManifestErr
     use serde::Deserialize;
     let mut out = Vec::new();
     for (index, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let v = Value::deserialize(doc).map_err(|source| ManifestError::Yaml { file: file.into(), index, source })?;
+        let v = Value::deserialize(doc).map_err(|source| ManifestError::Yaml {
+            file: file.into(),
+            index,
+            source,
+        })?;
         if !v.is_null() {
             out.push(v);
         }

@@ -39,7 +39,9 @@ impl PlanOptions {
         Self {
             provider,
             istio,
-            proxy: ProxyChoice::Reference { image: REFERENCE_IMAGE.into() },
+            proxy: ProxyChoice::Reference {
+                image: REFERENCE_IMAGE.into(),
+            },
             replicas: 3,
             work_dir: "target/cluster".into(),
             max_rerolls: 5,
@@ -53,7 +55,10 @@ pub enum ApplySource {
     /// Rendered by this crate (printed in full by the plan).
     Rendered(Manifest),
     /// A file written by an earlier step (e.g. `istioctl manifest generate` output).
-    File { path: String, label_selector: Option<String> },
+    File {
+        path: String,
+        label_selector: Option<String>,
+    },
     /// Downloaded (the blog applies the sample proxy by URL).
     Url(String),
 }
@@ -64,9 +69,17 @@ pub enum Until {
     /// Every CustomResourceDefinition in the file has condition Established.
     CrdsEstablished { from: String },
     /// `availableReplicas >= replicas` and the rollout is observed (not `is_deployment_completed`).
-    DeploymentAvailable { namespace: String, name: String, replicas: u32 },
+    DeploymentAvailable {
+        namespace: String,
+        name: String,
+        replicas: u32,
+    },
     /// Every pod matching the selector is Ready with `containers` containers (2 = sidecar injected).
-    PodsReady { namespace: String, selector: String, containers: u32 },
+    PodsReady {
+        namespace: String,
+        selector: String,
+        containers: u32,
+    },
     /// The webhook configuration's caBundle is set (the external istiod patched it).
     WebhookCaBundle { name: String },
 }
@@ -87,20 +100,54 @@ pub enum Lookup {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// A CLI through tokio::process, killed at the bound. `stdout_to`: file that keeps its output.
-    Run { argv: Vec<String>, env: Vec<(String, String)>, stdout_to: Option<String>, timeout: Duration },
+    Run {
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        stdout_to: Option<String>,
+        timeout: Duration,
+    },
     /// Download and unpack (cached: skipped when `creates` exists).
-    Download { url: String, into: String, creates: String, timeout: Duration },
+    Download {
+        url: String,
+        into: String,
+        creates: String,
+        timeout: Duration,
+    },
     /// A file the next commands read (IstioOperator, kind config).
     WriteFile { manifest: Manifest, path: String },
     /// Server-side apply with strict field validation; CRDs first and Established before the rest.
-    Apply { cluster: Role, namespace: Option<String>, source: ApplySource, timeout: Duration },
-    Wait { cluster: Role, until: Until, timeout: Duration },
-    Resolve { vars: Vec<String>, lookup: Lookup, cluster: Option<Role>, timeout: Duration },
+    Apply {
+        cluster: Role,
+        namespace: Option<String>,
+        source: ApplySource,
+        timeout: Duration,
+    },
+    Wait {
+        cluster: Role,
+        until: Until,
+        timeout: Duration,
+    },
+    Resolve {
+        vars: Vec<String>,
+        lookup: Lookup,
+        cluster: Option<Role>,
+        timeout: Duration,
+    },
     /// Pod port-forward (kube `ws`) to a pod behind a Service, kept until the run ends.
-    PortForward { cluster: Role, namespace: String, service: String, local: u16, remote: u16 },
+    PortForward {
+        cluster: Role,
+        namespace: String,
+        service: String,
+        local: u16,
+        remote: u16,
+    },
     /// Ask each istiod pod directly how many proxies it owns (`/debug/syncz`); re-roll the sample workloads (bounded)
     /// until at least `min_owners` replicas own proxies (sharding is not guaranteed: clusters.md).
-    MeasureSharding { min_owners: u32, max_rerolls: u32, per_roll_timeout: Duration },
+    MeasureSharding {
+        min_owners: u32,
+        max_rerolls: u32,
+        per_roll_timeout: Duration,
+    },
     /// Compare istioctl's table with a live snapshot of the remote cluster: every ISTIOD `<external>`,
     /// rows exactly the remote pods that carry a sidecar.
     CompareTable { table_from: String },
@@ -155,16 +202,55 @@ impl Builder<'_> {
         self.source = source;
     }
     fn push(&mut self, name: impl Into<String>, cluster: Option<Role>, action: Action) {
-        self.steps.push(Step { phase: self.phase, name: name.into(), source: self.source, cluster, parallel: None, action });
+        self.steps.push(Step {
+            phase: self.phase,
+            name: name.into(),
+            source: self.source,
+            cluster,
+            parallel: None,
+            action,
+        });
     }
-    fn run(&mut self, name: impl Into<String>, cluster: Option<Role>, argv: Vec<String>, timeout: u64) {
-        self.push(name, cluster, Action::Run { argv, env: vec![], stdout_to: None, timeout: secs(timeout) });
+    fn run(
+        &mut self,
+        name: impl Into<String>,
+        cluster: Option<Role>,
+        argv: Vec<String>,
+        timeout: u64,
+    ) {
+        self.push(
+            name,
+            cluster,
+            Action::Run {
+                argv,
+                env: vec![],
+                stdout_to: None,
+                timeout: secs(timeout),
+            },
+        );
     }
     fn apply(&mut self, name: impl Into<String>, cluster: Role, m: Manifest) {
-        self.push(name, Some(cluster), Action::Apply { cluster, namespace: None, source: ApplySource::Rendered(m), timeout: secs(60) });
+        self.push(
+            name,
+            Some(cluster),
+            Action::Apply {
+                cluster,
+                namespace: None,
+                source: ApplySource::Rendered(m),
+                timeout: secs(60),
+            },
+        );
     }
     fn wait(&mut self, name: impl Into<String>, cluster: Role, until: Until, timeout: u64) {
-        self.push(name, Some(cluster), Action::Wait { cluster, until, timeout: secs(timeout) });
+        self.push(
+            name,
+            Some(cluster),
+            Action::Wait {
+                cluster,
+                until,
+                timeout: secs(timeout),
+            },
+        );
     }
     fn file(&self, name: &str) -> String {
         format!("{}/{name}", self.o.work_dir)
@@ -174,7 +260,11 @@ impl Builder<'_> {
     }
     fn write(&mut self, m: Manifest) {
         let path = self.file(&m.file);
-        self.push(format!("write {}", m.file), None, Action::WriteFile { manifest: m, path });
+        self.push(
+            format!("write {}", m.file),
+            None,
+            Action::WriteFile { manifest: m, path },
+        );
     }
 }
 
@@ -184,7 +274,12 @@ impl Plan {
         let sw = v.switches();
         let p = &o.provider;
         let ctx = |r: Role| format!("--context={}", p.context(r));
-        let mut b = Builder { o, steps: vec![], phase: "", source: "" };
+        let mut b = Builder {
+            o,
+            steps: vec![],
+            phase: "",
+            source: "",
+        };
 
         // ------------------------------------------------------------ clusters
         if p.creates_clusters() {
@@ -206,7 +301,12 @@ impl Plan {
             for role in Role::BOTH {
                 let cfg = b.file(&format!("kind-{role}.yaml"));
                 if let Some(a) = p.create_argv(role, &sw.node, &cfg) {
-                    b.run(format!("create the {role} cluster ({})", p.name()), Some(role), a, 300);
+                    b.run(
+                        format!("create the {role} cluster ({})", p.name()),
+                        Some(role),
+                        a,
+                        300,
+                    );
                     if let Some(last) = b.steps.last_mut() {
                         last.parallel = Some("create-clusters");
                     }
@@ -218,7 +318,9 @@ impl Plan {
                 None,
                 Action::Resolve {
                     vars: vec!["METALLB_POOL_EXTERNAL".into(), "METALLB_POOL_REMOTE".into()],
-                    lookup: Lookup::MetallbPools { network: DOCKER_NETWORK.into() },
+                    lookup: Lookup::MetallbPools {
+                        network: DOCKER_NETWORK.into(),
+                    },
                     cluster: None,
                     timeout: secs(10),
                 },
@@ -227,12 +329,21 @@ impl Plan {
                 b.push(
                     "install MetalLB (metallb-native.yaml)",
                     Some(role),
-                    Action::Apply { cluster: role, namespace: None, source: ApplySource::Url(manifests::METALLB_URL.into()), timeout: secs(120) },
+                    Action::Apply {
+                        cluster: role,
+                        namespace: None,
+                        source: ApplySource::Url(manifests::METALLB_URL.into()),
+                        timeout: secs(120),
+                    },
                 );
                 b.wait(
                     "MetalLB controller available (its webhook validates the pool)",
                     role,
-                    Until::DeploymentAvailable { namespace: "metallb-system".into(), name: "controller".into(), replicas: 1 },
+                    Until::DeploymentAvailable {
+                        namespace: "metallb-system".into(),
+                        name: "controller".into(),
+                        replicas: 1,
+                    },
                     180,
                 );
                 b.apply("MetalLB address pool", role, manifests::metallb_pool(role)?);
@@ -254,55 +365,121 @@ impl Plan {
 
         // ------------------------------------------------------------ trust
         b.phase("Plant the shared CA (trust pitfall)", CLUSTERS);
-        b.push("generate a root CA, an intermediate (cacerts layout) and the proxy's TLS pair", None, Action::Resolve {
-            vars: ["CACERTS_ROOT_CERT", "CACERTS_CERT_CHAIN", "CACERTS_CA_CERT", "CACERTS_CA_KEY", "PROXY_TLS_CERT", "PROXY_TLS_KEY"]
+        b.push(
+            "generate a root CA, an intermediate (cacerts layout) and the proxy's TLS pair",
+            None,
+            Action::Resolve {
+                vars: [
+                    "CACERTS_ROOT_CERT",
+                    "CACERTS_CERT_CHAIN",
+                    "CACERTS_CA_CERT",
+                    "CACERTS_CA_KEY",
+                    "PROXY_TLS_CERT",
+                    "PROXY_TLS_KEY",
+                ]
                 .map(String::from)
                 .to_vec(),
-            lookup: Lookup::GeneratedCerts,
-            cluster: None,
-            timeout: secs(10),
-        });
-        b.apply("cacerts in istio-system and external-istiod, before either istiod starts", Role::External, manifests::shared_ca()?);
+                lookup: Lookup::GeneratedCerts,
+                cluster: None,
+                timeout: secs(10),
+            },
+        );
+        b.apply(
+            "cacerts in istio-system and external-istiod, before either istiod starts",
+            Role::External,
+            manifests::shared_ca()?,
+        );
 
         // ------------------------------------------------------------ gateway
         b.phase("Set up a gateway in the external cluster", GUIDE);
         let gw = manifests::controlplane_gateway()?;
         let gw_file = b.file(&gw.file);
         b.write(gw);
-        b.run("istioctl install (ingress gateway in istio-system)", Some(Role::External), argv(&[&b.istioctl(), "install", "-y", "-f", &gw_file, &ctx(Role::External)]), 600);
+        b.run(
+            "istioctl install (ingress gateway in istio-system)",
+            Some(Role::External),
+            argv(&[
+                &b.istioctl(),
+                "install",
+                "-y",
+                "-f",
+                &gw_file,
+                &ctx(Role::External),
+            ]),
+            600,
+        );
         b.wait(
             "istio-ingressgateway available",
             Role::External,
-            Until::DeploymentAvailable { namespace: "istio-system".into(), name: "istio-ingressgateway".into(), replicas: 1 },
+            Until::DeploymentAvailable {
+                namespace: "istio-system".into(),
+                name: "istio-ingressgateway".into(),
+                replicas: 1,
+            },
             300,
         );
-        b.push("EXTERNAL_ISTIOD_ADDR = the gateway's LoadBalancer IP", Some(Role::External), Action::Resolve {
-            vars: vec!["EXTERNAL_ISTIOD_ADDR".into()],
-            lookup: Lookup::LoadBalancerIp { namespace: "istio-system".into(), service: "istio-ingressgateway".into() },
-            cluster: Some(Role::External),
-            timeout: secs(120),
-        });
+        b.push(
+            "EXTERNAL_ISTIOD_ADDR = the gateway's LoadBalancer IP",
+            Some(Role::External),
+            Action::Resolve {
+                vars: vec!["EXTERNAL_ISTIOD_ADDR".into()],
+                lookup: Lookup::LoadBalancerIp {
+                    namespace: "istio-system".into(),
+                    service: "istio-ingressgateway".into(),
+                },
+                cluster: Some(Role::External),
+                timeout: secs(120),
+            },
+        );
 
         // ------------------------------------------------------------ remote config cluster
         b.phase("Set up the remote config cluster", GUIDE);
-        b.apply("namespace external-istiod", Role::Remote, manifests::control_plane_namespace(Role::Remote)?);
+        b.apply(
+            "namespace external-istiod",
+            Role::Remote,
+            manifests::control_plane_namespace(Role::Remote)?,
+        );
         let rc = manifests::remote_config_cluster(v, p)?;
         let rc_file = b.file(&rc.file);
         let rendered = b.file("remote-config-cluster.rendered.yaml");
         b.write(rc);
-        b.push("istioctl manifest generate", None, Action::Run {
-            argv: argv(&[&b.istioctl(), "manifest", "generate", "-f", &rc_file, "--set", "values.defaultRevision=default"]),
-            env: vec![],
-            stdout_to: Some(rendered.clone()),
-            timeout: secs(120),
-        });
-        b.push("apply the generated manifest (CRDs first)", Some(Role::Remote), Action::Apply {
-            cluster: Role::Remote,
-            namespace: None,
-            source: ApplySource::File { path: rendered.clone(), label_selector: None },
-            timeout: secs(180),
-        });
-        b.wait("Istio CRDs established", Role::Remote, Until::CrdsEstablished { from: rendered }, 120);
+        b.push(
+            "istioctl manifest generate",
+            None,
+            Action::Run {
+                argv: argv(&[
+                    &b.istioctl(),
+                    "manifest",
+                    "generate",
+                    "-f",
+                    &rc_file,
+                    "--set",
+                    "values.defaultRevision=default",
+                ]),
+                env: vec![],
+                stdout_to: Some(rendered.clone()),
+                timeout: secs(120),
+            },
+        );
+        b.push(
+            "apply the generated manifest (CRDs first)",
+            Some(Role::Remote),
+            Action::Apply {
+                cluster: Role::Remote,
+                namespace: None,
+                source: ApplySource::File {
+                    path: rendered.clone(),
+                    label_selector: None,
+                },
+                timeout: secs(180),
+            },
+        );
+        b.wait(
+            "Istio CRDs established",
+            Role::Remote,
+            Until::CrdsEstablished { from: rendered },
+            120,
+        );
 
         // ------------------------------------------------------------ external control plane
         b.phase("Set up the control plane in the external cluster", GUIDE);
@@ -327,26 +504,53 @@ impl Plan {
         }
         // 1.12.9:istioctl/cmd/root.go:278 has create-remote-secret at the top level too (the
         // guide's `x` form is kept there for backwards compatibility).
-        b.push("istioctl create-remote-secret (the remote cluster's credentials)", Some(Role::Remote), Action::Run {
-            argv: secret_argv,
-            env: vec![],
-            stdout_to: Some(remote_secret.clone()),
-            timeout: secs(60),
-        });
-        b.push("apply the remote secret", Some(Role::External), Action::Apply {
-            cluster: Role::External,
-            namespace: Some(CONTROL_PLANE_NS.into()),
-            source: ApplySource::File { path: remote_secret, label_selector: None },
-            timeout: secs(60),
-        });
+        b.push(
+            "istioctl create-remote-secret (the remote cluster's credentials)",
+            Some(Role::Remote),
+            Action::Run {
+                argv: secret_argv,
+                env: vec![],
+                stdout_to: Some(remote_secret.clone()),
+                timeout: secs(60),
+            },
+        );
+        b.push(
+            "apply the remote secret",
+            Some(Role::External),
+            Action::Apply {
+                cluster: Role::External,
+                namespace: Some(CONTROL_PLANE_NS.into()),
+                source: ApplySource::File {
+                    path: remote_secret,
+                    label_selector: None,
+                },
+                timeout: secs(60),
+            },
+        );
         let ext = manifests::external_istiod(v, p, o.replicas)?;
         let ext_file = b.file(&ext.file);
         b.write(ext);
-        b.run("istioctl install (the external istiod)", Some(Role::External), argv(&[&b.istioctl(), "install", "-y", "-f", &ext_file, &ctx(Role::External)]), 600);
+        b.run(
+            "istioctl install (the external istiod)",
+            Some(Role::External),
+            argv(&[
+                &b.istioctl(),
+                "install",
+                "-y",
+                "-f",
+                &ext_file,
+                &ctx(Role::External),
+            ]),
+            600,
+        );
         b.wait(
             format!("istiod available with {} replicas", o.replicas),
             Role::External,
-            Until::DeploymentAvailable { namespace: CONTROL_PLANE_NS.into(), name: "istiod".into(), replicas: o.replicas },
+            Until::DeploymentAvailable {
+                namespace: CONTROL_PLANE_NS.into(),
+                name: "istiod".into(),
+                replicas: o.replicas,
+            },
             300,
         );
         b.wait(
@@ -355,11 +559,19 @@ impl Plan {
             Until::WebhookCaBundle { name: format!("istio-sidecar-injector-{CONTROL_PLANE_NS}") },
             180,
         );
-        b.apply("Gateway + VirtualService to istiod (TLS passthrough)", Role::External, manifests::external_istiod_gw()?);
+        b.apply(
+            "Gateway + VirtualService to istiod (TLS passthrough)",
+            Role::External,
+            manifests::external_istiod_gw()?,
+        );
 
         // ------------------------------------------------------------ samples
         b.phase("Deploy a sample application", GUIDE);
-        b.apply("namespace sample, labelled istio-injection=enabled", Role::Remote, manifests::sample_namespace()?);
+        b.apply(
+            "namespace sample, labelled istio-injection=enabled",
+            Role::Remote,
+            manifests::sample_namespace()?,
+        );
         let samples = format!("{}/istio-{v}/samples", o.work_dir);
         for (file, selector) in [
             ("helloworld/helloworld.yaml", Some("service=helloworld")),
@@ -368,24 +580,56 @@ impl Plan {
             ("sleep/sleep.yaml", None),
         ] {
             let label = selector.map(|s| format!(" -l {s}")).unwrap_or_default();
-            b.push(format!("apply samples/{file}{label}"), Some(Role::Remote), Action::Apply {
-                cluster: Role::Remote,
-                namespace: Some("sample".into()),
-                source: ApplySource::File { path: format!("{samples}/{file}"), label_selector: selector.map(String::from) },
-                timeout: secs(60),
-            });
+            b.push(
+                format!("apply samples/{file}{label}"),
+                Some(Role::Remote),
+                Action::Apply {
+                    cluster: Role::Remote,
+                    namespace: Some("sample".into()),
+                    source: ApplySource::File {
+                        path: format!("{samples}/{file}"),
+                        label_selector: selector.map(String::from),
+                    },
+                    timeout: secs(60),
+                },
+            );
         }
-        b.wait("helloworld and sleep running with sidecars (2/2)", Role::Remote, Until::PodsReady { namespace: "sample".into(), selector: "app in (helloworld,sleep)".into(), containers: 2 }, 300);
+        b.wait(
+            "helloworld and sleep running with sidecars (2/2)",
+            Role::Remote,
+            Until::PodsReady {
+                namespace: "sample".into(),
+                selector: "app in (helloworld,sleep)".into(),
+                containers: 2,
+            },
+            300,
+        );
 
         b.phase("Enable gateways", GUIDE);
         let ig = manifests::remote_ingress_gateway()?;
         let ig_file = b.file(&ig.file);
         b.write(ig);
-        b.run("istioctl install (ingress gateway in external-istiod)", Some(Role::Remote), argv(&[&b.istioctl(), "install", "-y", "-f", &ig_file, &ctx(Role::Remote)]), 600);
+        b.run(
+            "istioctl install (ingress gateway in external-istiod)",
+            Some(Role::Remote),
+            argv(&[
+                &b.istioctl(),
+                "install",
+                "-y",
+                "-f",
+                &ig_file,
+                &ctx(Role::Remote),
+            ]),
+            600,
+        );
         b.wait(
             "istio-ingressgateway available",
             Role::Remote,
-            Until::DeploymentAvailable { namespace: CONTROL_PLANE_NS.into(), name: "istio-ingressgateway".into(), replicas: 1 },
+            Until::DeploymentAvailable {
+                namespace: CONTROL_PLANE_NS.into(),
+                name: "istio-ingressgateway".into(),
+                replicas: 1,
+            },
             300,
         );
 
@@ -400,11 +644,25 @@ impl Plan {
         b.phase("Configure istioctl to use the proxy", BLOG);
         match &o.proxy {
             ProxyChoice::Reference { image } => {
-                b.run("build the reference proxy image", None, argv(&["bash", "istioctl-proxy/build-image.sh", image]), 900);
+                b.run(
+                    "build the reference proxy image",
+                    None,
+                    argv(&["bash", "istioctl-proxy/build-image.sh", image]),
+                    900,
+                );
                 if let Some(a) = p.load_image_argv(Role::External, image) {
-                    b.run("load the image into the external cluster", Some(Role::External), a, 300);
+                    b.run(
+                        "load the image into the external cluster",
+                        Some(Role::External),
+                        a,
+                        300,
+                    );
                 }
-                b.apply("deploy istioctl-proxy next to istiod", Role::External, manifests::reference_proxy(image)?);
+                b.apply(
+                    "deploy istioctl-proxy next to istiod",
+                    Role::External,
+                    manifests::reference_proxy(image)?,
+                );
             }
             ProxyChoice::Sample => {
                 b.push("kubectl apply -n external-istiod -f istioctl-proxy.yaml (istioctl-proxy-sample)", Some(Role::External), Action::Apply {
@@ -416,51 +674,88 @@ impl Plan {
             }
             ProxyChoice::Manifest { file, image } => {
                 if let Some(a) = p.load_image_argv(Role::External, image) {
-                    b.run("load the image into the external cluster", Some(Role::External), a, 300);
+                    b.run(
+                        "load the image into the external cluster",
+                        Some(Role::External),
+                        a,
+                        300,
+                    );
                 }
-                b.push(format!("apply {file}"), Some(Role::External), Action::Apply {
-                    cluster: Role::External,
-                    namespace: Some(CONTROL_PLANE_NS.into()),
-                    source: ApplySource::File { path: file.clone(), label_selector: None },
-                    timeout: secs(60),
-                });
+                b.push(
+                    format!("apply {file}"),
+                    Some(Role::External),
+                    Action::Apply {
+                        cluster: Role::External,
+                        namespace: Some(CONTROL_PLANE_NS.into()),
+                        source: ApplySource::File {
+                            path: file.clone(),
+                            label_selector: None,
+                        },
+                        timeout: secs(60),
+                    },
+                );
             }
         }
         b.wait(
             "istioctl-proxy running next to istiod",
             Role::External,
-            Until::DeploymentAvailable { namespace: CONTROL_PLANE_NS.into(), name: "istioctl-proxy".into(), replicas: 1 },
+            Until::DeploymentAvailable {
+                namespace: CONTROL_PLANE_NS.into(),
+                name: "istioctl-proxy".into(),
+                replicas: 1,
+            },
             180,
         );
         let up = std::mem::take(&mut b.steps);
 
         // ------------------------------------------------------------ walkthrough
         b.phase("Configure istioctl to use the proxy", BLOG);
-        b.push("port-forward service/istioctl-proxy 9090:9090", Some(Role::External), Action::PortForward {
-            cluster: Role::External,
-            namespace: CONTROL_PLANE_NS.into(),
-            service: "istioctl-proxy".into(),
-            local: 9090,
-            remote: 9090,
-        });
+        b.push(
+            "port-forward service/istioctl-proxy 9090:9090",
+            Some(Role::External),
+            Action::PortForward {
+                cluster: Role::External,
+                namespace: CONTROL_PLANE_NS.into(),
+                service: "istioctl-proxy".into(),
+                local: 9090,
+                remote: 9090,
+            },
+        );
         b.phase(PROXY_STATUS_PHASE, BLOG);
         let mut env = vec![
-            ("ISTIOCTL_XDS_ADDRESS".to_string(), "localhost:9090".to_string()),
-            ("ISTIOCTL_ISTIONAMESPACE".to_string(), CONTROL_PLANE_NS.to_string()),
-            ("ISTIOCTL_PREFER_EXPERIMENTAL".to_string(), "true".to_string()),
+            (
+                "ISTIOCTL_XDS_ADDRESS".to_string(),
+                "localhost:9090".to_string(),
+            ),
+            (
+                "ISTIOCTL_ISTIONAMESPACE".to_string(),
+                CONTROL_PLANE_NS.to_string(),
+            ),
+            (
+                "ISTIOCTL_PREFER_EXPERIMENTAL".to_string(),
+                "true".to_string(),
+            ),
         ];
         if sw.istioctl_insecure {
             // The proxy's certificate is self-made; istioctl may verify it (open PR istio/istio#61510).
             env.push(("ISTIOCTL_INSECURE".to_string(), "true".to_string()));
         }
         let table = b.file("proxy-status.txt");
-        b.push("istioctl proxy-status", Some(Role::Remote), Action::Run {
-            argv: argv(&[&b.istioctl(), "proxy-status", &ctx(Role::Remote)]),
-            env,
-            stdout_to: Some(table.clone()),
-            timeout: secs(60),
-        });
-        b.push("every ISTIOD cell <external>; rows = the remote pods with a sidecar", Some(Role::Remote), Action::CompareTable { table_from: table });
+        b.push(
+            "istioctl proxy-status",
+            Some(Role::Remote),
+            Action::Run {
+                argv: argv(&[&b.istioctl(), "proxy-status", &ctx(Role::Remote)]),
+                env,
+                stdout_to: Some(table.clone()),
+                timeout: secs(60),
+            },
+        );
+        b.push(
+            "every ISTIOD cell <external>; rows = the remote pods with a sidecar",
+            Some(Role::Remote),
+            Action::CompareTable { table_from: table },
+        );
         let walkthrough = std::mem::take(&mut b.steps);
 
         // ------------------------------------------------------------ down / failure
@@ -476,11 +771,27 @@ impl Plan {
             let dir = b.file("logs");
             if let Some(a) = p.export_logs_argv(role, &dir) {
                 let to = matches!(p, Provider::K3d).then(|| format!("{dir}/{role}.log"));
-                b.push(format!("export the {role} cluster's logs"), Some(role), Action::Run { argv: a, env: vec![], stdout_to: to, timeout: secs(120) });
+                b.push(
+                    format!("export the {role} cluster's logs"),
+                    Some(role),
+                    Action::Run {
+                        argv: a,
+                        env: vec![],
+                        stdout_to: to,
+                        timeout: secs(120),
+                    },
+                );
             }
         }
         let on_failure = std::mem::take(&mut b.steps);
-        Ok(Plan { options: o.clone(), switches: sw, up, walkthrough, down, on_failure })
+        Ok(Plan {
+            options: o.clone(),
+            switches: sw,
+            up,
+            walkthrough,
+            down,
+            on_failure,
+        })
     }
 
     /// Every manifest this plan renders itself (for validation and `--write-manifests`).
@@ -488,19 +799,29 @@ impl Plan {
         self.all_steps()
             .filter_map(|s| match &s.action {
                 Action::WriteFile { manifest, .. } => Some(manifest),
-                Action::Apply { source: ApplySource::Rendered(m), .. } => Some(m),
+                Action::Apply {
+                    source: ApplySource::Rendered(m),
+                    ..
+                } => Some(m),
                 _ => None,
             })
             .collect()
     }
 
     pub fn all_steps(&self) -> impl Iterator<Item = &Step> {
-        self.up.iter().chain(&self.walkthrough).chain(&self.down).chain(&self.on_failure)
+        self.up
+            .iter()
+            .chain(&self.walkthrough)
+            .chain(&self.down)
+            .chain(&self.on_failure)
     }
 }
 
 fn shell_word(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@${}".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@${}".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
@@ -516,35 +837,89 @@ impl fmt::Display for Plan {
         let o = &self.options;
         let sw = &self.switches;
         writeln!(f, "# proxy-conformance cluster plan (no side effects)")?;
-        writeln!(f, "# provider {}, Istio {}, {} istiod replicas", o.provider.name(), o.istio, o.replicas)?;
+        writeln!(
+            f,
+            "# provider {}, Istio {}, {} istiod replicas",
+            o.provider.name(),
+            o.istio,
+            o.replicas
+        )?;
         for role in Role::BOTH {
-            writeln!(f, "#   {role} cluster: context {}", o.provider.context(role))?;
+            writeln!(
+                f,
+                "#   {role} cluster: context {}",
+                o.provider.context(role)
+            )?;
         }
-        writeln!(f, "# version switches (cluster/src/istio.rs cites the source of each):")?;
+        writeln!(
+            f,
+            "# version switches (cluster/src/istio.rs cites the source of each):"
+        )?;
         writeln!(f, "#   remote cluster profile: {}", sw.remote_profile)?;
         writeln!(
             f,
             "#   remote webhooks: {}",
-            if sw.webhooks_by_url { "injectionURL / validationURL by address" } else { "istiod Service from remotePilotAddress + injectionPath" }
+            if sw.webhooks_by_url {
+                "injectionURL / validationURL by address"
+            } else {
+                "istiod Service from remotePilotAddress + injectionPath"
+            }
         )?;
-        writeln!(f, "#   LOCAL_CLUSTER_SECRET_WATCHER: {}", sw.local_cluster_secret_watcher)?;
-        writeln!(f, "#   values.global.configValidation: {}", if sw.config_validation_value { "false" } else { "(not known to this istioctl)" })?;
+        writeln!(
+            f,
+            "#   LOCAL_CLUSTER_SECRET_WATCHER: {}",
+            sw.local_cluster_secret_watcher
+        )?;
+        writeln!(
+            f,
+            "#   values.global.configValidation: {}",
+            if sw.config_validation_value {
+                "false"
+            } else {
+                "(not known to this istioctl)"
+            }
+        )?;
         writeln!(f, "#   ISTIOCTL_INSECURE: {}", sw.istioctl_insecure)?;
         match o.provider {
-            Provider::Kind => writeln!(f, "#   Kubernetes {}: kind {} with {}", sw.node.kubernetes, sw.node.kind_version, sw.node.kind_image)?,
-            Provider::K3d => writeln!(f, "#   Kubernetes {}: k3d with {}", sw.node.kubernetes, sw.node.k3s_image)?,
+            Provider::Kind => writeln!(
+                f,
+                "#   Kubernetes {}: kind {} with {}",
+                sw.node.kubernetes, sw.node.kind_version, sw.node.kind_image
+            )?,
+            Provider::K3d => writeln!(
+                f,
+                "#   Kubernetes {}: k3d with {}",
+                sw.node.kubernetes, sw.node.k3s_image
+            )?,
             Provider::Contexts { .. } => writeln!(
                 f,
                 "#   Kubernetes: the contexts' own (Istio {} wants {}); they need LoadBalancer Services and must pull the proxy image",
                 o.istio, sw.node.kubernetes
             )?,
         }
-        writeln!(f, "#   why Kubernetes {}: {}", sw.node.kubernetes, sw.node.reason.split_whitespace().collect::<Vec<_>>().join(" "))?;
+        writeln!(
+            f,
+            "#   why Kubernetes {}: {}",
+            sw.node.kubernetes,
+            sw.node
+                .reason
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        )?;
         if o.provider.creates_clusters() {
-            writeln!(f, "# host: fs.inotify.max_user_watches=524288, fs.inotify.max_user_instances=512 (kind's known-issues)")?;
+            writeln!(
+                f,
+                "# host: fs.inotify.max_user_watches=524288, fs.inotify.max_user_instances=512 (kind's known-issues)"
+            )?;
         }
         let mut n = 0;
-        for (title, steps) in [("up", &self.up), ("walkthrough", &self.walkthrough), ("down", &self.down), ("on failure", &self.on_failure)] {
+        for (title, steps) in [
+            ("up", &self.up),
+            ("walkthrough", &self.walkthrough),
+            ("down", &self.down),
+            ("on failure", &self.on_failure),
+        ] {
             writeln!(f, "\n######## {title}")?;
             let mut phase = "";
             for s in steps {
@@ -568,25 +943,56 @@ fn indent(text: &str) -> String {
 
 fn write_step(f: &mut String, n: usize, s: &Step, p: &Provider) -> fmt::Result {
     let on = s.cluster.map(|c| format!(" [{c}]")).unwrap_or_default();
-    let par = s.parallel.map(|g| format!(" (parallel: {g})")).unwrap_or_default();
+    let par = s
+        .parallel
+        .map(|g| format!(" (parallel: {g})"))
+        .unwrap_or_default();
     writeln!(f, "{n:>3}.{on} {}{par}", s.name)?;
     match &s.action {
-        Action::Run { argv, env, stdout_to, timeout } => {
-            let envs: String = env.iter().map(|(k, v)| format!("{k}={} ", shell_word(v))).collect();
+        Action::Run {
+            argv,
+            env,
+            stdout_to,
+            timeout,
+        } => {
+            let envs: String = env
+                .iter()
+                .map(|(k, v)| format!("{k}={} ", shell_word(v)))
+                .collect();
             let cmd: Vec<String> = argv.iter().map(|a| shell_word(a)).collect();
-            let redirect = stdout_to.as_ref().map(|t| format!(" > {t}")).unwrap_or_default();
+            let redirect = stdout_to
+                .as_ref()
+                .map(|t| format!(" > {t}"))
+                .unwrap_or_default();
             writeln!(f, "      $ {envs}{}{redirect}", cmd.join(" "))?;
             writeln!(f, "      bound: {}", fmt_secs(*timeout))?;
         }
-        Action::Download { url, into, creates, timeout } => {
-            writeln!(f, "      download {url}\n      unpack into {into} (skipped when {creates} exists)\n      bound: {}", fmt_secs(*timeout))?;
+        Action::Download {
+            url,
+            into,
+            creates,
+            timeout,
+        } => {
+            writeln!(
+                f,
+                "      download {url}\n      unpack into {into} (skipped when {creates} exists)\n      bound: {}",
+                fmt_secs(*timeout)
+            )?;
         }
         Action::WriteFile { manifest, path } => {
             writeln!(f, "      file {path}:")?;
             f.push_str(&indent(&manifest.to_yaml()));
         }
-        Action::Apply { cluster, namespace, source, timeout } => {
-            let ns = namespace.as_ref().map(|n| format!(", default namespace {n}")).unwrap_or_default();
+        Action::Apply {
+            cluster,
+            namespace,
+            source,
+            timeout,
+        } => {
+            let ns = namespace
+                .as_ref()
+                .map(|n| format!(", default namespace {n}"))
+                .unwrap_or_default();
             writeln!(
                 f,
                 "      server-side apply to context {} (field manager proxy-conformance, strict field validation{ns}), bound {}",
@@ -598,48 +1004,112 @@ fn write_step(f: &mut String, n: usize, s: &Step, p: &Provider) -> fmt::Result {
                     writeln!(f, "      objects: {}", m.object_names().join(", "))?;
                     f.push_str(&indent(&m.to_yaml()));
                 }
-                ApplySource::File { path, label_selector } => {
-                    let sel = label_selector.as_ref().map(|s| format!(" (only documents labelled {s})")).unwrap_or_default();
-                    writeln!(f, "      from {path}{sel}; CRDs first, Established before the rest")?;
+                ApplySource::File {
+                    path,
+                    label_selector,
+                } => {
+                    let sel = label_selector
+                        .as_ref()
+                        .map(|s| format!(" (only documents labelled {s})"))
+                        .unwrap_or_default();
+                    writeln!(
+                        f,
+                        "      from {path}{sel}; CRDs first, Established before the rest"
+                    )?;
                 }
-                ApplySource::Url(u) => writeln!(f, "      from {u}; CRDs first, Established before the rest")?,
+                ApplySource::Url(u) => {
+                    writeln!(f, "      from {u}; CRDs first, Established before the rest")?
+                }
             }
         }
-        Action::Wait { cluster, until, timeout } => {
+        Action::Wait {
+            cluster,
+            until,
+            timeout,
+        } => {
             let what = match until {
-                Until::CrdsEstablished { from } => format!("every CRD of {from} has condition Established"),
-                Until::DeploymentAvailable { namespace, name, replicas } => {
-                    format!("Deployment {namespace}/{name}: updated and available replicas >= {replicas}")
+                Until::CrdsEstablished { from } => {
+                    format!("every CRD of {from} has condition Established")
                 }
-                Until::PodsReady { namespace, selector, containers } => {
-                    format!("pods in {namespace} matching `{selector}`: Ready with {containers} containers each")
+                Until::DeploymentAvailable {
+                    namespace,
+                    name,
+                    replicas,
+                } => {
+                    format!(
+                        "Deployment {namespace}/{name}: updated and available replicas >= {replicas}"
+                    )
                 }
-                Until::WebhookCaBundle { name } => format!("MutatingWebhookConfiguration {name}: every webhook has a caBundle"),
+                Until::PodsReady {
+                    namespace,
+                    selector,
+                    containers,
+                } => {
+                    format!(
+                        "pods in {namespace} matching `{selector}`: Ready with {containers} containers each"
+                    )
+                }
+                Until::WebhookCaBundle { name } => {
+                    format!("MutatingWebhookConfiguration {name}: every webhook has a caBundle")
+                }
             };
-            writeln!(f, "      wait (kube::runtime, context {}): {what}\n      bound: {}", p.context(*cluster), fmt_secs(*timeout))?;
+            writeln!(
+                f,
+                "      wait (kube::runtime, context {}): {what}\n      bound: {}",
+                p.context(*cluster),
+                fmt_secs(*timeout)
+            )?;
         }
-        Action::Resolve { vars, lookup, cluster: _, timeout } => {
+        Action::Resolve {
+            vars,
+            lookup,
+            cluster: _,
+            timeout,
+        } => {
             let how = match lookup {
                 Lookup::MetallbPools { network } => {
-                    format!("docker network inspect {network} (IPv4 subnet) -> .255.200-.255.219 external, .255.220-.255.239 remote")
+                    format!(
+                        "docker network inspect {network} (IPv4 subnet) -> .255.200-.255.219 external, .255.220-.255.239 remote"
+                    )
                 }
-                Lookup::LoadBalancerIp { namespace, service } => format!("Service {namespace}/{service}: status.loadBalancer.ingress[0].ip"),
+                Lookup::LoadBalancerIp { namespace, service } => {
+                    format!("Service {namespace}/{service}: status.loadBalancer.ingress[0].ip")
+                }
                 Lookup::ContainerIp { container, network } => {
-                    format!("docker inspect {container} --format '{{{{ .NetworkSettings.Networks.{network}.IPAddress }}}}'")
+                    format!(
+                        "docker inspect {container} --format '{{{{ .NetworkSettings.Networks.{network}.IPAddress }}}}'"
+                    )
                 }
-                Lookup::GeneratedCerts => "rcgen, in the harness process (written only into the clusters' Secrets)".into(),
+                Lookup::GeneratedCerts => {
+                    "rcgen, in the harness process (written only into the clusters' Secrets)".into()
+                }
             };
             let vars: Vec<String> = vars.iter().map(|v| format!("${{{v}}}")).collect();
-            writeln!(f, "      {} <- {how}\n      bound: {}", vars.join(" "), fmt_secs(*timeout))?;
+            writeln!(
+                f,
+                "      {} <- {how}\n      bound: {}",
+                vars.join(" "),
+                fmt_secs(*timeout)
+            )?;
         }
-        Action::PortForward { cluster, namespace, service, local, remote } => {
+        Action::PortForward {
+            cluster,
+            namespace,
+            service,
+            local,
+            remote,
+        } => {
             writeln!(
                 f,
                 "      kube port-forward (ws) context {}: localhost:{local} -> a ready pod of service {namespace}/{service}, port {remote}; kept until the end",
                 p.context(*cluster)
             )?;
         }
-        Action::MeasureSharding { min_owners, max_rerolls, per_roll_timeout } => {
+        Action::MeasureSharding {
+            min_owners,
+            max_rerolls,
+            per_roll_timeout,
+        } => {
             writeln!(
                 f,
                 "      until >= {min_owners} istiod replicas own proxies: delete the sample pods and wait for their replacements, at most {max_rerolls} times, {} each",
@@ -647,7 +1117,10 @@ fn write_step(f: &mut String, n: usize, s: &Step, p: &Provider) -> fmt::Result {
             )?;
         }
         Action::CompareTable { table_from } => {
-            writeln!(f, "      read {table_from}; list pods with an istio-proxy container on the remote cluster; the NAME column must equal them, every ISTIOD cell <external>")?;
+            writeln!(
+                f,
+                "      read {table_from}; list pods with an istio-proxy container on the remote cluster; the NAME column must equal them, every ISTIOD cell <external>"
+            )?;
         }
     }
     Ok(())

@@ -31,7 +31,10 @@ pub enum Provider {
     Kind,
     K3d,
     /// Two existing kubeconfig contexts; nothing is created or deleted.
-    Contexts { external: String, remote: String },
+    Contexts {
+        external: String,
+        remote: String,
+    },
 }
 
 /// The docker network both created clusters share (kind's default network; k3d joins it too,
@@ -89,21 +92,47 @@ impl Provider {
     }
 
     /// argv that creates one cluster.
-    pub fn create_argv(&self, role: Role, node: &NodeImages, kind_config: &str) -> Option<Vec<String>> {
+    pub fn create_argv(
+        &self,
+        role: Role,
+        node: &NodeImages,
+        kind_config: &str,
+    ) -> Option<Vec<String>> {
         let name = self.cluster_name(role);
         let (pods, services) = subnets(role);
         match self {
-            Provider::Kind => Some(argv(&["kind", "create", "cluster", "--name", &name, "--config", kind_config, "--wait", "180s"])),
+            Provider::Kind => Some(argv(&[
+                "kind",
+                "create",
+                "cluster",
+                "--name",
+                &name,
+                "--config",
+                kind_config,
+                "--wait",
+                "180s",
+            ])),
             Provider::K3d => Some(argv(&[
-                "k3d", "cluster", "create", &name,
-                "--network", DOCKER_NETWORK,
-                "--image", node.k3s_image,
+                "k3d",
+                "cluster",
+                "create",
+                &name,
+                "--network",
+                DOCKER_NETWORK,
+                "--image",
+                node.k3s_image,
                 // MetalLB gives LoadBalancer IPs on both providers: k3s's own servicelb is off.
-                "--k3s-arg", "--disable=servicelb@server:0",
-                "--k3s-arg", "--disable=traefik@server:0",
-                "--k3s-arg", &format!("--cluster-cidr={pods}@server:0"),
-                "--k3s-arg", &format!("--service-cidr={services}@server:0"),
-                "--wait", "--timeout", "180s",
+                "--k3s-arg",
+                "--disable=servicelb@server:0",
+                "--k3s-arg",
+                "--disable=traefik@server:0",
+                "--k3s-arg",
+                &format!("--cluster-cidr={pods}@server:0"),
+                "--k3s-arg",
+                &format!("--service-cidr={services}@server:0"),
+                "--wait",
+                "--timeout",
+                "180s",
             ])),
             Provider::Contexts { .. } => None,
         }
@@ -122,7 +151,14 @@ impl Provider {
     pub fn load_image_argv(&self, role: Role, image: &str) -> Option<Vec<String>> {
         let name = self.cluster_name(role);
         match self {
-            Provider::Kind => Some(argv(&["kind", "load", "docker-image", image, "--name", &name])),
+            Provider::Kind => Some(argv(&[
+                "kind",
+                "load",
+                "docker-image",
+                image,
+                "--name",
+                &name,
+            ])),
             Provider::K3d => Some(argv(&["k3d", "image", "import", image, "-c", &name])),
             Provider::Contexts { .. } => None,
         }
@@ -132,7 +168,14 @@ impl Provider {
     pub fn export_logs_argv(&self, role: Role, dir: &str) -> Option<Vec<String>> {
         let name = self.cluster_name(role);
         match self {
-            Provider::Kind => Some(argv(&["kind", "export", "logs", &format!("{dir}/{name}"), "--name", &name])),
+            Provider::Kind => Some(argv(&[
+                "kind",
+                "export",
+                "logs",
+                &format!("{dir}/{name}"),
+                "--name",
+                &name,
+            ])),
             // k3d has no log export: the server container's log holds k3s's and the kubelet's.
             Provider::K3d => Some(argv(&["docker", "logs", &format!("k3d-{name}-server-0")])),
             Provider::Contexts { .. } => None,

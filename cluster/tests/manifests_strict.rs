@@ -13,12 +13,17 @@ use serde_json::Value;
 fn ignored_paths<T: DeserializeOwned>(doc: &Value) -> Result<Vec<String>, String> {
     let mut ignored = Vec::new();
     // serde_ignored marks each Option level with "?": dropped for readable paths.
-    serde_ignored::deserialize::<_, _, T>(doc.clone(), |p| ignored.push(p.to_string().replace(".?", ""))).map_err(|e| e.to_string())?;
+    serde_ignored::deserialize::<_, _, T>(doc.clone(), |p| {
+        ignored.push(p.to_string().replace(".?", ""))
+    })
+    .map_err(|e| e.to_string())?;
     Ok(ignored)
 }
 
 fn strict<T: DeserializeOwned>(doc: &Value) -> Result<Vec<String>, String> {
-    serde_json::from_value::<T>(doc.clone()).map(|_| vec![]).map_err(|e| e.to_string())
+    serde_json::from_value::<T>(doc.clone())
+        .map(|_| vec![])
+        .map_err(|e| e.to_string())
 }
 
 /// The ignored paths of one document, or why it does not deserialize at all.
@@ -39,19 +44,33 @@ fn check(doc: &Value) -> Result<Vec<String>, String> {
         ("install.istio.io/v1alpha1", "IstioOperator") => strict::<IstioOperator>(doc),
         ("networking.istio.io/v1beta1", "Gateway") => strict::<Gateway>(doc),
         ("networking.istio.io/v1beta1", "VirtualService") => strict::<VirtualService>(doc),
-        _ => Err(format!("no type to check {api} {kind} against: add one here")),
+        _ => Err(format!(
+            "no type to check {api} {kind} against: add one here"
+        )),
     }
 }
 
 fn plans() -> Vec<Plan> {
     let mut out = vec![];
-    for p in [Provider::Kind, Provider::K3d, Provider::Contexts { external: "a".into(), remote: "b".into() }] {
+    for p in [
+        Provider::Kind,
+        Provider::K3d,
+        Provider::Contexts {
+            external: "a".into(),
+            remote: "b".into(),
+        },
+    ] {
         for v in ["1.12.9", "1.14.6", "1.15.7", "1.16.0", "1.22.8", "1.30.3"] {
             let istio: IstioVersion = v.parse().unwrap();
             for proxy in [
-                ProxyChoice::Reference { image: "istioctl-proxy:conformance".into() },
+                ProxyChoice::Reference {
+                    image: "istioctl-proxy:conformance".into(),
+                },
                 ProxyChoice::Sample,
-                ProxyChoice::Manifest { file: "mine.yaml".into(), image: "mine:1".into() },
+                ProxyChoice::Manifest {
+                    file: "mine.yaml".into(),
+                    image: "mine:1".into(),
+                },
             ] {
                 let mut o = PlanOptions::new(p.clone(), istio);
                 o.proxy = proxy;
@@ -72,7 +91,10 @@ fn every_rendered_manifest_has_no_unknown_field() {
                 checked += 1;
                 match check(doc) {
                     Ok(ignored) if ignored.is_empty() => {}
-                    Ok(ignored) => problems.push(format!("{} document {i}: unknown fields {ignored:?}", m.file)),
+                    Ok(ignored) => problems.push(format!(
+                        "{} document {i}: unknown fields {ignored:?}",
+                        m.file
+                    )),
                     Err(e) => problems.push(format!("{} document {i}: {e}", m.file)),
                 }
             }
@@ -86,19 +108,43 @@ fn every_rendered_manifest_has_no_unknown_field() {
 #[test]
 fn a_misspelt_field_is_caught() {
     let plan = Plan::build(&PlanOptions::new(Provider::Kind, "1.30.3".parse().unwrap())).unwrap();
-    let proxy = plan.rendered_manifests().into_iter().find(|m| m.file == "istioctl-proxy.yaml").unwrap();
-    let mut dep = proxy.docs.iter().find(|d| d["kind"] == "Deployment").unwrap().clone();
+    let proxy = plan
+        .rendered_manifests()
+        .into_iter()
+        .find(|m| m.file == "istioctl-proxy.yaml")
+        .unwrap();
+    let mut dep = proxy
+        .docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .unwrap()
+        .clone();
     dep["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "IfNotPresent".into();
-    assert_eq!(check(&dep).unwrap(), vec!["spec.template.spec.containers.0.imagePullPolicyy".to_string()]);
+    assert_eq!(
+        check(&dep).unwrap(),
+        vec!["spec.template.spec.containers.0.imagePullPolicyy".to_string()]
+    );
 
-    let gw = plan.rendered_manifests().into_iter().find(|m| m.file == "external-istiod-gw.yaml").unwrap();
+    let gw = plan
+        .rendered_manifests()
+        .into_iter()
+        .find(|m| m.file == "external-istiod-gw.yaml")
+        .unwrap();
     let mut vs = gw.docs[1].clone();
     vs["spec"]["tls"][0]["match"][0]["sniHost"] = serde_json::json!(["*"]);
     let e = check(&vs).unwrap_err();
     assert!(e.contains("unknown field `sniHost`"), "{e}");
 
-    let iop = plan.rendered_manifests().into_iter().find(|m| m.file == "external-istiod.yaml").unwrap();
+    let iop = plan
+        .rendered_manifests()
+        .into_iter()
+        .find(|m| m.file == "external-istiod.yaml")
+        .unwrap();
     let mut op = iop.docs[0].clone();
     op["spec"]["component"] = serde_json::json!({});
-    assert!(check(&op).unwrap_err().contains("unknown field `component`"));
+    assert!(
+        check(&op)
+            .unwrap_err()
+            .contains("unknown field `component`")
+    );
 }

@@ -9,7 +9,10 @@ fn providers() -> Vec<Provider> {
     vec![
         Provider::Kind,
         Provider::K3d,
-        Provider::Contexts { external: "ctx-external".into(), remote: "ctx-remote".into() },
+        Provider::Contexts {
+            external: "ctx-external".into(),
+            remote: "ctx-remote".into(),
+        },
     ]
 }
 
@@ -43,10 +46,16 @@ fn the_blogs_topology_in_the_1_12_plan() {
 
 #[test]
 fn contexts_create_nothing_and_delete_nothing() {
-    let p = Provider::Contexts { external: "a".into(), remote: "b".into() };
+    let p = Provider::Contexts {
+        external: "a".into(),
+        remote: "b".into(),
+    };
     let plan = Plan::build(&PlanOptions::new(p, "1.22.8".parse().unwrap())).unwrap();
     let text = plan.to_string();
     assert!(!text.contains("kind ") && !text.contains("k3d "), "{text}");
     assert!(plan.down.is_empty() && plan.on_failure.is_empty());
-    assert!(!text.contains("--server="), "existing contexts: the kubeconfig's server is used");
+    assert!(
+        !text.contains("--server="),
+        "existing contexts: the kubeconfig's server is used"
+    );
 }
