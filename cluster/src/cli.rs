@@ -206,3 +206,114 @@ pub async fn main(args: ClusterArgs) -> Result<i32, CliError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Top {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    }
+
+    fn plan_args(args: &[&str]) -> Result<PlanArgs, String> {
+        let mut argv = vec!["cluster", "plan"];
+        argv.extend_from_slice(args);
+        match Top::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            ClusterCommand::Plan(a) => Ok(a),
+            other => Err(format!("parsed as {other:?}")),
+        }
+    }
+
+    #[test]
+    fn the_done_when_command_parses_to_the_blogs_plan() {
+        let o = plan_args(&["--provider", "kind", "--istio-version", "1.12.9"])
+            .unwrap()
+            .options()
+            .unwrap();
+        assert_eq!(o.provider, Provider::Kind);
+        assert_eq!(o.istio.to_string(), "1.12.9");
+        assert_eq!(o.replicas, 3);
+        assert_eq!(
+            o.proxy,
+            ProxyChoice::Reference {
+                image: REFERENCE_IMAGE.into()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_flags_say_what_is_wrong() {
+        let e = plan_args(&["--provider", "contexts"]).unwrap_err();
+        assert!(e.contains("--external-context"), "{e}");
+        let e = plan_args(&["--proxy-manifest", "mine.yaml"]).unwrap_err();
+        assert!(e.contains("--proxy-image"), "{e}");
+        let e = plan_args(&["--replicas", "2"])
+            .unwrap()
+            .options()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at least 3 replicas"), "{e}");
+        let e = plan_args(&["--istio-version", "1.11.0"])
+            .unwrap()
+            .options()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("outside the versions"), "{e}");
+        let o = plan_args(&["--proxy-manifest", "mine.yaml", "--proxy-image", "mine:1"])
+            .unwrap()
+            .options()
+            .unwrap();
+        assert_eq!(
+            o.proxy,
+            ProxyChoice::Manifest {
+                file: "mine.yaml".into(),
+                image: "mine:1".into()
+            }
+        );
+        let o = plan_args(&[
+            "--provider",
+            "contexts",
+            "--external-context",
+            "a",
+            "--remote-context",
+            "b",
+            "--proxy",
+            "sample",
+        ])
+        .unwrap()
+        .options()
+        .unwrap();
+        assert_eq!(
+            o.provider,
+            Provider::Contexts {
+                external: "a".into(),
+                remote: "b".into()
+            }
+        );
+        assert_eq!(o.proxy, ProxyChoice::Sample);
+    }
+
+    #[test]
+    fn manifests_are_written_split_by_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan =
+            Plan::build(&PlanOptions::new(Provider::Kind, "1.22.8".parse().unwrap())).unwrap();
+        let n = write_manifests(&plan, dir.path()).unwrap();
+        assert_eq!(
+            n,
+            plan.rendered_manifests()
+                .iter()
+                .map(|m| m.docs.len())
+                .sum::<usize>()
+        );
+        assert!(dir.path().join("k8s/istioctl-proxy.1.yaml").exists());
+        assert!(dir.path().join("crd/external-istiod-gw.0.yaml").exists());
+        assert!(dir.path().join("crd/kind-external.0.yaml").exists());
+    }
+}
