@@ -164,7 +164,8 @@ impl<'a> Executor<'a> {
             let results = futures::future::join_all(batch.iter().enumerate().map(|(k, s)| {
                 let n = i + k + 1;
                 let vars = self.vars.clone();
-                async move { (n, *s, run_detached(n, total, s, &vars).await) }
+                let started = self.started;
+                async move { (n, *s, run_detached(n, total, s, &vars, started).await) }
             }))
             .await;
             for (n, s, r) in results {
@@ -193,7 +194,9 @@ impl<'a> Executor<'a> {
     pub async fn down(&mut self) -> Result<(), ExecError> {
         let total = self.plan.down.len();
         for (k, s) in self.plan.down.iter().enumerate() {
-            if let Detached::NeedsExecutor = run_detached(k + 1, total, s, &self.vars).await? {
+            if let Detached::NeedsExecutor =
+                run_detached(k + 1, total, s, &self.vars, self.started).await?
+            {
                 return Err(ExecError::NotImplemented {
                     n: k + 1,
                     name: s.name.clone(),
@@ -207,7 +210,7 @@ impl<'a> Executor<'a> {
     async fn on_failure(&mut self) {
         let total = self.plan.on_failure.len();
         for (k, s) in self.plan.on_failure.iter().enumerate() {
-            if let Err(e) = run_detached(k + 1, total, s, &self.vars).await {
+            if let Err(e) = run_detached(k + 1, total, s, &self.vars, self.started).await {
                 eprintln!("  (log export failed: {e})");
             }
         }
@@ -574,6 +577,7 @@ async fn run_detached(
     total: usize,
     s: &Step,
     vars: &BTreeMap<String, String>,
+    started: Instant,
 ) -> Result<Detached, ExecError> {
     let t = Instant::now();
     let fail = |cause: String, hint: &str| ExecError::Step {
@@ -675,7 +679,7 @@ async fn run_detached(
         }
         _ => return Ok(Detached::NeedsExecutor),
     }
-    progress(n, total, s, t.elapsed(), t.elapsed());
+    progress(n, total, s, t.elapsed(), started.elapsed());
     Ok(Detached::Done)
 }
 
