@@ -29,8 +29,11 @@ pub enum ClusterCommand {
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum ProviderArg {
+    /// Two kind clusters on the docker network `kind`, MetalLB for LoadBalancer Services.
     Kind,
+    /// Two k3d clusters on the same network (k3s's servicelb off, MetalLB instead).
     K3d,
+    /// Two existing kubeconfig contexts: nothing created or deleted.
     Contexts,
 }
 
@@ -44,6 +47,7 @@ pub enum ProxyArg {
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    /// Where the external and the remote cluster come from.
     #[arg(long, value_enum, default_value = "kind")]
     pub provider: ProviderArg,
     /// Istio release (1.12.0 to 1.30.x): the blog's is 1.12.
