@@ -17,5 +17,11 @@ cargo build --workspace --bins --locked
 echo "==> cargo test --workspace"
 cargo test --workspace --locked "$@"
 
+# ---- cluster (issue #10): offline checks of the real-cluster plan -------------
+# Rendered manifests through kubernetes-validate --strict (two Kubernetes
+# versions) and the GitHub workflow through actionlint. See the script.
+bash ci/cluster-validate.sh
+# ---- end cluster ---------------------------------------------------------------
+
 # Tier 3: the proxy image under the suite with a real Docker engine.
 bash ci/docker-conformance.sh

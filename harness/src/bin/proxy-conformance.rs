@@ -20,6 +20,8 @@ enum Command {
     Checks(harness::run::ChecksArgs),
     /// Show proxy status exactly as istioctl proxy-status would, through an xDS address.
     Ps(harness::ps::PsArgs),
+    /// Real clusters (kind, k3d, two contexts): the blog's external control plane with real istiod and istioctl.
+    Cluster(cluster::cli::ClusterArgs),
 }
 
 #[tokio::main]
@@ -29,6 +31,7 @@ async fn main() -> std::process::ExitCode {
         Command::Run(a) => harness::run::main(a).await,
         Command::Checks(a) => harness::run::checks(a).await,
         Command::Ps(a) => harness::ps::main(a).await,
+        Command::Cluster(a) => cluster::cli::main(a).await.map_err(anyhow::Error::from),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),

@@ -1,0 +1,23 @@
+//! Real clusters for proxy-conformance: the external control plane of the
+//! install guide and the blog (seeds/) in kind, k3d or two existing contexts.
+//!
+//! - [`istio`]: Istio versions and their switches (each citing its source);
+//! - [`provider`]: kind / k3d / contexts (create, load images, logs, delete);
+//! - [`crd`]: serde types of the non-core objects we render;
+//! - [`manifests`]: every object rendered;
+//! - [`plan`]: the ordered steps (`cluster plan` prints them);
+//! - [`exec`]: runs a plan.
+pub mod certs;
+pub mod cli;
+pub mod crd;
+pub mod exec;
+pub mod istio;
+pub mod kubeops;
+pub mod manifests;
+pub mod plan;
+pub mod provider;
+pub mod table;
+
+pub use istio::IstioVersion;
+pub use plan::{Plan, PlanOptions, ProxyChoice};
+pub use provider::{Provider, Role};
