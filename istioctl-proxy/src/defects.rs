@@ -21,11 +21,15 @@ pub enum Defect {
     KeepReplicaControlPlaneId,
     /// (g) gRPC's 4 MiB default as the maximum answer size.
     Cap4MiB,
+    /// (h) config_dump is sent to every replica and answered only when every
+    /// replica has answered (or the request deadline passed): istiod ≤1.19
+    /// never answers for a proxy it does not have, so this hangs there.
+    ConfigDumpWaitsForEveryReplica,
 }
 
 #[cfg_attr(not(feature = "test-defects"), allow(dead_code))]
 impl Defect {
-    pub const ALL: [Defect; 7] = [
+    pub const ALL: [Defect; 8] = [
         Defect::ConfigDumpFirstReplicaOnly,
         Defect::CrashOnMissingToken,
         Defect::SequentialFailFast,
@@ -33,6 +37,7 @@ impl Defect {
         Defect::DropLastReplicaSilently,
         Defect::KeepReplicaControlPlaneId,
         Defect::Cap4MiB,
+        Defect::ConfigDumpWaitsForEveryReplica,
     ];
 
     /// The kebab-case name used in `ISTIOCTL_PROXY_DEFECTS`.
@@ -45,6 +50,7 @@ impl Defect {
             Defect::DropLastReplicaSilently => "drop-last-replica-silently",
             Defect::KeepReplicaControlPlaneId => "keep-replica-control-plane-id",
             Defect::Cap4MiB => "cap-4-mib",
+            Defect::ConfigDumpWaitsForEveryReplica => "config-dump-waits-for-every-replica",
         }
     }
 
