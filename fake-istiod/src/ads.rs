@@ -347,13 +347,7 @@ impl AggregatedDiscoveryService for Ads {
                     Ok(None) | Err(_) => break,
                 };
                 if !authorized {
-                    let version = this
-                        .mesh
-                        .read()
-                        .ok()
-                        .and_then(|m| m.replicas.get(&this.replica).map(|r| r.version.clone()))
-                        .unwrap_or(IstioVersion::new(1, 30, 0));
-                    if let Err(st) = check_node(&req, &caller, &version) {
+                    if let Err(st) = check_node(&req, &caller, &this.version()) {
                         let _ = tx.send(Err(st)).await;
                         break;
                     }
@@ -382,13 +376,111 @@ impl AggregatedDiscoveryService for Ads {
         )))
     }
 
+    /// istiod serves the Delta method for debug types too (`StreamDeltas`,
+    /// `1.30.0:pilot/pkg/xds/delta.go` `pushDeltaXds`; StatusGen answers in
+    /// full through `GenerateDeltas`): the same answers as state of the world,
+    /// as named `Resource`s (a ClientConfig is named by its node id, config
+    /// dump sections have no name), `system_version_info` = the push version.
     async fn delta_aggregated_resources(
         &self,
-        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented(
-            "delta xDS is not supported for debug types",
-        ))
+        let caller = self.authenticate(&request)?;
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel::<Result<DeltaDiscoveryResponse, Status>>(4);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut node = None;
+            loop {
+                let delta = match inbound.message().await {
+                    Ok(Some(r)) => r,
+                    Ok(None) | Err(_) => break,
+                };
+                // The node comes with the first request only.
+                if node.is_none() {
+                    node = delta.node.clone();
+                    let req = DiscoveryRequest {
+                        node: node.clone(),
+                        ..Default::default()
+                    };
+                    if let Err(st) = check_node(&req, &caller, &this.version()) {
+                        let _ = tx.send(Err(st)).await;
+                        break;
+                    }
+                }
+                let req = DiscoveryRequest {
+                    node: node.clone(),
+                    type_url: delta.type_url.clone(),
+                    resource_names: delta.resource_names_subscribe.clone(),
+                    ..Default::default()
+                };
+                let result = tokio::select! {
+                    r = this.answer(&req, &caller) => r,
+                    _ = tx.closed() => break,
+                };
+                match result {
+                    Ok(Some(resp)) => {
+                        if tx.send(Ok(to_delta(resp))).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(st) => {
+                        let _ = tx.send(Err(st)).await;
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+impl Ads {
+    /// This replica's version (1.30.0 if it was removed meanwhile).
+    fn version(&self) -> IstioVersion {
+        self.mesh
+            .read()
+            .ok()
+            .and_then(|m| m.replicas.get(&self.replica).map(|r| r.version.clone()))
+            .unwrap_or(IstioVersion::new(1, 30, 0))
+    }
+}
+
+/// A state-of-the-world answer as the Delta method carries it.
+fn to_delta(resp: DiscoveryResponse) -> DeltaDiscoveryResponse {
+    use prost::Message;
+    use proto::envoy::envoy::service::discovery::v3::Resource;
+    use proto::envoy::envoy::service::status::v3::ClientConfig;
+    let resources = resp
+        .resources
+        .into_iter()
+        .map(|any| {
+            let name = if any.type_url == type_url::CLIENT_CONFIG {
+                ClientConfig::decode(any.value.as_slice())
+                    .ok()
+                    .and_then(|c| c.node)
+                    .map(|n| n.id)
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            Resource {
+                name,
+                resource: Some(any),
+                ..Default::default()
+            }
+        })
+        .collect();
+    DeltaDiscoveryResponse {
+        system_version_info: resp.version_info,
+        resources,
+        type_url: resp.type_url,
+        nonce: resp.nonce,
+        control_plane: resp.control_plane,
+        ..Default::default()
     }
 }
 

@@ -339,8 +339,11 @@ async fn version_info_and_nonce(#[case] version: &str, #[case] prefixed: bool) {
     fake.shutdown().await;
 }
 
+/// istiod serves debug types over the Delta method too (`pushDeltaXds`,
+/// `1.30.0:pilot/pkg/xds/delta.go`): named resources, the push version as
+/// `system_version_info`.
 #[tokio::test]
-async fn delta_xds_is_unimplemented() {
+async fn delta_xds_serves_debug_types() {
     use proto::envoy::envoy::service::discovery::v3::DeltaDiscoveryRequest;
     use proto::envoy::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
     let fake = FakeIstiod::start(scenario("blog-walkthrough.yaml"), StartOptions::ephemeral())
@@ -352,12 +355,30 @@ async fn delta_xds_is_unimplemented() {
     let mut client = AggregatedDiscoveryServiceClient::new(ch);
     let req = DeltaDiscoveryRequest {
         type_url: type_url::SYNCZ.into(),
+        node: istioctl_request(type_url::SYNCZ, &[], "external-istiod").node,
         ..Default::default()
     };
-    let err = client
-        .delta_aggregated_resources(tokio_stream::iter(vec![req]))
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(req).await.unwrap();
+    let mut stream = client
+        .delta_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
-        .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Unimplemented);
+        .unwrap()
+        .into_inner();
+    let resp = stream.message().await.unwrap().unwrap();
+    drop(tx);
+    assert_eq!(resp.type_url, type_url::SYNCZ);
+    let mut names: Vec<&str> = resp.resources.iter().map(|r| r.name.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "helloworld-v1-776f57d5f6-tmpkd.sample",
+            "istio-ingressgateway-75bfd5668f-lggn4.external-istiod",
+            "sleep-557747455f-v627d.sample"
+        ]
+    );
+    assert!(resp.system_version_info.contains('/'));
+    assert!(resp.control_plane.is_some());
     fake.shutdown().await;
 }
