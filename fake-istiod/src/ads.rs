@@ -310,10 +310,10 @@ pub fn control_plane(me: &ReplicaIdentity, request_type: &str) -> Option<Control
     if me.version.control_plane_only_on_syncz() && request_type != type_url::SYNCZ {
         return None;
     }
-    let mut info = BuildInfo::release(&me.version.to_string());
-    if me.revision != "default" && !me.revision.is_empty() {
-        info.tag = format!("{}-{}", me.version, me.revision);
-    }
+    // `Info` is the binary's build info (`istioversion.Info`,
+    // `1.30.0:pkg/version/version.go`): `tag` is the build's git tag, whatever
+    // istio.io/rev revision the pod serves.
+    let info = BuildInfo::release(&me.version.to_string());
     Some(ControlPlane {
         identifier: IstioControlPlaneInstance::istiod(&me.name, info).to_json(),
     })
