@@ -448,7 +448,7 @@ mod tests {
     }
 
     #[rstest]
-    #[case("1.17.8", false, false, false, false)]
+    #[case("1.17.8", false, false, true, true)]
     #[case("1.18.0", true, false, true, true)]
     #[case("1.22.9", true, false, true, true)]
     #[case("1.23.0", true, true, true, true)]
