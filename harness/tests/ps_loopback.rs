@@ -133,7 +133,8 @@ async fn config_dump_is_found_only_on_the_owning_replica() {
     let out = ps::run(&a).await.unwrap();
     assert_eq!(
         out,
-        "Config dump for reviews-v1-545db77b95-hkh9p.bookinfo found: 4 resources\n"
+        // istiod 1.17+ sends 7 sections (fake-istiod since fidelity-istiod).
+        "Config dump for reviews-v1-545db77b95-hkh9p.bookinfo found: 7 resources\n"
     );
     a.xds_address = Some(other.tls_addr.to_string());
     let err = ps::run(&a).await.unwrap_err();
