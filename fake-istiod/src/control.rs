@@ -60,6 +60,12 @@ pub fn fault_from_pb(f: &pb::Fault) -> Result<Fault, String> {
         Kind::Down(_) => Fault::Down,
         Kind::Reset(_) => Fault::Reset,
         Kind::Hang(_) => Fault::Hang,
+        Kind::DelayMs(ms) if *ms > scenario::MAX_FAULT_MS => {
+            return Err(format!(
+                "delay {ms} ms is longer than {} ms",
+                scenario::MAX_FAULT_MS
+            ));
+        }
         Kind::DelayMs(ms) => Fault::Delay(Duration::from_millis(*ms)),
         Kind::GrpcError(g) => {
             if !(1..=16).contains(&g.code) {
@@ -76,6 +82,12 @@ pub fn fault_from_pb(f: &pb::Fault) -> Result<Fault, String> {
             proxy_id: d.proxy_id.clone(),
         },
         Kind::FlapPeriodMs(0) => return Err("flap period must be greater than 0".into()),
+        Kind::FlapPeriodMs(ms) if *ms > scenario::MAX_FAULT_MS => {
+            return Err(format!(
+                "flap period {ms} ms is longer than {} ms",
+                scenario::MAX_FAULT_MS
+            ));
+        }
         Kind::FlapPeriodMs(ms) => Fault::Flap {
             period: Duration::from_millis(*ms),
         },

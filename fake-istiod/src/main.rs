@@ -306,6 +306,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let authority = TokenAuthority::from_private_key_pem(&pem)
                 .with_context(|| format!("{} is not an ES256 PKCS#8 key", key.display()))?;
             let ttl = fake_istiod::timefmt::parse_duration(&ttl).map_err(anyhow::Error::msg)?;
+            // exp = now + ttl must stay a valid time (it overflowed: a panic).
+            const MAX_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 86400);
+            if ttl > MAX_TTL {
+                anyhow::bail!("--ttl {ttl:?} is longer than 10 years");
+            }
             let mut spec = TokenSpec::new(namespace, service_account)
                 .with_audience(audience)
                 .with_ttl(ttl);

@@ -106,9 +106,9 @@ pub struct ClientCert {
 impl ClientCert {
     /// Writes `cert-chain.pem`, `key.pem` and `root-cert.pem` into `dir`.
     pub fn write_cert_dir(&self, dir: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(dir)?;
+        crate::tls::create_private_dir(dir)?;
         std::fs::write(dir.join("cert-chain.pem"), &self.cert_chain_pem)?;
-        std::fs::write(dir.join("key.pem"), &self.key_pem)?;
+        crate::tls::write_private(&dir.join("key.pem"), &self.key_pem)?;
         std::fs::write(dir.join("root-cert.pem"), &self.root_cert_pem)
     }
 }
@@ -175,11 +175,15 @@ impl FakeIstiod {
     pub async fn start(scenario: Scenario, opts: StartOptions) -> Result<FakeIstiod, Error> {
         let (tempdir, dir) = match &opts.state_dir {
             Some(d) => {
-                std::fs::create_dir_all(d)?;
+                crate::tls::create_private_dir(d)?;
                 (None, d.clone())
             }
             None => {
-                let t = tempfile::Builder::new().prefix("fake-istiod-").tempdir()?;
+                // Owner-only: it holds the CA key and the token-signing key.
+                let t = tempfile::Builder::new()
+                    .prefix("fake-istiod-")
+                    .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                    .tempdir()?;
                 let p = t.path().to_path_buf();
                 (Some(t), p)
             }
@@ -195,7 +199,8 @@ impl FakeIstiod {
         let ca_file = dir.join(CA_FILE);
         std::fs::write(&ca_file, &ca_pem)?;
         // A throw-away test CA: its key is kept so `fake-istiod cert` can issue client certificates.
-        std::fs::write(&ca_key_file, ca.key_pem())?;
+        // Owner-only: whoever reads it can issue certificates the replicas trust.
+        crate::tls::write_private(&ca_key_file, &ca.key_pem())?;
         let key_file = dir.join(SIGNING_KEY_FILE);
         let authority = match &opts.signing_key_pem {
             Some(pem) => TokenAuthority::from_private_key_pem(pem)?,
@@ -205,7 +210,8 @@ impl FakeIstiod {
             None => TokenAuthority::generate()?,
         };
         // A throw-away test key: written so that `fake-istiod token` can sign with it.
-        std::fs::write(&key_file, authority.private_pem())?;
+        // Owner-only: whoever reads it can mint tokens the replicas accept.
+        crate::tls::write_private(&key_file, authority.private_pem())?;
         std::fs::write(
             dir.join("token-signing-key.pub.pem"),
             authority.public_pem(),

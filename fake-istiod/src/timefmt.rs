@@ -88,9 +88,17 @@ pub fn parse_rfc3339(input: &str) -> Result<SystemTime, String> {
     let num = |s: &str| s.parse::<i64>().map_err(|_| err());
     let (y, mo, d) = (num(dp[0])?, num(dp[1])?, num(dp[2])?);
     let (h, mi, se) = (num(tp[0])?, num(tp[1])?, num(tp[2])?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 || y < 1970
-    {
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return Err(err());
+    }
+    // A protobuf Timestamp (what syncz carries as last_updated) holds years
+    // 0001..=9999 (google/protobuf/timestamp.proto); before 1970 is not a push
+    // time istiod can report. Bounding the year first also keeps the day
+    // arithmetic below far from overflow.
+    if !(1970..=MAX_YEAR).contains(&y) {
+        return Err(format!(
+            "invalid timestamp {input:?}: the year must be 1970..{MAX_YEAR} (a protobuf Timestamp ends at 9999-12-31)"
+        ));
     }
     let secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se;
     let nanos = match frac {
@@ -100,8 +108,14 @@ pub fn parse_rfc3339(input: &str) -> Result<SystemTime, String> {
         Some(_) => return Err(err()),
         None => 0,
     };
-    Ok(UNIX_EPOCH + Duration::new(secs as u64, nanos as u32))
+    let secs = u64::try_from(secs).map_err(|_| err())?;
+    UNIX_EPOCH
+        .checked_add(Duration::new(secs, nanos as u32))
+        .ok_or_else(err)
 }
+
+/// The last year [`parse_rfc3339`] accepts (a protobuf Timestamp's last).
+pub const MAX_YEAR: i64 = 9999;
 
 /// `2026-11-22T02:00:00Z` (seconds precision).
 pub fn format_rfc3339(t: SystemTime) -> String {
@@ -151,5 +165,24 @@ mod tests {
         );
         assert!(parse_rfc3339("2026-13-01T00:00:00Z").is_err());
         assert!(parse_rfc3339("yesterday").is_err());
+    }
+
+    /// Found by a hostile scenario: a far-future year panicked with
+    /// "overflow when adding duration to instant" (and overflowed i64 day
+    /// arithmetic in debug builds). Now each is an error naming the range.
+    #[test]
+    fn out_of_range_years_are_errors_not_panics() {
+        for t in [
+            "300000000000-01-01T00:00:00Z",
+            "9223372036854775807-12-31T23:59:59Z",
+            "-9223372036854775808-01-01T00:00:00Z",
+            "10000-01-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+        ] {
+            let e = parse_rfc3339(t).expect_err(t);
+            assert!(e.contains(t), "{e}");
+        }
+        let last = parse_rfc3339("9999-12-31T23:59:59Z").expect("the last second");
+        assert_eq!(format_rfc3339(last), "9999-12-31T23:59:59Z");
     }
 }

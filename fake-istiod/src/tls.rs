@@ -6,6 +6,35 @@ use rcgen::{
     KeyPair, KeyUsagePurpose, SanType,
 };
 use std::net::IpAddr;
+use std::path::Path;
+
+/// Writes private key material (or a bearer token) readable by its owner
+/// only: mode 0600, also when the file already exists with a wider mode (the
+/// mode is fixed before the new content is written). A symbolic link in its
+/// place is refused (`O_NOFOLLOW`): the default state folder is under /tmp.
+pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(contents.as_bytes())
+}
+
+/// Creates a folder for key material (and its missing parents) with mode
+/// 0700; an existing folder is left as it is.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
 
 /// A generated CA able to sign serving certificates.
 pub struct Ca {

@@ -79,6 +79,55 @@ fn token_needs_a_key_and_signs_with_it() {
         (id.namespace.as_str(), id.service_account.as_str()),
         ("bookinfo", "reviews")
     );
+    // Found: a huge --ttl overflowed `now + ttl` (a panic in debug builds).
+    let huge = Command::new(BIN)
+        .args([
+            "token",
+            "-n",
+            "bookinfo",
+            "--ttl",
+            "99999999999999999999d",
+            "--state-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&huge.stderr);
+    assert_eq!(huge.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("number too large") && !err.contains("panicked"),
+        "{err}"
+    );
+    let long = Command::new(BIN)
+        .args([
+            "token",
+            "-n",
+            "bookinfo",
+            "--ttl",
+            "213503982334601d",
+            "--state-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&long.stderr);
+    assert_eq!(long.status.code(), Some(1), "{err}");
+    assert!(err.contains("longer than 10 years"), "{err}");
+}
+
+/// `validate` on a FIFO or a device answers at once (it blocked forever, or
+/// read /dev/zero until memory ran out).
+#[test]
+fn validate_refuses_what_is_not_a_regular_file() {
+    let out = Command::new(BIN)
+        .args(["validate", "/dev/zero"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "/dev/zero:0: (file): is a character device; a scenario must be a regular file\n"
+    );
 }
 
 /// Kills the child on drop (the test started it).

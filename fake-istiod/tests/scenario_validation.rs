@@ -130,6 +130,41 @@ generate:
 "#
 )]
 #[case::no_replicas("no-replicas", "istiod: { version: 1.30.0 }\nreplicas: []\n")]
+// Hostile numbers: each used to panic, hang or allocate without bound.
+#[case::hostile_numbers(
+    "hostile-numbers",
+    r#"istiod: { version: 1.30.0 }
+replicas:
+  - name: istiod-a
+    fault: { delay_ms: 18446744073709551615 }
+  - name: istiod-b
+    fault: { flap_period_ms: 3600001 }
+  - name: istiod-c
+    fault: { grpc_error: { code: 99999999999999999999 } }
+proxies:
+  - id: a-1.default
+    replica: istiod-a
+    types:
+      CDS: { status: SYNCED, last_updated: "300000000000-01-01T00:00:00Z" }
+      LDS: { status: SYNCED, last_updated: "10000-01-01T00:00:00Z" }
+      EDS: { status: SYNCED, last_updated: "99999999999999999999999d" }
+generate:
+  - count: 18446744073709551616
+  - count: -1
+"#
+)]
+#[case::too_many_proxies(
+    "too-many-proxies",
+    r#"istiod: { version: 1.30.0 }
+replicas: [ { name: istiod-a } ]
+proxies:
+  - { id: a-1.default, replica: istiod-a }
+generate:
+  - { count: 600000, prefix: a }
+  - { count: 400000, prefix: b }
+  - { count: 1000000, prefix: c }
+"#
+)]
 fn validation_errors(#[case] name: &str, #[case] yaml: &str) {
     insta::with_settings!({ snapshot_suffix => name, description => yaml }, {
         insta::assert_snapshot!("errors", errors(yaml));
@@ -234,4 +269,176 @@ fn fault_syntax() {
         })
     );
     assert!(Fault::parse("sideways").is_err());
+}
+
+/// The generated text of a `depth`-deep document, flow or block style.
+fn deep(depth: usize, flow: bool) -> String {
+    if flow {
+        format!("a: {}1{}\n", "{a: ".repeat(depth), "}".repeat(depth))
+    } else {
+        format!("a:\n{}1\n", "- ".repeat(depth))
+    }
+}
+
+/// Found: a 10,000-deep mapping overflowed the stack (the process aborted).
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    for (flow, line) in [(true, 1), (false, 2)] {
+        let e = errors(&deep(10_000, flow));
+        assert_eq!(
+            e,
+            format!(
+                "bad.yaml:{line}: (document): nested more than 32 levels deep (a scenario needs at most 5)"
+            ),
+            "flow {flow}"
+        );
+    }
+    // The limit is not in the way of what the format needs.
+    let e = errors(&deep(20, true));
+    assert!(e.contains("unknown field"), "{e}");
+}
+
+/// A file under the size cap can still hold millions of tiny values: the
+/// loader's tree of 2M of them (4 MiB) took 390 MB. Refused before it is built.
+#[test]
+fn too_many_values_are_refused_before_the_tree_is_built() {
+    let yaml = format!(
+        "istiod: {{ version: 1.30.0 }}\nreplicas: [ {{ name: a }} ]\nx: [{}1]\n",
+        "1,".repeat(600_000)
+    );
+    assert_eq!(
+        errors(&yaml),
+        "bad.yaml:3: (document): more than 500000 values (use `generate:` for large meshes)"
+    );
+}
+
+/// Inputs a fuzzer or an attacker would try: none may panic; each is either
+/// valid or fails with `file:line: field: message` lines.
+#[test]
+fn hostile_inputs_never_panic() {
+    let many_replicas: String = (0..300)
+        .map(|i| format!("  - name: istiod-{i}\n"))
+        .collect();
+    let inputs: Vec<(&str, String)> = vec![
+        ("empty", String::new()),
+        ("document marker", "---\n".into()),
+        ("null", "~\n".into()),
+        ("two documents", "istiod: { version: 1.30.0 }\nreplicas: [ { name: a } ]\n---\n- x\n".into()),
+        ("anchor and alias", "a: &x 1\nb: *x\n".into()),
+        ("unknown alias", "a: *nothing\n".into()),
+        ("tag", "a: !!binary aGVsbG8=\n".into()),
+        ("complex key", "? { a: 1 }\n: b\n".into()),
+        ("tab indentation", "istiod:\n\tversion: 1.30.0\n".into()),
+        ("control characters", "a: \"\\u0000\\u0007\"\n".into()),
+        ("long line", format!("description: {}\n", "x".repeat(1_000_000))),
+        ("huge version numbers", "istiod: { version: 1.99999999999999999999.0 }\nreplicas: [ { name: a } ]\n".into()),
+        ("version overflow", "istiod: { version: 18446744073709551616.1.1 }\nreplicas: [ { name: a } ]\n".into()),
+        ("odd versions", "istiod: { version: \"1..\" }\nreplicas: [ { name: a, version: \"-1.2.3\" }, { name: b, version: \"1.2.3-\" }, { name: c, version: \"١.٢.٣\" } ]\n".into()),
+        ("unicode names", "istiod: { version: 1.30.0, namespace: \"ıstio\" }\nreplicas: [ { name: \"ístiod\" } ]\nproxies: [ { id: \"ä.ö\", replica: \"ístiod\" } ]\n".into()),
+        ("address with port", "istiod: { version: 1.30.0 }\nreplicas: [ { name: a, address: \"127.0.0.1:99999\" } ]\n".into()),
+        ("too many replicas", format!("istiod: {{ version: 1.30.0 }}\nreplicas:\n{many_replicas}")),
+        ("huge namespaces", "istiod: { version: 1.30.0 }\nreplicas: [ { name: a } ]\ngenerate: [ { count: 2, namespaces: 18446744073709551615 } ]\n".into()),
+        ("negative age", "istiod: { version: 1.30.0 }\nreplicas: [ { name: a } ]\nproxies: [ { id: a.b, replica: a, types: { CDS: { status: SYNCED, last_updated: \"-5m\" } } } ]\n".into()),
+        ("largest age", "istiod: { version: 1.30.0 }\nreplicas: [ { name: a } ]\nproxies: [ { id: a.b, replica: a, types: { CDS: { status: SYNCED, last_updated: \"18446744073709551615d\" } } } ]\n".into()),
+        ("leap second and fraction", "istiod: { version: 1.30.0 }\nreplicas: [ { name: a } ]\nproxies: [ { id: a.b, replica: a, types: { CDS: { status: SYNCED, last_updated: \"9999-12-31T23:59:60.999999999Z\" } } } ]\n".into()),
+        ("many problems", format!("istiod: {{ version: 1.30.0 }}\nreplicas: [ {{ name: a }} ]\nproxies:\n{}", (0..500).map(|i| format!("  - {{ id: p{i}.ns, replica: nope }}\n")).collect::<String>())),
+        ("deep flow", deep(100_000, true)),
+        ("deep block", deep(100_000, false)),
+    ];
+    let line = |l: &str| {
+        // bad.yaml:<n>: <field>: <message>
+        let rest = l.strip_prefix("bad.yaml:")?;
+        let (n, rest) = rest.split_once(": ")?;
+        n.parse::<usize>().ok()?;
+        let (field, message) = rest.split_once(": ")?;
+        (!field.is_empty() && !message.is_empty()).then_some(())
+    };
+    let mut panicked = Vec::new();
+    for (name, yaml) in &inputs {
+        match std::panic::catch_unwind(|| Scenario::parse(yaml, "bad.yaml")) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                let text = e.to_string();
+                assert!(
+                    e.problems.len() <= 101,
+                    "{name}: {} problems",
+                    e.problems.len()
+                );
+                for l in text.lines() {
+                    assert!(
+                        line(l).is_some(),
+                        "{name}: not file:line: field: message: {l}"
+                    );
+                }
+            }
+            Err(_) => panicked.push(*name),
+        }
+    }
+    assert!(panicked.is_empty(), "panicked on: {panicked:?}");
+}
+
+/// Runs `Scenario::load` on another thread, bounded: before the fix a FIFO
+/// blocked forever and /dev/zero was read until memory ran out.
+fn load_bounded(path: &std::path::Path) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = path.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(Scenario::load(&p).map(|_| ()).map_err(|e| e.to_string()));
+    });
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(Err(e)) => e,
+        Ok(Ok(())) => panic!("{} loaded", path.display()),
+        Err(_) => panic!("loading {} did not finish within 10 s", path.display()),
+    }
+}
+
+#[test]
+fn only_regular_files_of_bounded_size_are_read() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let fifo = dir.path().join("scenario.fifo");
+    let c = std::ffi::CString::new(fifo.display().to_string()).unwrap_or_default();
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let e = load_bounded(&fifo);
+    assert_eq!(
+        e,
+        format!(
+            "{}:0: (file): is a FIFO; a scenario must be a regular file",
+            fifo.display()
+        )
+    );
+
+    let e = load_bounded(std::path::Path::new("/dev/zero"));
+    assert_eq!(
+        e,
+        "/dev/zero:0: (file): is a character device; a scenario must be a regular file"
+    );
+
+    let e = load_bounded(dir.path());
+    assert!(
+        e.ends_with("(file): is a directory; a scenario must be a regular file"),
+        "{e}"
+    );
+
+    // Sparse: 1 GiB on paper, nothing on disk.
+    let big = dir.path().join("big.yaml");
+    std::fs::File::create(&big)
+        .and_then(|f| f.set_len(1 << 30))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let e = load_bounded(&big);
+    assert_eq!(
+        e,
+        format!(
+            "{}:0: (file): the file has 1073741824 bytes; a scenario may have at most 4194304 (use `generate:` for large meshes)",
+            big.display()
+        )
+    );
+
+    let latin1 = dir.path().join("latin1.yaml");
+    std::fs::write(&latin1, b"description: caf\xe9\n").unwrap_or_else(|e| panic!("{e}"));
+    let e = load_bounded(&latin1);
+    assert!(
+        e.ends_with("(file): not UTF-8 text (invalid byte at offset 16)"),
+        "{e}"
+    );
 }

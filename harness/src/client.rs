@@ -1,13 +1,18 @@
 //! What istioctl sends (`istioctl/pkg/xds/client.go` `GetXdsResponse` over
 //! `pkg/adsc`): one ADS stream, one `DiscoveryRequest` with istioctl's node and a
 //! timestamp nonce, then the first response of the requested type; unlimited
-//! receive size; errors worded as istioctl prints them.
+//! receive size; errors worded as istioctl prints them. istioctl 1.8-1.15 also
+//! ACK that response on the same stream (`1.12.0:pkg/adsc/adsc.go` `ack`), which
+//! the client does when it emulates those versions ([`IstioctlRules::acks`]).
 //!
 //! Credential modes (istioctl/pkg/clioptions/central.go, client.go `DialOptions`):
 //! default = TLS without certificate checks plus a bearer token; `--plaintext`;
 //! `--cert-dir` = mTLS with `root-cert.pem`, `cert-chain.pem`, `key.pem`
 //! (`--insecure` skips verification); plus verified TLS (`--ca-file`), which
-//! istioctl lacks.
+//! istioctl lacks. `--authority` is the name expected in the server's
+//! certificate (`1.30.0:istioctl/pkg/clioptions/central.go` binds it to
+//! `XDSSAN`; `1.30.0:pkg/adsc/adsc.go` `tlsConfig` uses it as the TLS
+//! `ServerName`), not the HTTP/2 `:authority`, which stays the dialled address.
 
 use http::Uri;
 use hyper_util::rt::TokioIo;
@@ -16,6 +21,7 @@ use proto::envoy::envoy::service::discovery::v3::{
     aggregated_discovery_service_client::AggregatedDiscoveryServiceClient,
 };
 use proto::node::IstioctlNode;
+use proto::{IstioVersion, IstioctlRules};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -32,6 +38,9 @@ use tonic::transport::{Channel, Endpoint};
 
 /// istioctl's `--timeout` default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a stream stays open in the background after an ACK (see [`fetch_request`]).
+const ACK_LINGER: Duration = Duration::from_secs(2);
 
 /// How to authenticate to the xDS address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,16 +83,23 @@ pub struct ClientOptions {
     /// `--xds-address`: `host:port`.
     pub address: String,
     pub credentials: Credentials,
-    /// `--authority`: the HTTP/2 `:authority` and the TLS server name.
+    /// `--authority`: the name expected in the server's certificate (TLS
+    /// server name and verification in `--cert-dir` and `--ca-file` modes;
+    /// istioctl's default mode checks no certificate). Never the HTTP/2 `:authority`.
     pub authority: Option<String>,
-    /// `--xds-san`: the server name expected in mTLS mode.
-    pub xds_san: Option<String>,
     /// `--timeout`.
     pub timeout: Duration,
     /// `--istioNamespace` / `ISTIOCTL_ISTIONAMESPACE`: the node's `NAMESPACE`.
     pub istio_namespace: String,
     /// The IP in the node id; `None` = the host's first non-loopback IP.
     pub node_ip: Option<IpAddr>,
+    /// The istioctl version emulated on the wire (whether responses are ACKed).
+    pub istioctl: IstioctlRules,
+}
+
+/// The istioctl the client emulates unless told otherwise (no ACK of debug types).
+pub fn default_istioctl() -> IstioctlRules {
+    IstioctlRules::new(IstioVersion::new(1, 30, 0))
 }
 
 impl ClientOptions {
@@ -93,10 +109,10 @@ impl ClientOptions {
             address: address.into(),
             credentials: Credentials::Plaintext,
             authority: None,
-            xds_san: None,
             timeout: DEFAULT_TIMEOUT,
             istio_namespace: proto::node::DEFAULT_ISTIO_NAMESPACE.to_string(),
             node_ip: None,
+            istioctl: default_istioctl(),
         }
     }
 
@@ -216,7 +232,21 @@ pub fn discovery_request(
     }
 }
 
-/// Sends istioctl's request and returns the first response of `type_url`.
+/// The ACK istioctl 1.8-1.15 send for a response (`1.12.0:pkg/adsc/adsc.go`
+/// `ack`): the response's nonce, type URL and version, the node again, and no
+/// resource names (adsc lists names only for EDS and RDS).
+pub fn ack_request(node: &IstioctlNode, resp: &DiscoveryResponse) -> DiscoveryRequest {
+    DiscoveryRequest {
+        node: Some(node.to_node()),
+        type_url: resp.type_url.clone(),
+        response_nonce: resp.nonce.clone(),
+        version_info: resp.version_info.clone(),
+        ..Default::default()
+    }
+}
+
+/// Sends istioctl's request and returns the first response of `type_url`
+/// (ACKing it on the same stream when the emulated istioctl does).
 pub async fn fetch(
     opts: &ClientOptions,
     type_url: &str,
@@ -243,9 +273,9 @@ pub async fn fetch_request(
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);
     // Like istioctl, the request side stays open while waiting; it closes when
-    // `_keep_open` is dropped (answer received, error or timeout), which also
+    // `keep_open` is dropped (answer received, error or timeout), which also
     // lets the connection wind down.
-    let (_keep_open, rx) = tokio::sync::mpsc::channel::<DiscoveryRequest>(1);
+    let (keep_open, rx) = tokio::sync::mpsc::channel::<DiscoveryRequest>(1);
     let outbound = tokio_stream::StreamExt::chain(
         tokio_stream::once(request),
         tokio_stream::wrappers::ReceiverStream::new(rx),
@@ -258,10 +288,89 @@ pub async fn fetch_request(
         .into_inner();
     loop {
         match stream.message().await.map_err(status)? {
-            Some(resp) if resp.type_url == type_url => return Ok(resp),
+            Some(resp) if resp.type_url == type_url => {
+                if opts.istioctl.acks(&type_url) {
+                    // adsc ACKs from its receive loop and istioctl returns
+                    // without waiting for what the ACK brings. The stream stays
+                    // open in the background until the server reacts to the ACK
+                    // (istiod answers it) or 2 s passed, so the ACK reaches the
+                    // wire instead of being cancelled with the stream.
+                    let _ = keep_open.send(ack_request(&opts.node(), &resp)).await;
+                    tokio::spawn(async move {
+                        let _open = (keep_open, client);
+                        let _ = tokio::time::timeout(ACK_LINGER, stream.message()).await;
+                    });
+                }
+                return Ok(resp);
+            }
             Some(_) => continue,
             None => return Err(ClientError::Eof),
         }
+    }
+}
+
+/// What came on the stream after istioctl 1.8-1.15's ACK.
+#[derive(Debug)]
+pub enum AfterAck {
+    /// A response (istiod answers a debug-type ACK again).
+    Response(Box<DiscoveryResponse>),
+    /// The server ended the stream cleanly.
+    Closed,
+    /// The server ended the stream with an error.
+    Failed(ClientError),
+    /// Nothing within the bound.
+    Silent,
+}
+
+/// One istioctl 1.8-1.15 exchange on one stream: `request`, its first answer,
+/// the ACK istioctl sends for it, then `follow_up` (so a server that answers
+/// the ACK and one that ignores it both answer within `bound`), and the first
+/// thing that came after the ACK.
+pub async fn ack_exchange(
+    opts: &ClientOptions,
+    request: DiscoveryRequest,
+    follow_up: Option<DiscoveryRequest>,
+    bound: Duration,
+) -> Result<(DiscoveryResponse, AfterAck), ClientError> {
+    let type_url = request.type_url.clone();
+    let exchange = async {
+        let channel = connect(opts).await?;
+        let mut client = AggregatedDiscoveryServiceClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        let (tx, rx) = tokio::sync::mpsc::channel::<DiscoveryRequest>(4);
+        tx.send(request)
+            .await
+            .map_err(|_| ClientError::Dial("request channel closed".into()))?;
+        let req = authorized(opts, tokio_stream::wrappers::ReceiverStream::new(rx))?;
+        let mut inbound = client
+            .stream_aggregated_resources(req)
+            .await
+            .map_err(status)?
+            .into_inner();
+        let first = loop {
+            match inbound.message().await.map_err(status)? {
+                Some(resp) if resp.type_url == type_url => break resp,
+                Some(_) => continue,
+                None => return Err(ClientError::Eof),
+            }
+        };
+        let _ = tx.send(ack_request(&opts.node(), &first)).await;
+        if let Some(next) = follow_up {
+            let _ = tx.send(next).await;
+        }
+        let after = match tokio::time::timeout(bound, inbound.message()).await {
+            Ok(Ok(Some(resp))) => AfterAck::Response(Box::new(resp)),
+            Ok(Ok(None)) => AfterAck::Closed,
+            Ok(Err(s)) => AfterAck::Failed(status(s)),
+            Err(_) => AfterAck::Silent,
+        };
+        drop(tx);
+        Ok((first, after))
+    };
+    match tokio::time::timeout(bound + bound, exchange).await {
+        Ok(r) => r,
+        Err(_) => Err(ClientError::Timeout { type_url }),
     }
 }
 
@@ -436,16 +545,15 @@ async fn connect(opts: &ClientOptions) -> Result<Channel, ClientError> {
     let conn = match tls {
         None => Conn::Plain(tcp),
         Some(cfg) => {
-            let name = opts
-                .authority
-                .as_deref()
-                .map(|a| {
-                    split_host_port(a)
-                        .map(|(h, _)| h)
-                        .unwrap_or_else(|_| a.to_string())
-                })
-                .or_else(|| opts.xds_san.clone())
-                .unwrap_or_else(|| host.clone());
+            // adsc `tlsConfig` (--cert-dir): ServerName = --authority, else the
+            // address's host. istioctl's default mode (`DialOptions`) never sets
+            // it ("We don't set the XDSSAN"): the host, and no check anyway.
+            let name = match &opts.credentials {
+                Credentials::MutualTls { .. } | Credentials::VerifiedTls { .. } => {
+                    opts.authority.clone().unwrap_or_else(|| host.clone())
+                }
+                _ => host.clone(),
+            };
             let server_name = ServerName::try_from(name.clone())
                 .map_err(|_| ClientError::Dial(format!("invalid server name {name:?}")))?;
             let stream = TlsConnector::from(cfg)
@@ -457,15 +565,10 @@ async fn connect(opts: &ClientOptions) -> Result<Channel, ClientError> {
             Conn::Tls(Box::new(stream))
         }
     };
+    // The HTTP/2 :authority is the dialled address, as grpc-go derives it from the target.
     let uri = format!("http://{}", opts.address);
-    let mut endpoint = Endpoint::from_shared(uri)
+    let endpoint = Endpoint::from_shared(uri)
         .map_err(|e| ClientError::Dial(format!("address {}: {e}", opts.address)))?;
-    if let Some(authority) = &opts.authority {
-        let origin: Uri = format!("http://{authority}")
-            .parse()
-            .map_err(|_| ClientError::Dial(format!("invalid authority {authority:?}")))?;
-        endpoint = endpoint.origin(origin);
-    }
     let slot = Arc::new(Mutex::new(Some(conn)));
     let connector = tower::service_fn(move |_: Uri| {
         let slot = slot.clone();
@@ -631,6 +734,30 @@ mod tests {
             "{}",
             req.response_nonce
         );
+    }
+
+    #[test]
+    fn ack_is_adscs() {
+        // `1.12.0:pkg/adsc/adsc.go` `ack`: nonce, type URL and version of the
+        // response, the node again, no resource names for debug types.
+        let node = IstioctlNode::new("10.0.0.7".parse().unwrap(), "istio-system");
+        let resp = DiscoveryResponse {
+            type_url: proto::type_url::SYNCZ.into(),
+            nonce: "n-1".into(),
+            version_info: "2026-11-22T12:00:00Z/7".into(),
+            ..Default::default()
+        };
+        let ack = ack_request(&node, &resp);
+        assert_eq!(ack.response_nonce, "n-1");
+        assert_eq!(ack.version_info, "2026-11-22T12:00:00Z/7");
+        assert_eq!(ack.type_url, proto::type_url::SYNCZ);
+        assert!(ack.resource_names.is_empty());
+        assert_eq!(ack.node, Some(node.to_node()));
+        // Only the versions that ACK debug types do it.
+        let rules = |v: &str| IstioctlRules::new(v.parse().unwrap());
+        assert!(rules("1.15.7").acks(proto::type_url::SYNCZ));
+        assert!(!rules("1.16.0").acks(proto::type_url::SYNCZ));
+        assert!(!default_istioctl().acks(proto::type_url::SYNCZ));
     }
 
     #[test]

@@ -141,8 +141,11 @@ pub enum DecodeError {
 pub fn client_config(resource: &Any) -> Result<ClientConfig, DecodeError> {
     let name = resource.type_url.rsplit('/').next().unwrap_or_default();
     if name != CLIENT_CONFIG_NAME {
+        // anypb.UnmarshalTo: `got` is the destination's name, `want` the Any's;
+        // protoimpl errors carry a `proto: ` prefix (whose space golang/protobuf
+        // randomises per binary between U+0020 and U+00A0; we print U+0020).
         return Err(DecodeError::ClientConfig(format!(
-            "mismatched message type: got {name:?}, want {CLIENT_CONFIG_NAME:?}"
+            "proto: mismatched message type: got {CLIENT_CONFIG_NAME:?}, want {name:?}"
         )));
     }
     ClientConfig::decode(resource.value.as_slice()).map_err(|_| {
@@ -283,6 +286,12 @@ pub fn xds_configs(cc: &ClientConfig) -> Vec<XdsTypeStatus> {
             })
             .collect();
     }
+    legacy_xds_configs(cc)
+}
+
+/// Only the deprecated `xds_config`, mapped to type URLs (scoped routes
+/// dropped): all istioctl 1.8-1.11 read (`getSyncStatus(clientConfig.GetXdsConfig())`).
+pub fn legacy_xds_configs(cc: &ClientConfig) -> Vec<XdsTypeStatus> {
     #[allow(deprecated)]
     let legacy = &cc.xds_config;
     legacy
@@ -445,7 +454,7 @@ mod tests {
         };
         assert_eq!(
             client_config(&any).unwrap_err().to_string(),
-            r#"could not unmarshal ClientConfig: mismatched message type: got "envoy.admin.v3.ConfigDump", want "envoy.service.status.v3.ClientConfig""#
+            r#"could not unmarshal ClientConfig: proto: mismatched message type: got "envoy.service.status.v3.ClientConfig", want "envoy.admin.v3.ConfigDump""#
         );
         let any = Any {
             type_url: type_url::CLIENT_CONFIG.into(),

@@ -5,7 +5,7 @@ use crate::client::{self, ClientOptions, Credentials};
 use crate::decode;
 use crate::render::{self, OutputFormat, RenderOptions};
 use anyhow::{Context, bail};
-use proto::{IstioctlFamily, type_url};
+use proto::{IstioVersion, IstioctlRules, type_url};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -14,8 +14,10 @@ use std::time::{Duration, SystemTime};
 #[command(
     long_about = "Retrieves the sync status of every proxy through an xDS address (an istiod replica or \
 an aggregating istioctl proxy) and prints it exactly as `istioctl proxy-status` of the chosen \
-version would. With `<pod>.<namespace>`, fetches that proxy's config dump through the address and \
-says whether one was found.\n\nCredential modes: istioctl's default (TLS without certificate checks, \
+version would. With `<pod>.<namespace>`, fetches that proxy's config dump through the address: \
+when none is found it fails with istioctl's own error; when one is found it prints a line of its own \
+(prefixed `proxy-conformance:`), because istioctl would diff it against the sidecar's config dump, \
+which it reads through Kubernetes and this tool does not.\n\nCredential modes: istioctl's default (TLS without certificate checks, \
 plus a bearer token from --token-file), --plaintext, --cert-dir (mTLS; --insecure skips checks), and \
 --ca-file (verified TLS, which istioctl lacks)."
 )]
@@ -27,19 +29,20 @@ pub struct PsArgs {
     #[arg(long, env = "ISTIOCTL_XDS_ADDRESS")]
     pub xds_address: Option<String>,
 
-    /// Print as this istioctl version does (1.12, 1.14, 1.19, 1.22, 1.23, 1.27, 1.30 or any x.y[.z]).
-    #[arg(long, default_value = "1.30", value_parser = parse_family)]
-    pub istioctl_version: IstioctlFamily,
+    /// Behave exactly as this istioctl version (any X.Y[.Z]; X.Y means X.Y.0): table layout,
+    /// words, filters, flags, empty-mesh output, and the ACK 1.8-1.15 send.
+    #[arg(long, default_value = "1.30", value_parser = parse_version)]
+    pub istioctl_version: IstioVersion,
 
     /// Verbosity (istioctl 1.27+): 1 shows a column per xDS type.
     #[arg(short = 'v', long = "verbosity", default_value_t = 0)]
     pub verbosity: u8,
 
-    /// Output format (istioctl 1.30+): table, json or yaml.
+    /// Output format: table, json or yaml (accepted and ignored by istioctl 1.27-1.29, honoured from 1.30).
     #[arg(short = 'o', long = "output", default_value = "table")]
     pub output: OutputFormat,
 
-    /// Only proxies of this namespace (istioctl 1.22+); also the namespace of a bare pod name.
+    /// Only proxies of this namespace (istioctl 1.19+); also the namespace of a bare pod name.
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
 
@@ -72,13 +75,15 @@ pub struct PsArgs {
     #[arg(long, env = "ISTIOCTL_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
 
-    /// The HTTP/2 :authority and TLS server name to use.
-    #[arg(long)]
+    /// The name expected in the server's certificate (e.g. istiod.istio-system.svc), as istioctl's
+    /// --authority: used with --cert-dir (and --ca-file); istioctl's default mode checks no certificate.
+    #[arg(long, env = "ISTIOCTL_AUTHORITY")]
     pub authority: Option<String>,
 
-    /// The server name expected in --cert-dir mode (istioctl's --xds-san).
-    #[arg(long)]
-    pub xds_san: Option<String>,
+    /// Fix "now" for the ages istioctl 1.23+ print (RFC 3339 in UTC, e.g. 2026-11-22T12:00:00Z);
+    /// not an istioctl flag: makes the output reproducible in tests.
+    #[arg(long, env = "PROXY_CONFORMANCE_NOW", value_parser = parse_now)]
+    pub now: Option<SystemTime>,
 
     /// How long to wait for the answer (Go duration: 30s, 1m, 500ms).
     #[arg(long, default_value = "30s", value_parser = parse_go_duration)]
@@ -89,9 +94,16 @@ pub struct PsArgs {
     pub node_ip: Option<std::net::IpAddr>,
 }
 
-fn parse_family(s: &str) -> Result<IstioctlFamily, String> {
+fn parse_version(s: &str) -> Result<IstioVersion, String> {
     s.parse()
         .map_err(|e: proto::version::VersionError| e.to_string())
+}
+
+/// `--now`: an RFC 3339 UTC timestamp.
+pub fn parse_now(s: &str) -> Result<SystemTime, String> {
+    humantime::parse_rfc3339(s.trim()).map_err(|e| {
+        format!("invalid --now {s:?}: {e} (expected RFC 3339 in UTC, e.g. 2026-11-22T12:00:00Z)")
+    })
 }
 
 /// Go's `time.ParseDuration` for the units people use (`h`, `m`, `s`, `ms`, `us`, `ns`).
@@ -169,19 +181,24 @@ impl PsArgs {
             address,
             credentials,
             authority: self.authority.clone(),
-            xds_san: self.xds_san.clone(),
             timeout: self.timeout,
             istio_namespace: self.istio_namespace.clone(),
             node_ip: self.node_ip,
+            istioctl: self.istioctl(),
         })
+    }
+
+    /// The rules of the emulated istioctl.
+    pub fn istioctl(&self) -> IstioctlRules {
+        IstioctlRules::new(self.istioctl_version.clone())
     }
 
     fn render_options(&self) -> RenderOptions {
         RenderOptions {
             verbosity: self.verbosity,
-            output: self.output,
+            output: self.output.clone(),
             namespace: self.namespace.clone(),
-            now: SystemTime::now(),
+            now: self.now.unwrap_or_else(SystemTime::now),
         }
     }
 }
@@ -206,23 +223,29 @@ pub async fn run(args: &PsArgs) -> anyhow::Result<String> {
         let name = proxy_name(proxy, args.namespace.as_deref());
         let resp = client::fetch(&opts, type_url::CONFIG_DUMP, std::slice::from_ref(&name)).await?;
         if !decode::config_dump_found([&resp]) {
+            // istioctl's own text (`compare.NewXdsComparator`,
+            // `1.30.0:istioctl/pkg/writer/compare/comparator.go`).
             bail!("unable to find config dump in Istiod responses");
         }
-        // Since 1.25 istiod sends no ControlPlane with config_dump.
+        // What istioctl prints next is a diff against the sidecar's own config
+        // dump, read through Kubernetes: this tool cannot, and says so in its own words.
         let cp = decode::ControlPlaneIdentity::of(&resp);
         let from = match cp.kind {
-            decode::ControlPlaneKind::Valid => format!(" (ControlPlane {})", cp.id),
+            // Since 1.25 istiod sends no ControlPlane with config_dump.
+            decode::ControlPlaneKind::Valid => format!(", ControlPlane {}", cp.id),
             _ => String::new(),
         };
         return Ok(format!(
-            "Config dump for {name} found: {} resources{from}\n",
+            "proxy-conformance: config dump for {name} found ({} resources{from}); \
+istioctl would now diff it against the sidecar's own config dump, read through Kubernetes, \
+which this tool does not do\n",
             resp.resources.len()
         ));
     }
     let resp = client::fetch(&opts, type_url::SYNCZ, &[]).await?;
     let keyed = render::key_by_control_plane([resp]);
-    Ok(render::render(
-        args.istioctl_version,
+    Ok(render::render_as(
+        &args.istioctl(),
         &keyed,
         &args.render_options(),
     )?)
@@ -247,6 +270,17 @@ mod tests {
         assert!(parse_go_duration("30").is_err());
         assert!(parse_go_duration("").is_err());
         assert!(parse_go_duration("5x").is_err());
+    }
+
+    #[test]
+    fn now_is_rfc3339_utc() {
+        let t = parse_now("2026-11-22T12:00:00Z").unwrap();
+        assert_eq!(
+            t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+            1_795_348_800
+        );
+        let err = parse_now("yesterday").unwrap_err();
+        assert!(err.starts_with("invalid --now \"yesterday\""), "{err}");
     }
 
     #[test]

@@ -29,6 +29,17 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
     let config = RunConfig::resolve(&args, &ids)?;
     let style = terminal::Style::detect();
 
+    // A proxy command that daemonizes leaves its process group and its
+    // parent: as a subreaper we still find (and reap) it. Only here, in the
+    // binary: it is process-wide (see runner::process).
+    if matches!(config.proxy, runner::options::ProxyMode::Command(_))
+        && let Err(e) = runner::process::become_subreaper()
+    {
+        eprintln!(
+            "warning: cannot become a child subreaper ({e}): a proxy that daemonizes may be left running"
+        );
+    }
+
     // Ctrl-C: kill proxy processes, then leave.
     tokio::spawn(async {
         if tokio::signal::ctrl_c().await.is_ok() {

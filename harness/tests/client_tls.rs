@@ -125,9 +125,10 @@ async fn cert_dir_is_mutual_tls() {
         insecure_skip_verify: false,
     };
 
-    // The certificate names istiod's service, not 127.0.0.1: --xds-san (or --authority) says so.
+    // The certificate names istiod's service, not 127.0.0.1: --authority (istioctl's
+    // XDSSAN, `1.30.0:istioctl/pkg/clioptions/central.go`) says so.
     let mut o = opts(addr, mtls.clone());
-    o.xds_san = Some(SAN.into());
+    o.authority = Some(SAN.into());
     let resp = client::fetch(&o, proto::type_url::SYNCZ, &[])
         .await
         .unwrap();
@@ -180,7 +181,7 @@ async fn authority_sets_the_tls_server_name() {
         "{err}"
     );
     let mut o = opts(addr, verified);
-    o.authority = Some(format!("{SAN}:15012"));
+    o.authority = Some(SAN.into());
     let resp = client::fetch(&o, proto::type_url::SYNCZ, &[])
         .await
         .unwrap();

@@ -133,8 +133,9 @@ async fn config_dump_is_found_only_on_the_owning_replica() {
     let out = ps::run(&a).await.unwrap();
     assert_eq!(
         out,
-        // istiod 1.17+ sends 7 sections (fake-istiod since fidelity-istiod).
-        "Config dump for reviews-v1-545db77b95-hkh9p.bookinfo found: 7 resources\n"
+        // 7 sections: what istiod 1.17+ sends (fake-istiod, fidelity-istiod).
+        "proxy-conformance: config dump for reviews-v1-545db77b95-hkh9p.bookinfo found (7 resources); \
+istioctl would now diff it against the sidecar's own config dump, read through Kubernetes, which this tool does not do\n"
     );
     a.xds_address = Some(other.tls_addr.to_string());
     let err = ps::run(&a).await.unwrap_err();
@@ -324,4 +325,61 @@ async fn responses_far_above_grpcs_4_mib_default_get_through() {
         "only {size} bytes: not a large response"
     );
     fake.shutdown().await;
+}
+
+/// istioctl 1.12 ACKs the syncz answer on the same stream
+/// (`1.12.0:pkg/adsc/adsc.go` `ack`) and istiod answers that ACK again
+/// (`1.12.0:pilot/pkg/xds/ads.go` `processRequest`: debug types bypass ACK
+/// logic): fake-istiod does the same, with the same proxies.
+#[tokio::test]
+async fn fake_istiod_answers_istioctl_1_12s_ack_again() {
+    let fake = FakeIstiod::start(scenario("three-replicas.yaml"), StartOptions::ephemeral())
+        .await
+        .unwrap();
+    let token = fake.mint_token(&TokenSpec::istioctl("istio-system"));
+    let mut o = tls_opts(
+        &fake,
+        Credentials::InsecureTlsWithToken { token: Some(token) },
+    );
+    o.node_ip = Some("10.0.0.7".parse().unwrap());
+    o.istioctl = proto::IstioctlRules::new("1.12.1".parse().unwrap());
+    let req = client::discovery_request(&o.node(), type_url::SYNCZ, &[]);
+    let (first, after) = client::ack_exchange(&o, req, None, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(!first.resources.is_empty());
+    match after {
+        client::AfterAck::Response(again) => {
+            assert_eq!(again.type_url, type_url::SYNCZ);
+            assert_eq!(again.resources.len(), first.resources.len());
+        }
+        other => panic!("istiod answers the ACK again; fake-istiod gave {other:?}"),
+    }
+    // And `ps` as istioctl 1.12 (which ACKs) still prints its table.
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(
+        &token_file,
+        fake.mint_token(&TokenSpec::istioctl("istio-system")),
+    )
+    .unwrap();
+    let r = &fake.replicas()[0];
+    let out = ps::run(&token_args(&r.tls_addr.to_string(), "1.12.1", &token_file))
+        .await
+        .unwrap();
+    assert!(out.starts_with("NAME "), "{out}");
+    fake.shutdown().await;
+}
+
+/// `--now` (or PROXY_CONFORMANCE_NOW) fixes the ages istioctl 1.23+ print.
+#[test]
+fn now_flag_is_parsed() {
+    let a = parse(&[
+        "--xds-address",
+        "127.0.0.1:1",
+        "--now",
+        "2026-11-22T12:00:00Z",
+    ]);
+    assert_eq!(a.now, Some(ps::parse_now("2026-11-22T12:00:00Z").unwrap()));
+    assert_eq!(a.istioctl_version, "1.30.0".parse().unwrap());
 }

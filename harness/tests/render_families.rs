@@ -216,7 +216,7 @@ fn column_widths_long_names_empty_cells_non_ascii() {
 }
 
 #[test]
-fn namespace_filter_from_1_22() {
+fn namespace_filter_from_1_19() {
     let mesh = [modern_mesh("<external>")];
     let mut o = opts();
     o.namespace = Some("bookinfo".into());
@@ -226,8 +226,11 @@ fn namespace_filter_from_1_22() {
         out.lines().skip(1).all(|l| l.contains(".bookinfo")),
         "{out}"
     );
-    // 1.12-1.21 had no filter.
+    // 1.19 filters (`1.19.0:istioctl/pkg/writer/pilot/status.go`); before, -n is
+    // istioctl's global flag and proxy-status ignores it.
     let out = render_responses(IstioctlFamily::V1_19, &mesh, &o).unwrap();
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let out = render_responses(IstioctlFamily::V1_14, &mesh, &o).unwrap();
     assert_eq!(out.lines().count(), 6, "{out}");
 }
 
@@ -247,7 +250,14 @@ fn json_and_yaml_documents_1_30() {
         render_responses(IstioctlFamily::V1_30, &mesh, &o).unwrap()
     );
     o.output = OutputFormat::Json;
-    let err = render_responses(IstioctlFamily::V1_27, &mesh, &o).unwrap_err();
+    // 1.27-1.29 accept -o and print the table anyway; before 1.27 it is no flag.
+    let mut table = o.clone();
+    table.output = OutputFormat::Table;
+    assert_eq!(
+        render_responses(IstioctlFamily::V1_27, &mesh, &o).unwrap(),
+        render_responses(IstioctlFamily::V1_27, &mesh, &table).unwrap()
+    );
+    let err = render_responses(IstioctlFamily::V1_23, &mesh, &o).unwrap_err();
     assert!(
         err.to_string().starts_with("unknown shorthand flag: 'o'"),
         "{err}"
@@ -320,9 +330,9 @@ versionInfo: "1.1"
             "node": {
                 "id": "proxy1",
                 "metadata": {
-                    "CLUSTER_ID": "cluster1",
-                    "ISTIO_VERSION": "1.20"
-                }
+                        "CLUSTER_ID": "cluster1",
+                        "ISTIO_VERSION": "1.20"
+                    }
             },
             "genericXdsConfigs": [
                 {
@@ -374,13 +384,14 @@ fn non_client_config_resources() {
         table(IstioctlFamily::V1_14, std::slice::from_ref(&only_raw)),
         "raw\n"
     );
+    // 1.11+ write a newline after each raw resource (1.10 did not).
     assert_eq!(
         table(IstioctlFamily::V1_12, std::slice::from_ref(&only_raw)),
-        "raw"
+        "raw\n"
     );
     let err = render_responses(IstioctlFamily::V1_23, &[r], &opts()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        r#"could not unmarshal ClientConfig: mismatched message type: got "x.Y", want "envoy.service.status.v3.ClientConfig""#
+        r#"could not unmarshal ClientConfig: proto: mismatched message type: got "envoy.service.status.v3.ClientConfig", want "x.Y""#
     );
 }

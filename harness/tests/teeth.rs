@@ -38,6 +38,7 @@ fn expectations() -> Vec<(Defect, &'static [&'static str])> {
             Defect::DropLastReplicaSilently,
             &[
                 "syncz-union",
+                "istioctl-ack",
                 "table-snapshot",
                 "concurrent-clients",
                 "replica-churn",
@@ -51,6 +52,7 @@ fn expectations() -> Vec<(Defect, &'static [&'static str])> {
             &["external-identity", "table-snapshot", "empty-mesh"],
         ),
         (Defect::Cap4MiB, &["large-mesh"]),
+        (Defect::FailOnAck, &["istioctl-ack"]),
     ]
 }
 

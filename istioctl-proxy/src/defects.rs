@@ -21,7 +21,14 @@ pub enum Defect {
     KeepReplicaControlPlaneId,
     /// (g) gRPC's 4 MiB default as the maximum answer size.
     Cap4MiB,
-    /// (h) config_dump is sent to every replica and answered only when every
+    /// (h) a request that ACKs one of the proxy's own answers (its
+    /// `response_nonce` is a nonce the proxy sent on that stream) ends the
+    /// stream with an error. Plausible for a proxy written against istioctl
+    /// 1.16+, which never ACKs debug responses: it treats any ACK on a debug
+    /// stream as a protocol violation, and breaks istioctl 1.8-1.15, whose adsc
+    /// ACKs every response (`1.12.0:pkg/adsc/adsc.go` `ack`).
+    FailOnAck,
+    /// (i) config_dump is sent to every replica and answered only when every
     /// replica has answered (or the request deadline passed): istiod ≤1.19
     /// never answers for a proxy it does not have, so this hangs there.
     ConfigDumpWaitsForEveryReplica,
@@ -29,7 +36,7 @@ pub enum Defect {
 
 #[cfg_attr(not(feature = "test-defects"), allow(dead_code))]
 impl Defect {
-    pub const ALL: [Defect; 8] = [
+    pub const ALL: [Defect; 9] = [
         Defect::ConfigDumpFirstReplicaOnly,
         Defect::CrashOnMissingToken,
         Defect::SequentialFailFast,
@@ -37,6 +44,7 @@ impl Defect {
         Defect::DropLastReplicaSilently,
         Defect::KeepReplicaControlPlaneId,
         Defect::Cap4MiB,
+        Defect::FailOnAck,
         Defect::ConfigDumpWaitsForEveryReplica,
     ];
 
@@ -50,6 +58,7 @@ impl Defect {
             Defect::DropLastReplicaSilently => "drop-last-replica-silently",
             Defect::KeepReplicaControlPlaneId => "keep-replica-control-plane-id",
             Defect::Cap4MiB => "cap-4-mib",
+            Defect::FailOnAck => "fail-on-ack",
             Defect::ConfigDumpWaitsForEveryReplica => "config-dump-waits-for-every-replica",
         }
     }

@@ -69,6 +69,8 @@ impl AggregatedDiscoveryService for AdsService {
         let (tx, rx) = mpsc::channel(4);
         let mut shutdown = state.shutdown.clone();
         tokio::spawn(async move {
+            // Nonces sent on this stream (only the fail-on-ack defect reads them).
+            let mut sent: Vec<String> = Vec::new();
             loop {
                 let req = tokio::select! {
                     r = inbound.message() => match r {
@@ -78,7 +80,21 @@ impl AggregatedDiscoveryService for AdsService {
                     },
                     _ = shutdown.wait_for(|s| *s) => break,
                 };
+                if state.config.has_defect(Defect::FailOnAck) && sent.contains(&req.response_nonce)
+                {
+                    let _ = tx
+                        .send(Err(Status::invalid_argument(
+                            "unexpected ACK on a debug stream (defect fail-on-ack)",
+                        )))
+                        .await;
+                    break;
+                }
                 let answer = state.answer(req, &caller).await;
+                if let Ok(resp) = &answer
+                    && state.config.has_defect(Defect::FailOnAck)
+                {
+                    sent.push(resp.nonce.clone());
+                }
                 let failed = answer.is_err();
                 if tx.send(answer).await.is_err() || failed {
                     break;

@@ -23,4 +23,7 @@ pub mod control {
 }
 
 pub use control_plane::{BuildInfo, IstioControlPlaneInstance};
+pub use version::{
+    EmptyMesh, FlagSupport, ForeignResource, IstioctlRules, StatusLayout, VersionColumn,
+};
 pub use version::{IstioVersion, IstioctlFamily, SynczShape};

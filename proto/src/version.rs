@@ -260,20 +260,23 @@ pub enum SynczShape {
     WatchedTypes,
 }
 
-/// istioctl's `proxy-status` output families (protocol.md table). Each has a
-/// representative version used by `--istioctl-version` and in snapshot names.
+/// Named groups of istioctl versions for snapshot names and CLI listing
+/// (protocol.md table). Behaviour never keys off a family: it keys off the
+/// exact version through [`IstioctlRules`]; the runner renders each group as
+/// its [`IstioctlFamily::representative`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum IstioctlFamily {
-    /// 1.8–1.13: `NAME CDS LDS EDS RDS ISTIOD VERSION`, VERSION = istiod's.
+    /// 1.8–1.13: `NAME CDS LDS EDS RDS ISTIOD VERSION`, VERSION = istiod's
+    /// (1.8–1.11 read only the legacy `xds_config`: see [`IstioctlRules`]).
     #[serde(rename = "1.12")]
     V1_12,
     /// 1.14–1.18: + CLUSTER and ECDS columns.
     #[serde(rename = "1.14")]
     V1_14,
-    /// 1.19–1.21: VERSION = the proxy's ISTIO_VERSION.
+    /// 1.19–1.21: VERSION = the proxy's ISTIO_VERSION, `--namespace`, UNKNOWN = IGNORED.
     #[serde(rename = "1.19")]
     V1_19,
-    /// 1.22: `IGNORED`, `NOT SENT`.
+    /// 1.22: `NOT SENT`, header always.
     #[serde(rename = "1.22")]
     V1_22,
     /// 1.23–1.26: statuses with age, missing types IGNORED.
@@ -311,8 +314,12 @@ impl IstioctlFamily {
         }
     }
 
-    /// The representative version (what `--istioctl-version` names).
+    /// The version the runner renders the group as. 1.27's is 1.27.1: 1.27.0
+    /// alone fails on an empty mesh (see [`IstioctlRules::empty_mesh`]).
     pub fn representative(self) -> IstioVersion {
+        if self == IstioctlFamily::V1_27 {
+            return IstioVersion::new(1, 27, 1);
+        }
         let minor = match self {
             IstioctlFamily::V1_12 => 12,
             IstioctlFamily::V1_14 => 14,
@@ -355,6 +362,252 @@ impl FromStr for IstioctlFamily {
 impl fmt::Display for IstioctlFamily {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.label())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// istioctl: what `istioctl proxy-status` of one EXACT version does.
+//
+// Every rule below holds for a version range and cites the Istio source it was
+// read from (`tag:path`, in istio/istio). The families above are only named
+// groups (snapshot names, CLI listing); behaviour keys off [`IstioctlRules`].
+// ---------------------------------------------------------------------------
+
+/// Columns of the status table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StatusLayout {
+    /// `NAME CDS LDS EDS RDS ISTIOD VERSION` (1.8-1.13).
+    Fixed4,
+    /// `NAME CLUSTER CDS LDS EDS RDS ECDS ISTIOD VERSION` (1.14-1.26).
+    Fixed5,
+    /// `NAME CLUSTER ISTIOD VERSION SUBSCRIBED TYPES`, `-v 1` a column per type (1.27+).
+    Subscribed,
+}
+
+/// Where the VERSION column comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VersionColumn {
+    /// The ControlPlane's `Info.version` (the istiod that answered).
+    Istiod,
+    /// The proxy's node metadata `ISTIO_VERSION`.
+    Proxy,
+}
+
+/// What istioctl does when no proxy is listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EmptyMesh {
+    /// Fails with `no proxies found (checked N istiods)`.
+    NoProxiesError,
+    /// Prints nothing: the header is written only once a ClientConfig was seen.
+    Nothing,
+    /// Prints the header only.
+    Header,
+    /// Fails with `failed to setup status print: no proxies found (checked N istiods)`.
+    SetupNoProxiesError,
+}
+
+/// What istioctl does with a syncz resource that is not a ClientConfig.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ForeignResource {
+    /// Fails with `/debug/syncz unexpected resource type "<type URL>"`.
+    UnexpectedTypeError,
+    /// Writes every resource's raw bytes of that response, and forgets the rows
+    /// gathered so far; `newline` after each resource or not.
+    RawDump { newline: bool },
+    /// `UnmarshalTo` fails: `could not unmarshal ClientConfig: proto: mismatched message type: ...`.
+    UnmarshalError,
+}
+
+/// How a flag of proxy-status exists in that version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlagSupport {
+    /// Not a flag of that istioctl: cobra rejects it.
+    Unknown,
+    /// Accepted and ignored.
+    Ignored,
+    /// Honoured.
+    Honoured,
+}
+
+/// The rules of one exact istioctl version.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IstioctlRules {
+    pub version: IstioVersion,
+}
+
+impl IstioctlRules {
+    pub fn new(version: IstioVersion) -> Self {
+        IstioctlRules { version }
+    }
+
+    fn at_least(&self, minor: u32, patch: u32) -> bool {
+        self.version.major > 1 || self.version.at_least(1, minor, patch)
+    }
+
+    /// The named group this version belongs to.
+    pub fn family(&self) -> IstioctlFamily {
+        IstioctlFamily::of(&self.version)
+    }
+
+    /// Header layout.
+    /// - 1.8-1.13 four types: `1.8.0:istioctl/pkg/writer/pilot/status.go` (`setupStatusPrint`, XdsStatusWriter).
+    /// - CLUSTER and ECDS from 1.14: `1.14.0:istioctl/pkg/writer/pilot/status.go`
+    ///   (the HTTP writer got CLUSTER in 1.13, the xDS writer only in 1.14).
+    /// - SUBSCRIBED TYPES from 1.27: `1.27.0:istioctl/pkg/writer/pilot/status.go` (`PrintAll`).
+    pub fn layout(&self) -> StatusLayout {
+        if self.at_least(27, 0) {
+            StatusLayout::Subscribed
+        } else if self.at_least(14, 0) {
+            StatusLayout::Fixed5
+        } else {
+            StatusLayout::Fixed4
+        }
+    }
+
+    /// 1.8-1.11 read only the deprecated `xds_config` (`getSyncStatus(clientConfig.GetXdsConfig())`,
+    /// `1.11.0:istioctl/pkg/writer/pilot/status.go`): against istiod 1.12+, which fills only
+    /// `generic_xds_configs`, every status cell is EMPTY. From 1.12 `handleAndGetXdsConfigs` reads
+    /// `generic_xds_configs` and falls back to `xds_config` (`1.12.0:istioctl/pkg/writer/pilot/status.go`).
+    pub fn reads_generic_xds_configs(&self) -> bool {
+        self.at_least(12, 0)
+    }
+
+    /// `model.ParseMetadata` on every ClientConfig (an error fails the command):
+    /// from 1.14 (`1.14.0:istioctl/pkg/writer/pilot/status.go`).
+    pub fn parses_node_metadata(&self) -> bool {
+        self.at_least(14, 0)
+    }
+
+    /// VERSION = istiod's `cp.Info.Version` up to 1.18, the proxy's
+    /// `meta.IstioVersion` from 1.19 (`1.19.0:istioctl/pkg/writer/pilot/status.go`).
+    pub fn version_column(&self) -> VersionColumn {
+        if self.at_least(19, 0) {
+            VersionColumn::Proxy
+        } else {
+            VersionColumn::Istiod
+        }
+    }
+
+    /// The word for `ConfigStatus` UNKNOWN: the enum name up to 1.17, `IGNORED` from
+    /// 1.18 (`1.18.0:istioctl/pkg/writer/pilot/status.go` `getSyncStatus`; kept by
+    /// `formatStatus` in `1.22.0:...` and later).
+    pub fn unknown_word(&self) -> &'static str {
+        if self.at_least(18, 0) {
+            "IGNORED"
+        } else {
+            "UNKNOWN"
+        }
+    }
+
+    /// The word for NOT_SENT: the enum name up to 1.21, `NOT SENT` from 1.22
+    /// (`1.22.0:istioctl/pkg/writer/pilot/status.go` `formatStatus`).
+    pub fn not_sent_word(&self) -> &'static str {
+        if self.at_least(22, 0) {
+            "NOT SENT"
+        } else {
+            "NOT_SENT"
+        }
+    }
+
+    /// The cell of a fixed type column the proxy does not report: empty up to
+    /// 1.22, `IGNORED` from 1.23 (`1.23.0:istioctl/pkg/writer/pilot/status.go`
+    /// `getSyncStatus` presets every column).
+    pub fn missing_type_cell(&self) -> &'static str {
+        if self.at_least(23, 0) { "IGNORED" } else { "" }
+    }
+
+    /// ` (<age>)` after a status with `last_updated`, from 1.23
+    /// (`1.23.0:istioctl/pkg/writer/pilot/status.go` `formatStatus`, `duration.HumanDuration`).
+    pub fn shows_age(&self) -> bool {
+        self.at_least(23, 0)
+    }
+
+    /// `--namespace` filters rows on the proxy's `NAMESPACE` metadata from 1.19
+    /// (`1.19.0:istioctl/pkg/writer/pilot/status.go`, `XdsStatusWriter.Namespace`);
+    /// before, `-n` is istioctl's global flag and proxy-status ignores it.
+    pub fn namespace_filter(&self) -> bool {
+        self.at_least(19, 0)
+    }
+
+    /// `-v/--verbosity` exists from 1.27 (`1.27.0:istioctl/pkg/proxystatus/proxystatus.go`).
+    pub fn verbosity_flag(&self) -> FlagSupport {
+        if self.at_least(27, 0) {
+            FlagSupport::Honoured
+        } else {
+            FlagSupport::Unknown
+        }
+    }
+
+    /// `-o/--output`: added in 1.27 but not read by the writer until 1.30
+    /// (`1.27.0:istioctl/pkg/proxystatus/proxystatus.go` passes it,
+    /// `1.27.0:istioctl/pkg/writer/pilot/status.go` never looks at it;
+    /// `1.30.0:istioctl/pkg/writer/pilot/status.go` `PrintAll` switches on it).
+    pub fn output_flag(&self) -> FlagSupport {
+        if self.at_least(30, 0) {
+            FlagSupport::Honoured
+        } else if self.at_least(27, 0) {
+            FlagSupport::Ignored
+        } else {
+            FlagSupport::Unknown
+        }
+    }
+
+    /// Zero proxies (after the namespace filter):
+    /// - 1.8-1.9: error (`1.8.0:istioctl/pkg/writer/pilot/status.go`, check after the loop);
+    /// - 1.10-1.21: nothing, the check moved inside the loop where it can never fire and the
+    ///   header is written per ClientConfig (`1.10.0:...status.go`);
+    /// - 1.22-1.26: the header (`1.22.0:...status.go` writes it before the loop);
+    /// - 1.27.0: error, wrapped (`1.27.0:...status.go` `PrintAll`: `failed to setup status print: %w`);
+    /// - 1.27.1+: the header (`1.27.1:...status.go` dropped the check).
+    pub fn empty_mesh(&self) -> EmptyMesh {
+        let v = &self.version;
+        if (v.major, v.minor, v.patch) == (1, 27, 0) {
+            EmptyMesh::SetupNoProxiesError
+        } else if self.at_least(22, 0) {
+            EmptyMesh::Header
+        } else if self.at_least(10, 0) {
+            EmptyMesh::Nothing
+        } else {
+            EmptyMesh::NoProxiesError
+        }
+    }
+
+    /// A resource that is not a ClientConfig:
+    /// - 1.8-1.9: error (`1.8.0:istioctl/pkg/writer/pilot/status.go` `default:` case);
+    /// - 1.10: raw bytes, no newline (`1.10.0:...status.go`);
+    /// - 1.11-1.21: raw bytes plus `\n` each (`1.11.0:...status.go`);
+    /// - 1.22+: every resource goes through `UnmarshalTo` (`1.22.0:...status.go`).
+    pub fn foreign_resource(&self) -> ForeignResource {
+        if self.at_least(22, 0) {
+            ForeignResource::UnmarshalError
+        } else if self.at_least(11, 0) {
+            ForeignResource::RawDump { newline: true }
+        } else if self.at_least(10, 0) {
+            ForeignResource::RawDump { newline: false }
+        } else {
+            ForeignResource::UnexpectedTypeError
+        }
+    }
+
+    /// Errors of `setupStatusPrint` are wrapped in `failed to setup status print: `
+    /// from 1.27 (`1.27.0:istioctl/pkg/writer/pilot/status.go` `PrintAll`).
+    pub fn wraps_setup_errors(&self) -> bool {
+        self.at_least(27, 0)
+    }
+
+    /// Does istioctl ACK a response of this type on the same stream? adsc's
+    /// `handleRecv` ACKs every response (`1.12.0:pkg/adsc/adsc.go` `ack`); from
+    /// 1.16 `ack` returns early for type URLs starting with `istio.io/debug`
+    /// (`1.16.0:pkg/adsc/adsc.go`; 1.15.x never got it). `istio.io/connections`
+    /// does not start with that prefix: it is still ACKed.
+    pub fn acks(&self, type_url: &str) -> bool {
+        !(self.at_least(16, 0) && type_url.starts_with("istio.io/debug"))
+    }
+}
+
+impl fmt::Display for IstioctlRules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "istioctl {}", self.version)
     }
 }
 
@@ -494,5 +747,57 @@ mod tests {
     fn ordering_ignores_nothing_but_is_numeric() {
         assert!(v("1.9.0") < v("1.12.0"));
         assert!(v("1.30.0") > v("1.29.9"));
+    }
+
+    #[test]
+    fn istioctl_rules_follow_the_exact_version() {
+        let r = |s: &str| IstioctlRules::new(v(s));
+        assert_eq!(r("1.13.9").layout(), StatusLayout::Fixed4);
+        assert_eq!(r("1.14.0").layout(), StatusLayout::Fixed5);
+        assert_eq!(r("1.26.3").layout(), StatusLayout::Fixed5);
+        assert_eq!(r("1.27.0").layout(), StatusLayout::Subscribed);
+        assert!(!r("1.11.9").reads_generic_xds_configs());
+        assert!(r("1.12.0").reads_generic_xds_configs());
+        assert_eq!(r("1.17.8").unknown_word(), "UNKNOWN");
+        assert_eq!(r("1.18.0").unknown_word(), "IGNORED");
+        assert_eq!(r("1.21.0").unknown_word(), "IGNORED");
+        assert_eq!(r("1.21.6").not_sent_word(), "NOT_SENT");
+        assert_eq!(r("1.22.0").not_sent_word(), "NOT SENT");
+        assert!(!r("1.18.7").namespace_filter());
+        assert!(r("1.19.0").namespace_filter());
+        assert_eq!(r("1.18.7").version_column(), VersionColumn::Istiod);
+        assert_eq!(r("1.19.0").version_column(), VersionColumn::Proxy);
+        assert_eq!(r("1.22.0").missing_type_cell(), "");
+        assert_eq!(r("1.23.0").missing_type_cell(), "IGNORED");
+        assert_eq!(r("1.26.0").output_flag(), FlagSupport::Unknown);
+        assert_eq!(r("1.29.2").output_flag(), FlagSupport::Ignored);
+        assert_eq!(r("1.30.0").output_flag(), FlagSupport::Honoured);
+        assert_eq!(r("1.9.9").empty_mesh(), EmptyMesh::NoProxiesError);
+        assert_eq!(r("1.10.0").empty_mesh(), EmptyMesh::Nothing);
+        assert_eq!(r("1.21.6").empty_mesh(), EmptyMesh::Nothing);
+        assert_eq!(r("1.22.0").empty_mesh(), EmptyMesh::Header);
+        assert_eq!(r("1.27.0").empty_mesh(), EmptyMesh::SetupNoProxiesError);
+        assert_eq!(r("1.27.1").empty_mesh(), EmptyMesh::Header);
+        assert_eq!(
+            r("1.9.0").foreign_resource(),
+            ForeignResource::UnexpectedTypeError
+        );
+        assert_eq!(
+            r("1.10.6").foreign_resource(),
+            ForeignResource::RawDump { newline: false }
+        );
+        assert_eq!(
+            r("1.21.0").foreign_resource(),
+            ForeignResource::RawDump { newline: true }
+        );
+        assert_eq!(
+            r("1.22.0").foreign_resource(),
+            ForeignResource::UnmarshalError
+        );
+        assert!(r("1.15.7").acks("istio.io/debug/syncz"));
+        assert!(!r("1.16.0").acks("istio.io/debug/syncz"));
+        assert!(!r("1.16.0").acks("istio.io/debug/config_dump"));
+        assert!(r("1.20.0").acks("istio.io/connections"));
+        assert!(r("2.0.0").shows_age());
     }
 }

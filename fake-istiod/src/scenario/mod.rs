@@ -408,6 +408,88 @@ pub fn grpc_code_from_name(name: &str) -> Option<i32> {
         .map(|i| i as i32)
 }
 
+/// Largest scenario file (bytes): the shipped ones are a few KiB; a mesh of
+/// tens of thousands of proxies is written with `generate:`, not listed.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Deepest nesting of mappings and lists: the format needs 5 (e.g.
+/// `replicas[0].fault.grpc_error.code`); a 10,000-deep document overflowed
+/// the stack when its tree was dropped.
+pub const MAX_DEPTH: usize = 32;
+
+/// Most values (scalars, mappings, lists) in a scenario file: ~60,000 listed
+/// proxies; the tree of 2M tiny values (4 MiB) took 390 MB.
+pub const MAX_NODES: usize = 500_000;
+
+/// Most proxies in one scenario, listed and generated together (about 2 KiB
+/// each in memory: the cap bounds a scenario at ~2 GB).
+pub const MAX_PROXIES: usize = 1_000_000;
+
+/// Most replicas (each binds two ports on its own loopback address).
+pub const MAX_REPLICAS: usize = 256;
+
+/// Longest `delay_ms` and `flap_period_ms` (one hour): longer is no test any
+/// more, and far-future times overflowed the clock arithmetic.
+pub const MAX_FAULT_MS: u64 = 3_600_000;
+
+/// Most problems reported for one file (the rest are counted).
+pub const MAX_PROBLEMS: usize = 100;
+
+/// Reads a scenario file: a regular file of at most [`MAX_FILE_BYTES`], UTF-8.
+fn read_bounded(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    // O_NONBLOCK: opening a FIFO returns at once instead of waiting for a
+    // writer (it is refused below); it changes nothing for regular files.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read the file: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read the file: {e}"))?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        let what = if ft.is_dir() {
+            "a directory"
+        } else if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_char_device() {
+            "a character device"
+        } else if ft.is_block_device() {
+            "a block device"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!("is {what}; a scenario must be a regular file"));
+    }
+    let too_big = |n: u64| {
+        format!(
+            "the file has {n} bytes; a scenario may have at most {MAX_FILE_BYTES} (use `generate:` for large meshes)"
+        )
+    };
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::new();
+    // Bounded also if the file grows while it is read.
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the file: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
 /// One problem found while loading a scenario.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -443,15 +525,18 @@ impl fmt::Display for ScenarioError {
 
 impl Scenario {
     /// Reads and validates a scenario file.
+    ///
+    /// Only regular files of at most [`MAX_FILE_BYTES`] are read: a FIFO would
+    /// block `open` until a writer comes, a device such as `/dev/zero` never ends.
     pub fn load(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
         let path = path.as_ref();
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        let text = read_bounded(path).map_err(|message| ScenarioError {
             source_name: name.clone(),
             problems: vec![Problem {
                 line: 0,
                 field: "(file)".into(),
-                message: format!("cannot read the file: {e}"),
+                message,
             }],
         })?;
         Scenario::parse(&text, &name)

@@ -13,6 +13,23 @@ pub(super) fn parse(text: &str, source_name: &str) -> Result<Scenario, ScenarioE
         problems,
     };
     let mut p = Problems::default();
+    // Text that did not come from a file (control API, embedded) is bounded too.
+    if text.len() as u64 > MAX_FILE_BYTES {
+        p.add(
+            0,
+            "(file)",
+            format!(
+                "the scenario has {} bytes; at most {MAX_FILE_BYTES} (use `generate:` for large meshes)",
+                text.len()
+            ),
+        );
+        return Err(fail(p.0));
+    }
+    // Before building the tree: a deep one overflows the stack when dropped,
+    // a huge one takes hundreds of MB.
+    if let Some(problem) = super::yaml::shape_problem(text, MAX_DEPTH, MAX_NODES) {
+        return Err(fail(vec![problem]));
+    }
     let opts = LoaderOptions::default().error_on_duplicate_keys(true);
     let root = match marked_yaml::parse_yaml_with_options(0, text, opts) {
         Ok(n) => n,
@@ -23,6 +40,11 @@ pub(super) fn parse(text: &str, source_name: &str) -> Result<Scenario, ScenarioE
         Some(s) if p.0.is_empty() => Ok(s),
         _ => {
             p.0.sort_by_key(|pr| pr.line);
+            if p.0.len() > MAX_PROBLEMS {
+                let more = p.0.len() - MAX_PROBLEMS;
+                p.0.truncate(MAX_PROBLEMS);
+                p.add(0, "(file)", format!("{more} more problems not shown"));
+            }
             Err(fail(p.0))
         }
     }
@@ -117,6 +139,14 @@ fn scenario(root: &Node, source: &str, p: &mut Problems) -> Option<Scenario> {
             "replicas",
             "a mesh needs at least one istiod replica",
         ),
+        Some(items) if items.len() > MAX_REPLICAS => p.add(
+            top.get("replicas").map(line).unwrap_or(0),
+            "replicas",
+            format!(
+                "{} replicas; at most {MAX_REPLICAS} (each binds two ports on its own address)",
+                items.len()
+            ),
+        ),
         Some(items) => {
             for (i, n) in items.iter().enumerate() {
                 let path = format!("replicas[{i}]");
@@ -180,8 +210,11 @@ fn scenario(root: &Node, source: &str, p: &mut Problems) -> Option<Scenario> {
         }
     }
 
-    // generators
+    // generators: all validated, and the total counted, before any is run (a
+    // 200-byte file asked for ~25 GB); none runs when the file has problems.
+    let mut generators = Vec::new();
     if let Some(items) = top.list("generate", p) {
+        let mut total = proxies.len();
         for (i, n) in items.iter().enumerate() {
             let path = format!("generate[{i}]");
             let Some(m) = Map::of(n, &path, p) else {
@@ -190,10 +223,30 @@ fn scenario(root: &Node, source: &str, p: &mut Problems) -> Option<Scenario> {
             let Some(g) = generator(&m, &replica_lines, istiod.as_ref(), i, p) else {
                 continue;
             };
-            for proxy in g.proxies(&replicas.iter().map(|r| r.name.as_str()).collect::<Vec<_>>()) {
+            total = total.saturating_add(g.count);
+            if total > MAX_PROXIES {
+                let l = m.get("count").map(line).unwrap_or_else(|| m.line());
+                p.add(
+                    l,
+                    m.field("count"),
+                    format!(
+                        "brings the scenario to {total} proxies (listed and generated); at most {MAX_PROXIES}"
+                    ),
+                );
+                break;
+            }
+            generators.push((path, m.line(), g));
+        }
+    }
+    // Without generators nothing is missing when the file has problems.
+    let generated = generators.is_empty() || p.0.is_empty();
+    if p.0.is_empty() {
+        let names: Vec<&str> = replicas.iter().map(|r| r.name.as_str()).collect();
+        for (path, l, g) in generators {
+            for proxy in g.proxies(&names) {
                 if let Some(first) = ids.get(&proxy.id) {
                     p.add(
-                        m.line(),
+                        l,
                         path.clone(),
                         format!(
                             "generated proxy id {:?} is already used (line {first})",
@@ -202,7 +255,7 @@ fn scenario(root: &Node, source: &str, p: &mut Problems) -> Option<Scenario> {
                     );
                     break;
                 }
-                ids.insert(proxy.id.clone(), m.line());
+                ids.insert(proxy.id.clone(), l);
                 proxies.push(proxy);
             }
         }
@@ -213,6 +266,8 @@ fn scenario(root: &Node, source: &str, p: &mut Problems) -> Option<Scenario> {
         if let Some(Fault::Duplicate { proxy_id }) = &r.fault {
             let l = replica_lines.get(&r.name).copied().unwrap_or(0);
             match proxies.iter().find(|x| &x.id == proxy_id) {
+                // It may be one of the proxies not generated.
+                None if !generated => {}
                 None => p.add(
                     l,
                     format!("replicas[{i}].fault.duplicate"),
@@ -426,12 +481,29 @@ fn fault(node: &Node, field: &str, p: &mut Problems) -> Option<Fault> {
                         None
                     }
                 },
-                "delay_ms" => m
-                    .u64("delay_ms", p)
-                    .map(|(n, _)| Fault::Delay(Duration::from_millis(n))),
+                "delay_ms" => match m.u64("delay_ms", p) {
+                    Some((n, l)) if n > MAX_FAULT_MS => {
+                        p.add(
+                            l,
+                            m.field("delay_ms"),
+                            format!("at most {MAX_FAULT_MS} (one hour)"),
+                        );
+                        None
+                    }
+                    Some((n, _)) => Some(Fault::Delay(Duration::from_millis(n))),
+                    None => None,
+                },
                 "flap_period_ms" => match m.u64("flap_period_ms", p) {
                     Some((0, l)) => {
                         p.add(l, m.field("flap_period_ms"), "must be greater than 0");
+                        None
+                    }
+                    Some((n, l)) if n > MAX_FAULT_MS => {
+                        p.add(
+                            l,
+                            m.field("flap_period_ms"),
+                            format!("at most {MAX_FAULT_MS} (one hour)"),
+                        );
                         None
                     }
                     Some((n, _)) => Some(Fault::Flap {
@@ -564,14 +636,18 @@ fn types(node: &Node, field: &str, p: &mut Problems) -> Option<Vec<TypeStatus>> 
                 let last_updated = tm.string("last_updated", p).and_then(|(s, l)| {
                     match crate::timefmt::parse_duration(&s) {
                         Ok(d) => Some(LastUpdated::Ago(d)),
-                        Err(_) => match crate::timefmt::parse_rfc3339(&s) {
+                        Err(age) => match crate::timefmt::parse_rfc3339(&s) {
                             Ok(t) => Some(LastUpdated::At(t)),
-                            Err(_) => {
-                                p.add(
-                                    l,
-                                    tm.field("last_updated"),
-                                    format!("{s:?} is neither an age (5m, 1h30m) nor an RFC 3339 time (2026-11-22T02:00:00Z)"),
-                                );
+                            Err(time) => {
+                                // Say what is wrong with what it looks like.
+                                let message = if s.contains('T') && s.contains(':') {
+                                    time
+                                } else if s.trim().starts_with(|c: char| c.is_ascii_digit()) {
+                                    age
+                                } else {
+                                    format!("{s:?} is neither an age (5m, 1h30m) nor an RFC 3339 time (2026-11-22T02:00:00Z)")
+                                };
+                                p.add(l, tm.field("last_updated"), message);
                                 None
                             }
                         },
@@ -610,7 +686,7 @@ fn types(node: &Node, field: &str, p: &mut Problems) -> Option<Vec<TypeStatus>> 
 }
 
 /// Upper bound of one generator (memory stays around 2 KiB per proxy).
-const MAX_GENERATED: u64 = 1_000_000;
+const MAX_GENERATED: u64 = MAX_PROXIES as u64;
 
 /// Most connections one proxy may hold in a scenario.
 const MAX_CONNECTIONS: u64 = 4;

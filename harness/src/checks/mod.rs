@@ -10,6 +10,7 @@ pub mod config_dump_unknown;
 pub mod duplicate_proxy;
 pub mod empty_mesh;
 pub mod external_identity;
+pub mod istioctl_ack;
 pub mod large_mesh;
 pub mod missing_token;
 pub mod no_privilege_escalation;
@@ -156,6 +157,7 @@ pub fn catalog() -> Vec<&'static Check> {
         &external_identity::CHECK,
         &passthrough_fidelity::CHECK,
         &type_url_echo::CHECK,
+        &istioctl_ack::CHECK,
         &config_dump_owner::CHECK,
         &config_dump_unknown::CHECK,
         &version::CHECK,

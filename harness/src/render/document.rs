@@ -292,10 +292,24 @@ pub fn to_json(doc: &Doc, indent: &str) -> String {
 
 fn write_json(doc: &Doc, unit: &str, at: &str, out: &mut String) {
     match doc {
-        Doc::Message(fields) | Doc::Map(fields) => {
+        Doc::Map(fields) => {
+            // A `google.protobuf.Struct` field: jsonpb marshals the Struct as a
+            // message one level in, then its map one level further, so entries
+            // sit two units deeper than the key and the brace one unit deeper
+            // (golang/protobuf jsonpb `marshalValue`; the layout of
+            // `1.30.0:istioctl/pkg/writer/pilot/testdata/multiXdsStatusSinglePilot.json`).
+            write_struct_entries(
+                fields,
+                unit,
+                &format!("{at}{unit}{unit}"),
+                &format!("{at}{unit}"),
+                out,
+            );
+        }
+        Doc::Message(fields) => {
             out.push('{');
             let inner = format!("{at}{unit}");
-            if fields.is_empty() && matches!(doc, Doc::Message(_)) {
+            if fields.is_empty() {
                 // jsonpb writes "{", a newline, no fields, then newline + indent + "}".
                 out.push('\n');
             }
@@ -332,6 +346,58 @@ fn write_json(doc: &Doc, unit: &str, at: &str, out: &mut String) {
         Doc::Num(n) => out.push_str(n),
         Doc::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Doc::Null => out.push_str("null"),
+    }
+}
+
+/// The entries of a Struct at `entries`, closed at `close`.
+fn write_struct_entries(
+    fields: &[(String, Doc)],
+    unit: &str,
+    entries: &str,
+    close: &str,
+    out: &mut String,
+) {
+    out.push('{');
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('\n');
+        out.push_str(entries);
+        out.push_str(&go_json_string(k));
+        out.push_str(": ");
+        write_struct_value(v, unit, entries, out);
+    }
+    out.push('\n');
+    out.push_str(close);
+    out.push('}');
+}
+
+/// A `google.protobuf.Value` whose line starts at `line`: a nested Struct or
+/// ListValue goes through Value -> Struct/ListValue -> map/list, three levels,
+/// so its entries sit three units deeper than the line and the closing brace two.
+fn write_struct_value(doc: &Doc, unit: &str, line: &str, out: &mut String) {
+    let entries = format!("{line}{unit}{unit}{unit}");
+    let close = format!("{line}{unit}{unit}");
+    match doc {
+        Doc::Map(fields) | Doc::Message(fields) => {
+            write_struct_entries(fields, unit, &entries, &close, out)
+        }
+        Doc::List(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push('\n');
+                out.push_str(&entries);
+                write_struct_value(v, unit, &entries, out);
+            }
+            out.push('\n');
+            out.push_str(&close);
+            out.push(']');
+        }
+        other => write_json(other, unit, line, out),
     }
 }
 

@@ -55,6 +55,15 @@ pub enum RunError {
     },
     #[error(transparent)]
     Proxy(#[from] proxy::ProxyError),
+    /// The proxy did not come up for the first scenario: every other one
+    /// would wait the same timeout in vain, so the run stops at once.
+    /// (`error` is part of the message, deliberately not a `source`: `{:#}`
+    /// would print it twice, proxy output and all.)
+    #[error("the run stopped at its first scenario ({scenario}): {error}")]
+    NeverReady {
+        scenario: String,
+        error: proxy::ProxyError,
+    },
 }
 
 /// Loads a scenario by name from the folder, or the embedded copies.
@@ -215,6 +224,8 @@ pub async fn run(
         }
     }
 
+    // Whether the proxy has come up for any scenario yet.
+    let mut ever_ready = false;
     for (i, scenario_name) in order.iter().enumerate() {
         let checks_here = by_scenario.get(scenario_name).cloned().unwrap_or_default();
         let setup = match load_scenario(config, scenario_name) {
@@ -226,7 +237,18 @@ pub async fn run(
             Err(e) => Err(proxy::ProxyError::Setup(e.to_string())),
         };
         let bench = match setup {
-            Ok(b) => Some(b),
+            Ok(b) => {
+                ever_ready = true;
+                Some(b)
+            }
+            // A proxy that never came up fails the run once, with its output,
+            // instead of every scenario after the same timeout (197 s seen).
+            Err(e) if !ever_ready && e.is_not_ready() => {
+                return Err(RunError::NeverReady {
+                    scenario: scenario_name.to_string(),
+                    error: e,
+                });
+            }
             Err(e) => {
                 // Every check of this scenario fails with the reason.
                 for c in &checks_here {

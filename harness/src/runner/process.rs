@@ -1,24 +1,178 @@
 //! The proxy under test as a child process (`--proxy-cmd`): placeholders filled
-//! in, started in its own process group, its output kept for the report, and
-//! the whole group stopped afterwards — also on Ctrl-C, so nothing is orphaned.
+//! in, started in its own process group, its output kept (bounded) for the
+//! report, and every process it started stopped afterwards — also the ones
+//! that left its process group, and also on Ctrl-C, so nothing is orphaned.
+//!
+//! A proxy that daemonizes (forks, `setsid`, parent exits) leaves the group
+//! and loses its parent: only a *child subreaper* still sees it (its orphans
+//! are re-parented to the subreaper instead of init). The `proxy-conformance`
+//! binary becomes one ([`become_subreaper`]); the library never does on its
+//! own, because being a subreaper is process-wide: in a `cargo test` process
+//! every test's orphans would become ours.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 
 /// Lines of proxy output kept (the newest).
 const KEPT_LINES: usize = 400;
+/// Longest line kept, in bytes: the rest of a longer line is counted, not kept
+/// (one 600 MB line used to be held whole, and copied into the report).
+pub const MAX_LINE_BYTES: usize = 4096;
+/// Most bytes of output kept in all: the oldest lines go first.
+pub const KEPT_BYTES: usize = 256 * 1024;
 
 /// Process groups still running, killed by [`kill_all`] on Ctrl-C.
 static LIVE_GROUPS: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+/// Every pid this process spawned as a proxy command: tokio waits for those;
+/// the subreaper must never reap them.
+static SPAWNED: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+/// Set by [`become_subreaper`].
+static SUBREAPER: AtomicBool = AtomicBool::new(false);
 
 fn register(pgid: i32) {
     if let Ok(mut g) = LIVE_GROUPS.lock() {
         g.get_or_insert_with(HashSet::new).insert(pgid);
     }
+    if let Ok(mut s) = SPAWNED.lock() {
+        s.get_or_insert_with(HashSet::new).insert(pgid);
+    }
+}
+
+fn spawned_by_us(pid: i32) -> bool {
+    SPAWNED
+        .lock()
+        .map(|s| s.as_ref().is_some_and(|s| s.contains(&pid)))
+        .unwrap_or(true)
+}
+
+/// Makes this process a child subreaper (Linux `PR_SET_CHILD_SUBREAPER`): a
+/// proxy's daemonized descendants are re-parented to it, so [`ProxyProcess::stop`]
+/// finds and stops them, and reaps them once dead. Process-wide: call it from a
+/// binary that runs one proxy at a time (`proxy-conformance run`), not from
+/// library code or tests that share their process.
+pub fn become_subreaper() -> std::io::Result<()> {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes plain integers and
+    // touches no memory of ours.
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    SUBREAPER.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+/// One line of /proc/PID/stat.
+#[derive(Debug, Clone, Copy)]
+struct Proc {
+    pid: i32,
+    ppid: i32,
+    pgrp: i32,
+    zombie: bool,
+}
+
+/// Every process visible in /proc.
+fn process_table() -> Vec<Proc> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // pid (comm) state ppid pgrp ...: comm may hold spaces, split after ')'.
+            let (_, rest) = stat.rsplit_once(')')?;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(Proc {
+                pid,
+                ppid: f.get(1)?.parse().ok()?,
+                pgrp: f.get(2)?.parse().ok()?,
+                zombie: *f.first()? == "Z",
+            })
+        })
+        .collect()
+}
+
+/// The processes that belong to the proxy started as group `pgid` (its shell
+/// has pid `pgid`): the group, every descendant of the shell or of a group
+/// member (also those that called `setsid`), and, when this process is a
+/// subreaper, every process re-parented to us (a daemon whose parent exited)
+/// with its descendants. Zombies are included (`running_only` = false) or not.
+fn proxy_processes(table: &[Proc], pgid: i32, running_only: bool) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let subreaper = SUBREAPER.load(Ordering::SeqCst);
+    let mut set: HashSet<i32> = table
+        .iter()
+        .filter(|p| {
+            p.pid != me
+                && (p.pgrp == pgid
+                    || p.pid == pgid
+                    || (subreaper && p.ppid == me && !spawned_by_us(p.pid)))
+        })
+        .map(|p| p.pid)
+        .collect();
+    // Descendants, to a fixed point (bounded by the table's size).
+    for _ in 0..table.len() {
+        let before = set.len();
+        for p in table {
+            if p.pid != me && set.contains(&p.ppid) {
+                set.insert(p.pid);
+            }
+        }
+        if set.len() == before {
+            break;
+        }
+    }
+    table
+        .iter()
+        .filter(|p| set.contains(&p.pid) && !(running_only && p.zombie))
+        .map(|p| p.pid)
+        .collect()
+}
+
+fn signal_pid(pid: i32, signal: i32) {
+    // SAFETY: kill(2) on a pid; no memory is touched.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+/// Signals the group and every other process of the proxy.
+fn signal_all(pgid: i32, signal: i32) {
+    signal_group(pgid, signal);
+    for pid in proxy_processes(&process_table(), pgid, true) {
+        signal_pid(pid, signal);
+    }
+}
+
+/// Reaps dead processes re-parented to us (never ones tokio waits for);
+/// returns how many adopted processes are still alive.
+fn reap_adopted() -> usize {
+    if !SUBREAPER.load(Ordering::SeqCst) {
+        return 0;
+    }
+    let me = std::process::id() as i32;
+    let mut alive = 0;
+    for p in process_table() {
+        if p.ppid != me || spawned_by_us(p.pid) {
+            continue;
+        }
+        if p.zombie {
+            let mut status = 0;
+            // SAFETY: waitpid on one specific child of ours that is a zombie
+            // and that no one else waits for; WNOHANG never blocks.
+            unsafe {
+                libc::waitpid(p.pid, &mut status, libc::WNOHANG);
+            }
+        } else {
+            alive += 1;
+        }
+    }
+    alive
 }
 
 fn unregister(pgid: i32) {
@@ -36,11 +190,12 @@ fn signal_group(pgid: i32, signal: i32) {
     }
 }
 
-/// Kills every proxy process group still running (used on Ctrl-C).
+/// Kills every proxy process still running, with whatever it started (used
+/// on Ctrl-C).
 pub fn kill_all() {
     if let Ok(mut g) = LIVE_GROUPS.lock() {
         for pgid in g.take().unwrap_or_default() {
-            signal_group(pgid, libc::SIGKILL);
+            signal_all(pgid, libc::SIGKILL);
         }
     }
 }
@@ -48,20 +203,9 @@ pub fn kill_all() {
 /// Processes of group `pgid` that are still running (zombies do not count),
 /// from /proc/*/stat.
 pub fn running_in_group(pgid: i32) -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    let want = pgid.to_string();
-    dir.filter_map(|e| e.ok())
-        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .filter(|stat| {
-            // pid (comm) state ppid pgrp ...: comm may hold spaces, split after ')'.
-            let Some((_, rest)) = stat.rsplit_once(')') else {
-                return false;
-            };
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            f.len() > 2 && f[0] != "Z" && f[2] == want
-        })
+    process_table()
+        .iter()
+        .filter(|p| p.pgrp == pgid && !p.zombie)
         .count()
 }
 
@@ -129,48 +273,115 @@ pub enum ProcessError {
     },
 }
 
-/// The shared tail of a process's output.
+#[derive(Debug, Default)]
+struct Kept {
+    lines: VecDeque<String>,
+    bytes: usize,
+    /// Lines pushed out to stay within the bounds.
+    dropped: u64,
+    /// Lines ever pushed.
+    total: usize,
+}
+
+/// The shared tail of a process's output: at most [`KEPT_LINES`] lines and
+/// [`KEPT_BYTES`] bytes, each line at most [`MAX_LINE_BYTES`] (longer ones end
+/// in a marker saying how much was cut).
 #[derive(Debug, Clone, Default)]
-pub struct OutputLog(Arc<Mutex<VecDeque<String>>>);
+pub struct OutputLog(Arc<Mutex<Kept>>);
 
 impl OutputLog {
     pub fn push(&self, line: String) {
-        if let Ok(mut q) = self.0.lock() {
-            if q.len() == KEPT_LINES {
-                q.pop_front();
+        if let Ok(mut k) = self.0.lock() {
+            k.total += 1;
+            k.bytes += line.len();
+            k.lines.push_back(line);
+            while k.lines.len() > KEPT_LINES || (k.bytes > KEPT_BYTES && k.lines.len() > 1) {
+                if let Some(old) = k.lines.pop_front() {
+                    k.bytes -= old.len();
+                    k.dropped += 1;
+                }
             }
-            q.push_back(line);
         }
     }
-    /// The last `n` lines, joined.
+    /// The last `n` lines, joined; when they reach back past what was kept,
+    /// a first line says how many earlier lines are gone.
     pub fn tail(&self, n: usize) -> String {
         match self.0.lock() {
-            Ok(q) => {
-                let skip = q.len().saturating_sub(n);
-                q.iter().skip(skip).cloned().collect::<Vec<_>>().join("\n")
+            Ok(k) => {
+                let skip = k.lines.len().saturating_sub(n);
+                let mut out: Vec<String> = Vec::new();
+                if skip == 0 && k.dropped > 0 {
+                    out.push(format!(
+                        "[… {} earlier lines of output not kept]",
+                        k.dropped
+                    ));
+                }
+                out.extend(k.lines.iter().skip(skip).cloned());
+                out.join("\n")
             }
             Err(_) => String::new(),
         }
     }
+    /// Lines written so far (also those no longer kept).
     pub fn len(&self) -> usize {
-        self.0.lock().map(|q| q.len()).unwrap_or(0)
+        self.0.lock().map(|k| k.total).unwrap_or(0)
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// Bytes held.
+    pub fn kept_bytes(&self) -> usize {
+        self.0.lock().map(|k| k.bytes).unwrap_or(0)
+    }
+}
+
+/// A line as kept: lossy UTF-8, without a trailing CR, with a marker when cut.
+fn finish_line(line: &[u8], cut: u64) -> String {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut s = String::from_utf8_lossy(line).into_owned();
+    if cut > 0 {
+        s.push_str(&format!(" [… line cut: {cut} more bytes not kept]"));
+    }
+    s
+}
+
+/// Copies `reader` into `log` line by line until EOF, holding at most
+/// [`MAX_LINE_BYTES`] of a line at any time: it always keeps reading, so a
+/// proxy never blocks on a full pipe, whatever it writes (also not UTF-8).
+async fn copy_lines(mut reader: impl AsyncRead + Unpin, log: &OutputLog) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut line: Vec<u8> = Vec::new();
+    let mut cut: u64 = 0;
+    loop {
+        let n = match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for piece in buf[..n].split_inclusive(|b| *b == b'\n') {
+            let (body, ends) = match piece.strip_suffix(b"\n") {
+                Some(b) => (b, true),
+                None => (piece, false),
+            };
+            let take = body.len().min(MAX_LINE_BYTES.saturating_sub(line.len()));
+            line.extend_from_slice(&body[..take]);
+            cut += (body.len() - take) as u64;
+            if ends {
+                log.push(finish_line(&line, cut));
+                line.clear();
+                cut = 0;
+            }
+        }
+    }
+    if !line.is_empty() || cut > 0 {
+        log.push(finish_line(&line, cut));
     }
 }
 
 fn pump(
     reader: impl AsyncRead + Unpin + Send + 'static,
     log: OutputLog,
-    tag: &'static str,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(reader).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            log.push(format!("{tag}{line}"));
-        }
-    })
+    tokio::spawn(async move { copy_lines(reader, &log).await })
 }
 
 /// A running proxy command.
@@ -211,10 +422,10 @@ impl ProxyProcess {
         let output = OutputLog::default();
         let mut pumps = Vec::new();
         if let Some(o) = child.stdout.take() {
-            pumps.push(pump(o, output.clone(), ""));
+            pumps.push(pump(o, output.clone()));
         }
         if let Some(e) = child.stderr.take() {
-            pumps.push(pump(e, output.clone(), ""));
+            pumps.push(pump(e, output.clone()));
         }
         Ok(ProxyProcess {
             child,
@@ -234,28 +445,54 @@ impl ProxyProcess {
         }
     }
 
-    /// `Some(description)` when the process has exited.
+    /// `Some(description)` when the process has exited, unless it exited
+    /// successfully leaving processes of its own running: a launcher that
+    /// daemonized the proxy (found only as a subreaper, see [`become_subreaper`]).
     pub fn exited(&mut self) -> Option<String> {
         match self.child.try_wait() {
+            Ok(Some(status)) if status.success() && self.running() > 0 => None,
             Ok(Some(status)) => Some(status.to_string()),
             Ok(None) => None,
             Err(e) => Some(format!("unknown state: {e}")),
         }
     }
 
-    /// SIGTERM to the group, up to `grace` for EVERY process of it to exit
-    /// (not only the shell: a `docker run` client must get to forward the
-    /// signal to its container), then SIGKILL to whatever is left.
+    /// The pids of the proxy's processes still running: its group, their
+    /// descendants (also after `setsid`) and, as a subreaper, daemons it left
+    /// behind. E.g. to add up the proxy's memory.
+    pub fn pids(&self) -> Vec<i32> {
+        self.pgid
+            .map(|g| proxy_processes(&process_table(), g, true))
+            .unwrap_or_default()
+    }
+
+    /// How many processes of the proxy are running (see [`Self::pids`]).
+    pub fn running(&self) -> usize {
+        self.pids().len()
+    }
+
+    /// SIGTERM to every process of the proxy, up to `grace` for ALL of them to
+    /// exit (not only the shell: a `docker run` client must get to forward the
+    /// signal to its container), then SIGKILL to whatever is left; adopted
+    /// daemons are reaped once dead.
     pub async fn stop(mut self, grace: Duration) {
         if let Some(pgid) = self.pgid.take() {
-            signal_group(pgid, libc::SIGTERM);
+            signal_all(pgid, libc::SIGTERM);
             let deadline = tokio::time::Instant::now() + grace;
             let _ = tokio::time::timeout_at(deadline, self.child.wait()).await;
-            while running_in_group(pgid) > 0 && tokio::time::Instant::now() < deadline {
+            while !proxy_processes(&process_table(), pgid, true).is_empty()
+                && tokio::time::Instant::now() < deadline
+            {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            signal_group(pgid, libc::SIGKILL);
+            signal_all(pgid, libc::SIGKILL);
             let _ = self.child.wait().await;
+            // SIGKILLed adopted processes die at once; reap them (bounded).
+            let reap_deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            while reap_adopted() > 0 && tokio::time::Instant::now() < reap_deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            reap_adopted();
             unregister(pgid);
         }
     }
@@ -264,7 +501,7 @@ impl ProxyProcess {
 impl Drop for ProxyProcess {
     fn drop(&mut self) {
         if let Some(pgid) = self.pgid.take() {
-            signal_group(pgid, libc::SIGKILL);
+            signal_all(pgid, libc::SIGKILL);
             unregister(pgid);
         }
     }
@@ -306,6 +543,55 @@ mod tests {
     #[test]
     fn quoting_survives_quotes() {
         assert_eq!(sh_quote("it's"), r"'it'\''s'");
+    }
+
+    /// Found: one huge line was held whole (603 MB runner, 200 MB report).
+    #[tokio::test]
+    async fn a_huge_line_is_cut_and_marked() {
+        use tokio::io::AsyncReadExt;
+        let input = tokio::io::repeat(b'x')
+            .take(50_000_000)
+            .chain(&b"\nsecond line\r\nno newline at the end"[..]);
+        let log = OutputLog::default();
+        copy_lines(input, &log).await;
+        assert_eq!(log.len(), 3);
+        let tail = log.tail(3);
+        let lines: Vec<&str> = tail.lines().collect();
+        assert_eq!(
+            lines[0],
+            format!(
+                "{} [… line cut: {} more bytes not kept]",
+                "x".repeat(MAX_LINE_BYTES),
+                50_000_000 - MAX_LINE_BYTES
+            )
+        );
+        assert_eq!(&lines[1..], ["second line", "no newline at the end"]);
+    }
+
+    #[tokio::test]
+    async fn output_is_bounded_in_lines_and_bytes_and_survives_bad_utf8() {
+        let log = OutputLog::default();
+        let mut input = Vec::new();
+        for i in 0..10_000 {
+            input.extend_from_slice(format!("{i:04} {}\n", "y".repeat(1000)).as_bytes());
+        }
+        input.extend_from_slice(b"\xff\xfe not UTF-8\nlast\n");
+        copy_lines(&input[..], &log).await;
+        assert_eq!(log.len(), 10_002);
+        assert!(log.kept_bytes() <= KEPT_BYTES, "{}", log.kept_bytes());
+        let all = log.tail(usize::MAX);
+        let first = all.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("[… ") && first.ends_with(" earlier lines of output not kept]"),
+            "{first}"
+        );
+        assert!(
+            all.ends_with("\u{fffd}\u{fffd} not UTF-8\nlast"),
+            "{}",
+            &all[all.len() - 40..]
+        );
+        // A short tail has no marker.
+        assert_eq!(log.tail(1), "last");
     }
 
     #[tokio::test]

@@ -51,14 +51,30 @@ impl std::fmt::Debug for Hooks {
 pub enum ProxyError {
     #[error("{0}")]
     Setup(String),
-    #[error("the proxy did not answer within {timeout:?} ({last}){}", output_note(.output))]
+    #[error("{what} did not answer within {timeout:?} ({last}){}", output_note(.output))]
     NotReady {
+        /// Which proxy: the command as run, or its address.
+        what: String,
         timeout: Duration,
         last: String,
         output: String,
     },
-    #[error("the proxy exited before answering ({status}){}", output_note(.output))]
-    Exited { status: String, output: String },
+    #[error("{what} exited before answering ({status}){}", output_note(.output))]
+    Exited {
+        what: String,
+        status: String,
+        output: String,
+    },
+}
+
+impl ProxyError {
+    /// The proxy itself did not come up (as opposed to the bench around it).
+    pub fn is_not_ready(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::NotReady { .. } | ProxyError::Exited { .. }
+        )
+    }
 }
 
 fn output_note(output: &str) -> String {
@@ -88,7 +104,8 @@ pub struct FixedSetup {
 /// before the user's proxy is configured with them, and lists the fixed
 /// replica addresses every scenario will use (`replicas` of them).
 pub async fn prepare_fixed(config: &RunConfig, replicas: usize) -> Result<FixedSetup, ProxyError> {
-    std::fs::create_dir_all(&config.state_dir).map_err(|e| {
+    // It receives the CA key and the token-signing key: owner-only.
+    fake_istiod::tls::create_private_dir(&config.state_dir).map_err(|e| {
         ProxyError::Setup(format!("cannot create {}: {e}", config.state_dir.display()))
     })?;
     let opts = StartOptions {
@@ -160,11 +177,20 @@ fn write(path: &Path, text: &str) -> Result<(), ProxyError> {
         .map_err(|e| ProxyError::Setup(format!("cannot write {}: {e}", path.display())))
 }
 
+/// A private key or a token: mode 0600.
+fn write_private(path: &Path, text: &str) -> Result<(), ProxyError> {
+    fake_istiod::tls::write_private(path, text)
+        .map_err(|e| ProxyError::Setup(format!("cannot write {}: {e}", path.display())))
+}
+
 /// A serving certificate for the proxy (127.0.0.1, localhost) and the other
 /// files it may need.
 fn files(fake: &FakeIstiod, namespace: &str) -> Result<Files, ProxyError> {
+    use std::os::unix::fs::PermissionsExt;
+    // Owner-only: it holds the proxy's private key and its token.
     let dir = tempfile::Builder::new()
         .prefix("proxy-conformance-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir()
         .map_err(|e| ProxyError::Setup(format!("cannot create a temporary folder: {e}")))?;
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
@@ -178,8 +204,8 @@ fn files(fake: &FakeIstiod, namespace: &str) -> Result<Files, ProxyError> {
         dir,
     };
     write(&f.cert, &cert.cert.pem())?;
-    write(&f.key, &cert.signing_key.serialize_pem())?;
-    write(
+    write_private(&f.key, &cert.signing_key.serialize_pem())?;
+    write_private(
         &f.token,
         &fake.mint_token(&TokenSpec::new(namespace, "istioctl-proxy")),
     )?;
@@ -322,8 +348,24 @@ impl Bench {
             running,
             _files: f.dir,
         };
-        bench.wait_ready(config.proxy_ready_timeout).await?;
+        if let Err(e) = bench.wait_ready(config.proxy_ready_timeout).await {
+            // Stopped properly (grace, descendants, reaping), not only dropped.
+            bench.stop().await;
+            return Err(e);
+        }
         Ok(bench)
+    }
+
+    /// Which proxy this is, for messages.
+    fn what(&self) -> String {
+        match &self.running {
+            Running::InProcess(_) => format!("the bundled proxy on {}", self.ctx.proxy.address),
+            Running::Process(p) => format!(
+                "the proxy command `{}` (listening on {})",
+                p.command, self.ctx.proxy.address
+            ),
+            Running::External => format!("the proxy at {}", self.ctx.proxy.address),
+        }
     }
 
     /// Waits (bounded) until the proxy takes a syncz request at all: an answer,
@@ -341,17 +383,20 @@ impl Bench {
                 Err(e) if e.is_answer() || e.is_timeout() => return Ok(()),
                 Err(e) => e.to_string(),
             };
+            let what = self.what();
             if let Running::Process(p) = &mut self.running
                 && let Some(status) = p.exited()
             {
                 p.drain_output(Duration::from_secs(2)).await;
                 return Err(ProxyError::Exited {
+                    what,
                     status,
                     output: p.output.tail(40),
                 });
             }
             if Instant::now() >= deadline {
                 return Err(ProxyError::NotReady {
+                    what,
                     timeout,
                     last,
                     output: self
@@ -376,5 +421,33 @@ impl Bench {
         if let Ok(fake) = Arc::try_unwrap(self.ctx.fake) {
             fake.shutdown().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Found: the key and token written for `--proxy-cmd` were 0644.
+    #[tokio::test]
+    async fn key_and_token_for_the_proxy_are_owner_only() {
+        // No replicas: nothing binds a port.
+        let fake = FakeIstiod::start(
+            Scenario::empty(proto::IstioVersion::new(1, 30, 0)),
+            StartOptions::ephemeral(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let f = files(&fake, "istio-system").unwrap_or_else(|e| panic!("{e}"));
+        let mode = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        };
+        assert_eq!(mode(&f.key), 0o600, "proxy.key");
+        assert_eq!(mode(&f.token), 0o600, "token");
+        assert_eq!(mode(f.dir.path()), 0o700, "the folder");
+        fake.shutdown().await;
     }
 }
