@@ -2,8 +2,8 @@
 //! istiod's authentication and authorization, and the faults that act on answers.
 
 use crate::auth::{Identity, TokenAuthority};
-use crate::mesh::{FaultState, ReplicaIdentity, SharedMesh};
-use crate::scenario::{Fault, LastUpdated, Proxy};
+use crate::mesh::{FaultState, ReplicaIdentity, SharedMesh, SplitMix};
+use crate::scenario::{Fault, Proxy};
 use crate::{config_dump, debug, syncz};
 use futures::Stream;
 use proto::IstioControlPlaneInstance;
@@ -14,7 +14,7 @@ use proto::envoy::envoy::service::discovery::v3::{
     aggregated_discovery_service_server::AggregatedDiscoveryService,
 };
 use proto::envoy::google::protobuf::Any;
-use proto::type_url;
+use proto::{IstioVersion, type_url};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,13 +47,8 @@ impl Ads {
         self.fault.borrow().fault.clone()
     }
 
-    fn push_version(&self) -> String {
-        let n = self.pushes.load(Ordering::Relaxed);
-        format!("{}/{n}", crate::timefmt::format_rfc3339(self.started))
-    }
-
-    fn nonce(&self) -> String {
-        let n = self.pushes.fetch_add(1, Ordering::Relaxed) + 1;
+    /// A random UUID-shaped string, as Go's `uuid.New().String()`.
+    fn uuid(&self, n: u64) -> String {
         let t = crate::timefmt::unix(SystemTime::now());
         let mut h: u64 = 0xcbf29ce484222325 ^ (t.0 as u64) ^ ((t.1 as u64) << 32);
         for b in self.replica.bytes().chain(n.to_le_bytes()) {
@@ -109,7 +104,8 @@ impl Ads {
         }
     }
 
-    /// Answers one request (None: do not answer, e.g. the hang fault).
+    /// Answers one request (None: do not answer, e.g. the hang fault, or
+    /// istiod ≤1.19's silence on a config_dump for a proxy it does not have).
     async fn answer(
         &self,
         req: &DiscoveryRequest,
@@ -125,7 +121,8 @@ impl Ads {
             _ => {}
         }
         let now = SystemTime::now();
-        let (me, proxies, auth, system_ns, duplicate) = {
+        let answer_no = self.pushes.fetch_add(1, Ordering::Relaxed) + 1;
+        let (me, proxies, auth, system_ns, duplicate, version_info, seed) = {
             let mesh = self
                 .mesh
                 .read()
@@ -145,6 +142,8 @@ impl Ads {
                 mesh.auth.clone(),
                 mesh.istiod.namespace.clone(),
                 duplicate,
+                mesh.push_version(),
+                mesh.seed,
             )
         };
         let mut proxies = proxies;
@@ -152,21 +151,23 @@ impl Ads {
             && d.replica != self.replica
         {
             proxies.push(Arc::new(older(&d)));
-            proxies.sort_by(|a, b| a.id.cmp(&b.id));
         }
 
-        let is_debug = matches!(
-            req.type_url.as_str(),
-            type_url::SYNCZ | type_url::CONFIG_DUMP | type_url::DEBUG
-        ) || req.type_url.starts_with("istio.io/debug/");
-        if is_debug && auth.debug_endpoint_auth && caller.identity.is_none() {
+        if req.type_url == type_url::DEBUG {
+            // DebugGen: its own rules, whatever ENABLE_DEBUG_ENDPOINT_AUTH says.
+            check_debug_request(req, caller, &system_ns, &me.version)?;
+        } else if me.auth.debug_endpoint_auth && caller.identity.is_none() {
+            // StatusGen (istioctl's GENERATOR "event": syncz, config_dump,
+            // connections and any other type) from 1.27.8/1.28.5/1.29.1:
+            // `1.30.0:pilot/pkg/xds/statusgen.go` `handleInternalRequest`.
             return Err(Status::unauthenticated("authentication required"));
         }
-        if req.type_url == type_url::DEBUG {
-            check_debug_request(req, caller, &system_ns)?;
-        }
-        // Namespace-scoped visibility for callers outside the system namespace.
-        if auth.namespace_scoped
+        // Namespace-scoped visibility for verified callers outside the system
+        // namespace (`callerNamespaceFilter`, `1.28.7:pilot/pkg/xds/statusgen.go`):
+        // only while debug-endpoint auth is on.
+        if me.auth.namespace_scoped
+            && me.auth.debug_endpoint_auth
+            && req.type_url != type_url::DEBUG
             && let Some(id) = &caller.identity
             && id.namespace != system_ns
             && !auth.allowed_namespaces.contains(&id.namespace)
@@ -174,35 +175,49 @@ impl Ads {
             proxies.retain(|p| p.namespace == id.namespace);
         }
 
-        let version_info = self.push_version();
         let resources: Vec<Any> = match req.type_url.as_str() {
             type_url::SYNCZ => {
-                syncz::resources(proxies.iter().map(|p| p.as_ref()), &me.version, now)
+                let mut rng = SplitMix::new(seed ^ name_hash(&self.replica) ^ answer_no);
+                syncz::answer(&proxies, &me.version, now, &mut rng)
             }
             type_url::CONFIG_DUMP => match req.resource_names.as_slice() {
-                [name] => proxies
-                    .iter()
-                    .find(|p| &p.id == name)
-                    .map(|p| config_dump::sections(p, &version_info, now))
-                    .unwrap_or_default(),
+                [name] => match proxies.iter().find(|p| &p.id == name) {
+                    Some(p) => config_dump::sections(p, &me.version, &version_info, now),
+                    // `debugConfigDump` fails: ≤1.19 sends nothing at all.
+                    None if me.version.config_dump_silent_for_unknown_proxy() => {
+                        return Ok(None);
+                    }
+                    None => Vec::new(),
+                },
+                // Malformed (no name or several): an empty answer in every version.
                 _ => Vec::new(),
             },
-            type_url::CONNECTIONS => {
-                debug::connections(&proxies, req.node.as_ref().unwrap_or(&Default::default()))
-            }
             type_url::DEBUG => match req.resource_names.first() {
                 Some(path) => vec![debug::debug_resource(debug::debug_body(
-                    path, &proxies, &me.name,
+                    path,
+                    &proxies,
+                    &me.name,
+                    &me.version,
                 ))],
                 None => Vec::new(),
             },
+            // `istio.io/connections` and any other type: StatusGen has no case
+            // for it (`TypeURLConnect` is `istio.io/connect`, handled only up
+            // to 1.20): zero resources (`1.12.0:pilot/pkg/xds/statusgen.go`).
             _ => Vec::new(),
+        };
+        // `nonce(push.LedgerVersion)` before 1.23 (the ledger's root hash is
+        // not modelled: a UUID), `nonce(req.Push.PushVersion)` from 1.23.
+        let nonce = if me.version.nonce_has_push_version() {
+            format!("{version_info}{}", self.uuid(answer_no))
+        } else {
+            self.uuid(answer_no)
         };
         let mut resp = DiscoveryResponse {
             version_info,
             resources,
             type_url: req.type_url.clone(),
-            nonce: self.nonce(),
+            nonce,
             control_plane: control_plane(&me, &req.type_url),
             ..Default::default()
         };
@@ -227,28 +242,65 @@ impl Ads {
     }
 }
 
-/// istiod's DebugGen rules: a verified identity always, exactly one debug
-/// path, and callers outside the system namespace only get config_dump,
-/// ndsz and edsz.
+fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0x84222325cbf29ce4, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
+}
+
+/// istiod's DebugGen rules by version (`pilot/pkg/xds/debuggen.go`): a
+/// verified identity (from 1.14), exactly one debug path, and callers outside
+/// the system namespace only get config_dump, ndsz and edsz. Plain Go errors
+/// (code Unknown) before 1.18.1, gRPC codes after.
 fn check_debug_request(
     req: &DiscoveryRequest,
     caller: &Caller,
     system_ns: &str,
+    version: &IstioVersion,
 ) -> Result<(), Status> {
-    let Some(id) = &caller.identity else {
-        return Err(Status::unauthenticated("authentication required"));
+    use proto::version::DebugGenErrors as E;
+    let style = version.debug_gen_errors();
+    let coded = |code: tonic::Code, msg: String| match style {
+        E::Plain | E::PlainWithAuth => Status::unknown(msg),
+        E::GrpcCodes | E::GrpcCodesExactlyOne => Status::new(code, msg),
     };
-    let path = match req.resource_names.as_slice() {
-        [] => return Err(Status::unknown("debug type is required")),
-        [one] => one,
-        _ => return Err(Status::unknown("only one debug request is allowed")),
+    // ≤1.13 has no check; its nil identity is not modelled (a caller without
+    // one is refused as in 1.14).
+    let Some(id) = &caller.identity else {
+        return Err(coded(
+            tonic::Code::Unauthenticated,
+            "authentication required".into(),
+        ));
+    };
+    let path = match (req.resource_names.as_slice(), style) {
+        ([one], _) => one,
+        (_, E::GrpcCodesExactlyOne) => {
+            return Err(Status::invalid_argument(
+                "exactly one debug request is required",
+            ));
+        }
+        ([], _) => {
+            return Err(coded(
+                tonic::Code::InvalidArgument,
+                "debug type is required".into(),
+            ));
+        }
+        (_, _) => {
+            return Err(coded(
+                tonic::Code::InvalidArgument,
+                "only one debug request is allowed".into(),
+            ));
+        }
     };
     let debug_type = path.split('?').next().unwrap_or(path);
     if id.namespace != system_ns && !matches!(debug_type, "config_dump" | "ndsz" | "edsz") {
-        return Err(Status::unknown(format!(
-            "the debug info is not available for current identity: {:?}",
-            id.spiffe()
-        )));
+        return Err(coded(
+            tonic::Code::PermissionDenied,
+            format!(
+                "the debug info is not available for current identity: {:?}",
+                id.spiffe()
+            ),
+        ));
     }
     Ok(())
 }
@@ -258,10 +310,10 @@ pub fn control_plane(me: &ReplicaIdentity, request_type: &str) -> Option<Control
     if me.version.control_plane_only_on_syncz() && request_type != type_url::SYNCZ {
         return None;
     }
-    let mut info = BuildInfo::release(&me.version.to_string());
-    if me.revision != "default" && !me.revision.is_empty() {
-        info.tag = format!("{}-{}", me.version, me.revision);
-    }
+    // `Info` is the binary's build info (`istioversion.Info`,
+    // `1.30.0:pkg/version/version.go`): `tag` is the build's git tag, whatever
+    // istio.io/rev revision the pod serves.
+    let info = BuildInfo::release(&me.version.to_string());
     Some(ControlPlane {
         identifier: IstioControlPlaneInstance::istiod(&me.name, info).to_json(),
     })
@@ -270,15 +322,7 @@ pub fn control_plane(me: &ReplicaIdentity, request_type: &str) -> Option<Control
 /// A copy of another replica's proxy as a stale connection would report it:
 /// every update 10 minutes older.
 fn older(p: &Proxy) -> Proxy {
-    let mut c = p.clone();
-    let now = SystemTime::now();
-    for t in &mut c.types {
-        let at = t.last_updated_at(now).unwrap_or(now);
-        t.last_updated = Some(LastUpdated::At(
-            at.checked_sub(Duration::from_secs(600)).unwrap_or(at),
-        ));
-    }
-    c
+    p.older_by(Duration::from_secs(600), SystemTime::now())
 }
 
 #[tonic::async_trait]
@@ -303,7 +347,7 @@ impl AggregatedDiscoveryService for Ads {
                     Ok(None) | Err(_) => break,
                 };
                 if !authorized {
-                    if let Err(st) = check_node(&req, &caller) {
+                    if let Err(st) = check_node(&req, &caller, &this.version()) {
                         let _ = tx.send(Err(st)).await;
                         break;
                     }
@@ -332,35 +376,182 @@ impl AggregatedDiscoveryService for Ads {
         )))
     }
 
+    /// istiod serves the Delta method for debug types too (`StreamDeltas`,
+    /// `1.30.0:pilot/pkg/xds/delta.go` `pushDeltaXds`; StatusGen answers in
+    /// full through `GenerateDeltas`): the same answers as state of the world,
+    /// as named `Resource`s (a ClientConfig is named by its node id, config
+    /// dump sections have no name), `system_version_info` = the push version.
     async fn delta_aggregated_resources(
         &self,
-        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented(
-            "delta xDS is not supported for debug types",
-        ))
+        let caller = self.authenticate(&request)?;
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel::<Result<DeltaDiscoveryResponse, Status>>(4);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut node = None;
+            loop {
+                let delta = match inbound.message().await {
+                    Ok(Some(r)) => r,
+                    Ok(None) | Err(_) => break,
+                };
+                // The node comes with the first request only.
+                if node.is_none() {
+                    node = delta.node.clone();
+                    let req = DiscoveryRequest {
+                        node: node.clone(),
+                        ..Default::default()
+                    };
+                    if let Err(st) = check_node(&req, &caller, &this.version()) {
+                        let _ = tx.send(Err(st)).await;
+                        break;
+                    }
+                }
+                let req = DiscoveryRequest {
+                    node: node.clone(),
+                    type_url: delta.type_url.clone(),
+                    resource_names: delta.resource_names_subscribe.clone(),
+                    ..Default::default()
+                };
+                let result = tokio::select! {
+                    r = this.answer(&req, &caller) => r,
+                    _ = tx.closed() => break,
+                };
+                match result {
+                    Ok(Some(resp)) => {
+                        if tx.send(Ok(to_delta(resp))).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(st) => {
+                        let _ = tx.send(Err(st)).await;
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+impl Ads {
+    /// This replica's version (1.30.0 if it was removed meanwhile).
+    fn version(&self) -> IstioVersion {
+        self.mesh
+            .read()
+            .ok()
+            .and_then(|m| m.replicas.get(&self.replica).map(|r| r.version.clone()))
+            .unwrap_or(IstioVersion::new(1, 30, 0))
+    }
+}
+
+/// A state-of-the-world answer as the Delta method carries it.
+fn to_delta(resp: DiscoveryResponse) -> DeltaDiscoveryResponse {
+    use prost::Message;
+    use proto::envoy::envoy::service::discovery::v3::Resource;
+    use proto::envoy::envoy::service::status::v3::ClientConfig;
+    let resources = resp
+        .resources
+        .into_iter()
+        .map(|any| {
+            let name = if any.type_url == type_url::CLIENT_CONFIG {
+                ClientConfig::decode(any.value.as_slice())
+                    .ok()
+                    .and_then(|c| c.node)
+                    .map(|n| n.id)
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            Resource {
+                name,
+                resource: Some(any),
+                ..Default::default()
+            }
+        })
+        .collect();
+    DeltaDiscoveryResponse {
+        system_version_info: resp.version_info,
+        resources,
+        type_url: resp.type_url,
+        nonce: resp.nonce,
+        control_plane: resp.control_plane,
+        ..Default::default()
     }
 }
 
 /// istiod's checks on the first request: a node with a valid IP, and the
-/// claimed NAMESPACE/SERVICE_ACCOUNT matching the authenticated identity.
-fn check_node(req: &DiscoveryRequest, caller: &Caller) -> Result<(), Status> {
+/// claimed identity matching the authenticated one (`checkConnectionIdentity`,
+/// `1.30.0:pilot/pkg/xds/auth.go`, `1.12.0:pilot/pkg/xds/ads.go`): the
+/// namespace is the node's `NAMESPACE`, else the first label of the node id's
+/// DNS domain (`GetProxyConfigNamespace`); an empty namespace or
+/// `SERVICE_ACCOUNT` is not compared.
+fn check_node(
+    req: &DiscoveryRequest,
+    caller: &Caller,
+    version: &IstioVersion,
+) -> Result<(), Status> {
     let node = req
         .node
         .as_ref()
         .filter(|n| !n.id.is_empty())
         .ok_or_else(|| Status::invalid_argument("missing node information"))?;
-    proto::node::node_ip(node).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    proto::node::node_ip(node).map_err(|e| {
+        // `1.16.0:pilot/pkg/xds/ads.go` `initProxyMetadata` wraps it in
+        // InvalidArgument; before, the plain error (code Unknown).
+        if version.node_errors_invalid_argument() {
+            Status::invalid_argument(e.to_string())
+        } else {
+            Status::unknown(e.to_string())
+        }
+    })?;
     if let Some(id) = &caller.identity {
         let claimed = proto::node::claimed_identity(node);
-        if claimed.namespace != id.namespace || claimed.service_account != id.service_account {
+        let namespace = if claimed.namespace.is_empty() {
+            config_namespace_from_id(&node.id)
+        } else {
+            claimed.namespace.clone()
+        };
+        let ns_ok = namespace.is_empty() || namespace == id.namespace;
+        let sa_ok =
+            claimed.service_account.is_empty() || claimed.service_account == id.service_account;
+        if !ns_ok || !sa_ok {
             return Err(Status::permission_denied(format!(
                 "authorization failed: no identities ([{}]) matched {}/{}",
                 id.spiffe(),
-                claimed.namespace,
+                namespace,
                 claimed.service_account
             )));
         }
     }
     Ok(())
+}
+
+/// `sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local` → `ns` (the DNS domain's
+/// first label when it has more than one; `GetProxyConfigNamespace`).
+fn config_namespace_from_id(id: &str) -> String {
+    let domain = id.split('~').nth(3).unwrap_or_default();
+    match domain.split_once('.') {
+        Some((ns, _)) => ns.to_string(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_from_node_id() {
+        assert_eq!(
+            config_namespace_from_id("sidecar~10.0.0.1~test-1.default~default.svc.cluster.local"),
+            "default"
+        );
+        assert_eq!(config_namespace_from_id("sidecar~10.0.0.1~x~local"), "");
+        assert_eq!(config_namespace_from_id("bad"), "");
+    }
 }

@@ -1,27 +1,10 @@
-//! `istio.io/connections` and `istio.io/debug` answers.
+//! `istio.io/debug` answers (DebugGen: istiod's HTTP debug handlers over xDS).
 
 use crate::config_dump::node_id;
 use crate::scenario::Proxy;
-use crate::syncz::{full_metadata, pack_any};
-use proto::envoy::envoy::config::core::v3::Node;
+use proto::IstioVersion;
 use proto::envoy::google::protobuf::Any;
 use std::sync::Arc;
-
-/// `istio.io/connections`: the node of every ADS client of this replica.
-pub fn connections(proxies: &[Arc<Proxy>], caller: &Node) -> Vec<Any> {
-    let mut out: Vec<Any> = proxies
-        .iter()
-        .map(|p| {
-            pack_any(&Node {
-                id: node_id(p),
-                metadata: Some(full_metadata(p)),
-                ..Default::default()
-            })
-        })
-        .collect();
-    out.push(pack_any(caller));
-    out
-}
 
 /// The debug paths istiod lists.
 pub const DEBUG_PATHS: &[&str] = &[
@@ -48,7 +31,12 @@ pub const DEBUG_PATHS: &[&str] = &[
 ];
 
 /// `istio.io/debug` with a path: the body istiod's HTTP debug handler returns.
-pub fn debug_body(path: &str, proxies: &[Arc<Proxy>], replica: &str) -> Vec<u8> {
+pub fn debug_body(
+    path: &str,
+    proxies: &[Arc<Proxy>],
+    replica: &str,
+    version: &IstioVersion,
+) -> Vec<u8> {
     let path = path.trim_start_matches('/').trim_start_matches("debug/");
     let (base, query) = path.split_once('?').unwrap_or((path, ""));
     let json = match base {
@@ -63,7 +51,7 @@ pub fn debug_body(path: &str, proxies: &[Arc<Proxy>], replica: &str) -> Vec<u8> 
             let Some(p) = proxies.iter().find(|p| p.id == id) else {
                 return b"Proxy not connected to this Pilot instance".to_vec();
             };
-            config_dump_json(p)
+            config_dump_json(p, version)
         }
         "list" => serde_json::json!(DEBUG_PATHS),
         "syncz" => serde_json::Value::Array(
@@ -103,12 +91,12 @@ pub fn debug_resource(body: Vec<u8>) -> Any {
 
 /// A JSON rendering of the proxy's config dump (the section types and the
 /// names in them; istiod writes full protojson).
-fn config_dump_json(p: &Proxy) -> serde_json::Value {
+fn config_dump_json(p: &Proxy, version: &IstioVersion) -> serde_json::Value {
     use prost::Message;
     use proto::envoy::envoy::admin::v3::{
         BootstrapConfigDump, ClustersConfigDump, ListenersConfigDump, RoutesConfigDump,
     };
-    let sections = crate::config_dump::sections(p, "", std::time::SystemTime::now());
+    let sections = crate::config_dump::sections(p, version, "", std::time::SystemTime::now());
     let configs: Vec<serde_json::Value> = sections
         .iter()
         .map(|a| {
@@ -157,7 +145,13 @@ mod tests {
     }
 
     fn body(path: &str) -> String {
-        String::from_utf8(debug_body(path, &proxies(), "istiod-a")).unwrap()
+        String::from_utf8(debug_body(
+            path,
+            &proxies(),
+            "istiod-a",
+            &"1.30.0".parse().unwrap(),
+        ))
+        .unwrap()
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The live, mutable mesh every replica answers from.
 
-use crate::scenario::{AuthSettings, Fault, IstiodSettings, Proxy, Scenario};
+use crate::scenario::{AuthSettings, Fault, IstiodSettings, Proxy, ReplicaAuth, Scenario};
 use proto::IstioVersion;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -12,6 +12,9 @@ pub struct ReplicaIdentity {
     pub name: String,
     pub version: IstioVersion,
     pub revision: String,
+    /// The debug-endpoint rules of this replica (its own version's, unless
+    /// the scenario states them).
+    pub auth: ReplicaAuth,
 }
 
 /// A replica's current fault and when it was set (flap phases count from it).
@@ -38,6 +41,15 @@ pub struct MeshState {
     pub proxies: BTreeMap<String, Arc<Proxy>>,
     /// When the scenario was loaded: its relative ages ("5m") count back from here.
     pub loaded_at: std::time::SystemTime,
+    /// istiod's push counter: `version_info` stays the same until the mesh
+    /// changes (`time.Now().Format(time.RFC3339) + "/" + n`,
+    /// `1.30.0:pilot/pkg/xds/discovery.go` `NextVersion`).
+    pub push: u64,
+    /// When the current push happened.
+    pub pushed_at: std::time::SystemTime,
+    /// Seed of the answer order (istiod emits one ClientConfig per connection
+    /// in Go map order): the same scenario gives the same sequence of orders.
+    pub seed: u64,
 }
 
 pub type SharedMesh = Arc<RwLock<MeshState>>;
@@ -48,6 +60,9 @@ impl MeshState {
         let loaded_at = std::time::SystemTime::now();
         MeshState {
             loaded_at,
+            push: 1,
+            pushed_at: loaded_at,
+            seed: scenario_seed(s),
             istiod: s.istiod.clone(),
             auth: s.auth.clone(),
             replicas: s
@@ -63,6 +78,7 @@ impl MeshState {
                                 .revision
                                 .clone()
                                 .unwrap_or_else(|| s.istiod.revision.clone()),
+                            auth: s.auth.for_replica(r.version.as_ref()),
                         },
                     )
                 })
@@ -73,6 +89,21 @@ impl MeshState {
                 .map(|p| (p.id.clone(), Arc::new(p.clone().pinned(loaded_at))))
                 .collect(),
         }
+    }
+
+    /// A change of the mesh: the next answers carry a new `version_info`.
+    pub fn bump_push(&mut self) {
+        self.push += 1;
+        self.pushed_at = std::time::SystemTime::now();
+    }
+
+    /// `version_info` (and, from 1.23, the nonce prefix) of the current push.
+    pub fn push_version(&self) -> String {
+        format!(
+            "{}/{}",
+            crate::timefmt::format_rfc3339(self.pushed_at),
+            self.push
+        )
     }
 
     /// The proxies a replica owns, sorted by id.
@@ -89,5 +120,44 @@ impl MeshState {
             .values()
             .filter(|p| p.replica == replica)
             .count()
+    }
+}
+
+/// A seed that depends only on what the scenario describes (not on where its
+/// file lives): FNV-1a over the description, replica names and proxy ids.
+fn scenario_seed(s: &Scenario) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let parts = std::iter::once(s.description.as_str())
+        .chain(s.replicas.iter().map(|r| r.name.as_str()))
+        .chain(s.proxies.iter().map(|p| p.id.as_str()));
+    for part in parts {
+        for b in part.bytes().chain(std::iter::once(0)) {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// A small deterministic generator (SplitMix64) for the answer order.
+#[derive(Debug, Clone)]
+pub struct SplitMix(u64);
+
+impl SplitMix {
+    pub fn new(seed: u64) -> Self {
+        SplitMix(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Fisher-Yates.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
     }
 }

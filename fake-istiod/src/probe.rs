@@ -114,6 +114,36 @@ pub async fn ask_on(
     Ok(out)
 }
 
+/// Sends every request on one stream and returns the FIRST answer, whichever
+/// request it answers (a replica answers in order, so a later request's answer
+/// coming first proves the earlier ones got none: istiod ≤1.19's silence).
+pub async fn ask_first(
+    addr: SocketAddr,
+    dial: &Dial,
+    requests: Vec<DiscoveryRequest>,
+) -> Result<DiscoveryResponse, Status> {
+    let ch = channel(addr, dial).await?;
+    let mut client = AggregatedDiscoveryServiceClient::new(ch).max_decoding_message_size(usize::MAX);
+    let (tx, rx) = tokio::sync::mpsc::channel(requests.len().max(1));
+    for r in requests {
+        let _ = tx.send(r).await;
+    }
+    let mut req = Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    if let Some(t) = &dial.token {
+        let v = format!("Bearer {t}")
+            .parse()
+            .map_err(|_| Status::invalid_argument("token is not a valid header value"))?;
+        req.metadata_mut().insert("authorization", v);
+    }
+    let mut stream = client.stream_aggregated_resources(req).await?.into_inner();
+    let first = stream
+        .message()
+        .await?
+        .ok_or_else(|| Status::unavailable("stream closed before any answer"));
+    drop(tx);
+    first
+}
+
 /// One request, one answer.
 pub async fn ask(
     addr: SocketAddr,

@@ -411,6 +411,7 @@ impl Inner {
         proxy.types.sort_by(|a, b| a.type_url.cmp(&b.type_url));
         let proxy = proxy.pinned(SystemTime::now());
         mesh.proxies.insert(proxy.id.clone(), Arc::new(proxy));
+        mesh.bump_push();
         Ok(())
     }
 
@@ -418,8 +419,9 @@ impl Inner {
         let mut mesh = self.write()?;
         mesh.proxies
             .remove(id)
-            .map(|_| ())
-            .ok_or_else(|| Error::UnknownProxy(id.to_string()))
+            .ok_or_else(|| Error::UnknownProxy(id.to_string()))?;
+        mesh.bump_push();
+        Ok(())
     }
 
     pub(crate) fn move_proxy(&self, id: &str, to: &str) -> Result<(), Error> {
@@ -432,6 +434,7 @@ impl Inner {
             .get_mut(id)
             .ok_or_else(|| Error::UnknownProxy(id.to_string()))?;
         Arc::make_mut(p).replica = to.to_string();
+        mesh.bump_push();
         Ok(())
     }
 
@@ -442,6 +445,7 @@ impl Inner {
             .get_mut(id)
             .ok_or_else(|| Error::UnknownProxy(id.to_string()))?;
         Arc::make_mut(p).set_type_status(status.pinned(SystemTime::now()));
+        mesh.bump_push();
         Ok(())
     }
 

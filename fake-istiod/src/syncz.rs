@@ -113,11 +113,14 @@ pub fn workload_name(pod: &str) -> String {
 }
 
 /// The node istiod puts in a ClientConfig.
-fn node(proxy: &Proxy, shape: SynczShape) -> Node {
+fn node(proxy: &Proxy, version: &IstioVersion) -> Node {
+    let shape = version.syncz_shape();
     let metadata = match shape {
         SynczShape::LegacyXdsConfig | SynczShape::GenericFixedTypes => None,
-        SynczShape::WithEcds => Some(full_metadata(proxy)),
-        SynczShape::ClusterIdMetadata => Some(metadata(&[("CLUSTER_ID", &proxy.cluster)])),
+        SynczShape::WithEcds if version.syncz_full_node_metadata() => Some(full_metadata(proxy)),
+        SynczShape::WithEcds | SynczShape::ClusterIdMetadata => {
+            Some(metadata(&[("CLUSTER_ID", &proxy.cluster)]))
+        }
         SynczShape::ThreeKeyMetadata | SynczShape::WatchedTypes => Some(metadata(&[
             ("CLUSTER_ID", &proxy.cluster),
             ("NAMESPACE", &proxy.namespace),
@@ -134,7 +137,7 @@ fn node(proxy: &Proxy, shape: SynczShape) -> Node {
 /// One proxy's ClientConfig as istiod `version` builds it at `now`.
 pub fn client_config(proxy: &Proxy, version: &IstioVersion, now: SystemTime) -> ClientConfig {
     let shape = version.syncz_shape();
-    let node = Some(node(proxy, shape));
+    let node = Some(node(proxy, version));
     match shape {
         SynczShape::LegacyXdsConfig => {
             use per_xds_config::PerXdsConfig as P;
@@ -188,10 +191,22 @@ pub fn client_config(proxy: &Proxy, version: &IstioVersion, now: SystemTime) -> 
                 .map(|t| GenericXdsConfig {
                     type_url: t.type_url.clone(),
                     config_status: reported(t.status, version) as i32,
-                    last_updated: t.last_updated_at(now).map(timestamp),
+                    // `LastUpdated = timestamppb.New(wr.LastSendTime)`: always
+                    // set, Go's zero time for a type never sent
+                    // (`1.23.0:pilot/pkg/xds/statusgen.go`).
+                    last_updated: Some(
+                        t.last_updated_at(now)
+                            .map(timestamp)
+                            .unwrap_or(GO_ZERO_TIME),
+                    ),
                     error_state: match (&t.error, t.status) {
                         (Some(details), SyncStatus::Error) => Some(UpdateFailureState {
                             details: details.clone(),
+                            last_update_attempt: Some(
+                                t.last_updated_at(now)
+                                    .map(timestamp)
+                                    .unwrap_or(GO_ZERO_TIME),
+                            ),
                             ..Default::default()
                         }),
                         _ => None,
@@ -206,6 +221,43 @@ pub fn client_config(proxy: &Proxy, version: &IstioVersion, now: SystemTime) -> 
             }
         }
     }
+}
+
+/// Go's zero `time.Time` as a protobuf Timestamp (`0001-01-01T00:00:00Z`).
+pub const GO_ZERO_TIME: Timestamp = Timestamp {
+    seconds: -62_135_596_800,
+    nanos: 0,
+};
+
+/// One replica's syncz answer as istiod builds it: one ClientConfig per
+/// CONNECTION (a proxy with several is listed several times), only sidecars
+/// and gateways before 1.18 (ztunnels from 1.18), in Go map order, which
+/// `rng` stands in for.
+pub fn answer(
+    proxies: &[std::sync::Arc<Proxy>],
+    version: &IstioVersion,
+    now: SystemTime,
+    rng: &mut crate::mesh::SplitMix,
+) -> Vec<Any> {
+    use std::borrow::Cow;
+    let mut listed: Vec<Cow<'_, Proxy>> = Vec::with_capacity(proxies.len());
+    for p in proxies {
+        if p.kind == ProxyKind::Ztunnel && !version.syncz_lists_ztunnels() {
+            continue;
+        }
+        listed.push(Cow::Borrowed(p.as_ref()));
+        for extra in 1..p.connections.max(1) {
+            listed.push(Cow::Owned(p.older_by(
+                std::time::Duration::from_secs(600 * u64::from(extra)),
+                now,
+            )));
+        }
+    }
+    rng.shuffle(&mut listed);
+    listed
+        .iter()
+        .map(|p| pack_any(&client_config(p, version, now)))
+        .collect()
 }
 
 /// The syncz resources for a set of proxies (sorted by id).

@@ -204,13 +204,24 @@ async fn config_dump_of_another_namespace_is_invisible_to_a_scoped_caller() {
     )
     .await
     .unwrap();
-    assert_eq!(own.resources.len(), 4);
+    // An empty bootstrap, clusters, listeners, scoped routes, routes, secrets, ECDS.
+    assert_eq!(own.resources.len(), 7);
     fake.shutdown().await;
 }
 
+/// `1.16.0:pilot/pkg/xds/ads.go` `initProxyMetadata` wraps the error in
+/// InvalidArgument; before, the plain error reaches the client as Unknown.
+#[rstest]
+#[case::plain_error_1_12("1.12.1", Code::Unknown)]
+#[case::plain_error_1_15("1.15.6", Code::Unknown)]
+#[case::invalid_argument_1_16("1.16.0", Code::InvalidArgument)]
+#[case::invalid_argument_1_30("1.30.0", Code::InvalidArgument)]
 #[tokio::test]
-async fn node_without_ip_is_rejected() {
-    let fake = FakeIstiod::start(mesh("1.12.1", "{}"), StartOptions::ephemeral())
+async fn node_without_ip_is_rejected(#[case] version: &str, #[case] code: Code) {
+    let fake = FakeIstiod::start(
+        mesh(version, "{ debug_endpoint_auth: false }"),
+        StartOptions::ephemeral(),
+    )
         .await
         .unwrap();
     let mut req = istioctl_request(type_url::SYNCZ, &[], "istio-system");
@@ -220,7 +231,7 @@ async fn node_without_ip_is_rejected() {
     let err = ask(fake.replicas()[0].plaintext_addr, &Dial::default(), req)
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(err.code(), code, "{err:?}");
     assert_eq!(
         err.message(),
         "no valid IP address in the service node id or metadata"
@@ -275,24 +286,35 @@ async fn client_certificate_authenticates_like_a_token(
     fake.shutdown().await;
 }
 
+/// DebugGen's errors per version (`pilot/pkg/xds/debuggen.go` at 1.18.0,
+/// 1.18.1 and 1.21.0).
 #[rstest]
-#[case::system_caller_list("istio-system", &["list"], Ok(()))]
-#[case::no_path("istio-system", &[], Err((Code::Unknown, "debug type is required")))]
-#[case::two_paths("istio-system", &["list", "syncz"], Err((Code::Unknown, "only one debug request is allowed")))]
-#[case::other_namespace_list(
-    "bookinfo", &["list"],
+#[case::system_caller_list("1.30.0", "istio-system", &["list"], Ok(()))]
+#[case::no_path_1_30("1.30.0", "istio-system", &[], Err((Code::InvalidArgument, "exactly one debug request is required")))]
+#[case::two_paths_1_30("1.30.0", "istio-system", &["list", "syncz"], Err((Code::InvalidArgument, "exactly one debug request is required")))]
+#[case::other_namespace_list_1_30(
+    "1.30.0", "bookinfo", &["list"],
+    Err((Code::PermissionDenied, "the debug info is not available for current identity: \"spiffe://cluster.local/ns/bookinfo/sa/default\""))
+)]
+#[case::other_namespace_config_dump("1.30.0", "bookinfo", &["config_dump?proxyID=productpage-v1-6b746f74dc-9stvs.bookinfo"], Ok(()))]
+#[case::no_path_1_20("1.20.0", "istio-system", &[], Err((Code::InvalidArgument, "debug type is required")))]
+#[case::two_paths_1_20("1.20.0", "istio-system", &["list", "syncz"], Err((Code::InvalidArgument, "only one debug request is allowed")))]
+#[case::no_path_1_18_0("1.18.0", "istio-system", &[], Err((Code::Unknown, "debug type is required")))]
+#[case::two_paths_1_18_0("1.18.0", "istio-system", &["list", "syncz"], Err((Code::Unknown, "only one debug request is allowed")))]
+#[case::other_namespace_list_1_18_0(
+    "1.18.0", "bookinfo", &["list"],
     Err((Code::Unknown, "the debug info is not available for current identity: \"spiffe://cluster.local/ns/bookinfo/sa/default\""))
 )]
-#[case::other_namespace_config_dump("bookinfo", &["config_dump?proxyID=productpage-v1-6b746f74dc-9stvs.bookinfo"], Ok(()))]
 #[tokio::test]
 async fn debug_type_rules(
+    #[case] version: &str,
     #[case] namespace: &str,
     #[case] paths: &[&str],
     #[case] expected: Result<(), (Code, &str)>,
 ) {
     // debug_endpoint_auth off: istio.io/debug still wants an identity.
     let fake = FakeIstiod::start(
-        mesh("1.30.0", "{ debug_endpoint_auth: false }"),
+        mesh(version, "{ debug_endpoint_auth: false }"),
         StartOptions::ephemeral(),
     )
     .await
@@ -328,5 +350,122 @@ async fn debug_type_rules(
     .await
     .unwrap_err();
     assert_eq!(plain.message(), "authentication required");
+    fake.shutdown().await;
+}
+
+/// Debug-endpoint auth follows each REPLICA's version: in a 1.30 rollout a
+/// 1.12.1 replica still answers plaintext callers without an identity, a
+/// 1.29.0 one too (auth from 1.29.1), a 1.27.8 one refuses them — for every
+/// StatusGen type, `istio.io/connections` included
+/// (`1.27.8:pilot/pkg/xds/statusgen.go` `handleInternalRequest`).
+#[rstest]
+#[case::old_replica_1_12("1.12.1", true)]
+#[case::before_auth_1_27_7("1.27.7", true)]
+#[case::auth_from_1_27_8("1.27.8", false)]
+#[case::before_auth_1_29_0("1.29.0", true)]
+#[case::auth_from_1_29_1("1.29.1", false)]
+#[case::same_as_scenario_1_30("1.30.0", false)]
+#[tokio::test]
+async fn debug_auth_follows_the_replica_version(#[case] replica: &str, #[case] open: bool) {
+    let yaml = format!(
+        r#"
+istiod: {{ version: 1.30.0, namespace: istio-system }}
+replicas:
+  - {{ name: istiod-new-7d4f9c6b8-abcde }}
+  - {{ name: istiod-old-7d4f9c6b8-fghij, version: {replica} }}
+proxies:
+  - {{ id: productpage-v1-6b746f74dc-9stvs.bookinfo, replica: istiod-old-7d4f9c6b8-fghij }}
+"#
+    );
+    let fake = FakeIstiod::start(
+        Scenario::parse(&yaml, "mixed.yaml").unwrap(),
+        StartOptions::ephemeral(),
+    )
+    .await
+    .unwrap();
+    let old = fake.replica("istiod-old-7d4f9c6b8-fghij").unwrap();
+    let new = fake.replica("istiod-new-7d4f9c6b8-abcde").unwrap();
+    for t in [type_url::SYNCZ, type_url::CONNECTIONS, type_url::CONFIG_DUMP] {
+        let names: &[&str] = if t == type_url::CONFIG_DUMP {
+            &["productpage-v1-6b746f74dc-9stvs.bookinfo"]
+        } else {
+            &[]
+        };
+        let got = ask(
+            old.plaintext_addr,
+            &Dial::default(),
+            istioctl_request(t, names, "istio-system"),
+        )
+        .await;
+        match (&got, open) {
+            (Ok(_), true) => {}
+            (Err(st), false) => {
+                assert_eq!(st.code(), Code::Unauthenticated, "{t}: {st:?}");
+                assert_eq!(st.message(), "authentication required");
+            }
+            _ => panic!("{replica} {t}: got {got:?}, expected open={open}"),
+        }
+        let refused = ask(
+            new.plaintext_addr,
+            &Dial::default(),
+            istioctl_request(t, names, "istio-system"),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated, "1.30 {t}");
+    }
+    fake.shutdown().await;
+}
+
+/// `checkConnectionIdentity` (`1.30.0:pilot/pkg/xds/auth.go`): an empty
+/// SERVICE_ACCOUNT is not compared, and without NAMESPACE the namespace is the
+/// node id's DNS domain's first label.
+#[rstest]
+#[case::no_service_account(Some("istio-system"), None, "sidecar~10.0.0.1~test-1.default~default.svc.cluster.local", Ok(()))]
+#[case::namespace_from_node_id(None, Some("default"), "sidecar~10.0.0.1~x.istio-system~istio-system.svc.cluster.local", Ok(()))]
+#[case::namespace_from_node_id_mismatch(
+    None, Some("default"), "sidecar~10.0.0.1~x.bookinfo~bookinfo.svc.cluster.local",
+    Err("authorization failed: no identities ([spiffe://cluster.local/ns/istio-system/sa/default]) matched bookinfo/default")
+)]
+#[case::nothing_claimed(None, None, "sidecar~10.0.0.1~x~local", Ok(()))]
+#[tokio::test]
+async fn identity_matching(
+    #[case] namespace: Option<&str>,
+    #[case] service_account: Option<&str>,
+    #[case] node_id: &str,
+    #[case] expected: Result<(), &str>,
+) {
+    let fake = FakeIstiod::start(mesh("1.30.0", "{}"), StartOptions::ephemeral())
+        .await
+        .unwrap();
+    let mut req = istioctl_request(type_url::SYNCZ, &[], "istio-system");
+    if let Some(n) = req.node.as_mut() {
+        n.id = node_id.into();
+        let md = n.metadata.get_or_insert_with(Default::default);
+        md.fields.remove("NAMESPACE");
+        md.fields.remove("SERVICE_ACCOUNT");
+        if let Some(ns) = namespace {
+            md.fields
+                .insert("NAMESPACE".into(), proto::node::string_value(ns));
+        }
+        if let Some(sa) = service_account {
+            md.fields
+                .insert("SERVICE_ACCOUNT".into(), proto::node::string_value(sa));
+        }
+    }
+    let dial = Dial {
+        ca_pem: Some(fake.ca_pem()),
+        token: Some(fake.mint_token(&TokenSpec::new("istio-system", "default"))),
+        ..Default::default()
+    };
+    let got = ask(fake.replicas()[0].tls_addr, &dial, req).await;
+    match (got, expected) {
+        (Ok(_), Ok(())) => {}
+        (Err(st), Err(msg)) => {
+            assert_eq!(st.code(), Code::PermissionDenied);
+            assert_eq!(st.message(), msg);
+        }
+        (got, want) => panic!("got {got:?}, want {want:?}"),
+    }
     fake.shutdown().await;
 }

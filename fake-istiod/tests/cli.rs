@@ -33,7 +33,7 @@ fn validate_reports_file_line_and_field() {
     assert_eq!(
         stderr,
         format!(
-            "{name}:5: proxies[0].replica: no replica named \"istiod-b\" (replicas: istiod-a)\n{name}:6: proxies[0].colour: unknown field; expected one of: id, replica, cluster, namespace, version, kind, types, ip\n"
+            "{name}:5: proxies[0].replica: no replica named \"istiod-b\" (replicas: istiod-a)\n{name}:6: proxies[0].colour: unknown field; expected one of: id, replica, cluster, namespace, version, kind, types, ip, connections\n"
         )
     );
     let ok = Command::new(BIN)
@@ -208,11 +208,12 @@ async fn serve_answers_the_blog_syncz() {
     .await
     .unwrap();
     assert_eq!(control_plane_id(&resp), "istiod-666fb6694d-jklkt");
-    let ids: Vec<String> = decode_syncz(&resp)
+    let mut ids: Vec<String> = decode_syncz(&resp)
         .unwrap()
         .into_iter()
         .map(|c| c.node.unwrap().id)
         .collect();
+    ids.sort();
     assert_eq!(
         ids,
         [

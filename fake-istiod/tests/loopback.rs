@@ -52,11 +52,12 @@ async fn blog_replica_answers_syncz_with_the_three_proxies() {
             .iter()
             .all(|a| a.type_url == type_url::CLIENT_CONFIG)
     );
-    let ids: Vec<String> = decode_syncz(&resp)
+    let mut ids: Vec<String> = decode_syncz(&resp)
         .unwrap()
         .into_iter()
         .map(|c| c.node.unwrap().id)
         .collect();
+    ids.sort();
     assert_eq!(
         ids,
         [
@@ -146,7 +147,10 @@ async fn config_dump_only_from_the_owning_replica_and_several_requests_per_strea
                     "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
                     "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
                     "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
-                    "type.googleapis.com/envoy.admin.v3.RoutesConfigDump"
+                    "type.googleapis.com/envoy.admin.v3.ScopedRoutesConfigDump",
+                    "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
+                    "type.googleapis.com/envoy.admin.v3.SecretsConfigDump",
+                    "type.googleapis.com/envoy.admin.v3.EcdsConfigDump"
                 ]
             );
         } else {
@@ -175,52 +179,171 @@ async fn empty_mesh_answers_zero_resources() {
     fake.shutdown().await;
 }
 
+/// `istio.io/connections` (what `istioctl x version` asked up to 1.20) reaches
+/// StatusGen, which has no case for it (`TypeURLConnect` is `istio.io/connect`):
+/// zero resources; only the ControlPlane matters, and from 1.25 there is none
+/// (`1.25.0:pilot/pkg/xds/xdsgen.go` `ControlPlane(typ)`).
+#[rstest::rstest]
+#[case::control_plane_1_12("1.12.1", true)]
+#[case::control_plane_1_24("1.24.6", true)]
+#[case::none_from_1_25("1.25.0", false)]
 #[tokio::test]
-async fn connections_lists_the_replicas_proxies_as_nodes() {
-    use prost::Message;
-    let fake = FakeIstiod::start(scenario("blog-walkthrough.yaml"), StartOptions::ephemeral())
-        .await
-        .unwrap();
-    let r = &fake.replicas()[0];
-    let resp = ask(
-        r.plaintext_addr,
-        &Dial::default(),
-        istioctl_request(type_url::CONNECTIONS, &[], "external-istiod"),
+async fn connections_answers_zero_resources(#[case] version: &str, #[case] with_cp: bool) {
+    let yaml = format!(
+        "istiod: {{ version: {version} }}\nauth: {{ debug_endpoint_auth: false }}\nreplicas: [ {{ name: istiod-a }} ]\nproxies: [ {{ id: a-1.default, replica: istiod-a }} ]\n"
+    );
+    let fake = FakeIstiod::start(
+        Scenario::parse(&yaml, "c.yaml").unwrap(),
+        StartOptions::ephemeral(),
     )
     .await
     .unwrap();
-    // 1.12: ControlPlane on every answer.
-    assert_eq!(control_plane_id(&resp), "istiod-666fb6694d-jklkt");
-    let nodes: Vec<proto::envoy::envoy::config::core::v3::Node> = resp
-        .resources
-        .iter()
-        .map(|a| {
-            assert_eq!(a.type_url, "type.googleapis.com/envoy.config.core.v3.Node");
-            proto::envoy::envoy::config::core::v3::Node::decode(a.value.as_slice()).unwrap()
-        })
-        .collect();
-    // istioctl counts only nodes with PROXY_CONFIG (its own connection has none).
-    let proxies: Vec<&str> = nodes
-        .iter()
-        .filter(|n| {
-            n.metadata
-                .as_ref()
-                .is_some_and(|m| m.fields.contains_key("PROXY_CONFIG"))
-        })
-        .map(|n| n.id.as_str())
-        .collect();
-    assert_eq!(proxies.len(), 3);
-    assert!(proxies[0].starts_with("sidecar~10."), "{proxies:?}");
-    assert!(
-        proxies[0].ends_with("~helloworld-v1-776f57d5f6-tmpkd.sample~sample.svc.cluster.local")
-    );
-    assert!(proxies[1].starts_with("router~"));
-    assert_eq!(nodes.len(), 4);
+    let resp = ask(
+        fake.replicas()[0].plaintext_addr,
+        &Dial::default(),
+        istioctl_request(type_url::CONNECTIONS, &[], "istio-system"),
+    )
+    .await
+    .unwrap();
+    assert!(resp.resources.is_empty(), "{:?}", resp.resources);
+    assert_eq!(resp.type_url, type_url::CONNECTIONS);
+    assert_eq!(resp.control_plane.is_some(), with_cp, "{version}");
     fake.shutdown().await;
 }
 
+/// A replica without the proxy: ≤1.19 sends no answer at all to config_dump
+/// (`1.19.0:pilot/pkg/xds/statusgen.go` returns nil resources, `pushXds`
+/// sends nothing), 1.20+ zero resources. Proven without waiting: config_dump
+/// and syncz on one stream; the first answer is syncz's when config_dump got none.
+#[rstest::rstest]
+#[case::silent_1_12("1.12.1", true)]
+#[case::silent_1_19("1.19.10", true)]
+#[case::empty_1_20("1.20.0", false)]
+#[case::empty_1_30("1.30.0", false)]
 #[tokio::test]
-async fn delta_xds_is_unimplemented() {
+async fn config_dump_for_a_proxy_of_another_replica(#[case] version: &str, #[case] silent: bool) {
+    let yaml = format!(
+        "istiod: {{ version: {version} }}\nauth: {{ debug_endpoint_auth: false }}\nreplicas: [ {{ name: istiod-a }}, {{ name: istiod-b }} ]\nproxies: [ {{ id: a-1.default, replica: istiod-a }} ]\n"
+    );
+    let fake = FakeIstiod::start(
+        Scenario::parse(&yaml, "c.yaml").unwrap(),
+        StartOptions::ephemeral(),
+    )
+    .await
+    .unwrap();
+    let requests = || {
+        vec![
+            istioctl_request(type_url::CONFIG_DUMP, &["a-1.default"], "istio-system"),
+            istioctl_request(type_url::SYNCZ, &[], "istio-system"),
+        ]
+    };
+    let b = fake.replica("istiod-b").unwrap();
+    let first = fake_istiod::probe::ask_first(b.plaintext_addr, &Dial::default(), requests())
+        .await
+        .unwrap();
+    if silent {
+        assert_eq!(first.type_url, type_url::SYNCZ, "config_dump was answered");
+    } else {
+        assert_eq!(first.type_url, type_url::CONFIG_DUMP);
+        assert!(first.resources.is_empty());
+    }
+    // The owner answers in every version.
+    let a = fake.replica("istiod-a").unwrap();
+    let first = fake_istiod::probe::ask_first(a.plaintext_addr, &Dial::default(), requests())
+        .await
+        .unwrap();
+    assert_eq!(first.type_url, type_url::CONFIG_DUMP);
+    assert!(!first.resources.is_empty());
+    fake.shutdown().await;
+}
+
+/// istiod emits syncz in Go map order: the fake shuffles each answer, the
+/// same way for the same scenario; a proxy with two connections is listed
+/// twice, the older connection's updates 10 minutes earlier.
+#[tokio::test]
+async fn syncz_order_is_shuffled_reproducibly_and_lists_every_connection() {
+    let mut yaml = String::from(
+        "istiod: { version: 1.30.0 }\nauth: { debug_endpoint_auth: false }\nreplicas: [ { name: istiod-a } ]\nproxies:\n",
+    );
+    for i in 0..8 {
+        yaml.push_str(&format!("  - {{ id: p-{i}.default, replica: istiod-a }}\n"));
+    }
+    yaml.push_str("  - { id: twice-1.default, replica: istiod-a, connections: 2 }\n");
+    let orders = |s: Scenario| async move {
+        let fake = FakeIstiod::start(s, StartOptions::ephemeral()).await.unwrap();
+        let addr = fake.replicas()[0].plaintext_addr;
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            let resp = ask(addr, &Dial::default(), istioctl_request(type_url::SYNCZ, &[], "istio-system"))
+                .await
+                .unwrap();
+            out.push(decode_syncz(&resp).unwrap());
+        }
+        fake.shutdown().await;
+        out
+    };
+    let first = orders(Scenario::parse(&yaml, "s.yaml").unwrap()).await;
+    let again = orders(Scenario::parse(&yaml, "s.yaml").unwrap()).await;
+    let ids = |ccs: &Vec<proto::envoy::envoy::service::status::v3::ClientConfig>| -> Vec<String> {
+        ccs.iter().map(|c| c.node.clone().unwrap().id).collect()
+    };
+    let first_ids: Vec<Vec<String>> = first.iter().map(ids).collect();
+    let again_ids: Vec<Vec<String>> = again.iter().map(ids).collect();
+    assert_eq!(first_ids, again_ids, "same scenario, same orders");
+    assert!(
+        first_ids.windows(2).any(|w| w[0] != w[1]),
+        "answers are not all in one order: {first_ids:?}"
+    );
+    let mut sorted = first_ids[0].clone();
+    sorted.sort();
+    assert_ne!(first_ids[0], sorted, "the first answer is not sorted");
+    // Ten resources for nine proxies: twice-1 has two connections.
+    assert_eq!(first_ids[0].len(), 10);
+    let twice: Vec<_> = first[0]
+        .iter()
+        .filter(|c| c.node.as_ref().unwrap().id == "twice-1.default")
+        .map(|c| c.generic_xds_configs[0].last_updated.unwrap().seconds)
+        .collect();
+    assert_eq!(twice.len(), 2);
+    assert_eq!((twice[0] - twice[1]).abs(), 600);
+}
+
+/// `version_info` is the push version, the same on every answer until the
+/// mesh changes; from 1.23 the nonce starts with it (`nonce(req.Push.PushVersion)`,
+/// `1.23.0:pilot/pkg/xds/xdsgen.go`), before it is a bare UUID.
+#[rstest::rstest]
+#[case::uuid_1_22("1.22.8", false)]
+#[case::push_version_1_23("1.23.0", true)]
+#[tokio::test]
+async fn version_info_and_nonce(#[case] version: &str, #[case] prefixed: bool) {
+    let yaml = format!(
+        "istiod: {{ version: {version} }}\nauth: {{ debug_endpoint_auth: false }}\nreplicas: [ {{ name: istiod-a }} ]\nproxies: [ {{ id: a-1.default, replica: istiod-a }} ]\n"
+    );
+    let fake = FakeIstiod::start(
+        Scenario::parse(&yaml, "v.yaml").unwrap(),
+        StartOptions::ephemeral(),
+    )
+    .await
+    .unwrap();
+    let addr = fake.replicas()[0].plaintext_addr;
+    let syncz = || istioctl_request(type_url::SYNCZ, &[], "istio-system");
+    let one = ask(addr, &Dial::default(), syncz()).await.unwrap();
+    let two = ask(addr, &Dial::default(), syncz()).await.unwrap();
+    assert_eq!(one.version_info, two.version_info);
+    assert_ne!(one.nonce, two.nonce);
+    assert_eq!(one.nonce.starts_with(&one.version_info), prefixed, "{}", one.nonce);
+    assert_eq!(one.nonce.len(), 36 + if prefixed { one.version_info.len() } else { 0 });
+    fake.remove_proxy("a-1.default").await.unwrap();
+    let three = ask(addr, &Dial::default(), syncz()).await.unwrap();
+    assert_ne!(three.version_info, one.version_info, "a mesh change is a new push");
+    fake.shutdown().await;
+}
+
+/// istiod serves debug types over the Delta method too (`pushDeltaXds`,
+/// `1.30.0:pilot/pkg/xds/delta.go`): named resources, the push version as
+/// `system_version_info`.
+#[tokio::test]
+async fn delta_xds_serves_debug_types() {
     use proto::envoy::envoy::service::discovery::v3::DeltaDiscoveryRequest;
     use proto::envoy::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
     let fake = FakeIstiod::start(scenario("blog-walkthrough.yaml"), StartOptions::ephemeral())
@@ -232,12 +355,30 @@ async fn delta_xds_is_unimplemented() {
     let mut client = AggregatedDiscoveryServiceClient::new(ch);
     let req = DeltaDiscoveryRequest {
         type_url: type_url::SYNCZ.into(),
+        node: istioctl_request(type_url::SYNCZ, &[], "external-istiod").node,
         ..Default::default()
     };
-    let err = client
-        .delta_aggregated_resources(tokio_stream::iter(vec![req]))
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(req).await.unwrap();
+    let mut stream = client
+        .delta_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
-        .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Unimplemented);
+        .unwrap()
+        .into_inner();
+    let resp = stream.message().await.unwrap().unwrap();
+    drop(tx);
+    assert_eq!(resp.type_url, type_url::SYNCZ);
+    let mut names: Vec<&str> = resp.resources.iter().map(|r| r.name.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "helloworld-v1-776f57d5f6-tmpkd.sample",
+            "istio-ingressgateway-75bfd5668f-lggn4.external-istiod",
+            "sleep-557747455f-v627d.sample"
+        ]
+    );
+    assert!(resp.system_version_info.contains('/'));
+    assert!(resp.control_plane.is_some());
     fake.shutdown().await;
 }

@@ -81,6 +81,22 @@ proxies:
       RDS: { status: ERROR, last_updated: yesterday }
 "#
 )]
+#[case::bad_connections(
+    "bad-connections",
+    r#"istiod: { version: 1.30.0 }
+replicas: [ { name: istiod-a } ]
+proxies:
+  - id: a-1.default
+    replica: istiod-a
+    connections: 0
+  - id: b-1.default
+    replica: istiod-a
+    connections: 9
+  - id: c-1.default
+    replica: istiod-a
+    connections: two
+"#
+)]
 #[case::bad_faults(
     "bad-faults",
     r#"istiod: { version: 1.30.0 }

@@ -3,7 +3,11 @@
 
 use fake_istiod::Scenario;
 use fake_istiod::mesh::ReplicaIdentity;
-use fake_istiod::syncz::client_config;
+use fake_istiod::mesh::SplitMix;
+use fake_istiod::syncz::answer;
+use fake_istiod::Proxy;
+use prost::Message;
+use std::sync::Arc;
 use proto::envoy::envoy::service::status::v3::{ClientConfig, ConfigStatus};
 use proto::envoy::google::protobuf::{Struct, value::Kind};
 use proto::{IstioVersion, type_url};
@@ -33,6 +37,10 @@ proxies:
     kind: ztunnel
 "#;
 
+fn node_id(c: &ClientConfig) -> &str {
+    c.node.as_ref().map(|n| n.id.as_str()).unwrap_or_default()
+}
+
 fn now() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_795_000_000)
 }
@@ -57,6 +65,19 @@ fn status_name(n: i32) -> &'static str {
     ConfigStatus::try_from(n)
         .map(|s| s.as_str_name())
         .unwrap_or("INVALID")
+}
+
+/// RFC 3339, with Go's zero time (before the Unix epoch) spelled out.
+fn time(t: &proto::envoy::google::protobuf::Timestamp) -> String {
+    if t.seconds == -62_135_596_800 && t.nanos == 0 {
+        return "0001-01-01T00:00:00Z".into();
+    }
+    match u64::try_from(t.seconds) {
+        Ok(secs) => fake_istiod::timefmt::format_rfc3339(
+            UNIX_EPOCH + Duration::new(secs, t.nanos as u32),
+        ),
+        Err(_) => format!("{}s before the Unix epoch", -t.seconds),
+    }
 }
 
 /// A readable rendering of one ClientConfig (every field istioctl reads).
@@ -95,14 +116,13 @@ fn render(c: &ClientConfig) -> Value {
                 m.insert("type_url".into(), json!(g.type_url));
                 m.insert("config_status".into(), json!(status_name(g.config_status)));
                 if let Some(t) = &g.last_updated {
-                    let at = UNIX_EPOCH + Duration::new(t.seconds as u64, t.nanos as u32);
-                    m.insert(
-                        "last_updated".into(),
-                        json!(fake_istiod::timefmt::format_rfc3339(at)),
-                    );
+                    m.insert("last_updated".into(), json!(time(t)));
                 }
                 if let Some(e) = &g.error_state {
                     m.insert("error_state.details".into(), json!(e.details));
+                    if let Some(t) = &e.last_update_attempt {
+                        m.insert("error_state.last_update_attempt".into(), json!(time(t)));
+                    }
                 }
                 Value::Object(m)
             })
@@ -115,8 +135,12 @@ fn render(c: &ClientConfig) -> Value {
 #[rstest]
 #[case::legacy_1_11("1.11.8")]
 #[case::fixed_types_1_12("1.12.1")]
-#[case::ecds_full_metadata_1_14("1.14.6")]
+#[case::ecds_full_metadata_1_14_0("1.14.0")]
+#[case::ecds_cluster_id_1_14_5("1.14.5")]
+#[case::ecds_full_metadata_1_15_0("1.15.0")]
+#[case::ecds_cluster_id_1_15_1("1.15.1")]
 #[case::cluster_id_1_16("1.16.7")]
+#[case::no_ztunnel_1_17("1.17.8")]
 #[case::ztunnel_unknown_1_18("1.18.7")]
 #[case::three_keys_1_19("1.19.10")]
 #[case::three_keys_1_22("1.22.8")]
@@ -126,15 +150,20 @@ fn render(c: &ClientConfig) -> Value {
 fn syncz_answer_per_istiod_version(#[case] version: &str) {
     let v: IstioVersion = version.parse().unwrap();
     let s = Scenario::parse(MESH, "mesh.yaml").unwrap();
-    let configs: Vec<Value> = s
-        .proxies
+    // The replica's whole answer (ztunnels only from 1.18), in id order:
+    // istiod's own order is Go map order.
+    let proxies: Vec<Arc<Proxy>> = s.proxies.iter().cloned().map(Arc::new).collect();
+    let mut decoded: Vec<ClientConfig> = answer(&proxies, &v, now(), &mut SplitMix::new(7))
         .iter()
-        .map(|p| render(&client_config(p, &v, now())))
+        .map(|a| ClientConfig::decode(a.value.as_slice()).unwrap())
         .collect();
+    decoded.sort_by(|a, b| node_id(a).cmp(node_id(b)));
+    let configs: Vec<Value> = decoded.iter().map(render).collect();
     let me = ReplicaIdentity {
         name: "istiod-5c8f6d7b9-x1y2z".into(),
         version: v.clone(),
         revision: "default".into(),
+        auth: s.auth.for_replica(Some(&v)),
     };
     let cp = |t: &str| {
         fake_istiod::ads::control_plane(&me, t)

@@ -133,7 +133,8 @@ async fn config_dump_is_found_only_on_the_owning_replica() {
     let out = ps::run(&a).await.unwrap();
     assert_eq!(
         out,
-        "proxy-conformance: config dump for reviews-v1-545db77b95-hkh9p.bookinfo found (4 resources); \
+        // 7 sections: what istiod 1.17+ sends (fake-istiod, fidelity-istiod).
+        "proxy-conformance: config dump for reviews-v1-545db77b95-hkh9p.bookinfo found (7 resources); \
 istioctl would now diff it against the sidecar's own config dump, read through Kubernetes, which this tool does not do\n"
     );
     a.xds_address = Some(other.tls_addr.to_string());

@@ -28,11 +28,15 @@ pub enum Defect {
     /// stream as a protocol violation, and breaks istioctl 1.8-1.15, whose adsc
     /// ACKs every response (`1.12.0:pkg/adsc/adsc.go` `ack`).
     FailOnAck,
+    /// (i) config_dump is sent to every replica and answered only when every
+    /// replica has answered (or the request deadline passed): istiod ≤1.19
+    /// never answers for a proxy it does not have, so this hangs there.
+    ConfigDumpWaitsForEveryReplica,
 }
 
 #[cfg_attr(not(feature = "test-defects"), allow(dead_code))]
 impl Defect {
-    pub const ALL: [Defect; 8] = [
+    pub const ALL: [Defect; 9] = [
         Defect::ConfigDumpFirstReplicaOnly,
         Defect::CrashOnMissingToken,
         Defect::SequentialFailFast,
@@ -41,6 +45,7 @@ impl Defect {
         Defect::KeepReplicaControlPlaneId,
         Defect::Cap4MiB,
         Defect::FailOnAck,
+        Defect::ConfigDumpWaitsForEveryReplica,
     ];
 
     /// The kebab-case name used in `ISTIOCTL_PROXY_DEFECTS`.
@@ -54,6 +59,7 @@ impl Defect {
             Defect::KeepReplicaControlPlaneId => "keep-replica-control-plane-id",
             Defect::Cap4MiB => "cap-4-mib",
             Defect::FailOnAck => "fail-on-ack",
+            Defect::ConfigDumpWaitsForEveryReplica => "config-dump-waits-for-every-replica",
         }
     }
 

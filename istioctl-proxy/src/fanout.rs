@@ -137,3 +137,55 @@ async fn sequential(
     }
     out
 }
+
+/// Asks every replica at once and returns as soon as one answer is `wanted`
+/// (the config_dump owner's): that answer first, then every other replica's
+/// outcome so far (a replica still asking shows as
+/// [`ReplicaError::Timeout`] of `replica_timeout` once it ran out, or
+/// [`ReplicaError::RequestDeadline`] when the request's deadline came first).
+pub async fn first_wanted(
+    upstream: &Upstream,
+    replicas: &[Replica],
+    request: &DiscoveryRequest,
+    token: Option<&str>,
+    replica_timeout: Duration,
+    deadline: Instant,
+    wanted: impl Fn(&DiscoveryResponse) -> bool,
+) -> (Option<ReplicaAnswer>, Vec<ReplicaAnswer>) {
+    let mut results: Vec<Option<Result<DiscoveryResponse, ReplicaError>>> =
+        vec![None; replicas.len()];
+    let mut pending: FuturesUnordered<_> = replicas
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let req = request.clone();
+            async move { (i, ask_one(upstream, r, req, token, replica_timeout).await) }
+        })
+        .collect();
+    let overall = tokio::time::sleep_until(deadline);
+    tokio::pin!(overall);
+    let mut found = None;
+    loop {
+        tokio::select! {
+            next = pending.next() => match next {
+                Some((i, Ok(resp))) if wanted(&resp) => {
+                    found = Some(ReplicaAnswer { replica: replicas[i].clone(), result: Ok(resp) });
+                    break;
+                }
+                Some((i, r)) => results[i] = Some(r),
+                None => break,
+            },
+            _ = &mut overall => break,
+        }
+    }
+    let rest = replicas
+        .iter()
+        .zip(results)
+        .filter(|(r, _)| found.as_ref().is_none_or(|f| f.replica.name != r.name))
+        .map(|(replica, r)| ReplicaAnswer {
+            replica: replica.clone(),
+            result: r.unwrap_or(Err(ReplicaError::RequestDeadline)),
+        })
+        .collect();
+    (found, rest)
+}

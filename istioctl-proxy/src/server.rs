@@ -5,7 +5,7 @@ use crate::Defect;
 use crate::auth::{AuthError, TokenVerifier, Visibility, bearer_token};
 use crate::config::{FailurePolicy, IdentityMode, ProxyConfig};
 use crate::discovery::{Replica, ReplicaSet};
-use crate::fanout::{ReplicaAnswer, Strategy, fan_out};
+use crate::fanout::{ReplicaAnswer, Strategy, fan_out, first_wanted};
 use crate::merge::{self, MergeFlaws, Remembered};
 use crate::upstream::{ReplicaError, Upstream};
 use futures::Stream;
@@ -22,6 +22,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+
+/// How long a replica may stay silent on a config_dump request before it
+/// counts as not having the proxy (istiod ≤1.19 never answers then).
+const SILENT_REPLICA_BOUND: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Shared state of one proxy instance.
 pub(crate) struct State {
@@ -342,13 +346,44 @@ impl State {
                 None => Ok(self.passthrough(&requested, None, None)),
             };
         }
-        // The owner remembered from syncz first, then everyone.
-        let owner = self
-            .owners
-            .lock()
-            .ok()
-            .and_then(|o| o.get(&proxy_id).cloned())
-            .and_then(|name| replicas.iter().find(|r| r.name == name).cloned());
+        if self.config.has_defect(Defect::ConfigDumpWaitsForEveryReplica) {
+            // Every replica, and only then an answer: bounded by the request
+            // deadline alone, so istiod ≤1.19's silent replicas hold it up.
+            let until_deadline = deadline.saturating_duration_since(Instant::now());
+            let answers = fan_out(
+                &self.upstream,
+                &replicas,
+                &upstream_req,
+                token,
+                until_deadline,
+                deadline,
+                Strategy::Parallel,
+            )
+            .await;
+            return Ok(answers
+                .into_iter()
+                .find_map(|a| match a.result {
+                    Ok(resp) if !resp.resources.is_empty() => {
+                        Some(self.passthrough(&requested, Some(&a.replica), Some(resp)))
+                    }
+                    _ => None,
+                })
+                .unwrap_or_else(|| self.passthrough(&requested, None, None)));
+        }
+        // The owner: remembered from an earlier syncz, else learned now from
+        // one (cheap, and every replica answers syncz, unlike config_dump).
+        let mut owner = self.remembered_owner(&proxy_id, &replicas);
+        if owner.is_none() {
+            let syncz = DiscoveryRequest {
+                type_url: type_url::SYNCZ.to_string(),
+                resource_names: Vec::new(),
+                ..upstream_req.clone()
+            };
+            if let Err(e) = self.fan_out_and_merge(syncz, caller, deadline).await {
+                tracing::info!(proxy = %proxy_id, error = %e.message(), "syncz to find the config_dump owner failed");
+            }
+            owner = self.remembered_owner(&proxy_id, &replicas);
+        }
         if let Some(owner) = owner {
             let answers = self
                 .ask_all(std::slice::from_ref(&owner), &upstream_req, token, deadline)
@@ -362,24 +397,37 @@ impl State {
             }
             tracing::info!(proxy = %proxy_id, replica = %owner.name, "remembered owner no longer has the proxy; asking every replica");
         }
-        let answers = self
-            .ask_all(&replicas, &upstream_req, token, deadline)
-            .await?;
-        let mut failed: Vec<(&Replica, ReplicaError)> = Vec::new();
-        for a in &answers {
-            match &a.result {
-                Ok(resp) if !resp.resources.is_empty() => {
-                    if let Ok(mut owners) = self.owners.lock() {
-                        owners.insert(proxy_id.clone(), a.replica.name.clone());
-                    }
-                    return Ok(self.passthrough(&requested, Some(&a.replica), Some(resp.clone())));
-                }
-                Ok(_) => {}
-                Err(e) => failed.push((&a.replica, e.clone())),
+        // No replica lists it (or its owner lost it): ask everyone, take the
+        // first dump at once. istiod ≤1.19 sends NO answer for a proxy it does
+        // not have (`1.19.0:pilot/pkg/xds/statusgen.go`, `pushXds` sends
+        // nothing), so a replica silent for `SILENT_REPLICA_BOUND` counts as
+        // not having it, not as failed; istioctl itself would wait 30 s.
+        let (found, answers) = first_wanted(
+            &self.upstream,
+            &replicas,
+            &upstream_req,
+            token,
+            self.config.replica_timeout.min(SILENT_REPLICA_BOUND),
+            deadline,
+            |resp| !resp.resources.is_empty(),
+        )
+        .await;
+        if let Some(a) = found {
+            if let Ok(mut owners) = self.owners.lock() {
+                owners.insert(proxy_id.clone(), a.replica.name.clone());
             }
+            let resp = a.result.ok();
+            return Ok(self.passthrough(&requested, Some(&a.replica), resp));
         }
+        let failed: Vec<(&Replica, ReplicaError)> = answers
+            .iter()
+            .filter_map(|a| match &a.result {
+                Ok(_) | Err(ReplicaError::Timeout(_)) => None,
+                Err(e) => Some((&a.replica, e.clone())),
+            })
+            .collect();
         if failed.is_empty() {
-            // Nobody has it: zero resources, like istiod.
+            // Nobody has it: zero resources, like istiod 1.20+.
             Ok(self.passthrough(&requested, None, None))
         } else {
             // The owner may be among the failed: never answer "not found" then.
@@ -389,6 +437,12 @@ impl State {
                 status.message()
             )))
         }
+    }
+
+    /// The replica a syncz answer last showed `proxy_id` on, if still discovered.
+    fn remembered_owner(&self, proxy_id: &str, replicas: &[Replica]) -> Option<Replica> {
+        let name = self.owners.lock().ok()?.get(proxy_id).cloned()?;
+        replicas.iter().find(|r| r.name == name).cloned()
     }
 
     /// One replica's answer (or an empty one), under the `<external>` identity.

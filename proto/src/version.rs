@@ -52,6 +52,79 @@ impl IstioVersion {
         }
     }
 
+    /// istiod ≤1.19 sends NO response at all to a config_dump request for a
+    /// proxy not connected to it (`debugConfigDump` fails, `Generate` returns
+    /// nil resources and `pushXds` sends nothing: `1.19.0:pilot/pkg/xds/statusgen.go`,
+    /// `1.19.0:pilot/pkg/xds/xdsgen.go`); from 1.20 it answers with zero
+    /// resources (`1.20.0:pilot/pkg/xds/statusgen.go`, `res = dumpRes` only on success).
+    pub fn config_dump_silent_for_unknown_proxy(&self) -> bool {
+        !self.at_least(1, 20, 0)
+    }
+
+    /// syncz puts the proxy's FULL node metadata in the ClientConfig only in
+    /// 1.14.0–1.14.4 and 1.15.0 (`1.14.0:pilot/pkg/xds/statusgen.go`,
+    /// `Metadata: con.proxy.Metadata.ToStruct()`); 1.14.5 and 1.15.1 went back
+    /// to `CLUSTER_ID` only (`1.14.5:pilot/pkg/xds/statusgen.go`, `1.15.1:…`).
+    pub fn syncz_full_node_metadata(&self) -> bool {
+        match (self.major, self.minor) {
+            (1, 14) => self.patch <= 4,
+            (1, 15) => self.patch == 0,
+            _ => false,
+        }
+    }
+
+    /// ztunnel connections are listed in syncz from 1.18 (`isZtunnel`,
+    /// `1.18.0:pilot/pkg/xds/statusgen.go`); before, only connections with
+    /// `PROXY_CONFIG` metadata (`isProxy`, `1.17.0:…`).
+    pub fn syncz_lists_ztunnels(&self) -> bool {
+        self.at_least(1, 18, 0)
+    }
+
+    /// The nonce is the push version followed by a UUID from 1.23
+    /// (`nonce(req.Push.PushVersion)`, `1.23.0:pilot/pkg/xds/xdsgen.go`);
+    /// before, the config ledger's version (`nonce(push.LedgerVersion)`,
+    /// `1.22.0:pilot/pkg/xds/xdsgen.go`).
+    pub fn nonce_has_push_version(&self) -> bool {
+        self.at_least(1, 23, 0)
+    }
+
+    /// The config_dump answer carries an ECDS section (7 sections instead of
+    /// 6) from 1.17 (`extentionsAny`, `1.17.0:pilot/pkg/xds/debug.go`).
+    pub fn config_dump_has_ecds(&self) -> bool {
+        self.at_least(1, 17, 0)
+    }
+
+    /// Dynamic listener/route entries of a config dump carry the push
+    /// version from 1.15 (`VersionInfo: version`, `1.15.0:pilot/pkg/xds/debug.go`;
+    /// none in `1.14.0:…`).
+    pub fn config_dump_entry_versions(&self) -> bool {
+        self.at_least(1, 15, 0)
+    }
+
+    /// A node the server cannot parse (no valid IP) is rejected with
+    /// `InvalidArgument` from 1.16 (`initProxyMetadata`,
+    /// `1.16.0:pilot/pkg/xds/ads.go`); before, with the plain error (code Unknown).
+    pub fn node_errors_invalid_argument(&self) -> bool {
+        self.at_least(1, 16, 0)
+    }
+
+    /// How istiod's `istio.io/debug` generator (DebugGen) reports errors.
+    pub fn debug_gen_errors(&self) -> DebugGenErrors {
+        if self.at_least(1, 21, 0) {
+            // `1.21.0:pilot/pkg/xds/debuggen.go`
+            DebugGenErrors::GrpcCodesExactlyOne
+        } else if self.at_least(1, 18, 1) {
+            // `1.18.1:pilot/pkg/xds/debuggen.go`
+            DebugGenErrors::GrpcCodes
+        } else if self.at_least(1, 14, 0) {
+            // `1.14.0:pilot/pkg/xds/debuggen.go`: `authentication required` added
+            DebugGenErrors::PlainWithAuth
+        } else {
+            // `1.12.0:pilot/pkg/xds/debuggen.go`: no authentication check
+            DebugGenErrors::Plain
+        }
+    }
+
     /// Since 1.25 istiod attaches `control_plane` only to syncz responses.
     pub fn control_plane_only_on_syncz(&self) -> bool {
         self.at_least(1, 25, 0)
@@ -154,6 +227,20 @@ impl<'de> Deserialize<'de> for IstioVersion {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
     }
+}
+
+/// The errors of istiod's DebugGen (`istio.io/debug`) by version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DebugGenErrors {
+    /// ≤1.13: plain Go errors (gRPC code Unknown), no authentication check.
+    Plain,
+    /// 1.14–1.18.0: plain errors, `authentication required` among them.
+    PlainWithAuth,
+    /// 1.18.1–1.20: Unauthenticated, InvalidArgument (`debug type is required`,
+    /// `only one debug request is allowed`), PermissionDenied.
+    GrpcCodes,
+    /// 1.21+: InvalidArgument `exactly one debug request is required`.
+    GrpcCodesExactlyOne,
 }
 
 /// How an istiod version shapes each syncz `ClientConfig` (protocol.md).
@@ -590,6 +677,59 @@ mod tests {
     fn debug_auth_rules(#[case] s: &str, #[case] auth: bool, #[case] scoped: bool) {
         assert_eq!(v(s).debug_endpoint_auth_default(), auth, "auth {s}");
         assert_eq!(v(s).namespace_scoped_debug(), scoped, "scoped {s}");
+    }
+
+    #[rstest]
+    #[case("1.12.1", true)]
+    #[case("1.19.10", true)]
+    #[case("1.20.0", false)]
+    #[case("1.30.0", false)]
+    fn config_dump_silence(#[case] s: &str, #[case] silent: bool) {
+        assert_eq!(v(s).config_dump_silent_for_unknown_proxy(), silent, "{s}");
+    }
+
+    #[rstest]
+    #[case("1.13.9", false)]
+    #[case("1.14.0", true)]
+    #[case("1.14.4", true)]
+    #[case("1.14.5", false)]
+    #[case("1.15.0", true)]
+    #[case("1.15.1", false)]
+    #[case("1.16.0", false)]
+    fn full_metadata_window(#[case] s: &str, #[case] full: bool) {
+        assert_eq!(v(s).syncz_full_node_metadata(), full, "{s}");
+    }
+
+    #[rstest]
+    #[case("1.17.8", false, false, true, true)]
+    #[case("1.18.0", true, false, true, true)]
+    #[case("1.22.9", true, false, true, true)]
+    #[case("1.23.0", true, true, true, true)]
+    #[case("1.16.0", false, false, false, true)]
+    #[case("1.15.9", false, false, false, false)]
+    fn boundaries(
+        #[case] s: &str,
+        #[case] ztunnels: bool,
+        #[case] push_nonce: bool,
+        #[case] ecds: bool,
+        #[case] invalid_arg: bool,
+    ) {
+        let x = v(s);
+        assert_eq!(x.syncz_lists_ztunnels(), ztunnels, "ztunnels {s}");
+        assert_eq!(x.nonce_has_push_version(), push_nonce, "nonce {s}");
+        assert_eq!(x.config_dump_has_ecds(), ecds, "ecds {s}");
+        assert_eq!(x.node_errors_invalid_argument(), invalid_arg, "node {s}");
+    }
+
+    #[rstest]
+    #[case("1.12.1", DebugGenErrors::Plain)]
+    #[case("1.14.0", DebugGenErrors::PlainWithAuth)]
+    #[case("1.18.0", DebugGenErrors::PlainWithAuth)]
+    #[case("1.18.1", DebugGenErrors::GrpcCodes)]
+    #[case("1.20.9", DebugGenErrors::GrpcCodes)]
+    #[case("1.21.0", DebugGenErrors::GrpcCodesExactlyOne)]
+    fn debug_gen_errors(#[case] s: &str, #[case] e: DebugGenErrors) {
+        assert_eq!(v(s).debug_gen_errors(), e, "{s}");
     }
 
     #[test]

@@ -53,6 +53,27 @@ pub struct AuthSettings {
     /// Whether plaintext (15010) callers must also present a token. Default false:
     /// like istiod, plaintext connections are trusted.
     pub plaintext_requires_auth: bool,
+    /// Which of the version-dependent settings the scenario set explicitly.
+    /// A replica with its own version follows ITS version's defaults for the
+    /// others (a 1.12 replica in a 1.30 rollout answers unauthenticated callers).
+    pub explicit: ExplicitAuth,
+}
+
+/// Which version-dependent auth settings a scenario states (the rest follow
+/// each replica's version).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExplicitAuth {
+    pub debug_endpoint_auth: bool,
+    pub namespace_scoped: bool,
+}
+
+/// The debug-endpoint rules one replica applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaAuth {
+    /// `ENABLE_DEBUG_ENDPOINT_AUTH`: every StatusGen type needs a verified identity.
+    pub debug_endpoint_auth: bool,
+    /// Callers outside the system namespace see only their own namespace.
+    pub namespace_scoped: bool,
 }
 
 /// One istiod pod.
@@ -219,6 +240,12 @@ pub struct Proxy {
     pub types: Vec<TypeStatus>,
     /// Pod IP (for node ids and config dumps).
     pub ip: IpAddr,
+    /// How many connections istiod holds for it: 2 or more is a reconnecting
+    /// proxy whose old connection is not closed yet, listed once per
+    /// connection in its replica's syncz answer (`debugSyncz` iterates
+    /// `Clients()`, `1.30.0:pilot/pkg/xds/statusgen.go`); the older
+    /// connections report every update 10 minutes earlier.
+    pub connections: u32,
 }
 
 impl Proxy {
@@ -240,7 +267,19 @@ impl Proxy {
             kind,
             types,
             ip: ip_for(id),
+            connections: 1,
         }
+    }
+
+    /// The report of a connection `by` older: every update that much earlier.
+    pub fn older_by(&self, by: Duration, now: SystemTime) -> Proxy {
+        let mut c = self.clone();
+        c.connections = 1;
+        for t in &mut c.types {
+            let at = t.last_updated_at(now).unwrap_or(now);
+            t.last_updated = Some(LastUpdated::At(at.checked_sub(by).unwrap_or(at)));
+        }
+        c
     }
 
     /// The pod name (id without the namespace).
@@ -564,6 +603,30 @@ impl AuthSettings {
             namespace_scoped: version.namespace_scoped_debug(),
             allowed_namespaces: Vec::new(),
             plaintext_requires_auth: false,
+            explicit: ExplicitAuth::default(),
+        }
+    }
+
+    /// The rules a replica applies: the scenario-wide values for a replica at
+    /// the scenario's version (or when the scenario set them explicitly), else
+    /// the defaults of the replica's own version (`IstioVersion::debug_endpoint_auth_default`,
+    /// `IstioVersion::namespace_scoped_debug`).
+    pub fn for_replica(&self, own_version: Option<&IstioVersion>) -> ReplicaAuth {
+        let (auth_default, scoped_default) = match own_version {
+            Some(v) => (v.debug_endpoint_auth_default(), v.namespace_scoped_debug()),
+            None => (self.debug_endpoint_auth, self.namespace_scoped),
+        };
+        ReplicaAuth {
+            debug_endpoint_auth: if self.explicit.debug_endpoint_auth {
+                self.debug_endpoint_auth
+            } else {
+                auth_default
+            },
+            namespace_scoped: if self.explicit.namespace_scoped {
+                self.namespace_scoped
+            } else {
+                scoped_default
+            },
         }
     }
 }

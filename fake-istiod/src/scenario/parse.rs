@@ -333,9 +333,11 @@ fn auth_settings(m: &Map, istiod: Option<&IstiodSettings>, p: &mut Problems) -> 
         .unwrap_or_else(|| AuthSettings::defaults_for(&IstioVersion::new(1, 30, 0)));
     if let Some(b) = m.bool("debug_endpoint_auth", p) {
         a.debug_endpoint_auth = b;
+        a.explicit.debug_endpoint_auth = true;
     }
     if let Some(b) = m.bool("namespace_scoped", p) {
         a.namespace_scoped = b;
+        a.explicit.namespace_scoped = true;
     }
     if let Some(b) = m.bool("plaintext_requires_auth", p) {
         a.plaintext_requires_auth = b;
@@ -686,6 +688,9 @@ fn types(node: &Node, field: &str, p: &mut Problems) -> Option<Vec<TypeStatus>> 
 /// Upper bound of one generator (memory stays around 2 KiB per proxy).
 const MAX_GENERATED: u64 = MAX_PROXIES as u64;
 
+/// Most connections one proxy may hold in a scenario.
+const MAX_CONNECTIONS: u64 = 4;
+
 /// NACK details when the scenario gives none.
 pub const DEFAULT_NACK: &str = "rejected by the proxy";
 
@@ -705,6 +710,7 @@ fn proxy(
             "kind",
             "types",
             "ip",
+            "connections",
         ],
         p,
     );
@@ -774,11 +780,25 @@ fn proxy(
         },
         None => None,
     };
+    // A reconnecting proxy: istiod lists it once per open connection.
+    let connections = match m.u64("connections", p) {
+        Some((n, _)) if (1..=MAX_CONNECTIONS).contains(&n) => n as u32,
+        Some((n, l)) => {
+            p.add(
+                l,
+                m.field("connections"),
+                format!("{n} connections: expected 1 to {MAX_CONNECTIONS} (2 = a reconnecting proxy listed twice by its replica)"),
+            );
+            1
+        }
+        None => 1,
+    };
     if p.0.len() != before {
         return None;
     }
     let kind = kind?;
     let mut proxy = Proxy::new(&id, &replica?, version?, kind);
+    proxy.connections = connections;
     proxy.namespace = namespace;
     proxy.cluster = cluster;
     if let Some(t) = types {

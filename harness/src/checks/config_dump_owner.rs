@@ -1,15 +1,24 @@
 //! `config-dump-owner`: config_dump for `pod.ns` returns the OWNING replica's answer,
-//! also when the owner is not the first replica.
+//! also when the owner is not the first replica, and promptly: istiod ≤1.19
+//! sends NO answer from the replicas that do not have the proxy
+//! (`1.19.0:pilot/pkg/xds/statusgen.go`, `xdsgen.go` `pushXds`), so a proxy
+//! that waits for every replica's answer hangs there (three-replicas-1-19).
 
 use super::common::*;
 use crate::runner::context::node_id;
+use std::time::Duration;
+
+/// What "promptly" means for a proxy someone owns: the owner answers in
+/// milliseconds, so waiting this long means waiting for replicas that do not
+/// have it (the bundled proxy gives up on a replica after 2 s, a request after 4 s).
+const PROMPT: Duration = Duration::from_secs(2);
 
 pub static CHECK: Check = Check {
     id: "config-dump-owner",
     profile: Profile::Core,
-    description: "config_dump for pod.ns returns the owning replica's dump, whichever replica owns it",
+    description: "config_dump for pod.ns returns the owning replica's dump within 2s, whichever replica owns it (istiod <=1.19 replicas without it never answer)",
     features: &[Feature::ConfigDump],
-    scenarios: &["three-replicas"],
+    scenarios: &["three-replicas", "three-replicas-1-19"],
     run: |ctx| Box::pin(run(ctx)),
 };
 
@@ -43,7 +52,19 @@ async fn run(ctx: &Ctx) -> Outcome {
                 ));
             }
         };
-        match ctx.fetch(proto::type_url::CONFIG_DUMP, &names).await {
+        let (answer, took) = timed(ctx.fetch(proto::type_url::CONFIG_DUMP, &names)).await;
+        if took > PROMPT {
+            // One slow answer says it all; asking the others would only repeat the wait.
+            problems.push(format!(
+                "{id} (owned by replica {} of {}, {}): answered after {took:.1?} (more than {PROMPT:?}); \
+                 replicas that do not have the proxy may never answer (istiod 1.19 and older)",
+                index + 1,
+                truth.len(),
+                replica.name
+            ));
+            return Outcome::from_problems(problems);
+        }
+        match answer {
             Err(e) => problems.push(format!(
                 "{id} (owned by replica {} of {}, {}): config_dump failed: {e}",
                 index + 1,

@@ -11,7 +11,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Core,
     description: "every ClientConfig through the proxy equals the owning replica's (statuses, metadata, error details)",
     features: &[],
-    scenarios: &["three-replicas", "mixed-versions"],
+    scenarios: &["three-replicas", "mixed-versions", "three-replicas-1-19"],
     run: |ctx| Box::pin(run(ctx)),
 };
 

@@ -2,7 +2,7 @@
 //! snapshot, for every selected istioctl family (and its `-v 1` / `-o json` views).
 
 use super::common::*;
-use crate::runner::snapshots::{View, compare, snapshot_name};
+use crate::runner::snapshots::{View, compare_view, snapshot_name};
 
 pub static CHECK: Check = Check {
     id: "table-snapshot",
@@ -43,7 +43,7 @@ async fn run(ctx: &Ctx) -> Outcome {
                     continue;
                 }
             };
-            if let Err(diff) = compare(expected, &actual) {
+            if let Err(diff) = compare_view(*view, expected, &actual) {
                 problems.push(format!(
                     "istioctl {family}{} differs from {name}.snap:\n{diff}",
                     view.suffix()

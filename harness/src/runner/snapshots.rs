@@ -155,6 +155,62 @@ pub fn compare(expected: &str, actual: &str) -> Result<(), String> {
     if e == a { Ok(()) } else { Err(diff(&e, &a)) }
 }
 
+/// Compares one view of `istioctl proxy-status` with its snapshot the way
+/// a user reads it: tables line by line ([`compare`]); `-o json` documents as
+/// data, keyed by node id, because istiod fixes neither the order of the
+/// ClientConfigs (one per connection, in Go map order:
+/// `1.30.0:pilot/pkg/xds/statusgen.go` `debugSyncz`) nor `versionInfo` and
+/// `nonce` (push version and a UUID). A proxy that keeps its replicas' order
+/// passes as well as one that sorts.
+pub fn compare_view(view: View, expected: &str, actual: &str) -> Result<(), String> {
+    match view {
+        View::Json => match (canonical_json(expected), canonical_json(actual)) {
+            (Ok(e), Ok(a)) => {
+                if e == a {
+                    Ok(())
+                } else {
+                    Err(diff(&e, &a))
+                }
+            }
+            // Not JSON: show the text difference.
+            _ => compare(expected, actual),
+        },
+        View::Table | View::Verbose => compare(expected, actual),
+    }
+}
+
+/// The JSON documents of a `-o json` output (one per istiod), redacted, without
+/// `versionInfo`/`nonce`, each document's `resources` sorted by node id (then
+/// by content, for a proxy listed twice), pretty-printed with sorted keys.
+pub fn canonical_json(text: &str) -> Result<String, String> {
+    let redacted = redact(text);
+    let mut out = String::new();
+    for doc in serde_json::Deserializer::from_str(&redacted).into_iter::<serde_json::Value>() {
+        let mut doc = doc.map_err(|e| format!("not JSON: {e}"))?;
+        if let Some(obj) = doc.as_object_mut() {
+            obj.remove("versionInfo");
+            obj.remove("nonce");
+            if let Some(serde_json::Value::Array(resources)) = obj.get_mut("resources") {
+                let key = |r: &serde_json::Value| {
+                    (
+                        r.pointer("/node/id")
+                            .and_then(|v| v.as_str())
+                            .unwrap_or_default()
+                            .to_string(),
+                        r.to_string(),
+                    )
+                };
+                resources.sort_by_key(key);
+            }
+        }
+        // serde_json's maps are sorted by key: field order does not matter either.
+        let pretty = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+        out.push_str(&pretty);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 /// The expected outputs, by snapshot name.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshots {
@@ -209,6 +265,43 @@ mod tests {
         assert!(compare("A\nB\n", "A\nB").is_ok());
         let d = compare("A\nB\n", "A\nC\n").expect_err("differs");
         assert!(d.contains("-B") && d.contains("+C"), "{d}");
+    }
+
+    #[test]
+    fn json_views_ignore_resource_order_version_info_and_nonce() {
+        let a = r#"{
+    "versionInfo": "2026-11-22T00:00:00Z/1",
+    "resources": [
+        {"node": {"id": "b.ns"}, "genericXdsConfigs": [{"configStatus": "SYNCED"}]},
+        {"node": {"id": "a.ns"}, "genericXdsConfigs": [{"configStatus": "STALE"}]}
+    ],
+    "nonce": "2026-11-22T00:00:00Z/1a2b",
+    "controlPlane": {"identifier": "{\"ID\":\"<external>\"}"}
+}"#;
+        let b = r#"{
+    "versionInfo": "<version-info>",
+    "resources": [
+        {"node": {"id": "a.ns"}, "genericXdsConfigs": [{"configStatus": "STALE"}]},
+        {"node": {"id": "b.ns"}, "genericXdsConfigs": [{"configStatus": "SYNCED"}]}
+    ],
+    "nonce": "<nonce>",
+    "controlPlane": {"identifier": "{\"ID\":\"<external>\"}"}
+}"#;
+        assert_eq!(compare_view(View::Json, b, a), Ok(()));
+        // The text comparison would have pinned the order.
+        assert!(compare(b, a).is_err());
+        // A changed status is still a difference, shown as a diff.
+        let c = a.replace("STALE", "SYNCED");
+        let d = compare_view(View::Json, b, &c).expect_err("status differs");
+        assert!(d.contains("-") && d.contains("STALE"), "{d}");
+        // A proxy missing is a difference too.
+        let e = a.replace(
+            ",\n        {\"node\": {\"id\": \"a.ns\"}, \"genericXdsConfigs\": [{\"configStatus\": \"STALE\"}]}",
+            "",
+        );
+        assert!(canonical_json(&e).is_ok(), "{e}");
+        let d = compare_view(View::Json, b, &e).expect_err("a.ns missing");
+        assert!(d.contains("a.ns"), "{d}");
     }
 
     #[test]
