@@ -173,7 +173,7 @@ impl TokenAuthority {
         let (iat, exp) = if spec.expired {
             (now.saturating_sub(7200), now.saturating_sub(3600))
         } else {
-            (now, now + spec.ttl.as_secs().max(1))
+            (now, now.saturating_add(spec.ttl.as_secs().max(1)))
         };
         let claims = Claims {
             iss: ISSUER.to_string(),

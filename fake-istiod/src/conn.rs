@@ -147,7 +147,13 @@ pub fn down_now(state: &FaultState, now: Instant) -> (bool, Option<Instant>) {
             let since: Instant = state.since.into();
             let elapsed = now.saturating_duration_since(since);
             let n = elapsed.as_nanos() / period.as_nanos();
-            let next = since + period * (n as u32 + 1);
+            // Phase boundaries from `since`, computed without overflow however
+            // long the replica has been flapping.
+            let next_phase = u32::try_from(n + 1).unwrap_or(u32::MAX);
+            let next = period
+                .checked_mul(next_phase)
+                .and_then(|d| since.checked_add(d))
+                .unwrap_or(now + period);
             // Even phases up, odd phases down: starts up.
             (n % 2 == 1, Some(next))
         }

@@ -135,6 +135,14 @@ pub fn type_status_from_pb(t: &pb::TypeStatus) -> Result<TypeStatus, String> {
             ));
         }
     };
+    // The protobuf Timestamp range ends with year 9999 (as scenario files).
+    const MAX_UNIX_MS: i64 = 253_402_300_799_999;
+    if t.last_updated_unix_ms > MAX_UNIX_MS {
+        return Err(format!(
+            "last_updated_unix_ms {} is after the year 9999",
+            t.last_updated_unix_ms
+        ));
+    }
     Ok(TypeStatus {
         type_url,
         status,
@@ -305,5 +313,24 @@ impl FakeIstiodControl for Control {
                 .collect(),
             ca_file: self.inner.ca_file().display().to_string(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_last_update_after_year_9999_is_an_error_not_a_bad_time() {
+        let mut t = pb::TypeStatus {
+            type_url: "CDS".into(),
+            status: pb::SyncStatus::Synced as i32,
+            ..Default::default()
+        };
+        t.last_updated_unix_ms = 253_402_300_799_999;
+        assert!(type_status_from_pb(&t).is_ok());
+        t.last_updated_unix_ms = i64::MAX;
+        let err = type_status_from_pb(&t).err().unwrap_or_default();
+        assert!(err.contains("after the year 9999"), "{err}");
     }
 }
