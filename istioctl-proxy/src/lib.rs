@@ -20,6 +20,7 @@
 //! ```
 
 pub mod auth;
+pub mod authz;
 pub mod cli;
 pub mod config;
 mod defects;

@@ -2,7 +2,8 @@
 //! requests per stream, each answered once, in order.
 
 use crate::Defect;
-use crate::auth::{AuthError, TokenVerifier, Visibility, bearer_token};
+use crate::auth::{AuthError, CallerIdentity, TokenVerifier, Visibility, bearer_token};
+use crate::authz::{self, DebugAsk};
 use crate::config::{FailurePolicy, IdentityMode, ProxyConfig};
 use crate::discovery::{Replica, ReplicaSet};
 use crate::fanout::{ReplicaAnswer, Strategy, fan_out};
@@ -40,7 +41,20 @@ pub(crate) struct State {
 struct Caller {
     /// The caller's own token (passthrough) to forward.
     forward_token: Option<String>,
+    /// Which proxies syncz, connections and config_dump may show (istiod's
+    /// StatusGen rule, allowed namespaces included).
     visibility: Visibility,
+    /// `Some` when `istio.io/debug` is restricted for this caller (own-identity
+    /// mode, caller outside the system namespace: istiod's DebugGen rule).
+    debug_restricted: Option<CallerIdentity>,
+}
+
+/// The outcome of authorization.
+enum Authorized {
+    /// Ask the replicas.
+    Forward,
+    /// Answer zero resources without asking (what istiod answers this caller).
+    Nothing,
 }
 
 /// The gRPC service.
@@ -108,15 +122,18 @@ impl State {
             IdentityMode::Anonymous { .. } => Ok(Caller {
                 forward_token: None,
                 visibility: Visibility::All,
+                debug_restricted: None,
             }),
             IdentityMode::Passthrough => {
                 let token = bearer_token(metadata)
                     .map_err(unauthenticated)?
                     .ok_or_else(|| unauthenticated(AuthError::Missing))?;
                 self.verifier.verify(&token).map_err(unauthenticated)?;
+                // The replicas see the caller's own token and apply their rules.
                 Ok(Caller {
                     forward_token: Some(token),
                     visibility: Visibility::All,
+                    debug_restricted: None,
                 })
             }
             IdentityMode::OwnIdentity(own) => {
@@ -127,9 +144,13 @@ impl State {
                 let visibility =
                     Visibility::of(&who, &own.system_namespace, &own.allowed_namespaces);
                 tracing::debug!(caller = ?who, ?visibility, "authenticated caller");
+                // DebugGen exempts the system namespace only, not the allowed
+                // ones (1.30.0:pilot/pkg/xds/debuggen.go parseAndValidateDebugRequest).
+                let debug_restricted = (who.namespace != own.system_namespace).then_some(who);
                 Ok(Caller {
                     forward_token: None,
                     visibility,
+                    debug_restricted,
                 })
             }
         }
@@ -203,15 +224,10 @@ impl State {
         let deadline = Instant::now() + self.config.request_timeout;
         let requested = req.type_url.clone();
         tracing::debug!(type_url = %requested, resources = ?req.resource_names, "request");
-        let result = match requested.as_str() {
-            type_url::SYNCZ | type_url::CONNECTIONS | type_url::DEBUG => {
-                self.fan_out_and_merge(req, caller, deadline).await
-            }
-            type_url::CONFIG_DUMP => self.config_dump(req, caller, deadline).await,
-            other => Err(Status::unimplemented(format!(
-                "istioctl-proxy does not serve type URL {other:?}; supported: {}",
-                type_url::DEBUG_TYPES.join(", ")
-            ))),
+        let result = match self.authorize(&req, caller, deadline).await {
+            Err(denied) => Err(denied),
+            Ok(Authorized::Nothing) => Ok(self.passthrough(&requested, None, None)),
+            Ok(Authorized::Forward) => self.dispatch(req, caller, deadline).await,
         };
         match &result {
             Ok(resp) => {
@@ -222,6 +238,131 @@ impl State {
             }
         }
         result
+    }
+
+    /// What a caller may ask (own-identity mode: `crate::authz`); the other
+    /// modes leave it to the replicas, which see the caller's token (or none).
+    async fn authorize(
+        &self,
+        req: &DiscoveryRequest,
+        caller: &Caller,
+        deadline: Instant,
+    ) -> Result<Authorized, Status> {
+        match req.type_url.as_str() {
+            type_url::DEBUG => {
+                let Some(who) = &caller.debug_restricted else {
+                    return Ok(Authorized::Forward);
+                };
+                let DebugAsk::Proxy { proxy_id } = authz::check_debug(&req.resource_names, who)?;
+                let scope = Visibility::Namespace(who.namespace.clone());
+                if let Some(other) = self
+                    .foreign_match(req, caller, &proxy_id, &scope, deadline)
+                    .await?
+                {
+                    tracing::warn!(caller = ?who, proxy_id = %proxy_id, matches = %other, "debug proxyID could reach another namespace's proxy: denied");
+                    return Err(authz::debug_denied(
+                        who,
+                        &format!(
+                            "proxyID {proxy_id:?} also matches a proxy outside namespace {:?}",
+                            who.namespace
+                        ),
+                    ));
+                }
+                Ok(Authorized::Forward)
+            }
+            type_url::CONFIG_DUMP if caller.visibility != Visibility::All => {
+                // istiod answers a malformed request or an invisible proxy
+                // with zero resources (1.30.0:pilot/pkg/xds/statusgen.go).
+                let [proxy_id] = req.resource_names.as_slice() else {
+                    return Ok(Authorized::Nothing);
+                };
+                if !caller.visibility.sees(proxy_id) {
+                    return Ok(Authorized::Nothing);
+                }
+                if let Some(other) = self
+                    .foreign_match(req, caller, proxy_id, &caller.visibility, deadline)
+                    .await?
+                {
+                    tracing::warn!(proxy_id = %proxy_id, matches = %other, "config_dump name could reach another namespace's proxy: answered empty");
+                    return Ok(Authorized::Nothing);
+                }
+                Ok(Authorized::Forward)
+            }
+            _ => Ok(Authorized::Forward),
+        }
+    }
+
+    /// A node the caller may not see that istiod's substring lookup of
+    /// `proxy_id` could land on, from a fresh syncz of every replica under the
+    /// proxy's identity. A replica that fails makes the check fail (deny).
+    async fn foreign_match(
+        &self,
+        req: &DiscoveryRequest,
+        caller: &Caller,
+        proxy_id: &str,
+        scope: &Visibility,
+        deadline: Instant,
+    ) -> Result<Option<String>, Status> {
+        use prost::Message;
+        use proto::envoy::envoy::service::status::v3::ClientConfig;
+        let replicas = self.current_replicas()?;
+        let token = self.upstream_token(caller)?;
+        let token = token.as_deref();
+        let mut syncz = req.clone();
+        syncz.type_url = type_url::SYNCZ.to_string();
+        syncz.resource_names.clear();
+        let syncz = self.upstream_request(syncz, token);
+        let answers = self.ask_all(&replicas, &syncz, token, deadline).await?;
+        let mut known = Vec::new();
+        let mut failed = Vec::new();
+        for a in &answers {
+            match &a.result {
+                Ok(resp) => {
+                    for r in &resp.resources {
+                        match ClientConfig::decode(r.value.as_slice()) {
+                            Ok(cc) => known.push(cc.node.map(|n| n.id).unwrap_or_default()),
+                            Err(e) => failed.push((
+                                &a.replica,
+                                ReplicaError::Invalid(format!(
+                                    "syncz resource is not a ClientConfig: {e}"
+                                )),
+                            )),
+                        }
+                    }
+                }
+                Err(e) => failed.push((&a.replica, e.clone())),
+            }
+        }
+        if !failed.is_empty() {
+            let status = merge::failure_status(&failed, answers.len());
+            return Err(Status::unavailable(format!(
+                "cannot check which proxies {proxy_id:?} names (denied until every replica answers): {}",
+                status.message()
+            )));
+        }
+        Ok(
+            authz::foreign_match(proxy_id, known.iter().map(String::as_str), scope)
+                .map(str::to_string),
+        )
+    }
+
+    async fn dispatch(
+        &self,
+        req: DiscoveryRequest,
+        caller: &Caller,
+        deadline: Instant,
+    ) -> Result<DiscoveryResponse, Status> {
+        let requested = req.type_url.clone();
+        match requested.as_str() {
+            type_url::SYNCZ | type_url::CONNECTIONS | type_url::DEBUG => {
+                self.fan_out_and_merge(req, caller, deadline).await
+            }
+            type_url::CONFIG_DUMP => self.config_dump(req, caller, deadline).await,
+            other => Err(Status::unimplemented(format!(
+                "istioctl-proxy does not serve type URL {other:?}; supported: {}",
+                type_url::DEBUG_TYPES.join(", ")
+            ))),
+        }
     }
 
     fn strategy(&self) -> Strategy {
