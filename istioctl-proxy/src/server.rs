@@ -7,6 +7,7 @@ use crate::authz::{self, DebugAsk};
 use crate::config::{FailurePolicy, IdentityMode, ProxyConfig};
 use crate::discovery::{Replica, ReplicaSet};
 use crate::fanout::{ReplicaAnswer, Strategy, fan_out};
+use crate::limits::{AnswerSlots, ConnInfo, PermitStream, Tracked, bounded};
 use crate::merge::{self, MergeFlaws, Remembered};
 use crate::upstream::{ReplicaError, Upstream};
 use futures::Stream;
@@ -19,7 +20,7 @@ use proto::{IstioControlPlaneInstance, type_url};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -34,6 +35,34 @@ pub(crate) struct State {
     pub owners: Mutex<HashMap<String, String>>,
     pub remembered: Mutex<Remembered>,
     pub shutdown: watch::Receiver<bool>,
+    /// Answers in flight (`--max-inflight-answers`).
+    pub answer_slots: AnswerSlots,
+}
+
+/// Past the request deadline, the merge of an answer that is already in may
+/// still take this long (so late replicas are named rather than a bare timeout).
+const MERGE_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+/// Longest type URL accepted (istioctl's are under 40 bytes).
+const MAX_TYPE_URL: usize = 256;
+/// Longest text of a client's making put into one log line.
+const LOG_MAX: usize = 256;
+
+/// The status a client gets for a request that could not be read: tonic says
+/// `Internal` for undecodable bytes (including invalid UTF-8 in a string), which
+/// is the client's fault: InvalidArgument. Messages are bounded.
+fn inbound_error(status: Status) -> Status {
+    let msg = bounded(status.message(), LOG_MAX);
+    match status.code() {
+        tonic::Code::Internal => Status::invalid_argument(format!(
+            "the request is not a valid DiscoveryRequest: {msg}"
+        )),
+        tonic::Code::ResourceExhausted | tonic::Code::OutOfRange => {
+            Status::resource_exhausted(format!(
+                "the request is larger than istioctl-proxy accepts (--max-request-bytes): {msg}"
+            ))
+        }
+        code => Status::new(code, msg),
+    }
 }
 
 /// Who is asking, as far as answering is concerned.
@@ -75,27 +104,115 @@ impl AggregatedDiscoveryService for AdsService {
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let state = self.state.clone();
         let caller = state.authenticate(request.metadata())?;
+        let ext = request.extensions();
+        let kill = ext
+            .get::<ConnInfo>()
+            .or_else(|| {
+                ext.get::<tonic::transport::server::TlsConnectInfo<ConnInfo>>()
+                    .map(|t| t.get_ref())
+            })
+            .map(|c| c.kill.clone());
         let mut inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(4);
+        let (tx, rx) = mpsc::channel::<Tracked<Result<DiscoveryResponse, Status>>>(1);
         let mut shutdown = state.shutdown.clone();
         tokio::spawn(async move {
             loop {
-                let req = tokio::select! {
-                    r = inbound.message() => match r {
-                        Ok(Some(req)) => req,
-                        // Client finished or went away.
-                        Ok(None) | Err(_) => break,
-                    },
+                let next = tokio::select! {
+                    r = inbound.message() => r,
                     _ = shutdown.wait_for(|s| *s) => break,
                 };
-                let answer = state.answer(req, &caller).await;
+                let req = match next {
+                    Ok(Some(req)) => req,
+                    // Client finished.
+                    Ok(None) => break,
+                    // Undecodable, too big, or the client went away: say
+                    // so (one bounded log line) and end the stream.
+                    Err(status) => {
+                        let status = inbound_error(status);
+                        tracing::warn!(code = ?status.code(), message = %bounded(status.message(), LOG_MAX), "bad request");
+                        let _ = tx
+                            .send(Tracked {
+                                item: Err(status),
+                                permit: None,
+                                taken: None,
+                            })
+                            .await;
+                        break;
+                    }
+                };
+                if req.type_url.len() > MAX_TYPE_URL {
+                    let status = Status::invalid_argument(format!(
+                        "type URL of {} bytes is not one istioctl sends (at most {MAX_TYPE_URL}): {}",
+                        req.type_url.len(),
+                        bounded(&req.type_url, 64)
+                    ));
+                    tracing::warn!(message = %status.message(), "bad request");
+                    let _ = tx
+                        .send(Tracked {
+                            item: Err(status),
+                            permit: None,
+                            taken: None,
+                        })
+                        .await;
+                    break;
+                }
+                let deadline = Instant::now() + state.config.request_timeout;
+                let Some(permit) = state.answer_slots.acquire(deadline).await else {
+                    let status = Status::resource_exhausted(format!(
+                        "istioctl-proxy is busy: {} answers are in flight (--max-inflight-answers); try again",
+                        state.config.limits.max_inflight_answers
+                    ));
+                    tracing::warn!(message = %status.message(), "request refused");
+                    let _ = tx
+                        .send(Tracked {
+                            item: Err(status),
+                            permit: None,
+                            taken: None,
+                        })
+                        .await;
+                    break;
+                };
+                let answer = match tokio::time::timeout_at(
+                    deadline + MERGE_GRACE * 2,
+                    state.answer(req, &caller, deadline),
+                )
+                .await
+                {
+                    Ok(a) => a,
+                    Err(_) => {
+                        let status = Status::deadline_exceeded(format!(
+                            "istioctl-proxy: the request took longer than --request-timeout {}",
+                            humantime::format_duration(state.config.request_timeout)
+                        ));
+                        tracing::warn!(message = %status.message(), "request failed");
+                        Err(status)
+                    }
+                };
                 let failed = answer.is_err();
-                if tx.send(answer).await.is_err() || failed {
+                let (taken_tx, taken_rx) = oneshot::channel();
+                let tracked = Tracked {
+                    item: answer,
+                    permit: Some(permit),
+                    taken: Some(taken_tx),
+                };
+                if tx.send(tracked).await.is_err() || failed {
+                    break;
+                }
+                // The client must take its answer in time; one that does not
+                // read would hold it (and its memory) forever: close its connection.
+                let patience = state.config.request_timeout;
+                if tokio::time::timeout(patience, taken_rx).await.is_err() {
+                    tracing::warn!(after = ?patience, "a client did not read its answer; closing its connection");
+                    if let Some(k) = &kill {
+                        k.kill();
+                    }
                     break;
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(PermitStream::new(
+            ReceiverStream::new(rx),
+        ))))
     }
 
     async fn delta_aggregated_resources(
@@ -220,10 +337,10 @@ impl State {
         &self,
         req: DiscoveryRequest,
         caller: &Caller,
+        deadline: Instant,
     ) -> Result<DiscoveryResponse, Status> {
-        let deadline = Instant::now() + self.config.request_timeout;
         let requested = req.type_url.clone();
-        tracing::debug!(type_url = %requested, resources = ?req.resource_names, "request");
+        tracing::debug!(type_url = %requested, resources = %bounded(&format!("{:?}", req.resource_names), LOG_MAX), "request");
         let result = match self.authorize(&req, caller, deadline).await {
             Err(denied) => Err(denied),
             Ok(Authorized::Nothing) => Ok(self.passthrough(&requested, None, None)),
@@ -420,14 +537,25 @@ impl State {
             .lock()
             .map(|r| r.clone())
             .unwrap_or_default();
-        let (response, outcome) = merge::merge(
-            &requested,
-            &answers,
-            policy,
-            &caller.visibility,
-            &known,
-            flaws,
-        )?;
+        // Off the async threads and under the request deadline: merging a
+        // mesh of a million proxies takes seconds.
+        let visibility = caller.visibility.clone();
+        let merging = tokio::task::spawn_blocking(move || {
+            merge::merge(&requested, &answers, policy, &visibility, &known, flaws)
+        });
+        // A fan-out that used the whole deadline (and names the late replicas)
+        // still gets its short merge.
+        let merge_deadline = deadline.max(Instant::now() + MERGE_GRACE);
+        let (response, outcome) = match tokio::time::timeout_at(merge_deadline, merging).await {
+            Ok(Ok(merged)) => merged?,
+            Ok(Err(e)) => return Err(Status::internal(format!("merging the answers failed: {e}"))),
+            Err(_) => {
+                return Err(Status::deadline_exceeded(format!(
+                    "istioctl-proxy: merging the replicas' answers took longer than --request-timeout {}",
+                    humantime::format_duration(self.config.request_timeout)
+                )));
+            }
+        };
         if let Ok(mut r) = self.remembered.lock() {
             for (name, cp) in outcome.seen {
                 r.control_planes.insert(name, cp);
