@@ -21,11 +21,23 @@ pub enum Defect {
     KeepReplicaControlPlaneId,
     /// (g) gRPC's 4 MiB default as the maximum answer size.
     Cap4MiB,
+    /// (h) an undecodable request ends the stream with status OK and no answer.
+    SilentOnBadRequest,
+    /// (i) requests of any size are read (and held) in full.
+    UnboundedRequests,
+    /// (j) a connection that does not start with a TLS or HTTP/2 handshake
+    /// stops the accept loop (the proxy serves no new client).
+    DieOnGarbage,
+    /// (k) at most 32 client connections, no idle timeout: idle ones starve others.
+    TinyConnectionCap,
+    /// (l) own-identity mode filters syncz and config_dump only (the audit's
+    /// finding: connections and every istio.io/debug path unfiltered).
+    AuthzSynczOnly,
 }
 
 #[cfg_attr(not(feature = "test-defects"), allow(dead_code))]
 impl Defect {
-    pub const ALL: [Defect; 7] = [
+    pub const ALL: [Defect; 12] = [
         Defect::ConfigDumpFirstReplicaOnly,
         Defect::CrashOnMissingToken,
         Defect::SequentialFailFast,
@@ -33,6 +45,11 @@ impl Defect {
         Defect::DropLastReplicaSilently,
         Defect::KeepReplicaControlPlaneId,
         Defect::Cap4MiB,
+        Defect::SilentOnBadRequest,
+        Defect::UnboundedRequests,
+        Defect::DieOnGarbage,
+        Defect::TinyConnectionCap,
+        Defect::AuthzSynczOnly,
     ];
 
     /// The kebab-case name used in `ISTIOCTL_PROXY_DEFECTS`.
@@ -45,6 +62,11 @@ impl Defect {
             Defect::DropLastReplicaSilently => "drop-last-replica-silently",
             Defect::KeepReplicaControlPlaneId => "keep-replica-control-plane-id",
             Defect::Cap4MiB => "cap-4-mib",
+            Defect::SilentOnBadRequest => "silent-on-bad-request",
+            Defect::UnboundedRequests => "unbounded-requests",
+            Defect::DieOnGarbage => "die-on-garbage",
+            Defect::TinyConnectionCap => "tiny-connection-cap",
+            Defect::AuthzSynczOnly => "authz-syncz-only",
         }
     }
 

@@ -208,6 +208,15 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
         usize::MAX
     };
     let plaintext = tls.is_none();
+    let unbounded = config.has_defect(Defect::UnboundedRequests);
+    let mut config = config;
+    if config.has_defect(Defect::TinyConnectionCap) {
+        config.limits.max_connections = 32;
+        config.limits.idle_timeout = Duration::from_secs(3600);
+    }
+    let die_on_garbage = config
+        .has_defect(Defect::DieOnGarbage)
+        .then_some(!plaintext);
     let state = Arc::new(server::State {
         upstream,
         replicas: discovery.replicas.clone(),
@@ -222,12 +231,21 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
         state: state.clone(),
     })
     .max_encoding_message_size(max_send)
-    .max_decoding_message_size(state.config.limits.max_request_bytes);
+    .max_decoding_message_size(if unbounded {
+        usize::MAX
+    } else {
+        state.config.limits.max_request_bytes
+    });
 
     let lim = &state.config.limits;
+    let (stream_window, conn_window) = if unbounded {
+        (HTTP2_WINDOW, HTTP2_WINDOW)
+    } else {
+        (CLIENT_STREAM_WINDOW, CLIENT_CONNECTION_WINDOW)
+    };
     let mut builder = Server::builder()
-        .initial_stream_window_size(Some(CLIENT_STREAM_WINDOW))
-        .initial_connection_window_size(Some(CLIENT_CONNECTION_WINDOW))
+        .initial_stream_window_size(Some(stream_window))
+        .initial_connection_window_size(Some(conn_window))
         .max_concurrent_streams(Some(lim.max_streams_per_connection))
         .http2_max_pending_accept_reset_streams(Some(lim.max_streams_per_connection as usize))
         .http2_max_header_list_size(Some(64 * 1024))
@@ -246,7 +264,7 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
     let mut rx = shutdown_rx;
     // Our own accept loop: a cap on open connections, idle connections
     // closed, accept errors (EMFILE) backed off instead of spinning.
-    let incoming = limits::incoming(listener, &state.config.limits);
+    let incoming = limits::incoming(listener, &state.config.limits, die_on_garbage);
     let grpc = tokio::spawn(builder.add_service(service).serve_with_incoming_shutdown(
         incoming,
         async move {

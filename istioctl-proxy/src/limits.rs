@@ -132,6 +132,14 @@ pub struct LimitedConn {
     idle: Duration,
     idle_timer: Pin<Box<Sleep>>,
     kill: Kill,
+    garbage: Option<GarbageTrap>,
+}
+
+/// The `DieOnGarbage` test defect's trap (checked once, on the first bytes).
+struct GarbageTrap {
+    tls: bool,
+    dead: Arc<tokio::sync::Notify>,
+    dead_flag: Arc<AtomicBool>,
 }
 
 impl LimitedConn {
@@ -169,6 +177,22 @@ impl AsyncRead for LimitedConn {
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
+                if buf.filled().len() > before
+                    && let Some(trap) = self.garbage.take()
+                {
+                    let first = &buf.filled()[before..];
+                    // A TLS record, or the HTTP/2 preface (also on a TLS
+                    // port: that is the `tls` check's probe, not garbage).
+                    let preface = b"PRI * HTTP/2.0".starts_with(&first[..first.len().min(14)]);
+                    let ok = preface || (trap.tls && first[0] == 0x16);
+                    if !ok {
+                        tracing::error!(
+                            "defect die-on-garbage: not a handshake; no longer accepting"
+                        );
+                        trap.dead_flag.store(true, Ordering::SeqCst);
+                        trap.dead.notify_waiters();
+                    }
+                }
                 if buf.filled().len() > before {
                     let next = Instant::now() + self.idle;
                     self.idle_timer.as_mut().reset(next);
@@ -226,22 +250,38 @@ const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Accepted connections, at most `max_connections` open at once; accept
 /// errors back off instead of spinning and are logged once per interval.
+///
+/// `die_on_garbage` (`Some(tls)`) is the `DieOnGarbage` test defect: a
+/// connection whose first bytes are not a TLS record (`tls`) or the HTTP/2
+/// preface ends the accept loop.
 pub fn incoming(
     listener: TcpListener,
     limits: &Limits,
+    die_on_garbage: Option<bool>,
 ) -> impl Stream<Item = Result<LimitedConn, io::Error>> + Send + 'static {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let dead = Arc::new(tokio::sync::Notify::new());
+    let dead_flag = Arc::new(AtomicBool::new(false));
     let idle = limits.idle_timeout;
     let errors = Arc::new(AtomicU64::new(0));
     futures::stream::unfold(
         (listener, slots, None::<Instant>, ACCEPT_BACKOFF_MIN),
         move |(listener, slots, mut last_log, mut backoff)| {
             let errors = errors.clone();
+            let dead = dead.clone();
+            let dead_flag = dead_flag.clone();
             async move {
                 // Wait for a free slot first: beyond the cap, clients wait in the backlog.
                 let permit = slots.clone().acquire_owned().await.ok()?;
                 loop {
-                    match listener.accept().await {
+                    if dead_flag.load(Ordering::SeqCst) {
+                        return None;
+                    }
+                    let accepted = tokio::select! {
+                        a = listener.accept() => a,
+                        _ = dead.notified() => return None,
+                    };
+                    match accepted {
                         Ok((stream, _)) => {
                             let _ = stream.set_nodelay(true);
                             let conn = LimitedConn {
@@ -250,6 +290,11 @@ pub fn incoming(
                                 idle,
                                 idle_timer: Box::pin(tokio::time::sleep(idle)),
                                 kill: Kill::default(),
+                                garbage: die_on_garbage.map(|tls| GarbageTrap {
+                                    tls,
+                                    dead: dead.clone(),
+                                    dead_flag: dead_flag.clone(),
+                                }),
                             };
                             return Some((
                                 Ok(conn),

@@ -127,6 +127,7 @@ impl AggregatedDiscoveryService for AdsService {
                     Ok(None) => break,
                     // Undecodable, too big, or the client went away: say
                     // so (one bounded log line) and end the stream.
+                    Err(_) if state.config.has_defect(Defect::SilentOnBadRequest) => break,
                     Err(status) => {
                         let status = inbound_error(status);
                         tracing::warn!(code = ?status.code(), message = %bounded(status.message(), LOG_MAX), "bad request");
@@ -365,6 +366,10 @@ impl State {
         caller: &Caller,
         deadline: Instant,
     ) -> Result<Authorized, Status> {
+        if self.config.has_defect(Defect::AuthzSynczOnly) {
+            // The pre-audit code: config_dump's own visibility check only.
+            return Ok(Authorized::Forward);
+        }
         match req.type_url.as_str() {
             type_url::DEBUG => {
                 let Some(who) = &caller.debug_restricted else {
@@ -539,7 +544,13 @@ impl State {
             .unwrap_or_default();
         // Off the async threads and under the request deadline: merging a
         // mesh of a million proxies takes seconds.
-        let visibility = caller.visibility.clone();
+        let visibility = if requested == type_url::CONNECTIONS
+            && self.config.has_defect(Defect::AuthzSynczOnly)
+        {
+            Visibility::All
+        } else {
+            caller.visibility.clone()
+        };
         let merging = tokio::task::spawn_blocking(move || {
             merge::merge(&requested, &answers, policy, &visibility, &known, flaws)
         });
