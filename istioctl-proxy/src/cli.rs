@@ -147,7 +147,7 @@ pub struct Args {
 
     /// Answers being computed or waiting for their client to read them, at
     /// once; more requests wait (up to --request-timeout), then get ResourceExhausted.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 4)]
     pub max_inflight_answers: usize,
 
     /// Close a client connection that sent nothing (not even a keepalive ack) for this long.

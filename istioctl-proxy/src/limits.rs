@@ -44,7 +44,7 @@ impl Default for Limits {
             max_connections: 4096,
             max_streams_per_connection: 100,
             max_request_bytes: 64 * 1024,
-            max_inflight_answers: 16,
+            max_inflight_answers: 4,
             idle_timeout: Duration::from_secs(90),
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(20),

@@ -234,6 +234,11 @@ impl ProxyProcess {
         }
     }
 
+    /// The pid of the started `sh` (the root of the proxy's process tree).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// `Some(description)` when the process has exited.
     pub fn exited(&mut self) -> Option<String> {
         match self.child.try_wait() {
