@@ -47,6 +47,18 @@ const MAX_TYPE_URL: usize = 256;
 /// Longest text of a client's making put into one log line.
 const LOG_MAX: usize = 256;
 
+/// Whether reading the request failed because of what the client sent
+/// (undecodable, too big), not because the stream or connection ended.
+fn is_bad_request(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Internal
+            | tonic::Code::ResourceExhausted
+            | tonic::Code::OutOfRange
+            | tonic::Code::InvalidArgument
+    )
+}
+
 /// The status a client gets for a request that could not be read: tonic says
 /// `Internal` for undecodable bytes (including invalid UTF-8 in a string), which
 /// is the client's fault: InvalidArgument. Messages are bounded.
@@ -128,6 +140,12 @@ impl AggregatedDiscoveryService for AdsService {
                     // Undecodable, too big, or the client went away: say
                     // so (one bounded log line) and end the stream.
                     Err(_) if state.config.has_defect(Defect::SilentOnBadRequest) => break,
+                    // The client reset the stream or the connection went
+                    // away (istioctl never closes its stream): nothing to say.
+                    Err(status) if !is_bad_request(&status) => {
+                        tracing::debug!(code = ?status.code(), message = %bounded(status.message(), LOG_MAX), "client went away");
+                        break;
+                    }
                     Err(status) => {
                         let status = inbound_error(status);
                         tracing::warn!(code = ?status.code(), message = %bounded(status.message(), LOG_MAX), "bad request");
