@@ -49,6 +49,7 @@ fn expectations() -> Vec<(Defect, &'static [&'static str])> {
         (Defect::UnboundedRequests, &["oversized-request"]),
         (Defect::DieOnGarbage, &["garbage-bytes"]),
         (Defect::TinyConnectionCap, &["idle-connections"]),
+        (Defect::SerialStreams, &["stream-flood"]),
     ]
 }
 

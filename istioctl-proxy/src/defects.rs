@@ -33,11 +33,13 @@ pub enum Defect {
     /// (l) own-identity mode filters syncz and config_dump only (the audit's
     /// finding: connections and every istio.io/debug path unfiltered).
     AuthzSynczOnly,
+    /// (m) one stream served at a time: a stream that sends nothing blocks all others.
+    SerialStreams,
 }
 
 #[cfg_attr(not(feature = "test-defects"), allow(dead_code))]
 impl Defect {
-    pub const ALL: [Defect; 12] = [
+    pub const ALL: [Defect; 13] = [
         Defect::ConfigDumpFirstReplicaOnly,
         Defect::CrashOnMissingToken,
         Defect::SequentialFailFast,
@@ -50,6 +52,7 @@ impl Defect {
         Defect::DieOnGarbage,
         Defect::TinyConnectionCap,
         Defect::AuthzSynczOnly,
+        Defect::SerialStreams,
     ];
 
     /// The kebab-case name used in `ISTIOCTL_PROXY_DEFECTS`.
@@ -67,6 +70,7 @@ impl Defect {
             Defect::DieOnGarbage => "die-on-garbage",
             Defect::TinyConnectionCap => "tiny-connection-cap",
             Defect::AuthzSynczOnly => "authz-syncz-only",
+            Defect::SerialStreams => "serial-streams",
         }
     }
 

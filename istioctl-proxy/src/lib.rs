@@ -225,6 +225,7 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
         remembered: Mutex::new(Default::default()),
         shutdown: shutdown_rx.clone(),
         answer_slots: limits::AnswerSlots::new(config.limits.max_inflight_answers),
+        serial: Default::default(),
         config,
     });
     let service = AggregatedDiscoveryServiceServer::new(server::AdsService {

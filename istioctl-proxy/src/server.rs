@@ -37,6 +37,8 @@ pub(crate) struct State {
     pub shutdown: watch::Receiver<bool>,
     /// Answers in flight (`--max-inflight-answers`).
     pub answer_slots: AnswerSlots,
+    /// The `SerialStreams` test defect's lock.
+    pub serial: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Past the request deadline, the merge of an answer that is already in may
@@ -128,6 +130,11 @@ impl AggregatedDiscoveryService for AdsService {
         let (tx, rx) = mpsc::channel::<Tracked<Result<DiscoveryResponse, Status>>>(1);
         let mut shutdown = state.shutdown.clone();
         tokio::spawn(async move {
+            let _serial = if state.config.has_defect(Defect::SerialStreams) {
+                Some(state.serial.clone().lock_owned().await)
+            } else {
+                None
+            };
             loop {
                 let next = tokio::select! {
                     r = inbound.message() => r,

@@ -26,6 +26,7 @@ pub mod replica_garbage;
 pub mod replica_hang;
 pub mod replica_slow;
 pub mod robustness;
+pub mod stream_flood;
 pub mod syncz_union;
 pub mod table_snapshot;
 pub mod tls;
@@ -192,6 +193,7 @@ pub fn catalog() -> Vec<&'static Check> {
         &tls::CHECK,
         &malformed_request::CHECK,
         &oversized_request::CHECK,
+        &stream_flood::CHECK,
         &idle_connections::CHECK,
         &authz_matrix::CHECK,
         // Last: a proxy that garbage kills fails this one check, not the rest.
