@@ -33,7 +33,8 @@ pub enum Defect {
     /// (l) own-identity mode filters syncz and config_dump only (the audit's
     /// finding: connections and every istio.io/debug path unfiltered).
     AuthzSynczOnly,
-    /// (m) one stream served at a time: a stream that sends nothing blocks all others.
+    /// (m) a global lock from a stream's start to its first request: a stream
+    /// that sends nothing blocks every other one.
     SerialStreams,
 }
 

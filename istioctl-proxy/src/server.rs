@@ -130,7 +130,8 @@ impl AggregatedDiscoveryService for AdsService {
         let (tx, rx) = mpsc::channel::<Tracked<Result<DiscoveryResponse, Status>>>(1);
         let mut shutdown = state.shutdown.clone();
         tokio::spawn(async move {
-            let _serial = if state.config.has_defect(Defect::SerialStreams) {
+            // Defect: a global lock from stream start until its first request.
+            let mut serial = if state.config.has_defect(Defect::SerialStreams) {
                 Some(state.serial.clone().lock_owned().await)
             } else {
                 None
@@ -140,6 +141,7 @@ impl AggregatedDiscoveryService for AdsService {
                     r = inbound.message() => r,
                     _ = shutdown.wait_for(|s| *s) => break,
                 };
+                drop(serial.take());
                 let req = match next {
                     Ok(Some(req)) => req,
                     // Client finished.
