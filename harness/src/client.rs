@@ -67,7 +67,7 @@ pub enum Credentials {
 }
 
 impl Credentials {
-    fn token(&self) -> Option<&str> {
+    pub fn token(&self) -> Option<&str> {
         match self {
             Credentials::InsecureTlsWithToken { token }
             | Credentials::PlaintextWithToken { token }
@@ -535,7 +535,7 @@ impl tokio::io::AsyncWrite for Conn {
 }
 
 /// Dials (TCP, then TLS if configured) and wraps the connection in a channel.
-async fn connect(opts: &ClientOptions) -> Result<Channel, ClientError> {
+pub async fn connect(opts: &ClientOptions) -> Result<Channel, ClientError> {
     let (host, port) = split_host_port(&opts.address)?;
     let tls = tls_config(opts)?;
     let tcp = TcpStream::connect((host.as_str(), port))

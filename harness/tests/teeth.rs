@@ -53,7 +53,79 @@ fn expectations() -> Vec<(Defect, &'static [&'static str])> {
         ),
         (Defect::Cap4MiB, &["large-mesh"]),
         (Defect::FailOnAck, &["istioctl-ack"]),
+        // The same exit path carries the oversized request's refusal.
+        (
+            Defect::SilentOnBadRequest,
+            &["malformed-request", "oversized-request"],
+        ),
+        (Defect::UnboundedRequests, &["oversized-request"]),
+        (Defect::DieOnGarbage, &["garbage-bytes"]),
+        (Defect::TinyConnectionCap, &["idle-connections"]),
+        (Defect::SerialStreams, &["stream-flood"]),
     ]
+}
+
+/// The bundled proxy switched to own-identity mode (the runner writes the
+/// proxy's own token next to the token issuer key), for the checks that
+/// only an own-identity proxy can fail by itself.
+fn own_identity(c: &mut istioctl_proxy::ProxyConfig) {
+    let Some(token) = c
+        .token_verification
+        .public_keys
+        .first()
+        .map(|k| k.with_file_name("token"))
+    else {
+        panic!("the bundled config has no token issuer key");
+    };
+    c.identity = istioctl_proxy::IdentityMode::OwnIdentity(istioctl_proxy::OwnIdentity {
+        token_file: Some(token),
+        namespace: "istio-system".into(),
+        service_account: "istioctl-proxy".into(),
+        system_namespace: "istio-system".into(),
+        allowed_namespaces: vec![],
+    });
+}
+
+/// Own-identity mode: the reference passes the authorization checks, and the
+/// pre-audit authorization (syncz and config_dump filtered only) fails
+/// `authz-matrix` (its scenario's system namespace is istio-system).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_identity_authorization_has_teeth() {
+    let checks = ["authz-matrix", "no-privilege-escalation"];
+    for (defects, expected) in [
+        (vec![], vec![]),
+        (vec![Defect::AuthzSynczOnly], vec!["authz-matrix"]),
+    ] {
+        let config = support::config(harness::runner::options::RunArgs {
+            run_check: checks.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        });
+        let d = defects.clone();
+        let hooks = Hooks {
+            customize_bundled: Some(Arc::new(move |c: &mut istioctl_proxy::ProxyConfig| {
+                own_identity(c);
+                c.defects = d.clone();
+            })),
+            ..Hooks::default()
+        };
+        let report = match harness::runner::run(&config, &hooks, |_| {}).await {
+            Ok(r) => r,
+            Err(e) => panic!("{defects:?}: the run could not start: {e}"),
+        };
+        let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            support::failed(&report),
+            expected,
+            "{defects:?}: {}",
+            support::explain(&report)
+        );
+        assert_eq!(
+            report.results.len(),
+            checks.len(),
+            "{}",
+            support::explain(&report)
+        );
+    }
 }
 
 async fn failures_with(defect: Defect) -> (BTreeSet<String>, String) {

@@ -128,9 +128,39 @@ pub struct Args {
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub replica_timeout: Duration,
 
-    /// Deadline for a whole request (istioctl gives up after 30s).
+    /// Deadline for a whole request (istioctl gives up after 30s), merge
+    /// included; a client must also take its answer within this long.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
+
+    /// Client connections open at once (more wait in the kernel's backlog).
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// HTTP/2 streams per client connection.
+    #[arg(long, default_value_t = 100)]
+    pub max_streams_per_connection: u32,
+
+    /// Largest request accepted, in bytes (istioctl's are under 1 KiB).
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_request_bytes: usize,
+
+    /// Answers being computed or waiting for their client to read them, at
+    /// once; more requests wait (up to --request-timeout), then get ResourceExhausted.
+    #[arg(long, default_value_t = 4)]
+    pub max_inflight_answers: usize,
+
+    /// Close a client connection that sent nothing (not even a keepalive ack) for this long.
+    #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// HTTP/2 keepalive ping interval towards clients.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub keepalive_interval: Duration,
+
+    /// Drop a client that does not answer a keepalive ping within this long.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub keepalive_timeout: Duration,
 
     /// Log filter (tracing EnvFilter syntax), e.g. info or istioctl_proxy=debug.
     #[arg(long, default_value = "info", env = "RUST_LOG")]
@@ -265,6 +295,15 @@ impl Args {
             },
             replica_timeout: self.replica_timeout,
             request_timeout: self.request_timeout,
+            limits: crate::limits::Limits {
+                max_connections: self.max_connections,
+                max_streams_per_connection: self.max_streams_per_connection,
+                max_request_bytes: self.max_request_bytes,
+                max_inflight_answers: self.max_inflight_answers,
+                idle_timeout: self.idle_timeout,
+                keepalive_interval: self.keepalive_interval,
+                keepalive_timeout: self.keepalive_timeout,
+            },
             #[cfg(feature = "test-defects")]
             defects: Vec::new(),
         })

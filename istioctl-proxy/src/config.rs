@@ -37,6 +37,8 @@ pub struct ProxyConfig {
     pub replica_timeout: Duration,
     /// Deadline for a whole request.
     pub request_timeout: Duration,
+    /// Caps against hostile or broken clients.
+    pub limits: crate::limits::Limits,
     /// Deliberate defects (conformance "teeth" tests only).
     #[cfg(feature = "test-defects")]
     pub defects: Vec<crate::Defect>,
@@ -58,6 +60,7 @@ impl ProxyConfig {
             on_replica_failure: FailurePolicy::Fail,
             replica_timeout: DEFAULT_REPLICA_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            limits: crate::limits::Limits::default(),
             #[cfg(feature = "test-defects")]
             defects: Vec::new(),
         }

@@ -32,11 +32,26 @@ pub enum Defect {
     /// replica has answered (or the request deadline passed): istiod ≤1.19
     /// never answers for a proxy it does not have, so this hangs there.
     ConfigDumpWaitsForEveryReplica,
+    /// (j) an undecodable request ends the stream with status OK and no answer.
+    SilentOnBadRequest,
+    /// (k) requests of any size are read (and held) in full.
+    UnboundedRequests,
+    /// (l) a connection that does not start with a TLS or HTTP/2 handshake
+    /// stops the accept loop (the proxy serves no new client).
+    DieOnGarbage,
+    /// (m) at most 32 client connections, no idle timeout: idle ones starve others.
+    TinyConnectionCap,
+    /// (n) own-identity mode filters syncz and config_dump only (the audit's
+    /// finding: connections and every istio.io/debug path unfiltered).
+    AuthzSynczOnly,
+    /// (o) a global lock from a stream's start to its first request: a stream
+    /// that sends nothing blocks every other one.
+    SerialStreams,
 }
 
 #[cfg_attr(not(feature = "test-defects"), allow(dead_code))]
 impl Defect {
-    pub const ALL: [Defect; 9] = [
+    pub const ALL: [Defect; 15] = [
         Defect::ConfigDumpFirstReplicaOnly,
         Defect::CrashOnMissingToken,
         Defect::SequentialFailFast,
@@ -46,6 +61,12 @@ impl Defect {
         Defect::Cap4MiB,
         Defect::FailOnAck,
         Defect::ConfigDumpWaitsForEveryReplica,
+        Defect::SilentOnBadRequest,
+        Defect::UnboundedRequests,
+        Defect::DieOnGarbage,
+        Defect::TinyConnectionCap,
+        Defect::AuthzSynczOnly,
+        Defect::SerialStreams,
     ];
 
     /// The kebab-case name used in `ISTIOCTL_PROXY_DEFECTS`.
@@ -60,6 +81,12 @@ impl Defect {
             Defect::Cap4MiB => "cap-4-mib",
             Defect::FailOnAck => "fail-on-ack",
             Defect::ConfigDumpWaitsForEveryReplica => "config-dump-waits-for-every-replica",
+            Defect::SilentOnBadRequest => "silent-on-bad-request",
+            Defect::UnboundedRequests => "unbounded-requests",
+            Defect::DieOnGarbage => "die-on-garbage",
+            Defect::TinyConnectionCap => "tiny-connection-cap",
+            Defect::AuthzSynczOnly => "authz-syncz-only",
+            Defect::SerialStreams => "serial-streams",
         }
     }
 

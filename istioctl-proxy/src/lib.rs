@@ -20,6 +20,7 @@
 //! ```
 
 pub mod auth;
+pub mod authz;
 pub mod cli;
 pub mod config;
 mod defects;
@@ -27,6 +28,7 @@ pub mod discovery;
 mod error;
 pub mod fanout;
 mod health;
+pub mod limits;
 pub mod merge;
 mod server;
 pub mod upstream;
@@ -47,17 +49,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::StreamExt as _;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 /// gRPC's default message limit, used only by the `Cap4MiB` defect.
 const GRPC_DEFAULT_MAX: usize = 4 * 1024 * 1024;
-/// Requests are small; this bounds what a caller can make the proxy buffer.
-const MAX_REQUEST_SIZE: usize = 4 * 1024 * 1024;
 /// HTTP/2 flow-control window: answers of many MiB need far more than 64 KiB
 /// in flight to be fast (istioctl's grpc-go sizes its window dynamically).
+/// Used for the upstream channels (what replicas may send us).
 pub(crate) const HTTP2_WINDOW: u32 = 8 * 1024 * 1024;
+/// What a CLIENT may send before the proxy reads it: requests are tiny, so a
+/// small receive window bounds what half-sent messages can make the proxy buffer.
+const CLIENT_STREAM_WINDOW: u32 = 64 * 1024;
+const CLIENT_CONNECTION_WINDOW: u32 = 1024 * 1024;
 /// How long `shutdown` waits for open streams before closing them hard.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -137,6 +140,26 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
              expiry and audience here; their signatures are checked by istiod"
         );
     }
+    if let IdentityMode::Anonymous { token_file } = &config.identity {
+        tracing::warn!(
+            listen = %config.listen,
+            replicas_called_with = if token_file.is_some() { "the proxy's own token (--token-file)" } else { "no token" },
+            "ANONYMOUS MODE: callers are not authenticated; anyone who can reach the listen \
+             address gets every replica's answers{}. Only for local development: use TLS with \
+             --identity passthrough or own-identity elsewhere",
+            if token_file.is_some() { " under the proxy's own identity" } else { "" }
+        );
+    }
+    let fd_limit = limits::raise_fd_limit();
+    if let Some(n) = fd_limit
+        && (n as usize) < config.limits.max_connections + 64
+    {
+        tracing::warn!(
+            open_files = n,
+            max_connections = config.limits.max_connections,
+            "the open-file limit is below --max-connections: accepting will back off when it is reached"
+        );
+    }
     let tls = server_tls(&config.serve)?;
     let upstream = upstream::Upstream::new(&config.upstream, config.replica_timeout)?;
     let discovery = discovery::start(&config.discovery).await?;
@@ -185,6 +208,15 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
         usize::MAX
     };
     let plaintext = tls.is_none();
+    let unbounded = config.has_defect(Defect::UnboundedRequests);
+    let mut config = config;
+    if config.has_defect(Defect::TinyConnectionCap) {
+        config.limits.max_connections = 32;
+        config.limits.idle_timeout = Duration::from_secs(3600);
+    }
+    let die_on_garbage = config
+        .has_defect(Defect::DieOnGarbage)
+        .then_some(!plaintext);
     let state = Arc::new(server::State {
         upstream,
         replicas: discovery.replicas.clone(),
@@ -192,18 +224,34 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
         owners: Mutex::new(Default::default()),
         remembered: Mutex::new(Default::default()),
         shutdown: shutdown_rx.clone(),
+        answer_slots: limits::AnswerSlots::new(config.limits.max_inflight_answers),
+        serial: Default::default(),
         config,
     });
     let service = AggregatedDiscoveryServiceServer::new(server::AdsService {
         state: state.clone(),
     })
     .max_encoding_message_size(max_send)
-    .max_decoding_message_size(MAX_REQUEST_SIZE);
+    .max_decoding_message_size(if unbounded {
+        usize::MAX
+    } else {
+        state.config.limits.max_request_bytes
+    });
 
+    let lim = &state.config.limits;
+    let (stream_window, conn_window) = if unbounded {
+        (HTTP2_WINDOW, HTTP2_WINDOW)
+    } else {
+        (CLIENT_STREAM_WINDOW, CLIENT_CONNECTION_WINDOW)
+    };
     let mut builder = Server::builder()
-        .initial_stream_window_size(Some(HTTP2_WINDOW))
-        .initial_connection_window_size(Some(HTTP2_WINDOW))
-        .http2_keepalive_interval(Some(Duration::from_secs(30)));
+        .initial_stream_window_size(Some(stream_window))
+        .initial_connection_window_size(Some(conn_window))
+        .max_concurrent_streams(Some(lim.max_streams_per_connection))
+        .http2_max_pending_accept_reset_streams(Some(lim.max_streams_per_connection as usize))
+        .http2_max_header_list_size(Some(64 * 1024))
+        .http2_keepalive_interval(Some(lim.keepalive_interval))
+        .http2_keepalive_timeout(Some(lim.keepalive_timeout));
     if let Some(tls) = tls {
         builder = builder.tls_config(tls).map_err(|e| Error::Tls {
             what: "certificate or key",
@@ -215,15 +263,11 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
         })?;
     }
     let mut rx = shutdown_rx;
+    // Our own accept loop: a cap on open connections, idle connections
+    // closed, accept errors (EMFILE) backed off instead of spinning.
+    let incoming = limits::incoming(listener, &state.config.limits, die_on_garbage);
     let grpc = tokio::spawn(builder.add_service(service).serve_with_incoming_shutdown(
-        // `Server::tcp_nodelay` only applies to listeners tonic binds itself:
-        // without NODELAY small answers wait for delayed ACKs (~40 ms).
-        TcpListenerStream::new(listener).map(|conn| {
-            if let Ok(c) = &conn {
-                let _ = c.set_nodelay(true);
-            }
-            conn
-        }),
+        incoming,
         async move {
             let _ = rx.wait_for(|s| *s).await;
         },

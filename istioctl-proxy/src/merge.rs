@@ -111,10 +111,16 @@ pub fn merge(
             .collect();
         kept.into_iter().map(|(_, _, any)| any.clone()).collect()
     } else {
-        valid
+        let all: Vec<Any> = valid
             .iter()
             .flat_map(|v| v.response.resources.iter().cloned())
-            .collect()
+            .collect();
+        if type_url_requested == type_url::CONNECTIONS {
+            // Own-identity mode: only the caller's namespace (crate::authz).
+            crate::authz::filter_connections(all, visibility)
+        } else {
+            all
+        }
     };
     for (replica, err) in &failed {
         resources.push(marker(&display_name(replica, known), err));

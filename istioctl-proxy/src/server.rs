@@ -2,10 +2,12 @@
 //! requests per stream, each answered once, in order.
 
 use crate::Defect;
-use crate::auth::{AuthError, TokenVerifier, Visibility, bearer_token};
+use crate::auth::{AuthError, CallerIdentity, TokenVerifier, Visibility, bearer_token};
+use crate::authz::{self, DebugAsk};
 use crate::config::{FailurePolicy, IdentityMode, ProxyConfig};
 use crate::discovery::{Replica, ReplicaSet};
 use crate::fanout::{ReplicaAnswer, Strategy, fan_out, first_wanted};
+use crate::limits::{AnswerSlots, ConnInfo, PermitStream, Tracked, bounded};
 use crate::merge::{self, MergeFlaws, Remembered};
 use crate::upstream::{ReplicaError, Upstream};
 use futures::Stream;
@@ -18,7 +20,7 @@ use proto::{IstioControlPlaneInstance, type_url};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -37,6 +39,48 @@ pub(crate) struct State {
     pub owners: Mutex<HashMap<String, String>>,
     pub remembered: Mutex<Remembered>,
     pub shutdown: watch::Receiver<bool>,
+    /// Answers in flight (`--max-inflight-answers`).
+    pub answer_slots: AnswerSlots,
+    /// The `SerialStreams` test defect's lock.
+    pub serial: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Past the request deadline, the merge of an answer that is already in may
+/// still take this long (so late replicas are named rather than a bare timeout).
+const MERGE_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+/// Longest type URL accepted (istioctl's are under 40 bytes).
+const MAX_TYPE_URL: usize = 256;
+/// Longest text of a client's making put into one log line.
+const LOG_MAX: usize = 256;
+
+/// Whether reading the request failed because of what the client sent
+/// (undecodable, too big), not because the stream or connection ended.
+fn is_bad_request(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Internal
+            | tonic::Code::ResourceExhausted
+            | tonic::Code::OutOfRange
+            | tonic::Code::InvalidArgument
+    )
+}
+
+/// The status a client gets for a request that could not be read: tonic says
+/// `Internal` for undecodable bytes (including invalid UTF-8 in a string), which
+/// is the client's fault: InvalidArgument. Messages are bounded.
+fn inbound_error(status: Status) -> Status {
+    let msg = bounded(status.message(), LOG_MAX);
+    match status.code() {
+        tonic::Code::Internal => Status::invalid_argument(format!(
+            "the request is not a valid DiscoveryRequest: {msg}"
+        )),
+        tonic::Code::ResourceExhausted | tonic::Code::OutOfRange => {
+            Status::resource_exhausted(format!(
+                "the request is larger than istioctl-proxy accepts (--max-request-bytes): {msg}"
+            ))
+        }
+        code => Status::new(code, msg),
+    }
 }
 
 /// Who is asking, as far as answering is concerned.
@@ -44,7 +88,20 @@ pub(crate) struct State {
 struct Caller {
     /// The caller's own token (passthrough) to forward.
     forward_token: Option<String>,
+    /// Which proxies syncz, connections and config_dump may show (istiod's
+    /// StatusGen rule, allowed namespaces included).
     visibility: Visibility,
+    /// `Some` when `istio.io/debug` is restricted for this caller (own-identity
+    /// mode, caller outside the system namespace: istiod's DebugGen rule).
+    debug_restricted: Option<CallerIdentity>,
+}
+
+/// The outcome of authorization.
+enum Authorized {
+    /// Ask the replicas.
+    Forward,
+    /// Answer zero resources without asking (what istiod answers this caller).
+    Nothing,
 }
 
 /// The gRPC service.
@@ -65,43 +122,149 @@ impl AggregatedDiscoveryService for AdsService {
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let state = self.state.clone();
         let caller = state.authenticate(request.metadata())?;
+        let ext = request.extensions();
+        let kill = ext
+            .get::<ConnInfo>()
+            .or_else(|| {
+                ext.get::<tonic::transport::server::TlsConnectInfo<ConnInfo>>()
+                    .map(|t| t.get_ref())
+            })
+            .map(|c| c.kill.clone());
         let mut inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(4);
+        let (tx, rx) = mpsc::channel::<Tracked<Result<DiscoveryResponse, Status>>>(1);
         let mut shutdown = state.shutdown.clone();
         tokio::spawn(async move {
             // Nonces sent on this stream (only the fail-on-ack defect reads them).
             let mut sent: Vec<String> = Vec::new();
+            // Defect: a global lock from stream start until its first request.
+            let mut serial = if state.config.has_defect(Defect::SerialStreams) {
+                Some(state.serial.clone().lock_owned().await)
+            } else {
+                None
+            };
             loop {
-                let req = tokio::select! {
-                    r = inbound.message() => match r {
-                        Ok(Some(req)) => req,
-                        // Client finished or went away.
-                        Ok(None) | Err(_) => break,
-                    },
+                let next = tokio::select! {
+                    r = inbound.message() => r,
                     _ = shutdown.wait_for(|s| *s) => break,
                 };
-                if state.config.has_defect(Defect::FailOnAck) && sent.contains(&req.response_nonce)
-                {
+                drop(serial.take());
+                let req = match next {
+                    Ok(Some(req)) => req,
+                    // Client finished.
+                    Ok(None) => break,
+                    // Undecodable, too big, or the client went away: say
+                    // so (one bounded log line) and end the stream.
+                    Err(_) if state.config.has_defect(Defect::SilentOnBadRequest) => break,
+                    // The client reset the stream or the connection went
+                    // away (istioctl never closes its stream): nothing to say.
+                    Err(status) if !is_bad_request(&status) => {
+                        tracing::debug!(code = ?status.code(), message = %bounded(status.message(), LOG_MAX), "client went away");
+                        break;
+                    }
+                    Err(status) => {
+                        let status = inbound_error(status);
+                        tracing::warn!(code = ?status.code(), message = %bounded(status.message(), LOG_MAX), "bad request");
+                        let _ = tx
+                            .send(Tracked {
+                                item: Err(status),
+                                permit: None,
+                                taken: None,
+                            })
+                            .await;
+                        break;
+                    }
+                };
+                if req.type_url.len() > MAX_TYPE_URL {
+                    let status = Status::invalid_argument(format!(
+                        "type URL of {} bytes is not one istioctl sends (at most {MAX_TYPE_URL}): {}",
+                        req.type_url.len(),
+                        bounded(&req.type_url, 64)
+                    ));
+                    tracing::warn!(message = %status.message(), "bad request");
                     let _ = tx
-                        .send(Err(Status::invalid_argument(
-                            "unexpected ACK on a debug stream (defect fail-on-ack)",
-                        )))
+                        .send(Tracked {
+                            item: Err(status),
+                            permit: None,
+                            taken: None,
+                        })
                         .await;
                     break;
                 }
-                let answer = state.answer(req, &caller).await;
+                if state.config.has_defect(Defect::FailOnAck) && sent.contains(&req.response_nonce)
+                {
+                    let _ = tx
+                        .send(Tracked {
+                            item: Err(Status::invalid_argument(
+                                "unexpected ACK on a debug stream (defect fail-on-ack)",
+                            )),
+                            permit: None,
+                            taken: None,
+                        })
+                        .await;
+                    break;
+                }
+                let deadline = Instant::now() + state.config.request_timeout;
+                let Some(permit) = state.answer_slots.acquire(deadline).await else {
+                    let status = Status::resource_exhausted(format!(
+                        "istioctl-proxy is busy: {} answers are in flight (--max-inflight-answers); try again",
+                        state.config.limits.max_inflight_answers
+                    ));
+                    tracing::warn!(message = %status.message(), "request refused");
+                    let _ = tx
+                        .send(Tracked {
+                            item: Err(status),
+                            permit: None,
+                            taken: None,
+                        })
+                        .await;
+                    break;
+                };
+                let answer = match tokio::time::timeout_at(
+                    deadline + MERGE_GRACE * 2,
+                    state.answer(req, &caller, deadline),
+                )
+                .await
+                {
+                    Ok(a) => a,
+                    Err(_) => {
+                        let status = Status::deadline_exceeded(format!(
+                            "istioctl-proxy: the request took longer than --request-timeout {}",
+                            humantime::format_duration(state.config.request_timeout)
+                        ));
+                        tracing::warn!(message = %status.message(), "request failed");
+                        Err(status)
+                    }
+                };
                 if let Ok(resp) = &answer
                     && state.config.has_defect(Defect::FailOnAck)
                 {
                     sent.push(resp.nonce.clone());
                 }
                 let failed = answer.is_err();
-                if tx.send(answer).await.is_err() || failed {
+                let (taken_tx, taken_rx) = oneshot::channel();
+                let tracked = Tracked {
+                    item: answer,
+                    permit: Some(permit),
+                    taken: Some(taken_tx),
+                };
+                if tx.send(tracked).await.is_err() || failed {
+                    break;
+                }
+                // The client must take its answer in time; one that does not
+                // read would hold it (and its memory) forever: close its connection.
+                let patience = state.config.request_timeout;
+                if tokio::time::timeout(patience, taken_rx).await.is_err() {
+                    tracing::warn!(after = ?patience, "a client did not read its answer; closing its connection");
+                    if let Some(k) = &kill {
+                        k.kill();
+                    }
                     break;
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(PermitStream::new(
+            ReceiverStream::new(rx),
+        ))))
     }
 
     async fn delta_aggregated_resources(
@@ -128,15 +291,18 @@ impl State {
             IdentityMode::Anonymous { .. } => Ok(Caller {
                 forward_token: None,
                 visibility: Visibility::All,
+                debug_restricted: None,
             }),
             IdentityMode::Passthrough => {
                 let token = bearer_token(metadata)
                     .map_err(unauthenticated)?
                     .ok_or_else(|| unauthenticated(AuthError::Missing))?;
                 self.verifier.verify(&token).map_err(unauthenticated)?;
+                // The replicas see the caller's own token and apply their rules.
                 Ok(Caller {
                     forward_token: Some(token),
                     visibility: Visibility::All,
+                    debug_restricted: None,
                 })
             }
             IdentityMode::OwnIdentity(own) => {
@@ -147,9 +313,13 @@ impl State {
                 let visibility =
                     Visibility::of(&who, &own.system_namespace, &own.allowed_namespaces);
                 tracing::debug!(caller = ?who, ?visibility, "authenticated caller");
+                // DebugGen exempts the system namespace only, not the allowed
+                // ones (1.30.0:pilot/pkg/xds/debuggen.go parseAndValidateDebugRequest).
+                let debug_restricted = (who.namespace != own.system_namespace).then_some(who);
                 Ok(Caller {
                     forward_token: None,
                     visibility,
+                    debug_restricted,
                 })
             }
         }
@@ -219,19 +389,14 @@ impl State {
         &self,
         req: DiscoveryRequest,
         caller: &Caller,
+        deadline: Instant,
     ) -> Result<DiscoveryResponse, Status> {
-        let deadline = Instant::now() + self.config.request_timeout;
         let requested = req.type_url.clone();
-        tracing::debug!(type_url = %requested, resources = ?req.resource_names, "request");
-        let result = match requested.as_str() {
-            type_url::SYNCZ | type_url::CONNECTIONS | type_url::DEBUG => {
-                self.fan_out_and_merge(req, caller, deadline).await
-            }
-            type_url::CONFIG_DUMP => self.config_dump(req, caller, deadline).await,
-            other => Err(Status::unimplemented(format!(
-                "istioctl-proxy does not serve type URL {other:?}; supported: {}",
-                type_url::DEBUG_TYPES.join(", ")
-            ))),
+        tracing::debug!(type_url = %requested, resources = %bounded(&format!("{:?}", req.resource_names), LOG_MAX), "request");
+        let result = match self.authorize(&req, caller, deadline).await {
+            Err(denied) => Err(denied),
+            Ok(Authorized::Nothing) => Ok(self.passthrough(&requested, None, None)),
+            Ok(Authorized::Forward) => self.dispatch(req, caller, deadline).await,
         };
         match &result {
             Ok(resp) => {
@@ -242,6 +407,135 @@ impl State {
             }
         }
         result
+    }
+
+    /// What a caller may ask (own-identity mode: `crate::authz`); the other
+    /// modes leave it to the replicas, which see the caller's token (or none).
+    async fn authorize(
+        &self,
+        req: &DiscoveryRequest,
+        caller: &Caller,
+        deadline: Instant,
+    ) -> Result<Authorized, Status> {
+        if self.config.has_defect(Defect::AuthzSynczOnly) {
+            // The pre-audit code: config_dump's own visibility check only.
+            return Ok(Authorized::Forward);
+        }
+        match req.type_url.as_str() {
+            type_url::DEBUG => {
+                let Some(who) = &caller.debug_restricted else {
+                    return Ok(Authorized::Forward);
+                };
+                let DebugAsk::Proxy { proxy_id } = authz::check_debug(&req.resource_names, who)?;
+                let scope = Visibility::Namespace(who.namespace.clone());
+                if let Some(other) = self
+                    .foreign_match(req, caller, &proxy_id, &scope, deadline)
+                    .await?
+                {
+                    tracing::warn!(caller = ?who, proxy_id = %proxy_id, matches = %other, "debug proxyID could reach another namespace's proxy: denied");
+                    return Err(authz::debug_denied(
+                        who,
+                        &format!(
+                            "proxyID {proxy_id:?} also matches a proxy outside namespace {:?}",
+                            who.namespace
+                        ),
+                    ));
+                }
+                Ok(Authorized::Forward)
+            }
+            type_url::CONFIG_DUMP if caller.visibility != Visibility::All => {
+                // istiod answers a malformed request or an invisible proxy
+                // with zero resources (1.30.0:pilot/pkg/xds/statusgen.go).
+                let [proxy_id] = req.resource_names.as_slice() else {
+                    return Ok(Authorized::Nothing);
+                };
+                if !caller.visibility.sees(proxy_id) {
+                    return Ok(Authorized::Nothing);
+                }
+                if let Some(other) = self
+                    .foreign_match(req, caller, proxy_id, &caller.visibility, deadline)
+                    .await?
+                {
+                    tracing::warn!(proxy_id = %proxy_id, matches = %other, "config_dump name could reach another namespace's proxy: answered empty");
+                    return Ok(Authorized::Nothing);
+                }
+                Ok(Authorized::Forward)
+            }
+            _ => Ok(Authorized::Forward),
+        }
+    }
+
+    /// A node the caller may not see that istiod's substring lookup of
+    /// `proxy_id` could land on, from a fresh syncz of every replica under the
+    /// proxy's identity. A replica that fails makes the check fail (deny).
+    async fn foreign_match(
+        &self,
+        req: &DiscoveryRequest,
+        caller: &Caller,
+        proxy_id: &str,
+        scope: &Visibility,
+        deadline: Instant,
+    ) -> Result<Option<String>, Status> {
+        use prost::Message;
+        use proto::envoy::envoy::service::status::v3::ClientConfig;
+        let replicas = self.current_replicas()?;
+        let token = self.upstream_token(caller)?;
+        let token = token.as_deref();
+        let mut syncz = req.clone();
+        syncz.type_url = type_url::SYNCZ.to_string();
+        syncz.resource_names.clear();
+        let syncz = self.upstream_request(syncz, token);
+        let answers = self.ask_all(&replicas, &syncz, token, deadline).await?;
+        let mut known = Vec::new();
+        let mut failed = Vec::new();
+        for a in &answers {
+            match &a.result {
+                Ok(resp) => {
+                    for r in &resp.resources {
+                        match ClientConfig::decode(r.value.as_slice()) {
+                            Ok(cc) => known.push(cc.node.map(|n| n.id).unwrap_or_default()),
+                            Err(e) => failed.push((
+                                &a.replica,
+                                ReplicaError::Invalid(format!(
+                                    "syncz resource is not a ClientConfig: {e}"
+                                )),
+                            )),
+                        }
+                    }
+                }
+                Err(e) => failed.push((&a.replica, e.clone())),
+            }
+        }
+        if !failed.is_empty() {
+            let status = merge::failure_status(&failed, answers.len());
+            return Err(Status::unavailable(format!(
+                "cannot check which proxies {proxy_id:?} names (denied until every replica answers): {}",
+                status.message()
+            )));
+        }
+        Ok(
+            authz::foreign_match(proxy_id, known.iter().map(String::as_str), scope)
+                .map(str::to_string),
+        )
+    }
+
+    async fn dispatch(
+        &self,
+        req: DiscoveryRequest,
+        caller: &Caller,
+        deadline: Instant,
+    ) -> Result<DiscoveryResponse, Status> {
+        let requested = req.type_url.clone();
+        match requested.as_str() {
+            type_url::SYNCZ | type_url::CONNECTIONS | type_url::DEBUG => {
+                self.fan_out_and_merge(req, caller, deadline).await
+            }
+            type_url::CONFIG_DUMP => self.config_dump(req, caller, deadline).await,
+            other => Err(Status::unimplemented(format!(
+                "istioctl-proxy does not serve type URL {other:?}; supported: {}",
+                type_url::DEBUG_TYPES.join(", ")
+            ))),
+        }
     }
 
     fn strategy(&self) -> Strategy {
@@ -299,14 +593,31 @@ impl State {
             .lock()
             .map(|r| r.clone())
             .unwrap_or_default();
-        let (response, outcome) = merge::merge(
-            &requested,
-            &answers,
-            policy,
-            &caller.visibility,
-            &known,
-            flaws,
-        )?;
+        // Off the async threads and under the request deadline: merging a
+        // mesh of a million proxies takes seconds.
+        let visibility = if requested == type_url::CONNECTIONS
+            && self.config.has_defect(Defect::AuthzSynczOnly)
+        {
+            Visibility::All
+        } else {
+            caller.visibility.clone()
+        };
+        let merging = tokio::task::spawn_blocking(move || {
+            merge::merge(&requested, &answers, policy, &visibility, &known, flaws)
+        });
+        // A fan-out that used the whole deadline (and names the late replicas)
+        // still gets its short merge.
+        let merge_deadline = deadline.max(Instant::now() + MERGE_GRACE);
+        let (response, outcome) = match tokio::time::timeout_at(merge_deadline, merging).await {
+            Ok(Ok(merged)) => merged?,
+            Ok(Err(e)) => return Err(Status::internal(format!("merging the answers failed: {e}"))),
+            Err(_) => {
+                return Err(Status::deadline_exceeded(format!(
+                    "istioctl-proxy: merging the replicas' answers took longer than --request-timeout {}",
+                    humantime::format_duration(self.config.request_timeout)
+                )));
+            }
+        };
         if let Ok(mut r) = self.remembered.lock() {
             for (name, cp) in outcome.seen {
                 r.control_planes.insert(name, cp);

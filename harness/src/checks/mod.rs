@@ -2,6 +2,7 @@
 //! the profile it belongs to, the proxy features it requires and the scenarios it
 //! runs on. [`catalog`] lists them all in report order.
 
+pub mod authz_matrix;
 pub mod bad_token;
 pub mod common;
 pub mod concurrent_clients;
@@ -11,9 +12,13 @@ pub mod duplicate_proxy;
 pub mod empty_mesh;
 pub mod external_identity;
 pub mod istioctl_ack;
+pub mod garbage_bytes;
+pub mod idle_connections;
 pub mod large_mesh;
+pub mod malformed_request;
 pub mod missing_token;
 pub mod no_privilege_escalation;
+pub mod oversized_request;
 pub mod passthrough_fidelity;
 pub mod replica_churn;
 pub mod replica_down;
@@ -21,6 +26,8 @@ pub mod replica_error;
 pub mod replica_garbage;
 pub mod replica_hang;
 pub mod replica_slow;
+pub mod robustness;
+pub mod stream_flood;
 pub mod syncz_union;
 pub mod table_snapshot;
 pub mod tls;
@@ -44,15 +51,24 @@ pub enum Profile {
     Resilience,
     /// Authentication, authorization and transport security.
     Security,
+    /// Hostile clients: garbage, malformed and oversized requests, floods of
+    /// connections, and every request type against every caller namespace.
+    Robustness,
 }
 
 impl Profile {
-    pub const ALL: [Profile; 3] = [Profile::Core, Profile::Resilience, Profile::Security];
+    pub const ALL: [Profile; 4] = [
+        Profile::Core,
+        Profile::Resilience,
+        Profile::Security,
+        Profile::Robustness,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             Profile::Core => "core",
             Profile::Resilience => "resilience",
             Profile::Security => "security",
+            Profile::Robustness => "robustness",
         }
     }
 }
@@ -150,7 +166,7 @@ impl fmt::Debug for Check {
     }
 }
 
-/// Every check, in report order (core, resilience, security).
+/// Every check, in report order (core, resilience, security, robustness).
 pub fn catalog() -> Vec<&'static Check> {
     vec![
         &syncz_union::CHECK,
@@ -177,6 +193,13 @@ pub fn catalog() -> Vec<&'static Check> {
         &bad_token::CHECK,
         &no_privilege_escalation::CHECK,
         &tls::CHECK,
+        &malformed_request::CHECK,
+        &oversized_request::CHECK,
+        &stream_flood::CHECK,
+        &idle_connections::CHECK,
+        &authz_matrix::CHECK,
+        // Last: a proxy that garbage kills fails this one check, not the rest.
+        &garbage_bytes::CHECK,
     ]
 }
 

@@ -34,6 +34,8 @@ pub struct CheckContext {
     pub snapshots: Arc<Snapshots>,
     /// Output of the proxy process, when it is one.
     pub proxy_output: Option<OutputLog>,
+    /// Where the proxy's memory can be read (`None` for --proxy-addr).
+    pub memory: Option<crate::runner::memory::MemoryProbe>,
 }
 
 /// istioctl's `--timeout` default: a proxy slower than this fails for real users.

@@ -3,6 +3,7 @@
 //! checks, stops everything, and collects a [`RunReport`].
 
 pub mod context;
+pub mod memory;
 pub mod options;
 pub mod process;
 pub mod proxy;

@@ -445,6 +445,11 @@ impl ProxyProcess {
         }
     }
 
+    /// The pid of the started `sh` (the root of the proxy's process tree).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// `Some(description)` when the process has exited, unless it exited
     /// successfully leaving processes of its own running: a launcher that
     /// daemonized the proxy (found only as a subreaper, see [`become_subreaper`]).

@@ -334,7 +334,13 @@ impl Bench {
             ProxyMode::Address(a) => (a.clone(), Running::External, None),
         };
 
+        let memory = match &running {
+            Running::InProcess(_) => Some(crate::runner::memory::MemoryProbe::HarnessProcess),
+            Running::Process(p) => p.pid().map(crate::runner::memory::MemoryProbe::Tree),
+            Running::External => None,
+        };
         let ctx = CheckContext {
+            memory,
             scenario_name: name.to_string(),
             scenario,
             fake: Arc::new(fake),

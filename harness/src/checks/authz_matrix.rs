@@ -1,0 +1,143 @@
+//! `authz-matrix`: for EVERY request type istioctl can send (syncz,
+//! connections, config_dump of each proxy, `istio.io/debug` paths) and callers
+//! from the system namespace, an application namespace and a namespace without
+//! proxies, the proxy gives no more than istiod gives that caller when asked
+//! directly (istiod 1.28.7+/1.29.3+/1.30: 1.30.0:pilot/pkg/xds/statusgen.go
+//! `callerNamespaceFilter`, 1.30.0:pilot/pkg/xds/debuggen.go
+//! `parseAndValidateDebugRequest`). Whatever the proxy's identity mode: in
+//! passthrough the replicas enforce it and the outcome is checked all the same;
+//! with its own identity the proxy must apply the rules itself.
+
+use super::common::*;
+use crate::client::{self, ClientOptions};
+use crate::runner::context::{client_configs, node_id};
+use prost::Message;
+use proto::envoy::envoy::config::core::v3::Node;
+use proto::envoy::envoy::service::discovery::v3::DiscoveryResponse;
+use proto::type_url;
+use std::collections::BTreeSet;
+
+pub static CHECK: Check = Check {
+    id: "authz-matrix",
+    profile: Profile::Robustness,
+    description: "every request type x caller namespace: the proxy gives no more than istiod gives that caller",
+    features: &[],
+    scenarios: &["three-replicas"],
+    run: |ctx| Box::pin(run(ctx)),
+};
+
+/// What an answer lets its caller see, in comparable units: the proxies (or
+/// connections) listed; for config dumps and debug bodies, which of the
+/// scenario's proxies they mention, and whether they carry anything at all
+/// (their bytes hold times and versions that differ between answers).
+fn visible(type_url: &str, resp: &DiscoveryResponse, ids: &[String]) -> BTreeSet<String> {
+    match type_url {
+        type_url::SYNCZ => client_configs(resp)
+            .unwrap_or_default()
+            .iter()
+            .map(|c| format!("proxy {}", node_id(c)))
+            .collect(),
+        type_url::CONNECTIONS => resp
+            .resources
+            .iter()
+            .map(|a| match Node::decode(a.value.as_slice()) {
+                Ok(n) => format!("connection {}", n.id),
+                Err(_) => format!("undecodable {} bytes", a.value.len()),
+            })
+            .collect(),
+        _ => {
+            let mut out = BTreeSet::new();
+            for a in &resp.resources {
+                if a.value.is_empty() {
+                    continue;
+                }
+                out.insert("a non-empty answer".to_string());
+                let text = String::from_utf8_lossy(&a.value);
+                for id in ids {
+                    if text.contains(id.as_str()) {
+                        out.insert(format!("data about proxy {id}"));
+                    }
+                }
+            }
+            out
+        }
+    }
+}
+
+fn short(s: &str) -> String {
+    let one_line: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > 90 {
+        format!("{}…", one_line.chars().take(90).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+async fn run(ctx: &Ctx) -> Outcome {
+    let system = ctx.istio_namespace().to_string();
+    let app = ctx
+        .scenario
+        .proxies
+        .iter()
+        .map(|p| p.namespace.clone())
+        .find(|n| *n != system)
+        .unwrap_or_else(|| "default".to_string());
+    let callers = [system.clone(), app, "robustness-empty-ns".to_string()];
+    let ids: Vec<String> = ctx.scenario.proxies.iter().map(|p| p.id.clone()).collect();
+    let mut asks: Vec<(&str, Vec<String>)> =
+        vec![(type_url::SYNCZ, vec![]), (type_url::CONNECTIONS, vec![])];
+    for id in &ids {
+        asks.push((type_url::CONFIG_DUMP, vec![id.clone()]));
+        asks.push((type_url::DEBUG, vec![format!("config_dump?proxyID={id}")]));
+    }
+    for path in ["syncz", "adsz", "list", "connections", "configz"] {
+        asks.push((type_url::DEBUG, vec![path.to_string()]));
+    }
+
+    let mut problems = Vec::new();
+    for ns in &callers {
+        let mut through: ClientOptions = ctx.istioctl_with(Some(ctx.token_for(ns, "default")));
+        through.istio_namespace = ns.clone();
+        through.timeout = std::time::Duration::from_secs(10);
+        for (t, names) in &asks {
+            // What istiod gives this caller: the union over the replicas.
+            let mut allowed = BTreeSet::new();
+            let mut any_answer = false;
+            for r in ctx.replicas() {
+                let o = ctx.replica_client_as(&r, ns, "default");
+                match client::fetch(&o, t, names).await {
+                    Ok(resp) => {
+                        any_answer = true;
+                        allowed.extend(visible(t, &resp, &ids));
+                    }
+                    Err(e) if e.is_answer() => {}
+                    Err(e) => {
+                        return Outcome::fail(format!(
+                            "bench: replica {} for {t} {names:?}: {e}",
+                            r.name
+                        ));
+                    }
+                }
+            }
+            match client::fetch(&through, t, names).await {
+                Ok(resp) => {
+                    let got = visible(t, &resp, &ids);
+                    let extra: Vec<String> = got.difference(&allowed).map(|s| short(s)).collect();
+                    if !extra.is_empty() {
+                        problems.push(format!(
+                            "caller from {ns:?}, {t} {names:?}: the proxy gives {} item(s) istiod {} this caller: {}",
+                            extra.len(),
+                            if any_answer { "does not give" } else { "refuses to" },
+                            few(extra)
+                        ));
+                    }
+                }
+                Err(e) if e.is_answer() => {} // refused: gives nothing
+                Err(e) => {
+                    problems.push(format!("caller from {ns:?}, {t} {names:?}: no answer: {e}"))
+                }
+            }
+        }
+    }
+    Outcome::from_problems(problems)
+}

@@ -1,0 +1,442 @@
+//! Bounded resources against hostile or broken clients: how many connections
+//! and streams, how big a request, how long a connection may stay silent, how
+//! many answers may wait for a client that does not read them, and an accept
+//! loop that backs off (and logs once per interval) when accepting fails.
+
+use futures::Stream;
+use futures::task::AtomicWaker;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+/// Limits of one proxy instance (flags in `cli.rs`, documented in README.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Open client connections at once; further ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// HTTP/2 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub max_streams_per_connection: u32,
+    /// Largest request message accepted (istioctl's are a few hundred bytes).
+    pub max_request_bytes: usize,
+    /// Answers being computed or waiting to be read by their client, at once.
+    pub max_inflight_answers: usize,
+    /// A connection from which nothing was read for this long is closed
+    /// (HTTP/2 keepalive pings make live clients send something every
+    /// `keepalive_interval`).
+    pub idle_timeout: Duration,
+    /// HTTP/2 keepalive ping interval; a peer that does not answer a ping
+    /// within `keepalive_timeout` is dropped.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            max_streams_per_connection: 100,
+            max_request_bytes: 64 * 1024,
+            max_inflight_answers: 4,
+            idle_timeout: Duration::from_secs(90),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Raises this process's soft open-file limit to its hard limit (so that
+/// `max_connections` is reachable); returns the soft limit in force.
+pub fn raise_fd_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut lim = libc_rlimit::RLimit { cur: 0, max: 0 };
+        // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
+        unsafe {
+            if libc_rlimit::getrlimit(libc_rlimit::RLIMIT_NOFILE, &mut lim) != 0 {
+                return None;
+            }
+            if lim.cur < lim.max {
+                let want = libc_rlimit::RLimit {
+                    cur: lim.max,
+                    max: lim.max,
+                };
+                if libc_rlimit::setrlimit(libc_rlimit::RLIMIT_NOFILE, &want) == 0 {
+                    return Some(lim.max);
+                }
+            }
+        }
+        Some(lim.cur)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+#[cfg(unix)]
+#[allow(non_camel_case_types)]
+mod libc_rlimit {
+    //! The two libc calls needed, declared here to avoid a dependency.
+    #[repr(C)]
+    pub struct RLimit {
+        pub cur: u64,
+        pub max: u64,
+    }
+    #[cfg(target_os = "linux")]
+    pub const RLIMIT_NOFILE: i32 = 7;
+    #[cfg(not(target_os = "linux"))]
+    pub const RLIMIT_NOFILE: i32 = 8;
+    unsafe extern "C" {
+        pub fn getrlimit(resource: i32, rlim: *mut RLimit) -> i32;
+        pub fn setrlimit(resource: i32, rlim: *const RLimit) -> i32;
+    }
+}
+
+/// A handle that closes one client connection (its reads and writes fail).
+#[derive(Debug, Clone, Default)]
+pub struct Kill {
+    killed: Arc<AtomicBool>,
+    waker: Arc<AtomicWaker>,
+}
+
+impl Kill {
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+        self.waker.wake();
+    }
+    fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
+    }
+}
+
+/// What the server knows about a connection (a request extension).
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub tcp: TcpConnectInfo,
+    pub kill: Kill,
+}
+
+/// A client connection: holds a connection permit, closes itself after
+/// `idle` without a byte read, and can be killed.
+pub struct LimitedConn {
+    inner: TcpStream,
+    _permit: OwnedSemaphorePermit,
+    idle: Duration,
+    idle_timer: Pin<Box<Sleep>>,
+    kill: Kill,
+    garbage: Option<GarbageTrap>,
+}
+
+/// The `DieOnGarbage` test defect's trap (checked once, on the first bytes).
+struct GarbageTrap {
+    tls: bool,
+    dead: Arc<tokio::sync::Notify>,
+    dead_flag: Arc<AtomicBool>,
+}
+
+impl LimitedConn {
+    fn check(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        self.kill.waker.register(cx.waker());
+        if self.kill.is_killed() {
+            return Some(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "closed by istioctl-proxy: an answer was not read in time",
+            ));
+        }
+        None
+    }
+}
+
+impl Connected for LimitedConn {
+    type ConnectInfo = ConnInfo;
+    fn connect_info(&self) -> ConnInfo {
+        ConnInfo {
+            tcp: self.inner.connect_info(),
+            kill: self.kill.clone(),
+        }
+    }
+}
+
+impl AsyncRead for LimitedConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if let Some(e) = self.check(cx) {
+            return Poll::Ready(Err(e));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before
+                    && let Some(trap) = self.garbage.take()
+                {
+                    let first = &buf.filled()[before..];
+                    // A TLS record, or the HTTP/2 preface (also on a TLS
+                    // port: that is the `tls` check's probe, not garbage).
+                    let preface = b"PRI * HTTP/2.0".starts_with(&first[..first.len().min(14)]);
+                    let ok = preface || (trap.tls && first[0] == 0x16);
+                    if !ok {
+                        tracing::error!(
+                            "defect die-on-garbage: not a handshake; no longer accepting"
+                        );
+                        trap.dead_flag.store(true, Ordering::SeqCst);
+                        trap.dead.notify_waiters();
+                    }
+                }
+                if buf.filled().len() > before {
+                    let next = Instant::now() + self.idle;
+                    self.idle_timer.as_mut().reset(next);
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => match self.idle_timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "closed by istioctl-proxy: idle connection",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl AsyncWrite for LimitedConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.check(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.check(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Backoff after a failed accept (e.g. EMFILE): doubles from `MIN` to `MAX`.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Accept errors are logged at most once per interval (with a count).
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Accepted connections, at most `max_connections` open at once; accept
+/// errors back off instead of spinning and are logged once per interval.
+///
+/// `die_on_garbage` (`Some(tls)`) is the `DieOnGarbage` test defect: a
+/// connection whose first bytes are not a TLS record (`tls`) or the HTTP/2
+/// preface ends the accept loop.
+pub fn incoming(
+    listener: TcpListener,
+    limits: &Limits,
+    die_on_garbage: Option<bool>,
+) -> impl Stream<Item = Result<LimitedConn, io::Error>> + Send + 'static {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let dead = Arc::new(tokio::sync::Notify::new());
+    let dead_flag = Arc::new(AtomicBool::new(false));
+    let idle = limits.idle_timeout;
+    let errors = Arc::new(AtomicU64::new(0));
+    futures::stream::unfold(
+        (listener, slots, None::<Instant>, ACCEPT_BACKOFF_MIN),
+        move |(listener, slots, mut last_log, mut backoff)| {
+            let errors = errors.clone();
+            let dead = dead.clone();
+            let dead_flag = dead_flag.clone();
+            async move {
+                // Wait for a free slot first: beyond the cap, clients wait in the backlog.
+                let permit = slots.clone().acquire_owned().await.ok()?;
+                loop {
+                    if dead_flag.load(Ordering::SeqCst) {
+                        return None;
+                    }
+                    let accepted = tokio::select! {
+                        a = listener.accept() => a,
+                        _ = dead.notified() => return None,
+                    };
+                    match accepted {
+                        Ok((stream, _)) => {
+                            let _ = stream.set_nodelay(true);
+                            let conn = LimitedConn {
+                                inner: stream,
+                                _permit: permit,
+                                idle,
+                                idle_timer: Box::pin(tokio::time::sleep(idle)),
+                                kill: Kill::default(),
+                                garbage: die_on_garbage.map(|tls| GarbageTrap {
+                                    tls,
+                                    dead: dead.clone(),
+                                    dead_flag: dead_flag.clone(),
+                                }),
+                            };
+                            return Some((
+                                Ok(conn),
+                                (listener, slots, last_log, ACCEPT_BACKOFF_MIN),
+                            ));
+                        }
+                        Err(e) => {
+                            let n = errors.fetch_add(1, Ordering::Relaxed) + 1;
+                            let now = Instant::now();
+                            if last_log.is_none_or(|t| now.duration_since(t) >= ACCEPT_LOG_INTERVAL)
+                            {
+                                tracing::error!(error = %e, failures_so_far = n, retry_in = ?backoff,
+                                    "accepting a connection failed (logged once per {ACCEPT_LOG_INTERVAL:?})");
+                                last_log = Some(now);
+                            }
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Answers in flight across all clients: a permit is taken before a request
+/// is answered and given back once the client has taken the answer (the
+/// response stream is polled again) or went away.
+#[derive(Debug, Clone)]
+pub struct AnswerSlots(Arc<Semaphore>);
+
+impl AnswerSlots {
+    pub fn new(n: usize) -> Self {
+        AnswerSlots(Arc::new(Semaphore::new(n.max(1))))
+    }
+    /// Waits until `deadline` for a slot.
+    pub async fn acquire(&self, deadline: Instant) -> Option<OwnedSemaphorePermit> {
+        tokio::time::timeout_at(deadline, self.0.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()
+    }
+    pub fn available(&self) -> usize {
+        self.0.available_permits()
+    }
+}
+
+/// A response stream whose items carry a permit, released when the consumer
+/// asks for the next item (hyper does so once the previous one was handed to
+/// the connection within the client's flow-control window) or drops the stream.
+pub struct PermitStream<S> {
+    inner: S,
+    held: Option<OwnedSemaphorePermit>,
+    /// Told when the held permit is released (the answer was taken).
+    taken: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl<S> PermitStream<S> {
+    pub fn new(inner: S) -> Self {
+        PermitStream {
+            inner,
+            held: None,
+            taken: None,
+        }
+    }
+}
+
+/// One answer with what keeps it accounted for.
+pub struct Tracked<T> {
+    pub item: T,
+    pub permit: Option<OwnedSemaphorePermit>,
+    pub taken: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl<S, T> Stream for PermitStream<S>
+where
+    S: Stream<Item = Tracked<T>> + Unpin,
+{
+    type Item = T;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        self.held = None;
+        if let Some(tx) = self.taken.take() {
+            let _ = tx.send(());
+        }
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Ready(Some(t)) => {
+                self.held = t.permit;
+                self.taken = t.taken;
+                Poll::Ready(Some(t.item))
+            }
+            other => other.map(|o| o.map(|t| t.item)),
+        }
+    }
+}
+
+/// A string for a log line or an error message: at most `max` bytes (on a
+/// char boundary), with how much was cut.
+pub fn bounded(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &s[..end], s.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_cuts_on_char_boundaries() {
+        assert_eq!(bounded("abc", 5), "abc");
+        assert_eq!(bounded("abcdef", 3), "abc… (6 bytes in all)");
+        assert_eq!(bounded("ééé", 3), "é… (6 bytes in all)");
+    }
+
+    #[tokio::test]
+    async fn permit_is_released_when_the_next_item_is_asked_for() {
+        use futures::StreamExt;
+        let slots = AnswerSlots::new(1);
+        let p = slots.acquire(Instant::now() + Duration::from_secs(1)).await;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let items = futures::stream::iter(vec![Tracked {
+            item: 1,
+            permit: p,
+            taken: Some(tx),
+        }]);
+        let mut s = PermitStream::new(items);
+        assert_eq!(s.next().await, Some(1));
+        assert_eq!(slots.available(), 0, "held while the answer is out");
+        assert_eq!(s.next().await, None);
+        assert_eq!(slots.available(), 1);
+        assert!(rx.await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn accept_errors_back_off() {
+        // Not provoking EMFILE here; the backoff bounds are what matter.
+        assert!(ACCEPT_BACKOFF_MIN < ACCEPT_BACKOFF_MAX);
+        assert!(raise_fd_limit().is_some_and(|n| n > 0));
+    }
+}

@@ -1,0 +1,153 @@
+//! Hostile requests get a gRPC error (not a silent OK), and the proxy keeps
+//! serving: undecodable bytes, invalid UTF-8, oversized messages and type
+//! URLs, a request that outlives --request-timeout in the merge.
+mod common;
+use common::*;
+use futures::StreamExt;
+use proto::type_url;
+use std::time::Duration;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+/// A gRPC codec that sends and receives raw message bytes.
+#[derive(Default)]
+struct Raw;
+struct RawEnc;
+struct RawDec;
+
+impl Encoder for RawEnc {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+impl Decoder for RawDec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use prost::bytes::Buf;
+        let mut v = vec![0; src.remaining()];
+        src.copy_to_slice(&mut v);
+        Ok(Some(v))
+    }
+}
+impl Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawEnc;
+    type Decoder = RawDec;
+    fn encoder(&mut self) -> RawEnc {
+        RawEnc
+    }
+    fn decoder(&mut self) -> RawDec {
+        RawDec
+    }
+}
+
+/// Sends one raw message on an ADS stream: the first answer or the error.
+async fn raw_ask(addr: std::net::SocketAddr, msg: Vec<u8>) -> Result<Vec<u8>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel(addr).await);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let path = http::uri::PathAndQuery::from_static(
+        "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
+    );
+    let (_keep, rx) = tokio::sync::oneshot::channel::<()>();
+    let out = futures::stream::once(async move { msg })
+        .chain(futures::stream::once(rx).filter_map(|_| async { None }));
+    let fut = async {
+        let mut inbound = grpc
+            .streaming(tonic::Request::new(out), path, Raw)
+            .await?
+            .into_inner();
+        match inbound.message().await? {
+            Some(m) => Ok(m),
+            None => Err(tonic::Status::ok(
+                "stream ended with status OK and no answer",
+            )),
+        }
+    };
+    tokio::time::timeout(PATIENCE, fut)
+        .await
+        .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("test patience exhausted")))
+}
+
+/// `DiscoveryRequest` with `type_url` (field 4) set to raw bytes.
+fn with_type_url_bytes(bytes: &[u8]) -> Vec<u8> {
+    let mut m = vec![0x22];
+    let mut n = bytes.len();
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            m.push(b);
+            break;
+        }
+        m.push(b | 0x80);
+    }
+    m.extend_from_slice(bytes);
+    m
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_grpc_error_and_the_proxy_keeps_serving() {
+    let fake = fake(open_scenario("three-replicas.yaml")).await;
+    let proxy = proxy(plaintext_config(&fake)).await;
+    let addr = proxy.local_addr();
+    let cases: Vec<(&str, Vec<u8>, tonic::Code)> = vec![
+        (
+            "undecodable bytes",
+            vec![0xff, 0xff, 0xff, 0xff, 0x0f, 0x01],
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "invalid UTF-8 in the type URL",
+            with_type_url_bytes(&[0x69, 0xff, 0xfe, 0x6f]),
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "a 10 KiB type URL",
+            with_type_url_bytes(&vec![b'x'; 10 * 1024]),
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "a 2 MiB request",
+            with_type_url_bytes(&vec![b'x'; 2 * 1024 * 1024]),
+            tonic::Code::ResourceExhausted,
+        ),
+    ];
+    for (what, msg, code) in cases {
+        match raw_ask(addr, msg).await {
+            Ok(m) => panic!("{what}: answered {} bytes", m.len()),
+            Err(s) => {
+                assert_eq!(s.code(), code, "{what}: {s:?}");
+                assert!(s.message().len() < 1024, "{what}: unbounded message");
+            }
+        }
+    }
+    let ok = ask(addr, type_url::SYNCZ, &[], None).await;
+    assert!(ok.is_ok(), "still serving: {ok:?}");
+    proxy.shutdown().await;
+    fake.shutdown().await;
+}
+
+/// A replica slower than the request deadline: the answer is an error within
+/// about the deadline, not after the replica.
+#[tokio::test]
+async fn request_timeout_bounds_the_whole_request() {
+    let fake = fake(open_scenario("fault-hang.yaml")).await;
+    let mut c = plaintext_config(&fake);
+    c.replica_timeout = Duration::from_secs(30);
+    c.request_timeout = Duration::from_millis(800);
+    let proxy = proxy(c).await;
+    let started = std::time::Instant::now();
+    let r = ask(proxy.local_addr(), type_url::SYNCZ, &[], None).await;
+    let took = started.elapsed();
+    assert!(r.is_err(), "{r:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    proxy.shutdown().await;
+    fake.shutdown().await;
+}
