@@ -369,6 +369,17 @@ pub struct Tracked<T> {
     pub taken: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+impl<T> Tracked<Result<T, tonic::Status>> {
+    /// A refusal: holds no answer slot and nobody waits for it to be taken.
+    pub fn error(status: tonic::Status) -> Self {
+        Tracked {
+            item: Err(status),
+            permit: None,
+            taken: None,
+        }
+    }
+}
+
 impl<S, T> Stream for PermitStream<S>
 where
     S: Stream<Item = Tracked<T>> + Unpin,

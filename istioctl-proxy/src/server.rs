@@ -164,13 +164,7 @@ impl AggregatedDiscoveryService for AdsService {
                     Err(status) => {
                         let status = inbound_error(status);
                         tracing::warn!(code = ?status.code(), message = %bounded(status.message(), LOG_MAX), "bad request");
-                        let _ = tx
-                            .send(Tracked {
-                                item: Err(status),
-                                permit: None,
-                                taken: None,
-                            })
-                            .await;
+                        let _ = tx.send(Tracked::error(status)).await;
                         break;
                     }
                 };
@@ -181,25 +175,15 @@ impl AggregatedDiscoveryService for AdsService {
                         bounded(&req.type_url, 64)
                     ));
                     tracing::warn!(message = %status.message(), "bad request");
-                    let _ = tx
-                        .send(Tracked {
-                            item: Err(status),
-                            permit: None,
-                            taken: None,
-                        })
-                        .await;
+                    let _ = tx.send(Tracked::error(status)).await;
                     break;
                 }
                 if state.config.has_defect(Defect::FailOnAck) && sent.contains(&req.response_nonce)
                 {
                     let _ = tx
-                        .send(Tracked {
-                            item: Err(Status::invalid_argument(
-                                "unexpected ACK on a debug stream (defect fail-on-ack)",
-                            )),
-                            permit: None,
-                            taken: None,
-                        })
+                        .send(Tracked::error(Status::invalid_argument(
+                            "unexpected ACK on a debug stream (defect fail-on-ack)",
+                        )))
                         .await;
                     break;
                 }
@@ -210,13 +194,7 @@ impl AggregatedDiscoveryService for AdsService {
                         state.config.limits.max_inflight_answers
                     ));
                     tracing::warn!(message = %status.message(), "request refused");
-                    let _ = tx
-                        .send(Tracked {
-                            item: Err(status),
-                            permit: None,
-                            taken: None,
-                        })
-                        .await;
+                    let _ = tx.send(Tracked::error(status)).await;
                     break;
                 };
                 let answer = match tokio::time::timeout_at(
@@ -657,7 +635,10 @@ impl State {
                 None => Ok(self.passthrough(&requested, None, None)),
             };
         }
-        if self.config.has_defect(Defect::ConfigDumpWaitsForEveryReplica) {
+        if self
+            .config
+            .has_defect(Defect::ConfigDumpWaitsForEveryReplica)
+        {
             // Every replica, and only then an answer: bounded by the request
             // deadline alone, so istiod ≤1.19's silent replicas hold it up.
             let until_deadline = deadline.saturating_duration_since(Instant::now());

@@ -142,7 +142,10 @@ async fn connections_show_a_foreign_caller_no_other_namespace() {
                 .is_some_and(|p| ns == "istio-system" || p.ends_with(&format!(".{ns}")))),
             "caller in {ns} got other namespaces' connections: {ids:?}"
         );
-        assert!(ids.is_empty(), "istiod lists no connections, yet {ns} got {ids:?}");
+        assert!(
+            ids.is_empty(),
+            "istiod lists no connections, yet {ns} got {ids:?}"
+        );
     }
     s.stop().await;
 }
