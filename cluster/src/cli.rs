@@ -1,4 +1,5 @@
 //! `proxy-conformance cluster plan|up|walkthrough|down`.
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -179,7 +180,16 @@ pub async fn main(args: ClusterArgs) -> Result<i32, CliError> {
     match args.command {
         ClusterCommand::Plan(a) => {
             let plan = Plan::build(&a.options()?)?;
-            print!("{plan}");
+            // `plan | head` closes the pipe early: that is the reader's
+            // choice, not an error (print! would panic on it).
+            let mut out = std::io::stdout().lock();
+            match write!(out, "{plan}").and_then(|()| out.flush()) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(0),
+                r => r.map_err(|source| CliError::Write {
+                    path: "standard output".into(),
+                    source,
+                })?,
+            }
             if let Some(dir) = &a.write_manifests {
                 let n = write_manifests(&plan, dir)?;
                 eprintln!("wrote {n} manifests under {}", dir.display());
