@@ -123,7 +123,8 @@ pub async fn ask_first(
     requests: Vec<DiscoveryRequest>,
 ) -> Result<DiscoveryResponse, Status> {
     let ch = channel(addr, dial).await?;
-    let mut client = AggregatedDiscoveryServiceClient::new(ch).max_decoding_message_size(usize::MAX);
+    let mut client =
+        AggregatedDiscoveryServiceClient::new(ch).max_decoding_message_size(usize::MAX);
     let (tx, rx) = tokio::sync::mpsc::channel(requests.len().max(1));
     for r in requests {
         let _ = tx.send(r).await;

@@ -222,8 +222,8 @@ async fn node_without_ip_is_rejected(#[case] version: &str, #[case] code: Code) 
         mesh(version, "{ debug_endpoint_auth: false }"),
         StartOptions::ephemeral(),
     )
-        .await
-        .unwrap();
+    .await
+    .unwrap();
     let mut req = istioctl_request(type_url::SYNCZ, &[], "istio-system");
     if let Some(n) = req.node.as_mut() {
         n.id = "sidecar~not-an-ip~x.y~y.svc.cluster.local".into();
@@ -385,7 +385,11 @@ proxies:
     .unwrap();
     let old = fake.replica("istiod-old-7d4f9c6b8-fghij").unwrap();
     let new = fake.replica("istiod-new-7d4f9c6b8-abcde").unwrap();
-    for t in [type_url::SYNCZ, type_url::CONNECTIONS, type_url::CONFIG_DUMP] {
+    for t in [
+        type_url::SYNCZ,
+        type_url::CONNECTIONS,
+        type_url::CONFIG_DUMP,
+    ] {
         let names: &[&str] = if t == type_url::CONFIG_DUMP {
             &["productpage-v1-6b746f74dc-9stvs.bookinfo"]
         } else {
@@ -424,8 +428,12 @@ proxies:
 #[case::no_service_account(Some("istio-system"), None, "sidecar~10.0.0.1~test-1.default~default.svc.cluster.local", Ok(()))]
 #[case::namespace_from_node_id(None, Some("default"), "sidecar~10.0.0.1~x.istio-system~istio-system.svc.cluster.local", Ok(()))]
 #[case::namespace_from_node_id_mismatch(
-    None, Some("default"), "sidecar~10.0.0.1~x.bookinfo~bookinfo.svc.cluster.local",
-    Err("authorization failed: no identities ([spiffe://cluster.local/ns/istio-system/sa/default]) matched bookinfo/default")
+    None,
+    Some("default"),
+    "sidecar~10.0.0.1~x.bookinfo~bookinfo.svc.cluster.local",
+    Err(
+        "authorization failed: no identities ([spiffe://cluster.local/ns/istio-system/sa/default]) matched bookinfo/default"
+    )
 )]
 #[case::nothing_claimed(None, None, "sidecar~10.0.0.1~x~local", Ok(()))]
 #[tokio::test]

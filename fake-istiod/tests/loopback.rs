@@ -270,13 +270,19 @@ async fn syncz_order_is_shuffled_reproducibly_and_lists_every_connection() {
     }
     yaml.push_str("  - { id: twice-1.default, replica: istiod-a, connections: 2 }\n");
     let orders = |s: Scenario| async move {
-        let fake = FakeIstiod::start(s, StartOptions::ephemeral()).await.unwrap();
+        let fake = FakeIstiod::start(s, StartOptions::ephemeral())
+            .await
+            .unwrap();
         let addr = fake.replicas()[0].plaintext_addr;
         let mut out = Vec::new();
         for _ in 0..3 {
-            let resp = ask(addr, &Dial::default(), istioctl_request(type_url::SYNCZ, &[], "istio-system"))
-                .await
-                .unwrap();
+            let resp = ask(
+                addr,
+                &Dial::default(),
+                istioctl_request(type_url::SYNCZ, &[], "istio-system"),
+            )
+            .await
+            .unwrap();
             out.push(decode_syncz(&resp).unwrap());
         }
         fake.shutdown().await;
@@ -331,11 +337,22 @@ async fn version_info_and_nonce(#[case] version: &str, #[case] prefixed: bool) {
     let two = ask(addr, &Dial::default(), syncz()).await.unwrap();
     assert_eq!(one.version_info, two.version_info);
     assert_ne!(one.nonce, two.nonce);
-    assert_eq!(one.nonce.starts_with(&one.version_info), prefixed, "{}", one.nonce);
-    assert_eq!(one.nonce.len(), 36 + if prefixed { one.version_info.len() } else { 0 });
+    assert_eq!(
+        one.nonce.starts_with(&one.version_info),
+        prefixed,
+        "{}",
+        one.nonce
+    );
+    assert_eq!(
+        one.nonce.len(),
+        36 + if prefixed { one.version_info.len() } else { 0 }
+    );
     fake.remove_proxy("a-1.default").await.unwrap();
     let three = ask(addr, &Dial::default(), syncz()).await.unwrap();
-    assert_ne!(three.version_info, one.version_info, "a mesh change is a new push");
+    assert_ne!(
+        three.version_info, one.version_info,
+        "a mesh change is a new push"
+    );
     fake.shutdown().await;
 }
 

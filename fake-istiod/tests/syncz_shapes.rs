@@ -1,19 +1,19 @@
 //! Per istiod family: the decoded syncz ClientConfigs and the ControlPlane
 //! identity JSON, as snapshots (fixed clock).
 
+use fake_istiod::Proxy;
 use fake_istiod::Scenario;
 use fake_istiod::mesh::ReplicaIdentity;
 use fake_istiod::mesh::SplitMix;
 use fake_istiod::syncz::answer;
-use fake_istiod::Proxy;
 use prost::Message;
-use std::sync::Arc;
 use proto::envoy::envoy::service::status::v3::{ClientConfig, ConfigStatus};
 use proto::envoy::google::protobuf::{Struct, value::Kind};
 use proto::{IstioVersion, type_url};
 use rstest::rstest;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const MESH: &str = r#"
@@ -73,9 +73,9 @@ fn time(t: &proto::envoy::google::protobuf::Timestamp) -> String {
         return "0001-01-01T00:00:00Z".into();
     }
     match u64::try_from(t.seconds) {
-        Ok(secs) => fake_istiod::timefmt::format_rfc3339(
-            UNIX_EPOCH + Duration::new(secs, t.nanos as u32),
-        ),
+        Ok(secs) => {
+            fake_istiod::timefmt::format_rfc3339(UNIX_EPOCH + Duration::new(secs, t.nanos as u32))
+        }
         Err(_) => format!("{}s before the Unix epoch", -t.seconds),
     }
 }

@@ -25,7 +25,10 @@ fn expectations() -> Vec<(Defect, &'static [&'static str])> {
         // hangs on ≤1.19, whose non-owners send nothing: the owner's dump comes
         // only at the request deadline. (For an unknown proxy a short wait on
         // silent replicas is legitimate: config-dump-unknown allows 5 s.)
-        (Defect::ConfigDumpWaitsForEveryReplica, &["config-dump-owner"]),
+        (
+            Defect::ConfigDumpWaitsForEveryReplica,
+            &["config-dump-owner"],
+        ),
         (Defect::CrashOnMissingToken, &["missing-token"]),
         // Failing fast with an error that names the broken replica is a legal
         // policy (the reference's default `fail` does it too); what the suite
