@@ -10,11 +10,12 @@ use harness::runner::snapshots::{View, redact, snapshot_name};
 use proto::IstioctlFamily;
 use std::sync::Arc;
 
-const SCENARIOS: [&str; 4] = [
+const SCENARIOS: [&str; 5] = [
     "blog-walkthrough",
     "three-replicas",
     "mixed-versions",
     "empty-mesh",
+    "three-replicas-1-19",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,7 @@ pub static CHECK: Check = Check {
         "three-replicas",
         "mixed-versions",
         "empty-mesh",
+        "three-replicas-1-19",
     ],
     run: |ctx| Box::pin(run(ctx)),
 };
