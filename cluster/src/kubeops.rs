@@ -15,7 +15,7 @@ use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
-use kube::runtime::wait::{await_condition, conditions};
+use kube::runtime::wait::{Condition, await_condition, conditions};
 use kube::runtime::watcher;
 use serde_json::Value;
 
@@ -177,6 +177,30 @@ where
     }
 }
 
+/// Waits (within `bound`) until `cond` holds for `name`; errors name `object`.
+async fn wait_until<K>(
+    api: Api<K>,
+    name: &str,
+    object: String,
+    what: &str,
+    bound: Duration,
+    cond: impl Condition<K>,
+) -> Result<Option<K>, KubeError>
+where
+    K: Clone + std::fmt::Debug + Send + serde::de::DeserializeOwned + kube::Resource + 'static,
+{
+    let watched = object.clone();
+    bounded(object, what, bound, async move {
+        await_condition(api, name, cond)
+            .await
+            .map_err(|e| KubeError::Invalid {
+                object: watched,
+                what: format!("watch failed: {e}"),
+            })
+    })
+    .await
+}
+
 pub async fn wait_crds_established(
     client: &Client,
     names: &[String],
@@ -184,16 +208,14 @@ pub async fn wait_crds_established(
 ) -> Result<(), KubeError> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for name in names {
-        let object = format!("CustomResourceDefinition {name}");
-        bounded(object.clone(), "Established", bound, async {
-            await_condition(api.clone(), name, conditions::is_crd_established())
-                .await
-                .map(|_| ())
-                .map_err(|e| KubeError::Invalid {
-                    object: object.clone(),
-                    what: format!("watch failed: {e}"),
-                })
-        })
+        wait_until(
+            api.clone(),
+            name,
+            format!("CustomResourceDefinition {name}"),
+            "Established",
+            bound,
+            conditions::is_crd_established(),
+        )
         .await?;
     }
     Ok(())
@@ -223,21 +245,16 @@ pub async fn wait_deployment_available(
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let object = format!("Deployment {ns}/{name}");
     let replicas = i32::try_from(replicas).unwrap_or(i32::MAX);
-    bounded(
-        object.clone(),
+    wait_until(
+        api,
+        name,
+        object,
         &format!("available with {replicas} replicas"),
         bound,
-        async {
-            await_condition(api, name, deployment_available(replicas))
-                .await
-                .map(|_| ())
-                .map_err(|e| KubeError::Invalid {
-                    object: object.clone(),
-                    what: format!("watch failed: {e}"),
-                })
-        },
+        deployment_available(replicas),
     )
     .await
+    .map(|_| ())
 }
 
 pub async fn wait_webhook_ca_bundle(
@@ -258,16 +275,9 @@ pub async fn wait_webhook_ca_bundle(
                 })
         })
     };
-    bounded(object.clone(), "patched with a caBundle", bound, async {
-        await_condition(api, name, cond)
-            .await
-            .map(|_| ())
-            .map_err(|e| KubeError::Invalid {
-                object: object.clone(),
-                what: format!("watch failed: {e}"),
-            })
-    })
-    .await
+    wait_until(api, name, object, "patched with a caBundle", bound, cond)
+        .await
+        .map(|_| ())
 }
 
 /// The first LoadBalancer ingress IP of a Service.
@@ -290,18 +300,13 @@ pub async fn load_balancer_ip(
             .ip
             .clone()
     };
-    let svc = bounded(
+    let svc = wait_until(
+        api,
+        name,
         object.clone(),
         "given a LoadBalancer IP (is MetalLB or cloud-provider-kind running?)",
         bound,
-        async {
-            await_condition(api, name, |s: Option<&Service>| s.and_then(ip).is_some())
-                .await
-                .map_err(|e| KubeError::Invalid {
-                    object: object.clone(),
-                    what: format!("watch failed: {e}"),
-                })
-        },
+        |s: Option<&Service>| s.and_then(ip).is_some(),
     )
     .await?;
     svc.as_ref().and_then(ip).ok_or_else(|| KubeError::Invalid {

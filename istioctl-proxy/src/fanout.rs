@@ -69,6 +69,8 @@ async fn ask_one(
     }
 }
 
+/// Every replica at once: [`first_wanted`] with no answer wanted, so it
+/// waits for all of them (or the request's deadline).
 async fn parallel(
     upstream: &Upstream,
     replicas: &[Replica],
@@ -77,35 +79,17 @@ async fn parallel(
     replica_timeout: Duration,
     deadline: Instant,
 ) -> Vec<ReplicaAnswer> {
-    let mut results: Vec<Option<Result<DiscoveryResponse, ReplicaError>>> =
-        vec![None; replicas.len()];
-    let mut pending: FuturesUnordered<_> = replicas
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let req = request.clone();
-            async move { (i, ask_one(upstream, r, req, token, replica_timeout).await) }
-        })
-        .collect();
-    let overall = tokio::time::sleep_until(deadline);
-    tokio::pin!(overall);
-    loop {
-        tokio::select! {
-            next = pending.next() => match next {
-                Some((i, r)) => results[i] = Some(r),
-                None => break,
-            },
-            _ = &mut overall => break,
-        }
-    }
-    replicas
-        .iter()
-        .zip(results)
-        .map(|(replica, r)| ReplicaAnswer {
-            replica: replica.clone(),
-            result: r.unwrap_or(Err(ReplicaError::RequestDeadline)),
-        })
-        .collect()
+    let (_, all) = first_wanted(
+        upstream,
+        replicas,
+        request,
+        token,
+        replica_timeout,
+        deadline,
+        |_| false,
+    )
+    .await;
+    all
 }
 
 async fn sequential(
