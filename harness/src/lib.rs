@@ -5,6 +5,7 @@
 //! Module ownership (keep boundaries, so the parts can grow independently):
 //! - `client`, `decode`, `render`, `ps`: what istioctl sends, decodes and prints (`proxy-conformance ps`).
 //! - `checks`, `runner`, `report`, `run`: the conformance suite (`proxy-conformance run`, `checks`).
+//! - `topology`: where the control plane lives (local fake replicas, a real cluster); the checks see only its interface.
 
 pub mod checks;
 pub mod client;
@@ -14,3 +15,4 @@ pub mod render;
 pub mod report;
 pub mod run;
 pub mod runner;
+pub mod topology;

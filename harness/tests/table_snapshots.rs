@@ -31,6 +31,10 @@ async fn tables_through_the_reference_proxy() {
                 Ok(b) => b,
                 Err(e) => panic!("{scenario}: {e}"),
             };
+        let Ok(mesh) = bench.ctx.scripted() else {
+            panic!("{scenario}: the local topology has a scripted mesh");
+        };
+        let scenario_time = mesh.scenario_time();
         let resp = match bench.ctx.syncz().await {
             Ok(r) => r,
             Err(e) => panic!("{scenario}: syncz: {e}"),
@@ -41,7 +45,7 @@ async fn tables_through_the_reference_proxy() {
                     family,
                     *view,
                     &resp,
-                    bench.ctx.fake.scenario_time(),
+                    scenario_time,
                 ) {
                     Ok(t) => t,
                     Err(e) => panic!("{scenario} {family}: {e}"),

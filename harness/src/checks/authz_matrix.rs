@@ -22,6 +22,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Robustness,
     description: "every request type x caller namespace: the proxy gives no more than istiod gives that caller",
     features: &[],
+    needs: &[],
     scenarios: &["three-replicas"],
     run: |ctx| Box::pin(run(ctx)),
 };
@@ -75,15 +76,17 @@ fn short(s: &str) -> String {
 
 async fn run(ctx: &Ctx) -> Outcome {
     let system = ctx.istio_namespace().to_string();
-    let app = ctx
-        .scenario
-        .proxies
+    // The mesh's proxies as the replicas list them (`pod.namespace`).
+    let ids: Vec<String> = match ctx.expected_ids().await {
+        Ok(ids) => ids.into_iter().collect(),
+        Err(e) => return Outcome::fail(e),
+    };
+    let app = ids
         .iter()
-        .map(|p| p.namespace.clone())
+        .filter_map(|id| id.rsplit_once('.').map(|(_, ns)| ns.to_string()))
         .find(|n| *n != system)
         .unwrap_or_else(|| "default".to_string());
     let callers = [system.clone(), app, "robustness-empty-ns".to_string()];
-    let ids: Vec<String> = ctx.scenario.proxies.iter().map(|p| p.id.clone()).collect();
     let mut asks: Vec<(&str, Vec<String>)> =
         vec![(type_url::SYNCZ, vec![]), (type_url::CONNECTIONS, vec![])];
     for id in &ids {
@@ -96,7 +99,11 @@ async fn run(ctx: &Ctx) -> Outcome {
 
     let mut problems = Vec::new();
     for ns in &callers {
-        let mut through: ClientOptions = ctx.istioctl_with(Some(ctx.token_for(ns, "default")));
+        let token = match ctx.token_for(ns, "default") {
+            Ok(t) => t,
+            Err(e) => return Outcome::Skip(e),
+        };
+        let mut through: ClientOptions = ctx.istioctl_with(Some(token));
         through.istio_namespace = ns.clone();
         through.timeout = std::time::Duration::from_secs(10);
         for (t, names) in &asks {

@@ -9,6 +9,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Security,
     description: "expired, wrong-audience and badly signed tokens get Unauthenticated; the proxy keeps serving",
     features: &[],
+    needs: &[Capability::ForgedTokens],
     scenarios: &["three-replicas"],
     run: |ctx| Box::pin(run(ctx)),
 };
@@ -26,7 +27,11 @@ async fn run(ctx: &Ctx) -> Outcome {
     ];
     let mut problems = Vec::new();
     for (what, spec) in cases {
-        let opts = ctx.istioctl_with(Some(ctx.token(&spec)));
+        let token = match ctx.token(&spec) {
+            Ok(t) => t,
+            Err(e) => return Outcome::Skip(e),
+        };
+        let opts = ctx.istioctl_with(Some(token));
         match crate::client::fetch(&opts, proto::type_url::SYNCZ, &[]).await {
             Ok(r) => problems.push(format!(
                 "{what} token: answered with {} proxies",

@@ -1,21 +1,19 @@
 //! Helpers several checks share.
 
 use crate::runner::context::{CheckContext, ISTIOCTL_TIMEOUT, client_configs, node_id};
-use fake_istiod::ReplicaInfo;
+use crate::topology::Replica;
 use fake_istiod::scenario::Fault;
 use proto::envoy::envoy::service::status::v3::ClientConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-pub use crate::checks::{Check, Feature, Outcome, Profile};
+pub use crate::checks::{Capability, Check, Feature, Outcome, Profile};
 pub use crate::runner::context::CheckContext as Ctx;
 pub use crate::runner::context::ClientErrorExt;
 
 /// Does `text` name the replica (pod name, or one of its addresses)?
-pub fn names_replica(text: &str, r: &ReplicaInfo) -> bool {
-    text.contains(&r.name)
-        || text.contains(&r.plaintext_addr.to_string())
-        || text.contains(&r.tls_addr.to_string())
+pub fn names_replica(text: &str, r: &Replica) -> bool {
+    r.named_in(text)
 }
 
 /// Ids with how often they occur.
@@ -85,9 +83,12 @@ pub fn makes_replica_fail(f: &Fault) -> bool {
 
 /// The replicas the scenario makes fail (down, reset, hang, gRPC error,
 /// garbage, truncated).
-pub fn failing_replicas(ctx: &CheckContext) -> Vec<ReplicaInfo> {
-    let failing: BTreeSet<&str> = ctx
-        .scenario
+pub fn failing_replicas(ctx: &CheckContext) -> Vec<Replica> {
+    let Ok(mesh) = ctx.scripted() else {
+        return Vec::new();
+    };
+    let failing: BTreeSet<&str> = mesh
+        .scenario()
         .replicas
         .iter()
         .filter(|r| r.fault.as_ref().is_some_and(makes_replica_fail))
@@ -104,7 +105,7 @@ pub fn failing_replicas(ctx: &CheckContext) -> Vec<ReplicaInfo> {
 /// and must never be silently partial — either a gRPC error naming every failed
 /// replica, or every healthy replica's proxies plus a marker row naming each
 /// failed one.
-pub async fn never_silently_partial(ctx: &CheckContext, failed: &[ReplicaInfo]) -> Outcome {
+pub async fn never_silently_partial(ctx: &CheckContext, failed: &[Replica]) -> Outcome {
     if failed.is_empty() {
         return Outcome::fail("the scenario has no failing replica: the bench is misconfigured");
     }

@@ -9,6 +9,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Resilience,
     description: "50 istioctl clients at once all get the full merged answer",
     features: &[],
+    needs: &[],
     scenarios: &["three-replicas"],
     run: |ctx| Box::pin(run(ctx)),
 };

@@ -18,6 +18,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Core,
     description: "config_dump for pod.ns returns the owning replica's dump within 2s, whichever replica owns it (istiod <=1.19 replicas without it never answer)",
     features: &[Feature::ConfigDump],
+    needs: &[],
     scenarios: &["three-replicas", "three-replicas-1-19"],
     run: |ctx| Box::pin(run(ctx)),
 };

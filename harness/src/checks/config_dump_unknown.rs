@@ -11,6 +11,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Core,
     description: "config_dump for an unknown proxy answers empty or NotFound within 5s",
     features: &[Feature::ConfigDump],
+    needs: &[],
     scenarios: &["three-replicas", "three-replicas-1-19"],
     run: |ctx| Box::pin(run(ctx)),
 };

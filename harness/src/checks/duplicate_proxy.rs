@@ -13,6 +13,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Resilience,
     description: "a proxy reported by two replicas appears once, with the newest report",
     features: &[],
+    needs: &[Capability::ScriptedMesh, Capability::ReplicaFaults],
     scenarios: &["fault-duplicate"],
     run: |ctx| Box::pin(run(ctx)),
 };

@@ -8,6 +8,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Core,
     description: "with no proxies connected, syncz answers OK: zero resources, ControlPlane <external>",
     features: &[],
+    needs: &[Capability::ScriptedMesh],
     scenarios: &["empty-mesh"],
     run: |ctx| Box::pin(run(ctx)),
 };

@@ -9,6 +9,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Core,
     description: "the ControlPlane identifier is JSON with ID <external>, Component istiod and a replica's version",
     features: &[],
+    needs: &[],
     scenarios: &["three-replicas", "mixed-versions"],
     run: |ctx| Box::pin(run(ctx)),
 };

@@ -11,6 +11,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Robustness,
     description: "random bytes, HTTP/1.1 and malformed HTTP/2 frames on the port: a normal client is still answered",
     features: &[],
+    needs: &[],
     scenarios: &["three-replicas"],
     run: |ctx| Box::pin(run(ctx)),
 };

@@ -13,6 +13,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Robustness,
     description: "2,000 idle connections open: a normal client is still answered within 5s",
     features: &[],
+    needs: &[],
     scenarios: &["three-replicas"],
     run: |ctx| Box::pin(run(ctx)),
 };

@@ -20,6 +20,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Core,
     description: "istioctl 1.8-1.15 ACK the syncz answer on the same stream: the first answer is complete and the proxy keeps serving after the ACK",
     features: &[],
+    needs: &[],
     scenarios: &["three-replicas"],
     run: |ctx| Box::pin(run(ctx)),
 };

@@ -8,6 +8,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Resilience,
     description: "a mesh whose syncz answer is far above gRPC's 4 MiB default comes through complete",
     features: &[],
+    needs: &[Capability::ScriptedMesh],
     scenarios: &["large-mesh"],
     run: |ctx| Box::pin(run(ctx)),
 };

@@ -11,6 +11,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Robustness,
     description: "undecodable protobuf and invalid UTF-8 get a gRPC error, not a silent OK; the proxy keeps serving",
     features: &[],
+    needs: &[],
     scenarios: &["three-replicas"],
     run: |ctx| Box::pin(run(ctx)),
 };

@@ -8,6 +8,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Security,
     description: "a request without a bearer token gets Unauthenticated, and the proxy keeps serving",
     features: &[],
+    needs: &[],
     scenarios: &["three-replicas"],
     run: |ctx| Box::pin(run(ctx)),
 };

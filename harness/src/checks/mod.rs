@@ -40,6 +40,7 @@ use serde::Serialize;
 use std::fmt;
 
 pub use crate::runner::context::CheckContext;
+pub use crate::topology::Capability;
 
 /// A profile groups checks like gateway-api's conformance profiles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum)]
@@ -153,7 +154,12 @@ pub struct Check {
     pub description: &'static str,
     /// Features the proxy must claim for the check to run.
     pub features: &'static [Feature],
-    /// Scenario names (files in `scenarios/` without `.yaml`) it runs on, in order.
+    /// What the topology must be able to do for the check to run (on one
+    /// that cannot, the check is skipped with the reason).
+    pub needs: &'static [Capability],
+    /// Scenario names (files in `scenarios/` without `.yaml`) it runs on, in
+    /// order, on a topology with a scripted mesh; elsewhere it runs once, on
+    /// the live mesh.
     pub scenarios: &'static [&'static str],
     pub run: CheckFn,
 }

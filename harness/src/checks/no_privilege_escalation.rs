@@ -11,22 +11,29 @@ pub static CHECK: Check = Check {
     profile: Profile::Security,
     description: "a caller from an application namespace sees no proxy istiod would hide from it",
     features: &[],
+    needs: &[],
     scenarios: &["three-replicas"],
     run: |ctx| Box::pin(run(ctx)),
 };
 
 async fn run(ctx: &Ctx) -> Outcome {
     let system = ctx.istio_namespace().to_string();
-    let Some(ns) = ctx
-        .scenario
-        .proxies
+    // A namespace of the mesh's own proxies (`pod.namespace` as the replicas list them).
+    let ids = match ctx.expected_ids().await {
+        Ok(ids) => ids,
+        Err(e) => return Outcome::fail(e),
+    };
+    let Some(ns) = ids
         .iter()
-        .map(|p| p.namespace.clone())
+        .filter_map(|id| id.rsplit_once('.').map(|(_, ns)| ns.to_string()))
         .find(|n| *n != system)
     else {
-        return Outcome::fail("bench: the scenario has no proxy outside the system namespace");
+        return Outcome::fail("bench: the mesh has no proxy outside the system namespace");
     };
-    let token = ctx.token_for(&ns, "default");
+    let token = match ctx.token_for(&ns, "default") {
+        Ok(t) => t,
+        Err(e) => return Outcome::Skip(e),
+    };
     // What istiod shows this caller: ask each replica directly with its identity.
     let mut allowed = BTreeSet::new();
     for r in ctx.replicas() {

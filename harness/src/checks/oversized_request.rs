@@ -12,6 +12,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Robustness,
     description: "8 MiB requests (valid protobuf, 8 at once) are refused by the proxy itself (ResourceExhausted or InvalidArgument); the proxy keeps serving",
     features: &[],
+    needs: &[],
     scenarios: &["three-replicas"],
     run: |ctx| Box::pin(run(ctx)),
 };

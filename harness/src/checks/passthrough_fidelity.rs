@@ -11,6 +11,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Core,
     description: "every ClientConfig through the proxy equals the owning replica's (statuses, metadata, error details)",
     features: &[],
+    needs: &[],
     scenarios: &["three-replicas", "mixed-versions", "three-replicas-1-19"],
     run: |ctx| Box::pin(run(ctx)),
 };

@@ -10,6 +10,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Resilience,
     description: "a replica that goes down, comes back, or a proxy that moves replica, shows in the next answer",
     features: &[],
+    needs: &[Capability::ReplicaFaults, Capability::MoveProxies],
     scenarios: &["three-replicas"],
     run: |ctx| Box::pin(run(ctx)),
 };
@@ -27,6 +28,10 @@ async fn full_answer(ctx: &Ctx, step: &str) -> Result<(), String> {
 }
 
 async fn run(ctx: &Ctx) -> Outcome {
+    let mesh = match ctx.scripted() {
+        Ok(m) => m,
+        Err(skip) => return skip,
+    };
     let replicas = ctx.replicas();
     let Some(last) = replicas.last().cloned() else {
         return Outcome::fail("bench: no replicas");
@@ -36,14 +41,14 @@ async fn run(ctx: &Ctx) -> Outcome {
         problems.push(e);
     }
     // 1. The last replica goes down.
-    if let Err(e) = ctx.fake.set_fault(&last.name, Fault::Down).await {
+    if let Err(e) = mesh.set_fault(&last.name, Some(Fault::Down)).await {
         return Outcome::fail(format!("bench: cannot take {} down: {e}", last.name));
     }
     if let Outcome::Fail(why) = never_silently_partial(ctx, std::slice::from_ref(&last)).await {
         problems.push(format!("after {} went down: {why}", last.name));
     }
     // 2. It comes back: its proxies must be back in the next answer.
-    if let Err(e) = ctx.fake.clear_fault(&last.name).await {
+    if let Err(e) = mesh.set_fault(&last.name, None).await {
         return Outcome::fail(format!("bench: cannot bring {} back: {e}", last.name));
     }
     if let Err(e) = full_answer(ctx, &format!("after {} came back", last.name)).await {
@@ -61,7 +66,7 @@ async fn run(ctx: &Ctx) -> Outcome {
             .find(|r| r.name != from)
             .map(|r| r.name.clone());
         if let Some(to) = to {
-            match ctx.fake.move_proxy(&id, &to).await {
+            match mesh.move_proxy(&id, &to).await {
                 Ok(()) => {
                     if let Err(e) =
                         full_answer(ctx, &format!("after {id} moved from {from} to {to}")).await

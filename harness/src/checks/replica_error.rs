@@ -8,6 +8,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Resilience,
     description: "with a replica that answers with a gRPC error, or closes the stream mid-answer: an error naming it, or the rest plus a row naming it; never silently partial",
     features: &[],
+    needs: &[Capability::ScriptedMesh, Capability::ReplicaFaults],
     scenarios: &["fault-grpc-error", "fault-truncated"],
     run: |ctx| Box::pin(run(ctx)),
 };

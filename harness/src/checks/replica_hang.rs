@@ -8,6 +8,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Resilience,
     description: "with a replica that accepts and never answers: an error naming it, or the rest plus a row naming it; never silently partial",
     features: &[],
+    needs: &[Capability::ScriptedMesh, Capability::ReplicaFaults],
     scenarios: &["fault-hang"],
     run: |ctx| Box::pin(run(ctx)),
 };

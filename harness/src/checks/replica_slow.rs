@@ -9,13 +9,18 @@ pub static CHECK: Check = Check {
     profile: Profile::Resilience,
     description: "replicas that each answer after a delay give the full answer in about one delay (parallel fan-out)",
     features: &[],
+    needs: &[Capability::ScriptedMesh, Capability::ReplicaFaults],
     scenarios: &["slow-replicas"],
     run: |ctx| Box::pin(run(ctx)),
 };
 
 async fn run(ctx: &Ctx) -> Outcome {
-    let delays: Vec<u64> = ctx
-        .scenario
+    let mesh = match ctx.scripted() {
+        Ok(m) => m,
+        Err(skip) => return skip,
+    };
+    let delays: Vec<u64> = mesh
+        .scenario()
         .replicas
         .iter()
         .filter_map(|r| match r.fault {

@@ -15,6 +15,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Robustness,
     description: "2,000 silent streams on one connection: a normal client is still answered within 10s",
     features: &[],
+    needs: &[],
     scenarios: &["three-replicas"],
     run: |ctx| Box::pin(run(ctx)),
 };

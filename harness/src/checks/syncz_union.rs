@@ -9,6 +9,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Core,
     description: "syncz through the proxy lists every proxy of every replica exactly once, and no other",
     features: &[],
+    needs: &[],
     scenarios: &["three-replicas", "mixed-versions", "blog-walkthrough"],
     run: |ctx| Box::pin(run(ctx)),
 };

@@ -9,6 +9,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Core,
     description: "istioctl proxy-status through the proxy prints exactly the expected table, per istioctl version",
     features: &[],
+    needs: &[Capability::ScriptedMesh],
     scenarios: &[
         "blog-walkthrough",
         "three-replicas",
@@ -20,6 +21,10 @@ pub static CHECK: Check = Check {
 };
 
 async fn run(ctx: &Ctx) -> Outcome {
+    let mesh = match ctx.scripted() {
+        Ok(m) => m,
+        Err(skip) => return skip,
+    };
     let resp = match ctx.syncz().await {
         Ok(r) => r,
         Err(e) => return Outcome::fail(format!("syncz through the proxy failed: {e}")),
@@ -36,7 +41,7 @@ async fn run(ctx: &Ctx) -> Outcome {
                 *family,
                 *view,
                 &resp,
-                ctx.fake.scenario_time(),
+                mesh.scenario_time(),
             ) {
                 Ok(t) => t,
                 Err(e) => {

@@ -8,6 +8,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Security,
     description: "the proxy serves TLS and refuses plaintext HTTP/2 on its port",
     features: &[Feature::Tls],
+    needs: &[],
     scenarios: &["three-replicas"],
     run: |ctx| Box::pin(run(ctx)),
 };
@@ -19,7 +20,7 @@ async fn run(ctx: &Ctx) -> Outcome {
     }
     let mut plain = ctx.istioctl();
     plain.credentials = crate::client::Credentials::PlaintextWithToken {
-        token: Some(ctx.token_for(ctx.istio_namespace(), "default")),
+        token: ctx.istioctl_token(),
     };
     plain.timeout = Duration::from_secs(3);
     if let Ok(r) = crate::client::fetch(&plain, proto::type_url::SYNCZ, &[]).await {

@@ -9,6 +9,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Core,
     description: "several debug requests on one stream get one response each, with the request's type URL",
     features: &[],
+    needs: &[],
     scenarios: &["three-replicas"],
     run: |ctx| Box::pin(run(ctx)),
 };

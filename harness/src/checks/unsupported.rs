@@ -8,6 +8,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Core,
     description: "unknown type URLs and Delta xDS get a gRPC error naming the problem; the proxy keeps serving",
     features: &[],
+    needs: &[],
     scenarios: &["three-replicas"],
     run: |ctx| Box::pin(run(ctx)),
 };

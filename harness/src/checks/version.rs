@@ -9,6 +9,7 @@ pub static CHECK: Check = Check {
     profile: Profile::Core,
     description: "istioctl x version works: connections and syncz answers carry a replica's version",
     features: &[],
+    needs: &[],
     scenarios: &["three-replicas", "mixed-versions"],
     run: |ctx| Box::pin(run(ctx)),
 };

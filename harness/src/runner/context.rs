@@ -1,12 +1,13 @@
-//! What a check gets: the scenario, the running fake istiod replicas (the
-//! ground truth, asked directly), the proxy under test (asked as istioctl asks),
-//! and the expected tables.
+//! What a check gets: the control plane of its topology (the replicas, asked
+//! directly as the ground truth; tokens; a scripted mesh where the topology has
+//! one), the proxy under test (asked as istioctl asks), and the expected tables.
 
+use crate::checks::Outcome;
 use crate::client::{self, ClientError, ClientOptions, Credentials};
 use crate::runner::process::OutputLog;
 use crate::runner::snapshots::Snapshots;
-use fake_istiod::scenario::Scenario;
-use fake_istiod::{FakeIstiod, ReplicaInfo, TokenSpec};
+use crate::topology::{Capability, ControlPlane, Replica, ScriptedMesh};
+use fake_istiod::TokenSpec;
 use prost::Message;
 use proto::IstioctlFamily;
 use proto::envoy::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
@@ -24,11 +25,12 @@ pub struct ProxyEndpoint {
     pub plaintext: bool,
 }
 
-/// Everything one check may use for one scenario.
+/// Everything one check may use for one scenario (or, on a topology without a
+/// scripted mesh, for the live mesh).
 pub struct CheckContext {
+    /// The scenario's name, or the live mesh's (e.g. `cluster`).
     pub scenario_name: String,
-    pub scenario: Scenario,
-    pub fake: Arc<FakeIstiod>,
+    pub control_plane: Arc<dyn ControlPlane>,
     pub proxy: ProxyEndpoint,
     pub families: Vec<IstioctlFamily>,
     pub snapshots: Arc<Snapshots>,
@@ -64,28 +66,51 @@ impl ClientErrorExt for ClientError {
 }
 
 impl CheckContext {
-    /// The istio (system) namespace of the scenario: istioctl's `--istioNamespace`.
+    /// The istio (system) namespace: istioctl's `--istioNamespace`.
     pub fn istio_namespace(&self) -> &str {
-        &self.scenario.istiod.namespace
+        self.control_plane.istio_namespace()
+    }
+
+    /// The scripted mesh, or the Skip outcome a check returns on a topology
+    /// without one (the runner skips checks that declare
+    /// [`Capability::ScriptedMesh`] before they run; this is the backstop).
+    pub fn scripted(&self) -> Result<&dyn ScriptedMesh, Outcome> {
+        self.control_plane.scripted().ok_or_else(|| {
+            Outcome::Skip(format!(
+                "the {} topology has no {}",
+                self.control_plane.kind(),
+                Capability::ScriptedMesh
+            ))
+        })
     }
 
     /// A token for `namespace/service_account`, valid for the replicas.
-    pub fn token_for(&self, namespace: &str, service_account: &str) -> String {
-        self.fake
-            .mint_token(&TokenSpec::new(namespace, service_account))
+    pub fn token_for(&self, namespace: &str, service_account: &str) -> Result<String, String> {
+        self.token(&TokenSpec::new(namespace, service_account))
     }
 
     /// A token with a specific defect (expired, wrong audience, bad signature...).
-    pub fn token(&self, spec: &TokenSpec) -> String {
-        self.fake.mint_token(spec)
+    pub fn token(&self, spec: &TokenSpec) -> Result<String, String> {
+        self.control_plane.token(spec).map_err(|e| {
+            format!(
+                "no token for {}/{}: {e}",
+                spec.namespace, spec.service_account
+            )
+        })
+    }
+
+    /// The token istioctl presents: the istio namespace's `default` service
+    /// account (`1.30.0:istioctl/pkg/clioptions/central.go`). Every topology
+    /// can give it (the runner checks before any check runs); `None` if not.
+    pub fn istioctl_token(&self) -> Option<String> {
+        self.token_for(self.istio_namespace(), "default").ok()
     }
 
     /// The options istioctl would use against the proxy: its default mode (TLS
     /// without certificate checks plus a bearer token for the istio namespace's
     /// `default` service account), or plaintext when the proxy serves plaintext.
     pub fn istioctl(&self) -> ClientOptions {
-        let token = Some(self.token_for(self.istio_namespace(), "default"));
-        self.istioctl_with(token)
+        self.istioctl_with(self.istioctl_token())
     }
 
     /// Like [`Self::istioctl`] but with this token (or none).
@@ -118,15 +143,15 @@ impl CheckContext {
         self.fetch(proto::type_url::SYNCZ, &[]).await
     }
 
-    /// The replicas, in scenario order.
-    pub fn replicas(&self) -> Vec<ReplicaInfo> {
-        self.fake.replicas()
+    /// The replicas, in a stable order (the scenario's, locally).
+    pub fn replicas(&self) -> Vec<Replica> {
+        self.control_plane.replicas()
     }
 
     /// Options to ask one replica directly: its TLS port, verified against the
     /// replicas' CA, with a token of the istio namespace (debug endpoints need an
     /// authenticated caller).
-    pub fn replica_client(&self, replica: &ReplicaInfo) -> ClientOptions {
+    pub fn replica_client(&self, replica: &Replica) -> ClientOptions {
         self.replica_client_as(replica, self.istio_namespace(), "default")
     }
 
@@ -134,15 +159,18 @@ impl CheckContext {
     /// also claimed in the node metadata, as istiod requires).
     pub fn replica_client_as(
         &self,
-        replica: &ReplicaInfo,
+        replica: &Replica,
         namespace: &str,
         service_account: &str,
     ) -> ClientOptions {
+        let trust = self.control_plane.replica_trust();
         ClientOptions {
             credentials: Credentials::VerifiedTls {
-                ca_pem: self.fake.ca_pem().into_bytes(),
-                token: Some(self.token_for(namespace, service_account)),
+                ca_pem: trust.ca_pem.into_bytes(),
+                // No token: the replica's own refusal shows in the answer.
+                token: self.token_for(namespace, service_account).ok(),
             },
+            authority: trust.server_name,
             istio_namespace: namespace.to_string(),
             timeout: Duration::from_secs(10),
             node_ip: Some(BENCH_NODE_IP),
@@ -153,7 +181,7 @@ impl CheckContext {
     /// Asks one replica directly: the ground truth.
     pub async fn replica_fetch(
         &self,
-        replica: &ReplicaInfo,
+        replica: &Replica,
         type_url: &str,
         resource_names: &[String],
     ) -> Result<DiscoveryResponse, ClientError> {
@@ -161,7 +189,7 @@ impl CheckContext {
     }
 
     /// syncz of every healthy replica, asked directly: (replica, its ClientConfigs).
-    pub async fn ground_truth(&self) -> Result<Vec<(ReplicaInfo, Vec<ClientConfig>)>, String> {
+    pub async fn ground_truth(&self) -> Result<Vec<(Replica, Vec<ClientConfig>)>, String> {
         let mut out = Vec::new();
         for r in self.replicas() {
             let resp = self

@@ -105,6 +105,15 @@ pub fn select(config: &RunConfig) -> Vec<(&'static Check, Option<String>)> {
                 Some(format!("requires feature {f}, not in --supported-features"))
             } else if c.features.contains(&checks::Feature::Tls) && config.proxy_plaintext {
                 Some("the proxy is tested in plaintext (--proxy-plaintext)".to_string())
+            } else if let Some(cap) = c
+                .needs
+                .iter()
+                .find(|n| !config.topology.capabilities().contains(n))
+            {
+                Some(format!(
+                    "needs {cap}, which the {} topology does not have",
+                    config.topology
+                ))
             } else {
                 None
             };
@@ -265,7 +274,10 @@ pub async fn run(
                 .ctx
                 .replicas()
                 .iter()
-                .map(|r| format!("{} {} (tls {})", r.name, r.plaintext_addr, r.tls_addr))
+                .map(|r| match r.plaintext_addr {
+                    Some(p) => format!("{} {p} (tls {})", r.name, r.tls_addr),
+                    None => format!("{} (tls {})", r.name, r.tls_addr),
+                })
                 .collect();
             progress(Progress::Scenario {
                 name: scenario_name,

@@ -17,6 +17,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Where the control plane lives: `local` (fake istiod replicas on
+    /// 127.0.0.x, one scenario after the other) or `cluster` (the real
+    /// external control plane that `proxy-conformance cluster up` built; see
+    /// the `--cluster-*` options). Checks that need what the topology cannot do
+    /// (a scripted mesh, replica faults, forged tokens) are skipped with the reason.
+    #[arg(long, value_enum)]
+    pub topology: Option<crate::topology::TopologyKind>,
+
     /// Start the proxy under test with this command, once per scenario. Placeholders
     /// (also set as environment variables PROXY_CONFORMANCE_<NAME>): {listen} the
     /// address to serve on, {istiod} comma-separated replica addresses (host:port,
@@ -111,6 +119,7 @@ Examples:
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct OptionsFile {
+    pub topology: Option<crate::topology::TopologyKind>,
     pub proxy_cmd: Option<String>,
     pub proxy_addr: Option<String>,
     pub state_dir: Option<PathBuf>,
@@ -185,6 +194,7 @@ impl ProxyMode {
 /// The resolved options of a run.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
+    pub topology: crate::topology::TopologyKind,
     pub proxy: ProxyMode,
     /// Persistent CA and token key for --proxy-addr.
     pub state_dir: PathBuf,
@@ -339,6 +349,7 @@ impl RunConfig {
 
         let supported = pick_vec(&args.supported_features, file.supported_features);
         Ok(RunConfig {
+            topology: args.topology.or(file.topology).unwrap_or_default(),
             proxy,
             state_dir: args
                 .state_dir

@@ -7,6 +7,7 @@ use super::options::{ProxyMode, RunConfig};
 use super::process::{Placeholders, ProxyProcess};
 use crate::client;
 use crate::runner::context::ClientErrorExt;
+use crate::topology::local::LocalControlPlane;
 use fake_istiod::scenario::Scenario;
 use fake_istiod::{FakeIstiod, StartOptions, TokenSpec};
 use std::path::{Path, PathBuf};
@@ -159,6 +160,8 @@ enum Running {
 /// The running scenario.
 pub struct Bench {
     pub ctx: CheckContext,
+    /// The replicas (also inside `ctx`'s control plane), to shut them down.
+    fake: Arc<FakeIstiod>,
     running: Running,
     _files: tempfile::TempDir,
 }
@@ -339,11 +342,11 @@ impl Bench {
             Running::Process(p) => p.pid().map(crate::runner::memory::MemoryProbe::Tree),
             Running::External => None,
         };
+        let fake = Arc::new(fake);
         let ctx = CheckContext {
             memory,
             scenario_name: name.to_string(),
-            scenario,
-            fake: Arc::new(fake),
+            control_plane: Arc::new(LocalControlPlane::new(fake.clone(), scenario)),
             proxy: ProxyEndpoint { address, plaintext },
             families: config.families.clone(),
             snapshots,
@@ -351,6 +354,7 @@ impl Bench {
         };
         let mut bench = Bench {
             ctx,
+            fake,
             running,
             _files: f.dir,
         };
@@ -424,7 +428,9 @@ impl Bench {
             Running::Process(p) => p.stop(Duration::from_secs(3)).await,
             Running::External => {}
         }
-        if let Ok(fake) = Arc::try_unwrap(self.ctx.fake) {
+        // The context holds the other reference to the replicas.
+        drop(self.ctx);
+        if let Ok(fake) = Arc::try_unwrap(self.fake) {
             fake.shutdown().await;
         }
     }

@@ -1,0 +1,2 @@
+//! The `cluster` topology: a real external control plane. Placeholder until
+//! the connection code lands.

@@ -1,0 +1,186 @@
+//! Where the control plane lives (design.md, "Topologies"). The checks see it
+//! only through [`ControlPlane`]: the replicas and how to ask each directly
+//! (the ground truth), tokens for a caller, and optional [`Capability`]s. A
+//! check declares the capabilities it needs; on a topology that lacks one the
+//! runner skips it with the reason, never silently.
+//!
+//! | topology | module | control plane |
+//! |---|---|---|
+//! | `local` | [`local`] | fake-istiod replicas on 127.0.0.x, in process, driven by a scenario |
+//! | `cluster` | [`cluster`] | real istiod pods of an external control plane, through port-forwards |
+
+pub mod cluster;
+pub mod local;
+
+use fake_istiod::TokenSpec;
+use fake_istiod::scenario::{Fault, Scenario};
+use futures::future::BoxFuture;
+use proto::IstioVersion;
+use serde::Serialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+/// Which topology a run uses (`proxy-conformance run --topology`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum TopologyKind {
+    /// fake-istiod replicas on loopback, one scenario after the other.
+    #[default]
+    Local,
+    /// A real external control plane (`proxy-conformance cluster up`): real
+    /// istiod pods as the ground truth, the deployed proxy under test.
+    Cluster,
+}
+
+impl TopologyKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TopologyKind::Local => "local",
+            TopologyKind::Cluster => "cluster",
+        }
+    }
+    /// What this kind of topology can do.
+    pub fn capabilities(self) -> &'static [Capability] {
+        match self {
+            TopologyKind::Local => &Capability::ALL,
+            TopologyKind::Cluster => &[],
+        }
+    }
+}
+
+impl fmt::Display for TopologyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a topology may be able to do beyond replicas, ground truth and tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capability {
+    /// The mesh is a scenario file: its proxies, statuses and clock are known
+    /// in advance, so expected tables and scale (25,000 proxies) can be set up.
+    ScriptedMesh,
+    /// Replicas fail on request in scripted ways (down, reset, hang, gRPC
+    /// errors, garbage, truncated answers, delays, duplicate claims).
+    ReplicaFaults,
+    /// A proxy moves from one replica to another between two requests.
+    MoveProxies,
+    /// Tokens with any defect: expired, wrong audience, signed by an unknown
+    /// key (a real cluster's issuer key is out of the bench's reach).
+    ForgedTokens,
+}
+
+impl Capability {
+    pub const ALL: [Capability; 4] = [
+        Capability::ScriptedMesh,
+        Capability::ReplicaFaults,
+        Capability::MoveProxies,
+        Capability::ForgedTokens,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::ScriptedMesh => "scripted-mesh",
+            Capability::ReplicaFaults => "replica-faults",
+            Capability::MoveProxies => "move-proxies",
+            Capability::ForgedTokens => "forged-tokens",
+        }
+    }
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One istiod replica as the harness reaches it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replica {
+    /// Its pod name (what istiod reports as its ControlPlane ID).
+    pub name: String,
+    pub version: IstioVersion,
+    /// Where the harness reaches its TLS xDS port (15012).
+    pub tls_addr: SocketAddr,
+    /// Where the harness reaches its plaintext xDS port (15010), if it can.
+    pub plaintext_addr: Option<SocketAddr>,
+}
+
+impl Replica {
+    /// Does `text` name this replica (its pod name or an address)?
+    pub fn named_in(&self, text: &str) -> bool {
+        text.contains(&self.name)
+            || text.contains(&self.tls_addr.to_string())
+            || self
+                .plaintext_addr
+                .is_some_and(|a| text.contains(&a.to_string()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    /// The topology cannot do this at all (a missing capability).
+    #[error("the {topology} topology cannot {what}")]
+    Unsupported {
+        topology: &'static str,
+        what: String,
+    },
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// How the harness verifies a replica's serving certificate.
+#[derive(Debug, Clone)]
+pub struct ReplicaTrust {
+    /// PEM of the CA that signs every replica's serving certificate.
+    pub ca_pem: String,
+    /// The name to expect in it, when the address is not in the certificate
+    /// (a port-forward to a pod whose certificate names `istiod.<ns>.svc`).
+    pub server_name: Option<String>,
+}
+
+/// The control plane of one run (or one scenario of a local run).
+pub trait ControlPlane: Send + Sync {
+    /// Which topology this is.
+    fn kind(&self) -> TopologyKind;
+    /// The replicas, in a stable order.
+    fn replicas(&self) -> Vec<Replica>;
+    /// istiod's namespace (istioctl's `--istioNamespace`).
+    fn istio_namespace(&self) -> &str;
+    /// How to verify the replicas' TLS.
+    fn replica_trust(&self) -> ReplicaTrust;
+    /// A bearer token the replicas (and so the proxy) accept for this caller;
+    /// a defective one where the spec asks for a defect.
+    fn token(&self, spec: &TokenSpec) -> Result<String, TopologyError>;
+    /// The scripted mesh, on a topology with [`Capability::ScriptedMesh`].
+    fn scripted(&self) -> Option<&dyn ScriptedMesh> {
+        None
+    }
+    /// Whether this control plane has the capability.
+    fn has(&self, capability: Capability) -> bool {
+        self.kind().capabilities().contains(&capability)
+    }
+}
+
+/// A mesh the bench writes itself (the local topology's scenarios).
+pub trait ScriptedMesh: Send + Sync {
+    /// The scenario the replicas were started with.
+    fn scenario(&self) -> &Scenario;
+    /// The instant the scenario's relative ages count from.
+    fn scenario_time(&self) -> SystemTime;
+    /// Makes a replica fail (or clears it with `None`).
+    fn set_fault<'a>(
+        &'a self,
+        replica: &'a str,
+        fault: Option<Fault>,
+    ) -> BoxFuture<'a, Result<(), TopologyError>>;
+    /// Moves a proxy to another replica.
+    fn move_proxy<'a>(
+        &'a self,
+        proxy_id: &'a str,
+        to_replica: &'a str,
+    ) -> BoxFuture<'a, Result<(), TopologyError>>;
+}
