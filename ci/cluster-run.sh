@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The real-cluster run: `proxy-conformance cluster walkthrough` (the blog end to
-# end on kind) for one Istio version. Run by .github/workflows/cluster.yml on
+# end on kind), then `proxy-conformance run --topology cluster` (the conformance
+# catalog against the real istiod pods) for one Istio version. Run by .github/workflows/cluster.yml on
 # ubuntu-latest; works on any Linux machine with docker.
 #   ci/cluster-run.sh ISTIO_VERSION       (e.g. 1.12.9)
 # Installs the kind release the plan pairs with that Istio line, raises the
 # inotify limits kind needs, and keeps everything under target/cluster
-# (plan.txt, walkthrough.log, timing.txt, logs/ on failure).
+# (plan.txt, walkthrough.log, conformance.log and its reports, timing.txt,
+# logs/ on failure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 istio="${1:?usage: ci/cluster-run.sh ISTIO_VERSION}"
@@ -34,7 +36,18 @@ if [ "$(id -u)" = 0 ]; then sysctl_cmd=(sysctl); else sysctl_cmd=(sudo sysctl); 
 
 start=$(date +%s)
 status=0
-"$bin" cluster walkthrough --provider kind --istio-version "$istio" --work-dir "$work" 2>&1 | tee "$work/walkthrough.log" || status=$?
+"$bin" cluster walkthrough --keep --provider kind --istio-version "$istio" --work-dir "$work" 2>&1 | tee "$work/walkthrough.log" || status=$?
 echo "walkthrough (Istio $istio, kind $kind_version): exit $status after $(( $(date +%s) - start )) s" | tee "$work/timing.txt"
-# TODO(issue #10): `proxy-conformance run --topology cluster` here, once the topology interface exists.
+
+# The conformance catalog on the same clusters: the real istiod pods as the
+# ground truth, the deployed reference proxy under test (issue #10).
+if [ "$status" = 0 ]; then
+  run_start=$(date +%s)
+  "$bin" run --topology cluster --external-context kind-external --remote-context kind-remote \
+    --report "$work/conformance-report.yaml" --junit "$work/conformance-junit.xml" 2>&1 \
+    | tee "$work/conformance.log" || status=$?
+  echo "run --topology cluster: exit $status after $(( $(date +%s) - run_start )) s" | tee -a "$work/timing.txt"
+fi
+
+"$bin" cluster down --provider kind --istio-version "$istio" --work-dir "$work" 2>&1 | tee -a "$work/walkthrough.log" || true
 exit "$status"

@@ -21,6 +21,29 @@ use serde_json::Value;
 
 use crate::manifests::object_name;
 
+/// A client for one context of the kubeconfig (`KUBECONFIG` or `~/.kube/config`).
+pub async fn client_for_context(context: &str) -> Result<Client, KubeError> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let object = format!("kubeconfig context {context}");
+    let invalid = |what: String| KubeError::Invalid {
+        object: object.clone(),
+        what,
+    };
+    let kc = Kubeconfig::read().map_err(|e| {
+        invalid(format!(
+            "cannot read the kubeconfig ({e}): is KUBECONFIG set, or ~/.kube/config present?"
+        ))
+    })?;
+    let opts = KubeConfigOptions {
+        context: Some(context.to_string()),
+        ..Default::default()
+    };
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &opts)
+        .await
+        .map_err(|e| invalid(format!("{e} (kubectl config get-contexts lists them)")))?;
+    Client::try_from(cfg).map_err(|e| invalid(format!("no client: {e}")))
+}
+
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "proxy-conformance";
 
@@ -163,7 +186,12 @@ pub async fn apply_documents(
     Ok(applied)
 }
 
-async fn bounded<T, F>(object: String, what: &str, bound: Duration, fut: F) -> Result<T, KubeError>
+pub(crate) async fn bounded<T, F>(
+    object: String,
+    what: &str,
+    bound: Duration,
+    fut: F,
+) -> Result<T, KubeError>
 where
     F: std::future::Future<Output = Result<T, KubeError>>,
 {
@@ -410,6 +438,61 @@ pub async fn port_forward_service(
     local: u16,
     port: u16,
 ) -> Result<tokio::task::JoinHandle<()>, KubeError> {
+    let (pods, pod_name, target) = service_target(client, ns, service, port).await?;
+    let listener = listen(local).await?;
+    Ok(forward(listener, pods, pod_name, target))
+}
+
+/// [`port_forward_service`] on a free port of 127.0.0.1: where it listens, and the task.
+pub async fn port_forward_service_any(
+    client: &Client,
+    ns: &str,
+    service: &str,
+    port: u16,
+) -> Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>), KubeError> {
+    let (pods, pod_name, target) = service_target(client, ns, service, port).await?;
+    let listener = listen(0).await?;
+    let addr = local_addr(&listener)?;
+    Ok((addr, forward(listener, pods, pod_name, target)))
+}
+
+/// `kubectl port-forward pod/NAME :PORT`: a free port of 127.0.0.1 forwarded to the pod's
+/// `port`, one pod port-forward per accepted connection. Runs until the task is aborted.
+pub async fn port_forward_pod(
+    client: &Client,
+    ns: &str,
+    pod: &str,
+    port: u16,
+) -> Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>), KubeError> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let listener = listen(0).await?;
+    let addr = local_addr(&listener)?;
+    Ok((addr, forward(listener, pods, pod.to_string(), port)))
+}
+
+async fn listen(local: u16) -> Result<tokio::net::TcpListener, KubeError> {
+    tokio::net::TcpListener::bind(("127.0.0.1", local))
+        .await
+        .map_err(|e| KubeError::Invalid {
+            object: format!("localhost:{local}"),
+            what: format!("cannot listen: {e} (is another port-forward running?)"),
+        })
+}
+
+fn local_addr(l: &tokio::net::TcpListener) -> Result<std::net::SocketAddr, KubeError> {
+    l.local_addr().map_err(|e| KubeError::Invalid {
+        object: "a port-forward's listener".into(),
+        what: format!("no local address: {e}"),
+    })
+}
+
+/// A Ready pod behind the Service and the container port its `port` targets.
+async fn service_target(
+    client: &Client,
+    ns: &str,
+    service: &str,
+    port: u16,
+) -> Result<(Api<Pod>, String, u16), KubeError> {
     let object = format!("Service {ns}/{service}");
     let svc: Service = Api::<Service>::namespaced(client.clone(), ns)
         .get(service)
@@ -450,16 +533,10 @@ pub async fn port_forward_service(
             action: "list",
             source: Box::new(source),
         })?;
-    let ready = |p: &&Pod| {
-        p.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-    };
     let pod = list
         .items
         .iter()
-        .find(ready)
+        .find(|p| pod_ready(p))
         .ok_or_else(|| KubeError::Invalid {
             object: object.clone(),
             what: "no Ready pod behind it".into(),
@@ -481,13 +558,17 @@ pub async fn port_forward_service(
                 what: format!("no container port named {name}"),
             })?,
     };
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", local))
-        .await
-        .map_err(|e| KubeError::Invalid {
-            object: format!("localhost:{local}"),
-            what: format!("cannot listen: {e} (is another port-forward running?)"),
-        })?;
-    Ok(tokio::spawn(async move {
+    Ok((pods, pod_name, target))
+}
+
+/// Accepts on `listener` until aborted; each connection gets its own pod port-forward.
+fn forward(
+    listener: tokio::net::TcpListener,
+    pods: Api<Pod>,
+    pod_name: String,
+    target: u16,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
         loop {
             let Ok((mut conn, _)) = listener.accept().await else {
                 return;
@@ -507,7 +588,7 @@ pub async fn port_forward_service(
                 }
             });
         }
-    }))
+    })
 }
 
 /// How many proxies one istiod pod has connected: `GET /debug/syncz` on its monitoring port 15014
@@ -670,58 +751,9 @@ pub async fn token_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::{Request, Response};
-    use kube::client::Body;
     use serde_json::json;
 
-    type Script = Vec<(&'static str, &'static str, u16, Value)>;
-
-    type Seen = tokio::sync::oneshot::Receiver<Vec<(String, String, Value)>>;
-
-    /// Serves `script` in order: (method, path prefix, status, body), then holds every further
-    /// request unanswered (a watch that never sends). Yields the requests seen (method, uri, body)
-    /// once the script is done. An unexpected request is answered 500 and recorded, so the test
-    /// fails with what was asked.
-    fn scripted(script: Script) -> (Client, Seen) {
-        let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        tokio::spawn(async move {
-            let mut seen = Vec::new();
-            for (method, prefix, status, body) in script {
-                let Some((req, send)) = handle.next_request().await else {
-                    break;
-                };
-                let (parts, b) = req.into_parts();
-                let bytes = b
-                    .collect_bytes()
-                    .await
-                    .map(|b| b.to_vec())
-                    .unwrap_or_default();
-                let sent: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                let uri = parts.uri.to_string();
-                let ok = parts.method.as_str() == method && uri.starts_with(prefix);
-                seen.push((parts.method.to_string(), uri.clone(), sent));
-                let (status, body) = if ok {
-                    (status, body)
-                } else {
-                    (500, json!({"unexpected": uri, "wanted": prefix}))
-                };
-                send.send_response(
-                    Response::builder()
-                        .status(status)
-                        .header("content-type", "application/json")
-                        .body(Body::from(serde_json::to_vec(&body).unwrap()))
-                        .unwrap(),
-                );
-            }
-            let _ = seen_tx.send(seen);
-            let mut held = Vec::new();
-            while let Some(r) = handle.next_request().await {
-                held.push(r);
-            }
-        });
-        (Client::new(service, "default"), seen_rx)
-    }
+    use crate::scripted_api::scripted;
 
     fn crd(established: bool) -> Value {
         json!({

@@ -6,16 +6,20 @@
 //! - [`crd`]: serde types of the non-core objects we render;
 //! - [`manifests`]: every object rendered;
 //! - [`plan`]: the ordered steps (`cluster plan` prints them);
-//! - [`exec`]: runs a plan.
+//! - [`exec`]: runs a plan;
+//! - [`live`]: a running external control plane, connected for the conformance suite.
 pub mod certs;
 pub mod cli;
 pub mod crd;
 pub mod exec;
 pub mod istio;
 pub mod kubeops;
+pub mod live;
 pub mod manifests;
 pub mod plan;
 pub mod provider;
+#[cfg(test)]
+pub(crate) mod scripted_api;
 pub mod table;
 
 pub use istio::IstioVersion;

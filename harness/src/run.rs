@@ -4,6 +4,7 @@
 use crate::checks::{self, Profile};
 use crate::report::{junit, terminal, yaml};
 use crate::runner::{self, Progress, options::RunConfig};
+use crate::topology::TopologyKind;
 use anyhow::Context;
 use std::path::Path;
 
@@ -49,14 +50,39 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
         }
     });
 
-    let what = match &config.proxy {
-        runner::options::ProxyMode::Bundled => "the bundled reference istioctl-proxy".to_string(),
-        runner::options::ProxyMode::Command(c) => format!("`{c}`"),
-        runner::options::ProxyMode::Address(a) => format!("the proxy at {a}"),
+    let cluster = &config.cluster;
+    let what = match (config.topology, &config.proxy) {
+        (TopologyKind::Cluster, runner::options::ProxyMode::Address(a)) => {
+            format!("the proxy at {a}")
+        }
+        (TopologyKind::Cluster, _) => match &cluster.live.proxy_service {
+            Some((svc, port)) => format!(
+                "the proxy deployed as Service {}/{svc}:{port} (context {})",
+                cluster.live.namespace, cluster.external_context
+            ),
+            None => "the deployed proxy".to_string(),
+        },
+        (_, runner::options::ProxyMode::Bundled) => {
+            "the bundled reference istioctl-proxy".to_string()
+        }
+        (_, runner::options::ProxyMode::Command(c)) => format!("`{c}`"),
+        (_, runner::options::ProxyMode::Address(a)) => format!("the proxy at {a}"),
+    };
+    let mesh = match config.topology {
+        TopologyKind::Local => "scenarios".to_string(),
+        TopologyKind::Cluster => format!(
+            "the live mesh of istiod in {} (contexts {} and {})",
+            cluster.live.namespace, cluster.external_context, cluster.remote_context
+        ),
     };
     let report = runner::run(&config, &Default::default(), |p| match p {
         Progress::Start { checks, scenarios } => println!(
-            "proxy-conformance: {checks} checks on {scenarios} scenarios against {what}; istioctl {}",
+            "proxy-conformance: {checks} checks on {} against {what}; istioctl {}",
+            if config.topology == TopologyKind::Local {
+                format!("{scenarios} {mesh}")
+            } else {
+                mesh.clone()
+            },
             config.families.iter().map(|f| f.label()).collect::<Vec<_>>().join(", ")
         ),
         Progress::Fixed(f) => {
@@ -101,8 +127,15 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
 pub fn catalog_text(markdown: bool) -> String {
     let mut out = String::new();
     if markdown {
-        out.push_str("| check | profile | what it proves | needs feature | scenarios |\n|---|---|---|---|---|\n");
+        out.push_str("| check | profile | what it proves | needs feature | needs topology | scenarios |\n|---|---|---|---|---|---|\n");
     }
+    let list = |names: Vec<&str>| {
+        if names.is_empty() {
+            "-".to_string()
+        } else {
+            names.join(", ")
+        }
+    };
     for profile in Profile::ALL {
         if !markdown {
             out.push_str(&format!("{profile}:\n"));
@@ -111,30 +144,26 @@ pub fn catalog_text(markdown: bool) -> String {
             .into_iter()
             .filter(|c| c.profile == profile)
         {
-            let features = c
-                .features
-                .iter()
-                .map(|f| f.name())
-                .collect::<Vec<_>>()
-                .join(", ");
+            let features = list(c.features.iter().map(|f| f.name()).collect());
+            let needs = list(c.needs.iter().map(|n| n.name()).collect());
             if markdown {
                 out.push_str(&format!(
-                    "| `{}` | {} | {} | {} | {} |\n",
+                    "| `{}` | {} | {} | {} | {} | {} |\n",
                     c.id,
                     profile,
                     c.description,
-                    if features.is_empty() {
-                        "-".into()
-                    } else {
-                        features
-                    },
+                    features,
+                    needs,
                     c.scenarios.join(", ")
                 ));
             } else {
                 out.push_str(&format!("  {:<25} {}\n", c.id, c.description));
                 let mut meta = format!("  {:<25} scenarios: {}", "", c.scenarios.join(", "));
-                if !features.is_empty() {
-                    meta.push_str(&format!("; needs: {features}"));
+                if !c.features.is_empty() {
+                    meta.push_str(&format!("; needs feature: {features}"));
+                }
+                if !c.needs.is_empty() {
+                    meta.push_str(&format!("; needs topology: {needs}"));
                 }
                 out.push_str(&meta);
                 out.push('\n');

@@ -41,15 +41,12 @@ async fn tables_through_the_reference_proxy() {
         };
         for family in IstioctlFamily::ALL {
             for view in View::of(family) {
-                let table = match harness::runner::tables::render_view(
-                    family,
-                    *view,
-                    &resp,
-                    scenario_time,
-                ) {
-                    Ok(t) => t,
-                    Err(e) => panic!("{scenario} {family}: {e}"),
-                };
+                let table =
+                    match harness::runner::tables::render_view(family, *view, &resp, scenario_time)
+                    {
+                        Ok(t) => t,
+                        Err(e) => panic!("{scenario} {family}: {e}"),
+                    };
                 insta::with_settings!({
                     snapshot_path => "../../snapshots",
                     prepend_module_to_snapshot => false,

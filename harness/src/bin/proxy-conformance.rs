@@ -15,23 +15,47 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the conformance suite against a proxy (default: the bundled reference proxy on local fake istiod replicas).
-    Run(harness::runner::options::RunArgs),
+    Run(Box<harness::runner::options::RunArgs>),
     /// List the conformance checks with their profiles, features and scenarios.
     Checks(harness::run::ChecksArgs),
     /// Show proxy status exactly as istioctl proxy-status would, through an xDS address.
     Ps(harness::ps::PsArgs),
     /// Real clusters (kind, k3d, two contexts): the blog's external control plane with real istiod and istioctl.
-    Cluster(cluster::cli::ClusterArgs),
+    Cluster(ClusterCli),
+}
+
+#[derive(Debug, clap::Args)]
+struct ClusterCli {
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    #[command(flatten)]
+    Steps(cluster::cli::ClusterCommand),
+    /// The conformance suite on the cluster: the real istiod pods as the ground truth, the deployed proxy under test (the same as `run --topology cluster`).
+    Run(Box<harness::runner::options::RunArgs>),
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(a) => harness::run::main(a).await,
+        Command::Run(a) => harness::run::main(*a).await,
         Command::Checks(a) => harness::run::checks(a).await,
         Command::Ps(a) => harness::ps::main(a).await,
-        Command::Cluster(a) => cluster::cli::main(a).await.map_err(anyhow::Error::from),
+        Command::Cluster(ClusterCli {
+            command: ClusterCommand::Steps(command),
+        }) => cluster::cli::main(cluster::cli::ClusterArgs { command })
+            .await
+            .map_err(anyhow::Error::from),
+        Command::Cluster(ClusterCli {
+            command: ClusterCommand::Run(mut a),
+        }) => {
+            a.topology = Some(harness::topology::TopologyKind::Cluster);
+            harness::run::main(*a).await
+        }
     };
     match result {
         Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),

@@ -98,11 +98,22 @@ async fn run(ctx: &Ctx) -> Outcome {
     }
 
     let mut problems = Vec::new();
+    // Callers the topology has no token for (a real cluster mints tokens only
+    // for service accounts that exist) are left out; the check needs at least
+    // one caller outside the system namespace.
+    let mut untested = Vec::new();
+    let mut tested_outside_system = 0;
     for ns in &callers {
         let token = match ctx.token_for(ns, "default") {
             Ok(t) => t,
-            Err(e) => return Outcome::Skip(e),
+            Err(e) => {
+                untested.push(e);
+                continue;
+            }
         };
+        if *ns != system {
+            tested_outside_system += 1;
+        }
         let mut through: ClientOptions = ctx.istioctl_with(Some(token));
         through.istio_namespace = ns.clone();
         through.timeout = std::time::Duration::from_secs(10);
@@ -145,6 +156,12 @@ async fn run(ctx: &Ctx) -> Outcome {
                 }
             }
         }
+    }
+    if problems.is_empty() && tested_outside_system == 0 {
+        return Outcome::Skip(format!(
+            "no caller outside the system namespace could be tested: {}",
+            untested.join("; ")
+        ));
     }
     Outcome::from_problems(problems)
 }

@@ -60,7 +60,8 @@ pub struct RunReport {
     pub implementation: Implementation,
     /// RFC 3339 date of the run.
     pub date: String,
-    /// How the proxy was run: `bundled`, `command`, `address`.
+    /// How the proxy was run: `bundled`, `command`, `address` (local topology);
+    /// `cluster service` (the deployed proxy's Service), `cluster address`.
     pub mode: String,
     /// The istioctl families the tables were rendered for.
     pub istioctl_versions: Vec<String>,

@@ -12,6 +12,7 @@ pub mod tables;
 
 use crate::checks::{self, Check, Outcome};
 use crate::report::{CheckResult, RunReport};
+use crate::topology::TopologyKind;
 use fake_istiod::scenario::Scenario;
 use options::RunConfig;
 use snapshots::Snapshots;
@@ -60,6 +61,9 @@ pub enum RunError {
     /// would wait the same timeout in vain, so the run stops at once.
     /// (`error` is part of the message, deliberately not a `source`: `{:#}`
     /// would print it twice, proxy output and all.)
+    /// The cluster topology could not be reached: no check can run.
+    #[error("{0}")]
+    Cluster(proxy::ProxyError),
     #[error("the run stopped at its first scenario ({scenario}): {error}")]
     NeverReady {
         scenario: String,
@@ -105,17 +109,16 @@ pub fn select(config: &RunConfig) -> Vec<(&'static Check, Option<String>)> {
                 Some(format!("requires feature {f}, not in --supported-features"))
             } else if c.features.contains(&checks::Feature::Tls) && config.proxy_plaintext {
                 Some("the proxy is tested in plaintext (--proxy-plaintext)".to_string())
-            } else if let Some(cap) = c
-                .needs
-                .iter()
-                .find(|n| !config.topology.capabilities().contains(n))
-            {
-                Some(format!(
-                    "needs {cap}, which the {} topology does not have",
-                    config.topology
-                ))
             } else {
-                None
+                c.needs
+                    .iter()
+                    .find(|n| !config.topology.capabilities().contains(n))
+                    .map(|cap| {
+                        format!(
+                            "needs {cap}, which the {} topology does not have",
+                            config.topology
+                        )
+                    })
             };
             (c, skip)
         })
@@ -141,6 +144,13 @@ pub async fn run(
     });
 
     let selected = select(config);
+    // A topology without a scripted mesh has one mesh, the live one: every
+    // check runs once on it, under the topology's name.
+    let scripted = config
+        .topology
+        .capabilities()
+        .contains(&crate::topology::Capability::ScriptedMesh);
+    let live = [config.topology.name()];
     // Scenario -> the checks that run on it, in first-use order.
     let mut order: Vec<&'static str> = Vec::new();
     let mut by_scenario: BTreeMap<&'static str, Vec<&'static Check>> = BTreeMap::new();
@@ -148,7 +158,8 @@ pub async fn run(
         if skip.is_some() {
             continue;
         }
-        for s in check.scenarios {
+        let sessions: &[&'static str] = if scripted { check.scenarios } else { &live };
+        for s in sessions {
             if !order.contains(s) {
                 order.push(s);
             }
@@ -157,7 +168,7 @@ pub async fn run(
     }
     // A running proxy is configured once: every scenario gets the same replica addresses.
     let mut hooks = hooks.clone();
-    if matches!(config.proxy, options::ProxyMode::Address(_)) {
+    if scripted && matches!(config.proxy, options::ProxyMode::Address(_)) {
         let mut most = 0;
         for name in &order {
             if let Ok(s) = load_scenario(config, name) {
@@ -191,7 +202,7 @@ pub async fn run(
                     problems: vec![],
                     skips: vec![],
                     time: Duration::ZERO,
-                    left: c.scenarios.len(),
+                    left: if scripted { c.scenarios.len() } else { 1 },
                     output: None,
                 },
             )
@@ -238,13 +249,19 @@ pub async fn run(
     let mut ever_ready = false;
     for (i, scenario_name) in order.iter().enumerate() {
         let checks_here = by_scenario.get(scenario_name).cloned().unwrap_or_default();
-        let setup = match load_scenario(config, scenario_name) {
-            Ok(scenario) => {
-                proxy::Bench::start(config, hooks, scenario_name, scenario, snapshots.clone()).await
+        let setup = match config.topology {
+            TopologyKind::Cluster => {
+                proxy::Bench::connect_cluster(config, hooks, snapshots.clone()).await
             }
-            // The scenario is named where the failure is reported.
-            Err(RunError::Scenario { message, .. }) => Err(proxy::ProxyError::Setup(message)),
-            Err(e) => Err(proxy::ProxyError::Setup(e.to_string())),
+            TopologyKind::Local => match load_scenario(config, scenario_name) {
+                Ok(scenario) => {
+                    proxy::Bench::start(config, hooks, scenario_name, scenario, snapshots.clone())
+                        .await
+                }
+                // The scenario is named where the failure is reported.
+                Err(RunError::Scenario { message, .. }) => Err(proxy::ProxyError::Setup(message)),
+                Err(e) => Err(proxy::ProxyError::Setup(e.to_string())),
+            },
         };
         let bench = match setup {
             Ok(b) => {
@@ -253,6 +270,10 @@ pub async fn run(
             }
             // A proxy that never came up fails the run once, with its output,
             // instead of every scenario after the same timeout (197 s seen).
+            // The live mesh is the only one: nothing else to try.
+            Err(e) if config.topology == TopologyKind::Cluster => {
+                return Err(RunError::Cluster(e));
+            }
             Err(e) if !ever_ready && e.is_not_ready() => {
                 return Err(RunError::NeverReady {
                     scenario: scenario_name.to_string(),
@@ -340,7 +361,11 @@ pub async fn run(
     Ok(RunReport {
         implementation: config.implementation.clone(),
         date,
-        mode: config.proxy.name().to_string(),
+        mode: match (config.topology, &config.proxy) {
+            (TopologyKind::Local, p) => p.name().to_string(),
+            (TopologyKind::Cluster, options::ProxyMode::Address(_)) => "cluster address".into(),
+            (TopologyKind::Cluster, _) => "cluster service".into(),
+        },
         istioctl_versions: config.families.iter().map(|f| f.label()).collect(),
         results,
         duration: started.elapsed(),

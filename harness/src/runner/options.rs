@@ -25,6 +25,27 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     pub topology: Option<crate::topology::TopologyKind>,
 
+    /// With --topology cluster: the kubeconfig context of the external cluster
+    /// (istiod and the proxy under test). Default: kind-external (`cluster up`'s).
+    #[arg(long, value_name = "CONTEXT")]
+    pub external_context: Option<String>,
+
+    /// With --topology cluster: the kubeconfig context of the remote cluster
+    /// (the mesh; tokens come from its TokenRequest API). Default: kind-remote.
+    #[arg(long, value_name = "CONTEXT")]
+    pub remote_context: Option<String>,
+
+    /// With --topology cluster: istiod's namespace in the external cluster (also
+    /// istioctl's --istioNamespace). Default: external-istiod.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub cluster_namespace: Option<String>,
+
+    /// With --topology cluster and no --proxy-addr: the proxy under test's
+    /// Service and port in that namespace, port-forwarded for the run.
+    /// Default: istioctl-proxy:9090 (what `cluster up` deploys).
+    #[arg(long, value_name = "NAME:PORT")]
+    pub proxy_service: Option<String>,
+
     /// Start the proxy under test with this command, once per scenario. Placeholders
     /// (also set as environment variables PROXY_CONFORMANCE_<NAME>): {listen} the
     /// address to serve on, {istiod} comma-separated replica addresses (host:port,
@@ -120,6 +141,10 @@ Examples:
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct OptionsFile {
     pub topology: Option<crate::topology::TopologyKind>,
+    pub external_context: Option<String>,
+    pub remote_context: Option<String>,
+    pub cluster_namespace: Option<String>,
+    pub proxy_service: Option<String>,
     pub proxy_cmd: Option<String>,
     pub proxy_addr: Option<String>,
     pub state_dir: Option<PathBuf>,
@@ -195,6 +220,8 @@ impl ProxyMode {
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub topology: crate::topology::TopologyKind,
+    /// Where the clusters are, for `--topology cluster`.
+    pub cluster: crate::topology::cluster::ClusterOptions,
     pub proxy: ProxyMode,
     /// Persistent CA and token key for --proxy-addr.
     pub state_dir: PathBuf,
@@ -232,6 +259,12 @@ pub enum OptionsError {
     },
     #[error("proxy-cmd and proxy-addr both given (one comes from the options file): choose one")]
     BothProxyModes,
+    #[error("--proxy-service {0:?}: expected NAME:PORT, e.g. istioctl-proxy:9090")]
+    ProxyService(String),
+    #[error(
+        "--topology cluster tests the proxy deployed in the cluster (--proxy-service) or one at --proxy-addr; --proxy-cmd starts a local process, which cannot reach the cluster's istiod pods"
+    )]
+    CommandOnCluster,
 }
 
 impl OptionsFile {
@@ -342,14 +375,51 @@ impl RunConfig {
         if !args.implementation_contact.is_empty() {
             implementation.contact = args.implementation_contact.clone();
         }
-        if proxy == ProxyMode::Bundled && implementation.project.is_empty() {
+        // On a cluster, "no proxy option" means the proxy deployed there, not the bundled one.
+        let on_cluster =
+            args.topology.or(file.topology) == Some(crate::topology::TopologyKind::Cluster);
+        if proxy == ProxyMode::Bundled && !on_cluster && implementation.project.is_empty() {
             implementation.project = "istioctl-proxy (bundled reference)".to_string();
             implementation.version = env!("CARGO_PKG_VERSION").to_string();
         }
 
         let supported = pick_vec(&args.supported_features, file.supported_features);
+        let topology = args.topology.or(file.topology).unwrap_or_default();
+        if topology == crate::topology::TopologyKind::Cluster
+            && matches!(proxy, ProxyMode::Command(_))
+        {
+            return Err(OptionsError::CommandOnCluster);
+        }
+        let mut live = cluster::live::LiveOptions::default();
+        if let Some(ns) = args.cluster_namespace.clone().or(file.cluster_namespace) {
+            live.namespace = ns;
+        }
+        if let Some(s) = args.proxy_service.clone().or(file.proxy_service) {
+            let parsed = s
+                .rsplit_once(':')
+                .and_then(|(n, p)| Some((n.to_string(), p.parse::<u16>().ok()?)))
+                .filter(|(n, _)| !n.is_empty());
+            live.proxy_service = Some(parsed.ok_or(OptionsError::ProxyService(s))?);
+        }
+        if matches!(proxy, ProxyMode::Address(_)) {
+            live.proxy_service = None;
+        }
+        let cluster = crate::topology::cluster::ClusterOptions {
+            external_context: args
+                .external_context
+                .clone()
+                .or(file.external_context)
+                .unwrap_or_else(|| "kind-external".to_string()),
+            remote_context: args
+                .remote_context
+                .clone()
+                .or(file.remote_context)
+                .unwrap_or_else(|| "kind-remote".to_string()),
+            live,
+        };
         Ok(RunConfig {
-            topology: args.topology.or(file.topology).unwrap_or_default(),
+            topology,
+            cluster,
             proxy,
             state_dir: args
                 .state_dir

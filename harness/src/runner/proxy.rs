@@ -7,7 +7,9 @@ use super::options::{ProxyMode, RunConfig};
 use super::process::{Placeholders, ProxyProcess};
 use crate::client;
 use crate::runner::context::ClientErrorExt;
+use crate::topology::cluster::ClusterControlPlane;
 use crate::topology::local::LocalControlPlane;
+use crate::topology::{TopologyError, TopologyKind};
 use fake_istiod::scenario::Scenario;
 use fake_istiod::{FakeIstiod, StartOptions, TokenSpec};
 use std::path::{Path, PathBuf};
@@ -17,10 +19,20 @@ use std::time::{Duration, Instant};
 /// Adjusts the bundled proxy's configuration (tests use it to inject defects).
 pub type Customize = Arc<dyn Fn(&mut istioctl_proxy::ProxyConfig) + Send + Sync>;
 
+/// Connects the cluster topology another way (tests: fake replicas standing
+/// in for a cluster's istiod pods).
+pub type ConnectCluster = Arc<
+    dyn Fn() -> futures::future::BoxFuture<'static, Result<ClusterControlPlane, TopologyError>>
+        + Send
+        + Sync,
+>;
+
 /// Test-only levers of a run; users have none of these.
 #[derive(Clone, Default)]
 pub struct Hooks {
     pub customize_bundled: Option<Customize>,
+    /// With `--topology cluster`: instead of the kubeconfig contexts.
+    pub connect_cluster: Option<ConnectCluster>,
     /// With `--proxy-addr`: give every scenario this many replicas (idle ones
     /// added), so the replica addresses the proxy was configured with never change.
     pub pad_replicas_to: Option<usize>,
@@ -44,6 +56,7 @@ impl std::fmt::Debug for Hooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hooks")
             .field("customize_bundled", &self.customize_bundled.is_some())
+            .field("connect_cluster", &self.connect_cluster.is_some())
             .finish()
     }
 }
@@ -160,10 +173,11 @@ enum Running {
 /// The running scenario.
 pub struct Bench {
     pub ctx: CheckContext,
-    /// The replicas (also inside `ctx`'s control plane), to shut them down.
-    fake: Arc<FakeIstiod>,
+    /// The local topology's replicas (also inside `ctx`'s control plane), to
+    /// shut them down.
+    fake: Option<Arc<FakeIstiod>>,
     running: Running,
-    _files: tempfile::TempDir,
+    _files: Option<tempfile::TempDir>,
 }
 
 /// Files the runner writes for the proxy under test.
@@ -354,12 +368,65 @@ impl Bench {
         };
         let mut bench = Bench {
             ctx,
-            fake,
+            fake: Some(fake),
             running,
-            _files: f.dir,
+            _files: Some(f.dir),
         };
         if let Err(e) = bench.wait_ready(config.proxy_ready_timeout).await {
             // Stopped properly (grace, descendants, reaping), not only dropped.
+            bench.stop().await;
+            return Err(e);
+        }
+        Ok(bench)
+    }
+
+    /// The cluster topology: the proxy deployed in the external cluster (its
+    /// Service port-forwarded) or the one at `--proxy-addr`, against the real
+    /// istiod pods. One bench for the whole run: the live mesh.
+    pub async fn connect_cluster(
+        config: &RunConfig,
+        hooks: &Hooks,
+        snapshots: Arc<crate::runner::snapshots::Snapshots>,
+    ) -> Result<Bench, ProxyError> {
+        let c = &config.cluster;
+        let connected = match &hooks.connect_cluster {
+            Some(connect) => connect().await,
+            None => ClusterControlPlane::connect(c).await,
+        };
+        let cp = connected.map_err(|e| {
+            ProxyError::Setup(format!(
+                "cannot connect to the external control plane (contexts {} and {}, namespace {}): {e}",
+                c.external_context, c.remote_context, c.live.namespace
+            ))
+        })?;
+        let address = match (&config.proxy, cp.proxy_addr()) {
+            (ProxyMode::Address(a), _) => a.clone(),
+            (_, Some(a)) => a.to_string(),
+            (_, None) => {
+                return Err(ProxyError::Setup(
+                    "no proxy to test: give --proxy-addr or --proxy-service".to_string(),
+                ));
+            }
+        };
+        let ctx = CheckContext {
+            memory: None,
+            scenario_name: TopologyKind::Cluster.name().to_string(),
+            control_plane: Arc::new(cp),
+            proxy: ProxyEndpoint {
+                address,
+                plaintext: config.proxy_plaintext,
+            },
+            families: config.families.clone(),
+            snapshots,
+            proxy_output: None,
+        };
+        let mut bench = Bench {
+            ctx,
+            fake: None,
+            running: Running::External,
+            _files: None,
+        };
+        if let Err(e) = bench.wait_ready(config.proxy_ready_timeout).await {
             bench.stop().await;
             return Err(e);
         }
@@ -428,9 +495,10 @@ impl Bench {
             Running::Process(p) => p.stop(Duration::from_secs(3)).await,
             Running::External => {}
         }
-        // The context holds the other reference to the replicas.
+        // The context holds the other reference to the replicas (and, on a
+        // cluster, the port-forwards, which stop when it is dropped).
         drop(self.ctx);
-        if let Ok(fake) = Arc::try_unwrap(self.fake) {
+        if let Some(Ok(fake)) = self.fake.map(Arc::try_unwrap) {
             fake.shutdown().await;
         }
     }

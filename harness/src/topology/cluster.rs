@@ -1,2 +1,262 @@
-//! The `cluster` topology: a real external control plane. Placeholder until
-//! the connection code lands.
+//! The `cluster` topology: the real external control plane that
+//! `proxy-conformance cluster up` builds (or any like it: two kubeconfig
+//! contexts). The ground truth is every Ready istiod pod asked directly
+//! through a port-forward; tokens come from the remote cluster's
+//! TokenRequest API, whose API server istiod checks them against. It has no
+//! capability beyond that: no scripted mesh, no fake faults, no forged tokens
+//! (the issuer's key is the cluster's).
+
+use super::{ControlPlane, Replica, ReplicaTrust, TokenSpec, TopologyError, TopologyKind};
+use crate::client::{self, ClientOptions, Credentials};
+use crate::runner::context::{BENCH_NODE_IP, client_configs, node_id};
+use cluster::kubeops::{self, KubeError};
+use cluster::live::{self, Live, LiveOptions};
+use futures::future::BoxFuture;
+use kube::Client;
+use proto::{IstioControlPlaneInstance, IstioVersion};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// The audience istiod accepts (`security/pkg/server/ca/authenticate`:
+/// `istio-ca`), the one istioctl asks the TokenRequest API for.
+const AUDIENCE: &str = fake_istiod::auth::ISTIO_CA_AUDIENCE;
+/// Lifetime of the tokens minted at connect time: longer than any run.
+const TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+/// Where bearer tokens (audience `istio-ca`) come from.
+pub trait TokenSource: Send + Sync {
+    fn mint<'a>(
+        &'a self,
+        namespace: &'a str,
+        service_account: &'a str,
+    ) -> BoxFuture<'a, Result<String, String>>;
+}
+
+/// The remote cluster's TokenRequest API.
+pub struct TokenRequests(pub Client);
+
+impl TokenSource for TokenRequests {
+    fn mint<'a>(
+        &'a self,
+        namespace: &'a str,
+        service_account: &'a str,
+    ) -> BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            kubeops::token_request(&self.0, namespace, service_account, AUDIENCE, TOKEN_TTL)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Where the two clusters are (`run --topology cluster`).
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// The external cluster (istiod and the proxy under test).
+    pub external_context: String,
+    /// The remote cluster (the mesh, and the API server that issues tokens).
+    pub remote_context: String,
+    pub live: LiveOptions,
+}
+
+/// The connected control plane. Dropping it stops its port-forwards.
+pub struct ClusterControlPlane {
+    live: Live,
+    replicas: Vec<Replica>,
+    namespace: String,
+    trust: ReplicaTrust,
+    /// Tokens minted at connect time, by (namespace, service account).
+    tokens: BTreeMap<(String, String), String>,
+    /// Why a wanted token could not be minted.
+    refused: BTreeMap<(String, String), String>,
+}
+
+fn kube_failed(e: KubeError) -> TopologyError {
+    match e {
+        // Its message already says what is wrong and what to do.
+        KubeError::Invalid { .. } => TopologyError::Failed(e.to_string()),
+        KubeError::Api { .. } | KubeError::Timeout { .. } => {
+            let hint = e.hint();
+            TopologyError::Failed(format!("{e} ({hint})"))
+        }
+    }
+}
+
+/// `1.22.8` out of `1.22.8`, `1.22.8-distroless` or `1.30-dev`, parsed.
+fn release(text: &str) -> Option<IstioVersion> {
+    text.split('-').next()?.parse().ok()
+}
+
+impl ClusterControlPlane {
+    /// Connects through the two kubeconfig contexts: forwards every istiod
+    /// pod (and the proxy's Service), then [`Self::from_live`] with tokens
+    /// from the remote cluster's TokenRequest API.
+    pub async fn connect(opts: &ClusterOptions) -> Result<Self, TopologyError> {
+        let external = kubeops::client_for_context(&opts.external_context)
+            .await
+            .map_err(kube_failed)?;
+        let remote = kubeops::client_for_context(&opts.remote_context)
+            .await
+            .map_err(kube_failed)?;
+        let live = live::connect(&external, &remote, &opts.live)
+            .await
+            .map_err(kube_failed)?;
+        Self::from_live(live, &opts.live.namespace, &TokenRequests(remote)).await
+    }
+
+    /// Mints istioctl's token, asks each replica directly for its version and
+    /// its proxies, and mints a token for every namespace those proxies live
+    /// in (the callers of the authorization checks).
+    pub async fn from_live(
+        live: Live,
+        namespace: &str,
+        token_source: &dyn TokenSource,
+    ) -> Result<Self, TopologyError> {
+        let namespace = namespace.to_string();
+        let trust = ReplicaTrust {
+            ca_pem: live.root_cert_pem.clone(),
+            server_name: Some(live::istiod_server_name(&namespace)),
+        };
+        // istioctl's own identity: the istio namespace's `default` service
+        // account (`1.30.0:istioctl/pkg/clioptions/central.go`).
+        let system = token_source
+            .mint(&namespace, "default")
+            .await
+            .map_err(|e| TopologyError::Failed(format!("istioctl's token: {e}")))?;
+        let mut tokens = BTreeMap::new();
+        tokens.insert((namespace.clone(), "default".to_string()), system.clone());
+
+        let mut replicas = Vec::new();
+        let mut namespaces = BTreeSet::new();
+        for r in &live.replicas {
+            let ask = ClientOptions {
+                credentials: Credentials::VerifiedTls {
+                    ca_pem: trust.ca_pem.clone().into_bytes(),
+                    token: Some(system.clone()),
+                },
+                authority: trust.server_name.clone(),
+                istio_namespace: namespace.clone(),
+                timeout: Duration::from_secs(10),
+                node_ip: Some(BENCH_NODE_IP),
+                ..ClientOptions::plaintext(r.tls_addr.to_string())
+            };
+            let answer = client::fetch(&ask, proto::type_url::SYNCZ, &[])
+                .await
+                .map_err(|e| {
+                    TopologyError::Failed(format!(
+                        "istiod pod {namespace}/{} (port-forwarded to {}) does not answer syncz: {e}",
+                        r.pod, r.tls_addr
+                    ))
+                })?;
+            let reported = answer
+                .control_plane
+                .as_ref()
+                .and_then(|cp| {
+                    serde_json::from_str::<IstioControlPlaneInstance>(&cp.identifier).ok()
+                })
+                .and_then(|id| release(&id.info.version));
+            let version = reported
+                .or_else(|| live::release_of_image(&r.image).and_then(|v| release(&v)))
+                .ok_or_else(|| {
+                    TopologyError::Failed(format!(
+                        "istiod pod {namespace}/{}: no Istio release in its ControlPlane answer nor in its image {:?}",
+                        r.pod, r.image
+                    ))
+                })?;
+            if let Ok(ccs) = client_configs(&answer) {
+                namespaces.extend(
+                    ccs.iter()
+                        .filter_map(|c| node_id(c).rsplit_once('.').map(|(_, ns)| ns.to_string())),
+                );
+            }
+            replicas.push(Replica {
+                name: r.pod.clone(),
+                version,
+                tls_addr: r.tls_addr,
+                plaintext_addr: None,
+            });
+        }
+        let mut refused = BTreeMap::new();
+        for ns in namespaces.into_iter().filter(|ns| *ns != namespace) {
+            let key = (ns.clone(), "default".to_string());
+            match token_source.mint(&ns, "default").await {
+                Ok(t) => {
+                    tokens.insert(key, t);
+                }
+                Err(e) => {
+                    refused.insert(key, e);
+                }
+            }
+        }
+        Ok(ClusterControlPlane {
+            live,
+            replicas,
+            namespace,
+            trust,
+            tokens,
+            refused,
+        })
+    }
+
+    /// Where the proxy under test's Service is forwarded, if it was asked for.
+    pub fn proxy_addr(&self) -> Option<std::net::SocketAddr> {
+        self.live.proxy_addr
+    }
+}
+
+impl ControlPlane for ClusterControlPlane {
+    fn kind(&self) -> TopologyKind {
+        TopologyKind::Cluster
+    }
+
+    fn replicas(&self) -> Vec<Replica> {
+        self.replicas.clone()
+    }
+
+    fn istio_namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn replica_trust(&self) -> ReplicaTrust {
+        self.trust.clone()
+    }
+
+    fn token(&self, spec: &TokenSpec) -> Result<String, TopologyError> {
+        let unsupported = |what: &str| TopologyError::Unsupported {
+            topology: "cluster",
+            what: what.to_string(),
+        };
+        if spec.expired || spec.bad_signature || spec.subject.is_some() || spec.audience != AUDIENCE
+        {
+            return Err(unsupported(
+                "forge a defective token (the issuer's key is the cluster's)",
+            ));
+        }
+        let key = (spec.namespace.clone(), spec.service_account.clone());
+        if let Some(t) = self.tokens.get(&key) {
+            return Ok(t.clone());
+        }
+        Err(match self.refused.get(&key) {
+            Some(why) => TopologyError::Failed(why.clone()),
+            None => unsupported(&format!(
+                "give a token for {}/{}: tokens are minted at start for the istio namespace and the mesh's namespaces (`default` service account)",
+                spec.namespace, spec.service_account
+            )),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releases() {
+        assert_eq!(release("1.22.8"), Some(IstioVersion::new(1, 22, 8)));
+        assert_eq!(
+            release("1.12.9-distroless"),
+            Some(IstioVersion::new(1, 12, 9))
+        );
+        assert_eq!(release("unknown"), None);
+    }
+}

@@ -101,6 +101,11 @@ impl ScriptedMesh for LocalControlPlane {
         proxy_id: &'a str,
         to_replica: &'a str,
     ) -> BoxFuture<'a, Result<(), TopologyError>> {
-        Box::pin(async move { self.fake.move_proxy(proxy_id, to_replica).await.map_err(failed) })
+        Box::pin(async move {
+            self.fake
+                .move_proxy(proxy_id, to_replica)
+                .await
+                .map_err(failed)
+        })
     }
 }
