@@ -65,6 +65,11 @@ pub struct Live {
 }
 
 impl Live {
+    /// Keeps a port-forward running as long as this.
+    pub fn keep(&mut self, forward: tokio::task::JoinHandle<()>) {
+        self.forwards.push(forward);
+    }
+
     /// A control plane whose replicas and proxy are reachable as they are (no
     /// port-forward): e.g. fake istiod replicas standing in for a cluster in
     /// the harness's own tests.
@@ -158,6 +163,74 @@ pub async fn connect(
     }
     live.root_cert_pem = root_cert(external, remote, ns, opts.bound).await?;
     Ok(live)
+}
+
+/// Restarts one istiod pod as a crash or a node drain would: deletes it and
+/// waits (within `bound`, looking every `poll`) until its Deployment's
+/// successor is Ready: a Ready pod matching the selector that was not there
+/// before. Forwards the successor's 15012 to loopback.
+pub async fn restart_pod(
+    client: &Client,
+    opts: &LiveOptions,
+    pod: &str,
+    poll: Duration,
+    bound: Duration,
+) -> Result<(LiveReplica, tokio::task::JoinHandle<()>), KubeError> {
+    let ns = &opts.namespace;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let selector = kube::api::ListParams::default().labels(&opts.istiod_selector);
+    let object = format!("pods {ns} -l '{}'", opts.istiod_selector);
+    let list = || async {
+        pods.list(&selector).await.map_err(|source| KubeError::Api {
+            object: object.clone(),
+            action: "list",
+            source: Box::new(source),
+        })
+    };
+    let before: Vec<String> = list()
+        .await?
+        .items
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    pods.delete(pod, &kube::api::DeleteParams::default())
+        .await
+        .map_err(|source| KubeError::Api {
+            object: format!("Pod {ns}/{pod}"),
+            action: "delete",
+            source: Box::new(source),
+        })?;
+    let successor = kubeops::bounded(
+        format!("the successor of Pod {ns}/{pod}"),
+        "Ready",
+        bound,
+        async {
+            loop {
+                let now = list().await?;
+                if let Some(p) = now.items.iter().find(|p| {
+                    kubeops::pod_ready(p)
+                        && p.metadata
+                            .name
+                            .as_ref()
+                            .is_some_and(|n| !before.contains(n))
+                }) {
+                    return Ok(p.clone());
+                }
+                tokio::time::sleep(poll).await;
+            }
+        },
+    )
+    .await?;
+    let name = successor.metadata.name.clone().unwrap_or_default();
+    let (addr, task) = kubeops::port_forward_pod(client, ns, &name, 15012).await?;
+    Ok((
+        LiveReplica {
+            pod: name,
+            image: discovery_image(&successor),
+            tls_addr: addr,
+        },
+        task,
+    ))
 }
 
 /// The image of the pod's `discovery` container (istiod's), else its first.
@@ -424,6 +497,102 @@ mod tests {
         .unwrap_or_default();
         assert!(
             err.contains("istio-ca-root-cert") && err.contains("cacerts"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_restart_deletes_the_pod_and_waits_for_its_ready_successor() {
+        let selector = "/api/v1/namespaces/external-istiod/pods?&labelSelector=app%3Distiod";
+        let (external, seen) = scripted(vec![
+            (
+                "GET",
+                selector,
+                200,
+                list(vec![
+                    pod("istiod-a", "istiod", true, "istio/pilot:1.30.3"),
+                    pod("istiod-b", "istiod", true, "istio/pilot:1.30.3"),
+                ]),
+            ),
+            (
+                "DELETE",
+                "/api/v1/namespaces/external-istiod/pods/istiod-b?",
+                200,
+                pod("istiod-b", "istiod", true, "istio/pilot:1.30.3"),
+            ),
+            // Not yet: the old pod terminating, the new one not Ready.
+            (
+                "GET",
+                selector,
+                200,
+                list(vec![
+                    pod("istiod-a", "istiod", true, "istio/pilot:1.30.3"),
+                    pod("istiod-b", "istiod", true, "istio/pilot:1.30.3"),
+                    pod("istiod-c", "istiod", false, "istio/pilot:1.30.3"),
+                ]),
+            ),
+            (
+                "GET",
+                selector,
+                200,
+                list(vec![
+                    pod("istiod-a", "istiod", true, "istio/pilot:1.30.3"),
+                    pod("istiod-c", "istiod", true, "istio/pilot:1.30.3"),
+                ]),
+            ),
+        ]);
+        let got = restart_pod(
+            &external,
+            &LiveOptions::default(),
+            "istiod-b",
+            Duration::from_millis(10),
+            Duration::from_secs(5),
+        )
+        .await;
+        let seen = seen.await;
+        let (successor, task) = got.unwrap_or_else(|e| panic!("{e}; requests: {seen:#?}"));
+        task.abort();
+        assert_eq!(successor.pod, "istiod-c");
+        assert_eq!(successor.image, "istio/pilot:1.30.3");
+        assert!(successor.tls_addr.ip().is_loopback());
+    }
+
+    #[tokio::test]
+    async fn a_successor_that_never_comes_is_a_bounded_error_naming_the_pod() {
+        let selector = "/api/v1/namespaces/external-istiod/pods?&labelSelector=app%3Distiod";
+        let only_a = || list(vec![pod("istiod-a", "istiod", true, "istio/pilot:1.30.3")]);
+        let mut script = vec![
+            (
+                "GET",
+                selector,
+                200,
+                list(vec![
+                    pod("istiod-a", "istiod", true, "istio/pilot:1.30.3"),
+                    pod("istiod-b", "istiod", true, "istio/pilot:1.30.3"),
+                ]),
+            ),
+            (
+                "DELETE",
+                "/api/v1/namespaces/external-istiod/pods/istiod-b?",
+                200,
+                pod("istiod-b", "istiod", true, "istio/pilot:1.30.3"),
+            ),
+        ];
+        script.extend((0..1000).map(|_| ("GET", selector, 200, only_a())));
+        let (external, _) = scripted(script);
+        let err = restart_pod(
+            &external,
+            &LiveOptions::default(),
+            "istiod-b",
+            Duration::from_millis(5),
+            Duration::from_millis(300),
+        )
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(
+            err.contains("successor of Pod external-istiod/istiod-b") && err.contains("Ready"),
             "{err}"
         );
     }

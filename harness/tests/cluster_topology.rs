@@ -18,7 +18,7 @@ use harness::checks::Outcome;
 use harness::runner::options::RunArgs;
 use harness::runner::proxy::Hooks;
 use harness::topology::TopologyKind;
-use harness::topology::cluster::{ClusterControlPlane, TokenSource};
+use harness::topology::cluster::{ClusterControlPlane, PodRestarter, Successor, TokenSource};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -32,6 +32,33 @@ impl TokenSource for FakeIssuer {
         sa: &'a str,
     ) -> BoxFuture<'a, Result<String, String>> {
         Box::pin(async move { Ok(self.0.mint_token(&TokenSpec::new(namespace, sa))) })
+    }
+}
+
+/// A restart as the fakes can do it: down, then serving again (same name and
+/// address; the real one, a new pod, is tested against a scripted API server
+/// in `cluster/src/live.rs`).
+struct FakeRestarter(Arc<FakeIstiod>);
+
+impl PodRestarter for FakeRestarter {
+    fn restart<'a>(&'a self, pod: &'a str) -> BoxFuture<'a, Result<Successor, String>> {
+        Box::pin(async move {
+            let r = self.0.replica(pod).ok_or("no such replica")?;
+            let e = |e: fake_istiod::Error| e.to_string();
+            self.0
+                .set_fault(pod, fake_istiod::Fault::Down)
+                .await
+                .map_err(e)?;
+            self.0.clear_fault(pod).await.map_err(e)?;
+            Ok((
+                LiveReplica {
+                    pod: r.name,
+                    image: format!("docker.io/istio/pilot:{}", r.version),
+                    tls_addr: r.tls_addr,
+                },
+                None,
+            ))
+        })
     }
 }
 
@@ -105,7 +132,9 @@ async fn run_on_fake_cluster(
                 })
                 .collect();
             let live = Live::reachable(replicas, f.ca_pem(), Some(proxy_addr));
-            ClusterControlPlane::from_live(live, &ns, &FakeIssuer(f.clone())).await
+            ClusterControlPlane::from_live(live, &ns, &FakeIssuer(f.clone()))
+                .await
+                .map(|cp| cp.with_restarter(Box::new(FakeRestarter(f.clone()))))
         })
     }));
     let config = support::config(RunArgs {
@@ -175,7 +204,12 @@ async fn broken_proxies_fail_on_the_cluster_topology_too() {
     for (defect, expected) in [
         (
             Defect::DropLastReplicaSilently,
-            &["syncz-union", "istioctl-ack", "concurrent-clients"][..],
+            &[
+                "syncz-union",
+                "istioctl-ack",
+                "concurrent-clients",
+                "replica-restart",
+            ][..],
         ),
         (
             Defect::KeepReplicaControlPlaneId,

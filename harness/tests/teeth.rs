@@ -45,6 +45,7 @@ fn expectations() -> Vec<(Defect, &'static [&'static str])> {
                 "table-snapshot",
                 "concurrent-clients",
                 "replica-churn",
+                "replica-restart",
                 "large-mesh",
                 "replica-slow",
                 "duplicate-proxy",
@@ -65,6 +66,20 @@ fn expectations() -> Vec<(Defect, &'static [&'static str])> {
         (Defect::DieOnGarbage, &["garbage-bytes"]),
         (Defect::TinyConnectionCap, &["idle-connections"]),
         (Defect::SerialStreams, &["stream-flood"]),
+        // Forgetting a replica whose ask failed drops its proxies silently
+        // from then on: every check with a replica that does not answer sees
+        // a silent partial answer, and one that comes back (churn, restart) is
+        // missed. (A garbage answer is an answer: the merge names it.)
+        (
+            Defect::ForgetFailedReplicas,
+            &[
+                "replica-down",
+                "replica-hang",
+                "replica-error",
+                "replica-churn",
+                "replica-restart",
+            ],
+        ),
     ]
 }
 

@@ -226,6 +226,7 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
         shutdown: shutdown_rx.clone(),
         answer_slots: limits::AnswerSlots::new(config.limits.max_inflight_answers),
         serial: Default::default(),
+        forgotten: Default::default(),
         config,
     });
     let service = AggregatedDiscoveryServiceServer::new(server::AdsService {

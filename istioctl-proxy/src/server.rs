@@ -43,6 +43,8 @@ pub(crate) struct State {
     pub answer_slots: AnswerSlots,
     /// The `SerialStreams` test defect's lock.
     pub serial: Arc<tokio::sync::Mutex<()>>,
+    /// The `ForgetFailedReplicas` test defect's memory: replicas never asked again.
+    pub forgotten: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Past the request deadline, the merge of an answer that is already in may
@@ -531,6 +533,30 @@ impl State {
         token: Option<&str>,
         deadline: Instant,
     ) -> Result<Vec<ReplicaAnswer>, Status> {
+        if self.config.has_defect(Defect::ForgetFailedReplicas) {
+            let forgotten = self.forgotten.lock().map(|f| f.clone()).unwrap_or_default();
+            let asked: Vec<Replica> = replicas
+                .iter()
+                .filter(|r| !forgotten.contains(&r.name))
+                .cloned()
+                .collect();
+            let answers = fan_out(
+                &self.upstream,
+                &asked,
+                req,
+                token,
+                self.config.replica_timeout,
+                deadline,
+                self.strategy(),
+            )
+            .await;
+            let (failed, answered): (Vec<_>, Vec<_>) =
+                answers.into_iter().partition(|a| a.result.is_err());
+            if let Ok(mut f) = self.forgotten.lock() {
+                f.extend(failed.into_iter().map(|a| a.replica.name));
+            }
+            return Ok(answered);
+        }
         Ok(fan_out(
             &self.upstream,
             replicas,

@@ -25,6 +25,7 @@ pub mod replica_down;
 pub mod replica_error;
 pub mod replica_garbage;
 pub mod replica_hang;
+pub mod replica_restart;
 pub mod replica_slow;
 pub mod robustness;
 pub mod stream_flood;
@@ -195,6 +196,7 @@ pub fn catalog() -> Vec<&'static Check> {
         &large_mesh::CHECK,
         &concurrent_clients::CHECK,
         &replica_churn::CHECK,
+        &replica_restart::CHECK,
         &missing_token::CHECK,
         &bad_token::CHECK,
         &no_privilege_escalation::CHECK,

@@ -10,11 +10,12 @@ use super::{ControlPlane, Replica, ReplicaTrust, TokenSpec, TopologyError, Topol
 use crate::client::{self, ClientOptions, Credentials};
 use crate::runner::context::{BENCH_NODE_IP, client_configs, node_id};
 use cluster::kubeops::{self, KubeError};
-use cluster::live::{self, Live, LiveOptions};
+use cluster::live::{self, Live, LiveOptions, LiveReplica};
 use futures::future::BoxFuture;
 use kube::Client;
 use proto::{IstioControlPlaneInstance, IstioVersion};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// The audience istiod accepts (`security/pkg/server/ca/authenticate`:
@@ -59,10 +60,51 @@ pub struct ClusterOptions {
     pub live: LiveOptions,
 }
 
+/// A restarted pod's successor, and the port-forward that reaches it (kept
+/// running by the control plane).
+pub type Successor = (LiveReplica, Option<tokio::task::JoinHandle<()>>);
+
+/// Restarts an istiod pod and gives its successor, reachable.
+pub trait PodRestarter: Send + Sync {
+    fn restart<'a>(&'a self, pod: &'a str) -> BoxFuture<'a, Result<Successor, String>>;
+}
+
+/// Deletes the pod; its Deployment makes the successor ([`live::restart_pod`]).
+pub struct KubeRestarter {
+    pub client: Client,
+    pub opts: LiveOptions,
+}
+
+/// How long a new istiod pod may take to become Ready (image already on the
+/// node; istiod's readiness waits for its first config sync).
+const RESTART_BOUND: Duration = Duration::from_secs(180);
+
+impl PodRestarter for KubeRestarter {
+    fn restart<'a>(&'a self, pod: &'a str) -> BoxFuture<'a, Result<Successor, String>> {
+        Box::pin(async move {
+            live::restart_pod(
+                &self.client,
+                &self.opts,
+                pod,
+                Duration::from_secs(1),
+                RESTART_BOUND,
+            )
+            .await
+            .map(|(r, task)| (r, Some(task)))
+            .map_err(|e| format!("{e} ({})", e.hint()))
+        })
+    }
+}
+
 /// The connected control plane. Dropping it stops its port-forwards.
 pub struct ClusterControlPlane {
-    live: Live,
-    replicas: Vec<Replica>,
+    /// The port-forwards (a restart adds one).
+    live: Mutex<Live>,
+    /// Where the proxy under test is reachable, if forwarded.
+    proxy_addr: Option<std::net::SocketAddr>,
+    /// The replicas now (a restart replaces one).
+    replicas: Mutex<Vec<Replica>>,
+    restarter: Option<Box<dyn PodRestarter>>,
     namespace: String,
     trust: ReplicaTrust,
     /// Tokens minted at connect time, by (namespace, service account).
@@ -101,7 +143,19 @@ impl ClusterControlPlane {
         let live = live::connect(&external, &remote, &opts.live)
             .await
             .map_err(kube_failed)?;
-        Self::from_live(live, &opts.live.namespace, &TokenRequests(remote)).await
+        let restarter = KubeRestarter {
+            client: external,
+            opts: opts.live.clone(),
+        };
+        Self::from_live(live, &opts.live.namespace, &TokenRequests(remote))
+            .await
+            .map(|cp| cp.with_restarter(Box::new(restarter)))
+    }
+
+    /// Replicas restart through this ([`Capability::RestartReplicas`]).
+    pub fn with_restarter(mut self, restarter: Box<dyn PodRestarter>) -> Self {
+        self.restarter = Some(restarter);
+        self
     }
 
     /// Mints istioctl's token, asks each replica directly for its version and
@@ -189,8 +243,10 @@ impl ClusterControlPlane {
             }
         }
         Ok(ClusterControlPlane {
-            live,
-            replicas,
+            proxy_addr: live.proxy_addr,
+            live: Mutex::new(live),
+            replicas: Mutex::new(replicas),
+            restarter: None,
             namespace,
             trust,
             tokens,
@@ -200,7 +256,7 @@ impl ClusterControlPlane {
 
     /// Where the proxy under test's Service is forwarded, if it was asked for.
     pub fn proxy_addr(&self) -> Option<std::net::SocketAddr> {
-        self.live.proxy_addr
+        self.proxy_addr
     }
 }
 
@@ -210,7 +266,40 @@ impl ControlPlane for ClusterControlPlane {
     }
 
     fn replicas(&self) -> Vec<Replica> {
-        self.replicas.clone()
+        self.replicas.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn restart<'a>(&'a self, replica: &'a str) -> Option<BoxFuture<'a, Result<(), TopologyError>>> {
+        let restarter = self.restarter.as_ref()?;
+        Some(Box::pin(async move {
+            let old = self
+                .replicas()
+                .into_iter()
+                .find(|r| r.name == replica)
+                .ok_or_else(|| TopologyError::Failed(format!("no replica {replica}")))?;
+            let (successor, forward) = restarter
+                .restart(replica)
+                .await
+                .map_err(|e| TopologyError::Failed(format!("restarting {replica}: {e}")))?;
+            if let (Some(task), Ok(mut live)) = (forward, self.live.lock()) {
+                live.keep(task);
+            }
+            let version = live::release_of_image(&successor.image)
+                .and_then(|v| release(&v))
+                .unwrap_or(old.version);
+            let new = Replica {
+                name: successor.pod,
+                version,
+                tls_addr: successor.tls_addr,
+                plaintext_addr: None,
+            };
+            if let Ok(mut replicas) = self.replicas.lock()
+                && let Some(slot) = replicas.iter_mut().find(|r| r.name == replica)
+            {
+                *slot = new;
+            }
+            Ok(())
+        }))
     }
 
     fn istio_namespace(&self) -> &str {

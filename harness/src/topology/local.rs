@@ -11,6 +11,9 @@ use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+/// How long a restarted fake replica is down.
+pub const RESTART_OUTAGE: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// One scenario's fake replicas.
 pub struct LocalControlPlane {
     fake: Arc<FakeIstiod>,
@@ -70,6 +73,22 @@ impl ControlPlane for LocalControlPlane {
 
     fn scripted(&self) -> Option<&dyn ScriptedMesh> {
         Some(self)
+    }
+
+    /// The fake stops serving (connections refused, open ones cut), stays
+    /// down for [`RESTART_OUTAGE`], and serves again on the same address: a
+    /// restarted process.
+    fn restart<'a>(&'a self, replica: &'a str) -> Option<BoxFuture<'a, Result<(), TopologyError>>> {
+        Some(Box::pin(async move {
+            self.fake
+                .set_fault(replica, Fault::Down)
+                .await
+                .map_err(failed)?;
+            // The outage itself (not a wait for anything): clients asking
+            // meanwhile find the replica down, as they would a restarting pod.
+            tokio::time::sleep(RESTART_OUTAGE).await;
+            self.fake.clear_fault(replica).await.map_err(failed)
+        }))
     }
 }
 

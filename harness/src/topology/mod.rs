@@ -46,7 +46,7 @@ impl TopologyKind {
     pub fn capabilities(self) -> &'static [Capability] {
         match self {
             TopologyKind::Local => &Capability::ALL,
-            TopologyKind::Cluster => &[],
+            TopologyKind::Cluster => &[Capability::RestartReplicas],
         }
     }
 }
@@ -72,14 +72,19 @@ pub enum Capability {
     /// Tokens with any defect: expired, wrong audience, signed by an unknown
     /// key (a real cluster's issuer key is out of the bench's reach).
     ForgedTokens,
+    /// A replica restarts: a real cluster deletes its pod and its Deployment
+    /// makes a new one (a new name and address); the local fakes stop
+    /// serving and start again on the same address.
+    RestartReplicas,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 4] = [
+    pub const ALL: [Capability; 5] = [
         Capability::ScriptedMesh,
         Capability::ReplicaFaults,
         Capability::MoveProxies,
         Capability::ForgedTokens,
+        Capability::RestartReplicas,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -87,6 +92,7 @@ impl Capability {
             Capability::ReplicaFaults => "replica-faults",
             Capability::MoveProxies => "move-proxies",
             Capability::ForgedTokens => "forged-tokens",
+            Capability::RestartReplicas => "restart-replicas",
         }
     }
 }
@@ -157,6 +163,15 @@ pub trait ControlPlane: Send + Sync {
     fn token(&self, spec: &TokenSpec) -> Result<String, TopologyError>;
     /// The scripted mesh, on a topology with [`Capability::ScriptedMesh`].
     fn scripted(&self) -> Option<&dyn ScriptedMesh> {
+        None
+    }
+    /// Restarts a replica, on a topology with [`Capability::RestartReplicas`];
+    /// the future ends when its successor is serving (and listed by
+    /// [`ControlPlane::replicas`]). `None` elsewhere.
+    fn restart<'a>(
+        &'a self,
+        _replica: &'a str,
+    ) -> Option<BoxFuture<'a, Result<(), TopologyError>>> {
         None
     }
     /// Whether this control plane has the capability.

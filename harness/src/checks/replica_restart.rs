@@ -1,0 +1,106 @@
+//! `replica-restart`: a replica restarts. On a cluster its pod is deleted and
+//! its Deployment makes a successor with a new name and address (what a crash,
+//! a node drain or a rollout does); the local fakes stop serving and serve
+//! again on the same address. Once the successor serves, the proxy's answer
+//! must be the full mesh again within a bound: a proxy that resolved its
+//! replicas once, or keeps a dead connection, never recovers.
+
+use super::common::*;
+use crate::topology::TopologyKind;
+use std::time::{Duration, Instant};
+
+pub static CHECK: Check = Check {
+    id: "replica-restart",
+    profile: Profile::Resilience,
+    description: "a replica that restarts (on a cluster: a new pod, name and address) while istioctl asks is asked again: soon after its successor serves, the answer is the full mesh",
+    features: &[],
+    needs: &[Capability::RestartReplicas],
+    scenarios: &["three-replicas"],
+    run: |ctx| Box::pin(run(ctx)),
+};
+
+/// How long the answer may take to converge after the successor serves: the
+/// mesh's sidecars reconnect (with Envoy's backoff) and a discovering proxy
+/// sees the new pod; a real cluster needs seconds, the fakes none.
+fn converge(kind: TopologyKind) -> Duration {
+    match kind {
+        TopologyKind::Local => Duration::from_secs(5),
+        TopologyKind::Cluster => Duration::from_secs(60),
+    }
+}
+
+/// Requests sent through the proxy while the replica restarts.
+const OUTAGE_ASKS: usize = 3;
+
+/// The proxy's answer against the replicas' own (asked directly, now).
+async fn full_answer(ctx: &Ctx) -> Result<(), String> {
+    let expected = ctx.expected_ids().await?;
+    let (_, ccs) = ctx.merged().await?;
+    let mut problems = Vec::new();
+    compare_ids(&ccs, &expected, &mut problems);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+async fn run(ctx: &Ctx) -> Outcome {
+    let before = ctx.replicas();
+    let Some(victim) = before.last().cloned() else {
+        return Outcome::fail("bench: no replicas");
+    };
+    // A proxy already wrong before the restart fails here (waiting out the
+    // bound after it would tell nothing more).
+    if let Err(e) = full_answer(ctx).await {
+        return Outcome::fail(format!("before the restart: {e}"));
+    }
+    let mut problems = Vec::new();
+    let Some(restart) = ctx.control_plane.restart(&victim.name) else {
+        return Outcome::Skip(format!(
+            "the {} topology was set up without a way to restart replicas",
+            ctx.control_plane.kind()
+        ));
+    };
+    // istioctl users keep asking while the replica restarts: the proxy sees
+    // it fail (answers in the outage are not judged: on a real cluster the
+    // mesh is moving then), and must still pick it up again afterwards.
+    let (restarted, _) = futures::future::join(restart, async {
+        for _ in 0..OUTAGE_ASKS {
+            let _ = ctx.syncz().await;
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    if let Err(e) = restarted {
+        return Outcome::fail(format!("bench: cannot restart {}: {e}", victim.name));
+    }
+    let successor = ctx
+        .replicas()
+        .into_iter()
+        .find(|r| !before.contains(r))
+        .map(|r| format!("{} ({})", r.name, r.tls_addr))
+        .unwrap_or_else(|| format!("{} (the same address)", victim.name));
+    // Converges: wait for the condition, bounded.
+    let bound = converge(ctx.control_plane.kind());
+    let deadline = Instant::now() + bound;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match full_answer(ctx).await {
+            Ok(()) => break,
+            Err(e) if Instant::now() >= deadline => {
+                problems.push(format!(
+                    "{}s after {} restarted as {successor}, the proxy's answer is still not the full mesh: {e}",
+                    bound.as_secs(),
+                    victim.name
+                ));
+                break;
+            }
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+    Outcome::from_problems(problems)
+}
