@@ -383,3 +383,43 @@ fn now_flag_is_parsed() {
     assert_eq!(a.now, Some(ps::parse_now("2026-11-22T12:00:00Z").unwrap()));
     assert_eq!(a.istioctl_version, "1.30.0".parse().unwrap());
 }
+
+/// `--now` fixes the ages end to end: the same table whatever the wall clock,
+/// ages counted from the given instant (the scenario's "2m" old RDS update is
+/// 12m old ten minutes after the scenario was loaded).
+#[tokio::test]
+async fn now_fixes_the_ages_istioctl_1_23_prints() {
+    let mut s = scenario("three-replicas.yaml");
+    s.auth.debug_endpoint_auth = false;
+    let fake = FakeIstiod::start(s, StartOptions::ephemeral())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let now = fake.scenario_time() + Duration::from_secs(600);
+    let now = time::OffsetDateTime::from(now)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut tables = Vec::new();
+    for r in fake.replicas() {
+        let addr = r.plaintext_addr.to_string();
+        let a = parse(&[
+            "--xds-address",
+            &addr,
+            "--istioctl-version",
+            "1.26",
+            "--plaintext",
+            "--now",
+            &now,
+        ]);
+        let first = ps::run(&a).await.unwrap_or_else(|e| panic!("{e}"));
+        let again = ps::run(&a).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(first, again, "the same --now, the same table");
+        tables.push(first);
+    }
+    fake.shutdown().await;
+    let all = tables.concat();
+    assert!(all.contains("STALE (12m)"), "{all}");
+    assert!(
+        !all.contains("STALE (2m)"),
+        "ages from the wall clock:\n{all}"
+    );
+}
