@@ -100,8 +100,9 @@ impl CheckContext {
     }
 
     /// The token istioctl presents: the istio namespace's `default` service
-    /// account (`1.30.0:istioctl/pkg/clioptions/central.go`). Every topology
-    /// can give it (the runner checks before any check runs); `None` if not.
+    /// account (`1.30.0:istioctl/pkg/multixds/gather.go`, `tokenServiceAccount`).
+    /// Every topology gives it (the cluster topology mints it when it
+    /// connects, or fails to connect); `None` if one did not.
     pub fn istioctl_token(&self) -> Option<String> {
         self.token_for(self.istio_namespace(), "default").ok()
     }

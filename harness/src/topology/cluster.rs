@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// The audience istiod accepts (`security/pkg/server/ca/authenticate`:
-/// `istio-ca`), the one istioctl asks the TokenRequest API for.
+/// The audience istioctl asks the TokenRequest API for, and istiod accepts
+/// (`1.30.0:istioctl/pkg/xds/client.go`, `tokenAudiences`).
 const AUDIENCE: &str = fake_istiod::auth::ISTIO_CA_AUDIENCE;
 /// Lifetime of the tokens minted at connect time: longer than any run.
 const TOKEN_TTL: Duration = Duration::from_secs(3600);
@@ -172,7 +172,7 @@ impl ClusterControlPlane {
             server_name: Some(live::istiod_server_name(&namespace)),
         };
         // istioctl's own identity: the istio namespace's `default` service
-        // account (`1.30.0:istioctl/pkg/clioptions/central.go`).
+        // account (`1.30.0:istioctl/pkg/multixds/gather.go`, `tokenServiceAccount`).
         let system = token_source
             .mint(&namespace, "default")
             .await
