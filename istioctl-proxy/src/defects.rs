@@ -47,11 +47,15 @@ pub enum Defect {
     /// (o) a global lock from a stream's start to its first request: a stream
     /// that sends nothing blocks every other one.
     SerialStreams,
+    /// (p) no backpressure on answers: no limit on answers in flight, and a
+    /// client that does not read its answer keeps it (and its connection)
+    /// for as long as it likes.
+    UnboundedAnswers,
 }
 
 #[cfg_attr(not(feature = "test-defects"), allow(dead_code))]
 impl Defect {
-    pub const ALL: [Defect; 15] = [
+    pub const ALL: [Defect; 16] = [
         Defect::ConfigDumpFirstReplicaOnly,
         Defect::CrashOnMissingToken,
         Defect::SequentialFailFast,
@@ -67,6 +71,7 @@ impl Defect {
         Defect::TinyConnectionCap,
         Defect::AuthzSynczOnly,
         Defect::SerialStreams,
+        Defect::UnboundedAnswers,
     ];
 
     /// The kebab-case name used in `ISTIOCTL_PROXY_DEFECTS`.
@@ -87,6 +92,7 @@ impl Defect {
             Defect::TinyConnectionCap => "tiny-connection-cap",
             Defect::AuthzSynczOnly => "authz-syncz-only",
             Defect::SerialStreams => "serial-streams",
+            Defect::UnboundedAnswers => "unbounded-answers",
         }
     }
 

@@ -61,6 +61,10 @@ pub fn check_line(style: Style, index: usize, total: usize, r: &CheckResult) -> 
             line.push_str(l);
         }
     }
+    for l in r.notes.iter().flat_map(|n| n.lines()) {
+        line.push_str("\n        ");
+        line.push_str(&style.dim(l));
+    }
     if let (Outcome::Fail(_), Some(out)) = (&r.outcome, &r.proxy_output) {
         line.push_str("\n        --- proxy output (last lines) ---");
         for l in out.lines() {

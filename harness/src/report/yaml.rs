@@ -28,6 +28,15 @@ struct ProfileDoc {
     failed_tests: Vec<Entry>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     skipped_tests: Vec<Entry>,
+    /// What checks measured (e.g. peak memory under an attack), whatever their outcome.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    measurements: Vec<Measurement>,
+}
+
+#[derive(Serialize)]
+struct Measurement {
+    id: String,
+    notes: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -73,6 +82,15 @@ pub fn render(report: &RunReport) -> Result<String, serde_yaml_ng::Error> {
                 },
                 failed_tests: entries(true),
                 skipped_tests: entries(false),
+                measurements: report
+                    .results
+                    .iter()
+                    .filter(|r| r.profile == s.profile && !r.notes.is_empty())
+                    .map(|r| Measurement {
+                        id: r.id.clone(),
+                        notes: r.notes.clone(),
+                    })
+                    .collect(),
             }
         })
         .collect();

@@ -341,6 +341,7 @@ impl Bench {
         };
         let ctx = CheckContext {
             memory,
+            notes: Default::default(),
             scenario_name: name.to_string(),
             scenario,
             fake: Arc::new(fake),
