@@ -151,3 +151,75 @@ async fn request_timeout_bounds_the_whole_request() {
     proxy.shutdown().await;
     fake.shutdown().await;
 }
+
+/// `max_streams_per_connection` is what the proxy advertises in its HTTP/2
+/// SETTINGS (a client opens no more at once; hyper refuses extra ones).
+#[tokio::test]
+async fn the_stream_cap_per_connection_is_advertised() {
+    let fake = fake(open_scenario("three-replicas.yaml")).await;
+    let mut c = plaintext_config(&fake);
+    c.limits.max_streams_per_connection = 2;
+    let proxy = proxy(c).await;
+    let tcp = tokio::net::TcpStream::connect(proxy.local_addr())
+        .await
+        .expect("connect to the proxy");
+    let (h2, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    let driver = tokio::spawn(connection);
+    // Until the server's SETTINGS arrive the client assumes no limit;
+    // bounded wait for them.
+    let seen = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let n = h2.current_max_send_streams();
+            if n == 2 {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(seen, Ok(2), "the proxy's SETTINGS_MAX_CONCURRENT_STREAMS");
+    driver.abort();
+    proxy.shutdown().await;
+    fake.shutdown().await;
+}
+
+/// A connection that sends nothing is closed after `idle_timeout`, not before.
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    use tokio::io::AsyncReadExt;
+    let fake = fake(open_scenario("three-replicas.yaml")).await;
+    let mut c = plaintext_config(&fake);
+    let idle = Duration::from_millis(300);
+    c.limits.idle_timeout = idle;
+    let proxy = proxy(c).await;
+    let mut tcp = tokio::net::TcpStream::connect(proxy.local_addr())
+        .await
+        .expect("connect to the proxy");
+    let opened = std::time::Instant::now();
+    // The proxy sends its HTTP/2 SETTINGS; then, as the client says
+    // nothing, the end of the connection.
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    let closed_after = opened.elapsed();
+    assert!(
+        read.is_ok(),
+        "an idle connection was still open after {PATIENCE:?}"
+    );
+    assert!(
+        closed_after >= idle,
+        "closed after {closed_after:?}, before the idle timeout {idle:?}"
+    );
+    // And the proxy still serves.
+    let ok = ask(proxy.local_addr(), type_url::SYNCZ, &[], None).await;
+    assert!(ok.is_ok(), "still serving: {ok:?}");
+    proxy.shutdown().await;
+    fake.shutdown().await;
+}
