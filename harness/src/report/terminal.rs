@@ -132,4 +132,17 @@ mod tests {
         assert!(!check_line(Style { color: false }, 1, 1, r).contains('\x1b'));
         assert!(check_line(Style { color: true }, 1, 1, r).contains("\x1b[32mPASS"));
     }
+
+    /// A passing check's measurement shows under its line.
+    #[test]
+    fn notes_show_under_a_pass() {
+        let mut r = crate::report::tests::sample().results[0].clone();
+        assert_eq!(r.outcome, Outcome::Pass);
+        r.notes = vec!["peak memory 54 MiB (baseline 20 MiB, +34 MiB)".into()];
+        let line = check_line(Style { color: false }, 1, 1, &r);
+        assert!(
+            line.ends_with("\n        peak memory 54 MiB (baseline 20 MiB, +34 MiB)"),
+            "{line}"
+        );
+    }
 }

@@ -114,4 +114,19 @@ mod tests {
         let text = super::render(&crate::report::tests::sample()).expect("renders");
         insta::assert_snapshot!(text);
     }
+
+    /// What a check measured is in the report whatever its outcome, under
+    /// its profile; checks that measured nothing add nothing.
+    #[test]
+    fn measurements_are_listed_per_profile() {
+        let mut report = crate::report::tests::sample();
+        report.results[0].notes = vec!["peak memory 54 MiB (baseline 20 MiB, +34 MiB)".into()];
+        let id = report.results[0].id.clone();
+        let text = super::render(&report).expect("renders");
+        let at = text.find("measurements:").expect("a measurements list");
+        let rest = &text[at..];
+        assert!(rest.contains(&format!("id: {id}")), "{text}");
+        assert!(rest.contains("peak memory 54 MiB"), "{text}");
+        assert_eq!(text.matches("measurements:").count(), 1, "{text}");
+    }
 }
