@@ -238,20 +238,21 @@ impl AggregatedDiscoveryService for AdsService {
                     break;
                 }
                 let deadline = Instant::now() + state.config.request_timeout;
+                // Defect: no limit on answers in flight.
                 let unbounded = state.config.has_defect(Defect::UnboundedAnswers);
                 let permit = if unbounded {
                     None
                 } else {
-                    state.answer_slots.acquire(deadline).await
-                };
-                let Some(permit) = permit.map(Some).or(unbounded.then_some(None)) else {
-                    let status = Status::resource_exhausted(format!(
-                        "istioctl-proxy is busy: {} answers are in flight (--max-inflight-answers); try again",
-                        state.config.limits.max_inflight_answers
-                    ));
-                    tracing::warn!(message = %status.message(), "request refused");
-                    let _ = tx.send(Tracked::error(status)).await;
-                    break;
+                    let Some(permit) = state.answer_slots.acquire(deadline).await else {
+                        let status = Status::resource_exhausted(format!(
+                            "istioctl-proxy is busy: {} answers are in flight (--max-inflight-answers); try again",
+                            state.config.limits.max_inflight_answers
+                        ));
+                        tracing::warn!(message = %status.message(), "request refused");
+                        let _ = tx.send(Tracked::error(status)).await;
+                        break;
+                    };
+                    Some(permit)
                 };
                 let answer = match tokio::time::timeout_at(
                     deadline + MERGE_GRACE * 2,
