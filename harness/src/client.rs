@@ -487,8 +487,8 @@ fn dial_error(address: &str, e: &std::io::Error) -> String {
     format!("transport: Error while dialing: dial tcp {address}: {what}")
 }
 
-/// An established connection handed to tonic once.
-enum Conn {
+/// An established connection (handed to tonic once, or to a raw HTTP/2 client).
+pub enum Conn {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
 }
@@ -536,6 +536,30 @@ impl tokio::io::AsyncWrite for Conn {
 
 /// Dials (TCP, then TLS if configured) and wraps the connection in a channel.
 pub async fn connect(opts: &ClientOptions) -> Result<Channel, ClientError> {
+    let conn = dial(opts).await?;
+    // The HTTP/2 :authority is the dialled address, as grpc-go derives it from the target.
+    let uri = format!("http://{}", opts.address);
+    let endpoint = Endpoint::from_shared(uri)
+        .map_err(|e| ClientError::Dial(format!("address {}: {e}", opts.address)))?;
+    let slot = Arc::new(Mutex::new(Some(conn)));
+    let connector = tower::service_fn(move |_: Uri| {
+        let slot = slot.clone();
+        async move {
+            let conn = slot.lock().ok().and_then(|mut s| s.take());
+            conn.map(TokioIo::new).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotConnected, "connection already used")
+            })
+        }
+    });
+    endpoint
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| ClientError::Connect(format!("transport: {e}")))
+}
+
+/// A connection as istioctl's options dial it (TCP, then TLS with ALPN h2
+/// if configured), for a client that speaks HTTP/2 itself.
+pub async fn dial(opts: &ClientOptions) -> Result<Conn, ClientError> {
     let (host, port) = split_host_port(&opts.address)?;
     let tls = tls_config(opts)?;
     let tcp = TcpStream::connect((host.as_str(), port))
@@ -565,24 +589,7 @@ pub async fn connect(opts: &ClientOptions) -> Result<Channel, ClientError> {
             Conn::Tls(Box::new(stream))
         }
     };
-    // The HTTP/2 :authority is the dialled address, as grpc-go derives it from the target.
-    let uri = format!("http://{}", opts.address);
-    let endpoint = Endpoint::from_shared(uri)
-        .map_err(|e| ClientError::Dial(format!("address {}: {e}", opts.address)))?;
-    let slot = Arc::new(Mutex::new(Some(conn)));
-    let connector = tower::service_fn(move |_: Uri| {
-        let slot = slot.clone();
-        async move {
-            let conn = slot.lock().ok().and_then(|mut s| s.take());
-            conn.map(TokioIo::new).ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::NotConnected, "connection already used")
-            })
-        }
-    });
-    endpoint
-        .connect_with_connector(connector)
-        .await
-        .map_err(|e| ClientError::Connect(format!("transport: {e}")))
+    Ok(conn)
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, ClientError> {

@@ -75,6 +75,7 @@ const SKIPPED_ON_A_CLUSTER: &[&str] = &[
     "large-mesh",
     "replica-churn",
     "bad-token",
+    "slow-readers",
 ];
 
 /// Runs the whole catalog on the cluster topology, with the fake replicas of

@@ -51,11 +51,15 @@ pub enum Defect {
     /// are silently left out (a circuit breaker that never closes): a
     /// restarted or recovered replica is not seen.
     ForgetFailedReplicas,
+    /// (q) no backpressure on answers: no limit on answers in flight, and a
+    /// client that does not read its answer keeps it (and its connection)
+    /// for as long as it likes.
+    UnboundedAnswers,
 }
 
 #[cfg_attr(not(feature = "test-defects"), allow(dead_code))]
 impl Defect {
-    pub const ALL: [Defect; 16] = [
+    pub const ALL: [Defect; 17] = [
         Defect::ConfigDumpFirstReplicaOnly,
         Defect::CrashOnMissingToken,
         Defect::SequentialFailFast,
@@ -72,6 +76,7 @@ impl Defect {
         Defect::AuthzSynczOnly,
         Defect::SerialStreams,
         Defect::ForgetFailedReplicas,
+        Defect::UnboundedAnswers,
     ];
 
     /// The kebab-case name used in `ISTIOCTL_PROXY_DEFECTS`.
@@ -93,6 +98,7 @@ impl Defect {
             Defect::AuthzSynczOnly => "authz-syncz-only",
             Defect::SerialStreams => "serial-streams",
             Defect::ForgetFailedReplicas => "forget-failed-replicas",
+            Defect::UnboundedAnswers => "unbounded-answers",
         }
     }
 

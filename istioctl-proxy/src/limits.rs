@@ -117,11 +117,57 @@ impl Kill {
     }
 }
 
+/// Bytes written to one client connection (TLS included), and answer
+/// bytes handed to it: an answer counts as read once the connection has
+/// written as many bytes as all answers handed to it so far. HTTP/2 flow
+/// control lets the proxy write only what the client's window allows, so a
+/// client that does not read stops this count at its window.
+#[derive(Debug, Default)]
+pub struct Written {
+    bytes: AtomicU64,
+    owed: AtomicU64,
+    more: tokio::sync::Notify,
+}
+
+impl Written {
+    fn add(&self, n: usize) {
+        if n > 0 {
+            self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            self.more.notify_waiters();
+        }
+    }
+    /// Bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+    /// Records an answer of `size` bytes handed over; returns the count
+    /// [`Self::bytes`] must reach for it to be out. (Frame and TLS overhead
+    /// make the count run a little ahead: an answer counts as out when all but
+    /// the overhead of earlier answers is written. Streams sharing a
+    /// connection share the count.)
+    pub fn owe(&self, size: u64) -> u64 {
+        self.owed.fetch_add(size, Ordering::Relaxed) + size
+    }
+    /// Waits until [`Self::bytes`] reaches `target`.
+    pub async fn reach(&self, target: u64) {
+        loop {
+            let more = self.more.notified();
+            tokio::pin!(more);
+            more.as_mut().enable();
+            if self.bytes() >= target {
+                return;
+            }
+            more.await;
+        }
+    }
+}
+
 /// What the server knows about a connection (a request extension).
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub tcp: TcpConnectInfo,
     pub kill: Kill,
+    pub written: Arc<Written>,
 }
 
 /// A client connection: holds a connection permit, closes itself after
@@ -132,6 +178,7 @@ pub struct LimitedConn {
     idle: Duration,
     idle_timer: Pin<Box<Sleep>>,
     kill: Kill,
+    written: Arc<Written>,
     garbage: Option<GarbageTrap>,
 }
 
@@ -161,6 +208,7 @@ impl Connected for LimitedConn {
         ConnInfo {
             tcp: self.inner.connect_info(),
             kill: self.kill.clone(),
+            written: self.written.clone(),
         }
     }
 }
@@ -219,7 +267,11 @@ impl AsyncWrite for LimitedConn {
         if let Some(e) = self.check(cx) {
             return Poll::Ready(Err(e));
         }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &r {
+            self.written.add(*n);
+        }
+        r
     }
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
@@ -229,7 +281,11 @@ impl AsyncWrite for LimitedConn {
         if let Some(e) = self.check(cx) {
             return Poll::Ready(Err(e));
         }
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &r {
+            self.written.add(*n);
+        }
+        r
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
@@ -290,6 +346,7 @@ pub fn incoming(
                                 idle,
                                 idle_timer: Box::pin(tokio::time::sleep(idle)),
                                 kill: Kill::default(),
+                                written: Default::default(),
                                 garbage: die_on_garbage.map(|tls| GarbageTrap {
                                     tls,
                                     dead: dead.clone(),
@@ -321,24 +378,39 @@ pub fn incoming(
 }
 
 /// Answers in flight across all clients: a permit is taken before a request
-/// is answered and given back once the client has taken the answer (the
-/// response stream is polled again) or went away.
+/// is answered and given back once the client has read the answer (its
+/// connection wrote it out, see [`Written`]) or went away. An answer whose
+/// client stalls while others wait for a slot gives way (see [`AnswerSlots::contended`]).
 #[derive(Debug, Clone)]
-pub struct AnswerSlots(Arc<Semaphore>);
+pub struct AnswerSlots {
+    slots: Arc<Semaphore>,
+    /// Requests waiting for a slot now.
+    waiting: Arc<AtomicU64>,
+}
 
 impl AnswerSlots {
     pub fn new(n: usize) -> Self {
-        AnswerSlots(Arc::new(Semaphore::new(n.max(1))))
+        AnswerSlots {
+            slots: Arc::new(Semaphore::new(n.max(1))),
+            waiting: Default::default(),
+        }
     }
     /// Waits until `deadline` for a slot.
     pub async fn acquire(&self, deadline: Instant) -> Option<OwnedSemaphorePermit> {
-        tokio::time::timeout_at(deadline, self.0.clone().acquire_owned())
-            .await
-            .ok()?
-            .ok()
+        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+            return Some(p);
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let got = tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        got.ok()?.ok()
     }
     pub fn available(&self) -> usize {
-        self.0.available_permits()
+        self.slots.available_permits()
+    }
+    /// Whether a request is waiting for a slot.
+    pub fn contended(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
     }
 }
 

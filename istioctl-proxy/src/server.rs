@@ -85,6 +85,56 @@ fn inbound_error(status: Status) -> Status {
     }
 }
 
+/// How an answer handed to HTTP/2 ended.
+enum Read {
+    /// The client read it.
+    Done,
+    /// The client read nothing more for [`STALL`] while another request
+    /// waited for an answer slot: it gives way.
+    Stalled,
+    /// Not read within the patience.
+    TimedOut,
+}
+
+/// A client whose connection wrote nothing for this long (twice the tick)
+/// while others wait for a slot is taken for one that does not read. A client
+/// that reads, even over a slow link, opens its HTTP/2 window continuously.
+const STALL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Waits until the connection has written `target` bytes (the answer is
+/// out), the client stalls while the slots are contended, or `patience` passed.
+async fn wait_read(
+    slots: &crate::limits::AnswerSlots,
+    written: &crate::limits::Written,
+    target: u64,
+    patience: std::time::Duration,
+) -> Read {
+    let give_up = Instant::now() + patience;
+    let reached = written.reach(target);
+    tokio::pin!(reached);
+    let tick = STALL / 2;
+    let mut last = written.bytes();
+    let mut still = 0;
+    loop {
+        tokio::select! {
+            _ = &mut reached => return Read::Done,
+            _ = tokio::time::sleep_until(give_up) => return Read::TimedOut,
+            _ = tokio::time::sleep(tick) => {
+                let now = written.bytes();
+                if now == last {
+                    still += 1;
+                } else {
+                    still = 0;
+                    last = now;
+                }
+                if still >= 2 && slots.contended() {
+                    return Read::Stalled;
+                }
+            }
+        }
+    }
+}
+
 /// Who is asking, as far as answering is concerned.
 #[derive(Debug, Clone)]
 struct Caller {
@@ -125,13 +175,13 @@ impl AggregatedDiscoveryService for AdsService {
         let state = self.state.clone();
         let caller = state.authenticate(request.metadata())?;
         let ext = request.extensions();
-        let kill = ext
+        let conn = ext
             .get::<ConnInfo>()
             .or_else(|| {
                 ext.get::<tonic::transport::server::TlsConnectInfo<ConnInfo>>()
                     .map(|t| t.get_ref())
             })
-            .map(|c| c.kill.clone());
+            .cloned();
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel::<Tracked<Result<DiscoveryResponse, Status>>>(1);
         let mut shutdown = state.shutdown.clone();
@@ -190,14 +240,21 @@ impl AggregatedDiscoveryService for AdsService {
                     break;
                 }
                 let deadline = Instant::now() + state.config.request_timeout;
-                let Some(permit) = state.answer_slots.acquire(deadline).await else {
-                    let status = Status::resource_exhausted(format!(
-                        "istioctl-proxy is busy: {} answers are in flight (--max-inflight-answers); try again",
-                        state.config.limits.max_inflight_answers
-                    ));
-                    tracing::warn!(message = %status.message(), "request refused");
-                    let _ = tx.send(Tracked::error(status)).await;
-                    break;
+                // Defect: no limit on answers in flight.
+                let unbounded = state.config.has_defect(Defect::UnboundedAnswers);
+                let permit = if unbounded {
+                    None
+                } else {
+                    let Some(permit) = state.answer_slots.acquire(deadline).await else {
+                        let status = Status::resource_exhausted(format!(
+                            "istioctl-proxy is busy: {} answers are in flight (--max-inflight-answers); try again",
+                            state.config.limits.max_inflight_answers
+                        ));
+                        tracing::warn!(message = %status.message(), "request refused");
+                        let _ = tx.send(Tracked::error(status)).await;
+                        break;
+                    };
+                    Some(permit)
                 };
                 let answer = match tokio::time::timeout_at(
                     deadline + MERGE_GRACE * 2,
@@ -221,25 +278,57 @@ impl AggregatedDiscoveryService for AdsService {
                     sent.push(resp.nonce.clone());
                 }
                 let failed = answer.is_err();
+                let size = answer
+                    .as_ref()
+                    .map_or(0, |r| prost::Message::encoded_len(r) as u64);
                 let (taken_tx, taken_rx) = oneshot::channel();
+                // The slot stays with this task (not with the answer handed
+                // to HTTP/2, which hyper takes whole at once) until the client
+                // has read the answer.
                 let tracked = Tracked {
                     item: answer,
-                    permit: Some(permit),
+                    permit: None,
                     taken: Some(taken_tx),
                 };
                 if tx.send(tracked).await.is_err() || failed {
                     break;
                 }
-                // The client must take its answer in time; one that does not
-                // read would hold it (and its memory) forever: close its connection.
                 let patience = state.config.request_timeout;
-                if tokio::time::timeout(patience, taken_rx).await.is_err() {
-                    tracing::warn!(after = ?patience, "a client did not read its answer; closing its connection");
-                    if let Some(k) = &kill {
-                        k.kill();
+                if unbounded {
+                    // Defect: wait as long as the client likes.
+                    if taken_rx.await.is_err() {
+                        break;
                     }
-                    break;
+                    continue;
                 }
+                // The client must read its answer in time; one that does not
+                // would make the proxy hold it (and its memory) forever:
+                // close its connection, which drops the answer.
+                let read = match &conn {
+                    Some(c) => {
+                        let target = c.written.owe(size);
+                        wait_read(&state.answer_slots, &c.written, target, patience).await
+                    }
+                    // No connection info (not served through `limits::incoming`):
+                    // the answer was at least handed over.
+                    None => match tokio::time::timeout(patience, taken_rx).await {
+                        Ok(_) => Read::Done,
+                        Err(_) => Read::TimedOut,
+                    },
+                };
+                let why = match read {
+                    Read::Done => {
+                        drop(permit);
+                        continue;
+                    }
+                    Read::TimedOut => "did not read its answer in time",
+                    Read::Stalled => "stopped reading its answer while other requests wait",
+                };
+                tracing::warn!(after = ?patience, size, "a client {why}; closing its connection");
+                if let Some(c) = &conn {
+                    c.kill.kill();
+                }
+                break;
             }
         });
         Ok(Response::new(Box::pin(PermitStream::new(

@@ -151,3 +151,146 @@ async fn request_timeout_bounds_the_whole_request() {
     proxy.shutdown().await;
     fake.shutdown().await;
 }
+
+/// `max_streams_per_connection` is what the proxy advertises in its HTTP/2
+/// SETTINGS (a client opens no more at once; hyper refuses extra ones).
+#[tokio::test]
+async fn the_stream_cap_per_connection_is_advertised() {
+    let fake = fake(open_scenario("three-replicas.yaml")).await;
+    let mut c = plaintext_config(&fake);
+    c.limits.max_streams_per_connection = 2;
+    let proxy = proxy(c).await;
+    let tcp = tokio::net::TcpStream::connect(proxy.local_addr())
+        .await
+        .expect("connect to the proxy");
+    let (h2, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    let driver = tokio::spawn(connection);
+    // Until the server's SETTINGS arrive the client assumes no limit;
+    // bounded wait for them.
+    let seen = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let n = h2.current_max_send_streams();
+            if n == 2 {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(seen, Ok(2), "the proxy's SETTINGS_MAX_CONCURRENT_STREAMS");
+    driver.abort();
+    proxy.shutdown().await;
+    fake.shutdown().await;
+}
+
+/// A connection that sends nothing is closed after `idle_timeout`, not before.
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    use tokio::io::AsyncReadExt;
+    let fake = fake(open_scenario("three-replicas.yaml")).await;
+    let mut c = plaintext_config(&fake);
+    let idle = Duration::from_millis(300);
+    c.limits.idle_timeout = idle;
+    let proxy = proxy(c).await;
+    let mut tcp = tokio::net::TcpStream::connect(proxy.local_addr())
+        .await
+        .expect("connect to the proxy");
+    let opened = std::time::Instant::now();
+    // The proxy sends its HTTP/2 SETTINGS; then, as the client says
+    // nothing, the end of the connection.
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    let closed_after = opened.elapsed();
+    assert!(
+        read.is_ok(),
+        "an idle connection was still open after {PATIENCE:?}"
+    );
+    assert!(
+        closed_after >= idle,
+        "closed after {closed_after:?}, before the idle timeout {idle:?}"
+    );
+    // And the proxy still serves.
+    let ok = ask(proxy.local_addr(), type_url::SYNCZ, &[], None).await;
+    assert!(ok.is_ok(), "still serving: {ok:?}");
+    proxy.shutdown().await;
+    fake.shutdown().await;
+}
+
+/// A client that asks and never reads cannot keep its answer (and the only
+/// answer slot): once another request waits, its connection is closed and
+/// the other request is answered.
+#[tokio::test]
+async fn a_client_that_does_not_read_gives_way() {
+    use prost::Message;
+    let fake = fake(open_scenario("medium-mesh.yaml")).await;
+    let mut c = plaintext_config(&fake);
+    c.limits.max_inflight_answers = 1;
+    // Patience far beyond the test: only giving way can free the slot.
+    c.request_timeout = Duration::from_secs(60);
+    let proxy = proxy(c).await;
+    let tcp = tokio::net::TcpStream::connect(proxy.local_addr())
+        .await
+        .expect("connect to the proxy");
+    // 64 KiB windows, never opened again: the ~2.5 MB answer cannot get out.
+    let (h2, connection) = h2::client::Builder::new()
+        .initial_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .handshake::<_, prost::bytes::Bytes>(tcp)
+        .await
+        .expect("HTTP/2 handshake");
+    let slow_conn = tokio::spawn(connection);
+    let mut h2 = h2.ready().await.expect("ready");
+    let req = http::Request::post(format!(
+        "http://{}/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
+        proxy.local_addr()
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(())
+    .expect("request");
+    let (answer, mut send) = h2.send_request(req, false).expect("send request");
+    let msg = istioctl_request(type_url::SYNCZ, &[]).encode_to_vec();
+    let mut frame = vec![0];
+    frame.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&msg);
+    send.send_data(frame.into(), false).expect("send data");
+    let mut body = tokio::time::timeout(PATIENCE, answer)
+        .await
+        .expect("response headers in time")
+        .expect("response headers")
+        .into_body();
+    // The answer starts (it holds the only slot now); read no further.
+    let first = tokio::time::timeout(PATIENCE, body.data()).await;
+    assert!(
+        matches!(first, Ok(Some(Ok(_)))),
+        "the answer should start: {first:?}"
+    );
+    // Another client is answered, well within the patience...
+    let started = std::time::Instant::now();
+    let other = tokio::time::timeout(
+        PATIENCE,
+        ask(proxy.local_addr(), type_url::SYNCZ, &[], None),
+    )
+    .await
+    .expect("answered within the test's patience");
+    assert!(other.is_ok(), "{other:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    // ...and the slow reader's connection was closed (its answer dropped).
+    let closed = tokio::time::timeout(PATIENCE, slow_conn).await;
+    assert!(closed.is_ok(), "the slow reader's connection is still open");
+    drop(send);
+    proxy.shutdown().await;
+    fake.shutdown().await;
+}

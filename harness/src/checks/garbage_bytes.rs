@@ -3,7 +3,9 @@
 //! normal istioctl client is still answered afterwards.
 
 use super::common::*;
-use super::robustness::{EXCHANGE_BOUND, normal_client_answered};
+use super::robustness::{
+    EXCHANGE_BOUND, MemoryBound, mib_bytes, normal_client_answered, under_memory_bound,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub static CHECK: Check = Check {
@@ -54,7 +56,18 @@ fn payloads() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// How much the proxy's resident memory may grow during the attack: a few
+/// short connections of garbage; the reference grew by under 1 MiB (README,
+/// "peak memory per attack").
+const MAX_GROWTH: MemoryBound = MemoryBound {
+    process_tree: mib_bytes(32),
+};
+
 async fn run(ctx: &Ctx) -> Outcome {
+    under_memory_bound(ctx, MAX_GROWTH, "the garbage", attack(ctx)).await
+}
+
+async fn attack(ctx: &Ctx) -> Outcome {
     let mut problems = Vec::new();
     for (what, bytes) in payloads() {
         let sent = tokio::time::timeout(EXCHANGE_BOUND, async {

@@ -5,13 +5,15 @@
 //! an in-process proxy, as many again.
 
 use super::common::*;
-use super::robustness::{normal_client_answered_within, raise_fd_limit};
+use super::robustness::{
+    MemoryBound, mib_bytes, normal_client_answered_within, raise_fd_limit, under_memory_bound,
+};
 use tokio::io::AsyncWriteExt;
 
 pub static CHECK: Check = Check {
     id: "idle-connections",
     profile: Profile::Robustness,
-    description: "2,000 idle connections open: a normal client is still answered within 5s",
+    description: "2,000 idle connections open: a normal client is still answered within 5s; the proxy grows by at most 96 MiB",
     features: &[],
     needs: &[],
     scenarios: &["three-replicas"],
@@ -23,7 +25,19 @@ const CONNECTIONS: usize = 2000;
 const BOUND: std::time::Duration = std::time::Duration::from_secs(5);
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// How much the proxy's resident memory may grow during the attack: the
+/// reference grew by 16 MiB for 2,000 connections (TLS and HTTP/2 state, 8
+/// KiB each; README, "peak memory per attack"); the bound allows about 48
+/// KiB per connection.
+const MAX_GROWTH: MemoryBound = MemoryBound {
+    process_tree: mib_bytes(96),
+};
+
 async fn run(ctx: &Ctx) -> Outcome {
+    under_memory_bound(ctx, MAX_GROWTH, "the idle connections", attack(ctx)).await
+}
+
+async fn attack(ctx: &Ctx) -> Outcome {
     let limit = raise_fd_limit().unwrap_or(1024);
     // Both ends may live in this process (in-process proxy): keep headroom.
     let want = CONNECTIONS.min((limit as usize).saturating_sub(256) / 2);

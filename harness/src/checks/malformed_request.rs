@@ -4,7 +4,10 @@
 //! whole timeout), and the proxy keeps serving.
 
 use super::common::*;
-use super::robustness::{RawOutcome, field, normal_client_answered, raw_exchange};
+use super::robustness::{
+    MemoryBound, RawOutcome, field, mib_bytes, normal_client_answered, raw_exchange,
+    under_memory_bound,
+};
 
 pub static CHECK: Check = Check {
     id: "malformed-request",
@@ -16,7 +19,18 @@ pub static CHECK: Check = Check {
     run: |ctx| Box::pin(run(ctx)),
 };
 
+/// How much the proxy's resident memory may grow during the attack: three
+/// tiny requests; the reference grew by under 1 MiB (README, "peak memory
+/// per attack").
+const MAX_GROWTH: MemoryBound = MemoryBound {
+    process_tree: mib_bytes(32),
+};
+
 async fn run(ctx: &Ctx) -> Outcome {
+    under_memory_bound(ctx, MAX_GROWTH, "the malformed requests", attack(ctx)).await
+}
+
+async fn attack(ctx: &Ctx) -> Outcome {
     let mut problems = Vec::new();
     let cases: [(&str, Vec<u8>); 3] = [
         (

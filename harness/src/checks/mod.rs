@@ -28,6 +28,7 @@ pub mod replica_hang;
 pub mod replica_restart;
 pub mod replica_slow;
 pub mod robustness;
+pub mod slow_readers;
 pub mod stream_flood;
 pub mod syncz_union;
 pub mod table_snapshot;
@@ -206,6 +207,7 @@ pub fn catalog() -> Vec<&'static Check> {
         &stream_flood::CHECK,
         &idle_connections::CHECK,
         &authz_matrix::CHECK,
+        &slow_readers::CHECK,
         // Last: a proxy that garbage kills fails this one check, not the rest.
         &garbage_bytes::CHECK,
     ]

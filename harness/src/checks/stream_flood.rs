@@ -5,7 +5,9 @@
 //! flooding client); what it may not do is let them starve everyone else.
 
 use super::common::*;
-use super::robustness::{EXCHANGE_BOUND, Raw, normal_client_answered};
+use super::robustness::{
+    EXCHANGE_BOUND, MemoryBound, Raw, mib_bytes, normal_client_answered, under_memory_bound,
+};
 use crate::client;
 use futures::StreamExt;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use std::time::Duration;
 pub static CHECK: Check = Check {
     id: "stream-flood",
     profile: Profile::Robustness,
-    description: "2,000 silent streams on one connection: a normal client is still answered within 10s",
+    description: "2,000 silent streams on one connection: a normal client is still answered within 10s; the proxy grows by at most 64 MiB",
     features: &[],
     needs: &[],
     scenarios: &["three-replicas"],
@@ -25,7 +27,19 @@ const STREAMS: usize = 2000;
 /// attack's timing, not a synchronisation: nothing to wait for is observable).
 const LAND: Duration = Duration::from_millis(500);
 
+/// How much the proxy's resident memory may grow during the attack: the
+/// reference grew by 2 MiB (it admits 100 streams per connection; README,
+/// "peak memory per attack"); the bound leaves room for a proxy that
+/// admits all 2,000 silent streams (a few KiB each).
+const MAX_GROWTH: MemoryBound = MemoryBound {
+    process_tree: mib_bytes(64),
+};
+
 async fn run(ctx: &Ctx) -> Outcome {
+    under_memory_bound(ctx, MAX_GROWTH, "the stream flood", attack(ctx)).await
+}
+
+async fn attack(ctx: &Ctx) -> Outcome {
     let opts = ctx.istioctl();
     let channel = match tokio::time::timeout(EXCHANGE_BOUND, client::connect(&opts)).await {
         Ok(Ok(c)) => c,

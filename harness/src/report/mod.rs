@@ -33,6 +33,8 @@ pub struct CheckResult {
     pub duration: Duration,
     /// Output of the proxy under test while the failing check ran (only kept on failure).
     pub proxy_output: Option<String>,
+    /// What the check measured (e.g. peak memory under an attack), whatever the outcome.
+    pub notes: Vec<String>,
 }
 
 /// success: all ran and passed; partial: none failed but some were skipped;
@@ -130,6 +132,7 @@ pub(crate) mod tests {
             outcome,
             duration: Duration::from_millis(ms),
             proxy_output: None,
+            notes: vec![],
         };
         RunReport {
             implementation: Implementation {

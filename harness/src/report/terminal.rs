@@ -61,6 +61,10 @@ pub fn check_line(style: Style, index: usize, total: usize, r: &CheckResult) -> 
             line.push_str(l);
         }
     }
+    for l in r.notes.iter().flat_map(|n| n.lines()) {
+        line.push_str("\n        ");
+        line.push_str(&style.dim(l));
+    }
     if let (Outcome::Fail(_), Some(out)) = (&r.outcome, &r.proxy_output) {
         line.push_str("\n        --- proxy output (last lines) ---");
         for l in out.lines() {
@@ -127,5 +131,18 @@ mod tests {
         let r = &crate::report::tests::sample().results[0];
         assert!(!check_line(Style { color: false }, 1, 1, r).contains('\x1b'));
         assert!(check_line(Style { color: true }, 1, 1, r).contains("\x1b[32mPASS"));
+    }
+
+    /// A passing check's measurement shows under its line.
+    #[test]
+    fn notes_show_under_a_pass() {
+        let mut r = crate::report::tests::sample().results[0].clone();
+        assert_eq!(r.outcome, Outcome::Pass);
+        r.notes = vec!["peak memory 54 MiB (baseline 20 MiB, +34 MiB)".into()];
+        let line = check_line(Style { color: false }, 1, 1, &r);
+        assert!(
+            line.ends_with("\n        peak memory 54 MiB (baseline 20 MiB, +34 MiB)"),
+            "{line}"
+        );
     }
 }

@@ -28,6 +28,15 @@ struct ProfileDoc {
     failed_tests: Vec<Entry>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     skipped_tests: Vec<Entry>,
+    /// What checks measured (e.g. peak memory under an attack), whatever their outcome.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    measurements: Vec<Measurement>,
+}
+
+#[derive(Serialize)]
+struct Measurement {
+    id: String,
+    notes: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -73,6 +82,15 @@ pub fn render(report: &RunReport) -> Result<String, serde_yaml_ng::Error> {
                 },
                 failed_tests: entries(true),
                 skipped_tests: entries(false),
+                measurements: report
+                    .results
+                    .iter()
+                    .filter(|r| r.profile == s.profile && !r.notes.is_empty())
+                    .map(|r| Measurement {
+                        id: r.id.clone(),
+                        notes: r.notes.clone(),
+                    })
+                    .collect(),
             }
         })
         .collect();
@@ -95,5 +113,20 @@ mod tests {
     fn yaml_report() {
         let text = super::render(&crate::report::tests::sample()).expect("renders");
         insta::assert_snapshot!(text);
+    }
+
+    /// What a check measured is in the report whatever its outcome, under
+    /// its profile; checks that measured nothing add nothing.
+    #[test]
+    fn measurements_are_listed_per_profile() {
+        let mut report = crate::report::tests::sample();
+        report.results[0].notes = vec!["peak memory 54 MiB (baseline 20 MiB, +34 MiB)".into()];
+        let id = report.results[0].id.clone();
+        let text = super::render(&report).expect("renders");
+        let at = text.find("measurements:").expect("a measurements list");
+        let rest = &text[at..];
+        assert!(rest.contains(&format!("id: {id}")), "{text}");
+        assert!(rest.contains("peak memory 54 MiB"), "{text}");
+        assert_eq!(text.matches("measurements:").count(), 1, "{text}");
     }
 }

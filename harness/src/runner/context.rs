@@ -38,6 +38,9 @@ pub struct CheckContext {
     pub proxy_output: Option<OutputLog>,
     /// Where the proxy's memory can be read (`None` for --proxy-addr).
     pub memory: Option<crate::runner::memory::MemoryProbe>,
+    /// What a check measured, for the report also when it passes (e.g. the
+    /// proxy's peak memory under an attack); the runner takes them after each check.
+    pub notes: std::sync::Mutex<Vec<String>>,
 }
 
 /// istioctl's `--timeout` default: a proxy slower than this fails for real users.
@@ -66,6 +69,21 @@ impl ClientErrorExt for ClientError {
 }
 
 impl CheckContext {
+    /// Records a measurement for the report (shown with the check's result).
+    pub fn note(&self, note: impl Into<String>) {
+        if let Ok(mut n) = self.notes.lock() {
+            n.push(note.into());
+        }
+    }
+
+    /// The notes recorded since the last call.
+    pub fn take_notes(&self) -> Vec<String> {
+        self.notes
+            .lock()
+            .map(|mut n| std::mem::take(&mut *n))
+            .unwrap_or_default()
+    }
+
     /// The istio (system) namespace: istioctl's `--istioNamespace`.
     pub fn istio_namespace(&self) -> &str {
         self.control_plane.istio_namespace()

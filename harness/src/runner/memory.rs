@@ -98,7 +98,18 @@ impl PeakSampler {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
-                    _ = rx.changed() => break,
+                    // A last reading at the end: a short attack may end
+                    // between two periodic ones.
+                    _ = rx.changed() => {
+                        if let Some(now) = tokio::task::spawn_blocking(move || probe.rss_bytes())
+                            .await
+                            .ok()
+                            .flatten()
+                        {
+                            peak = Some(peak.map_or(now, |p| p.max(now)));
+                        }
+                        break;
+                    }
                 }
                 if let Some(now) = tokio::task::spawn_blocking(move || probe.rss_bytes())
                     .await

@@ -192,6 +192,7 @@ pub async fn run(
         time: Duration,
         left: usize,
         output: Option<String>,
+        notes: Vec<String>,
     }
     let mut acc: BTreeMap<&str, Acc> = selected
         .iter()
@@ -204,6 +205,7 @@ pub async fn run(
                     time: Duration::ZERO,
                     left: if scripted { c.scenarios.len() } else { 1 },
                     output: None,
+                    notes: vec![],
                 },
             )
         })
@@ -214,6 +216,7 @@ pub async fn run(
                 outcome: Outcome,
                 time: Duration,
                 output: Option<String>,
+                notes: Vec<String>,
                 results: &mut Vec<CheckResult>,
                 progress: &mut dyn FnMut(Progress<'_>)| {
         results.push(CheckResult {
@@ -223,6 +226,7 @@ pub async fn run(
             outcome,
             duration: time,
             proxy_output: output,
+            notes,
         });
         if let Some(result) = results.last() {
             progress(Progress::Check {
@@ -239,6 +243,7 @@ pub async fn run(
                 Outcome::Skip(why.clone()),
                 Duration::ZERO,
                 None,
+                vec![],
                 &mut results,
                 &mut progress,
             );
@@ -321,8 +326,11 @@ pub async fn run(
                         CHECK_BOUND.as_secs()
                     )),
                 };
+                let notes = bench.ctx.take_notes();
                 if let Some(a) = acc.get_mut(c.id) {
                     a.time += t0.elapsed();
+                    a.notes
+                        .extend(notes.iter().map(|n| prefix(c, scenario_name, n)));
                     match outcome {
                         Outcome::Pass => {}
                         Outcome::Fail(why) => {
@@ -350,7 +358,16 @@ pub async fn run(
                     Outcome::Pass
                 };
                 let output = a.output.take();
-                emit(c, outcome, a.time, output, &mut results, &mut progress);
+                let notes = std::mem::take(&mut a.notes);
+                emit(
+                    c,
+                    outcome,
+                    a.time,
+                    output,
+                    notes,
+                    &mut results,
+                    &mut progress,
+                );
             }
         }
     }

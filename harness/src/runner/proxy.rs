@@ -359,6 +359,7 @@ impl Bench {
         let fake = Arc::new(fake);
         let ctx = CheckContext {
             memory,
+            notes: Default::default(),
             scenario_name: name.to_string(),
             control_plane: Arc::new(LocalControlPlane::new(fake.clone(), scenario)),
             proxy: ProxyEndpoint { address, plaintext },
@@ -419,6 +420,7 @@ impl Bench {
             families: config.families.clone(),
             snapshots,
             proxy_output: None,
+            notes: Default::default(),
         };
         let mut bench = Bench {
             ctx,
