@@ -110,9 +110,15 @@ enum Command {
     /// Send one istioctl-style request to a replica and print the answer
     /// (ControlPlane ID and, for syncz, each proxy's statuses).
     Ask {
-        /// Replica address, e.g. 127.0.0.2:15010 (plaintext) or 127.0.0.2:15012 with --tls.
+        /// Replica address, e.g. 127.0.0.2:15010 (plaintext) or 127.0.0.2:15012
+        /// with --tls; a HOST:PORT is resolved (first address), e.g. a docker
+        /// network alias.
         #[arg(long, short)]
-        address: SocketAddr,
+        address: String,
+        /// With --tls: the name the certificate must carry (default: the
+        /// host of --address), e.g. istiod.istio-system.svc.
+        #[arg(long)]
+        server_name: Option<String>,
         /// syncz, config_dump, connections, debug, or a full type URL.
         #[arg(long = "type", default_value = "syncz")]
         type_url: String,
@@ -157,6 +163,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // Commands that print and exit end quietly when the reader goes
+        // away (`ask ... | head`), as shell tools do, instead of panicking in
+        // println!. Not `serve`: a closed stdout must not stop the replicas.
+        // SAFETY: no other thread exists yet; SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -206,6 +221,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Ask {
             address,
+            server_name,
             type_url,
             resources,
             istio_namespace,
@@ -237,16 +253,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 other => other.to_string(),
             };
             let names: Vec<&str> = resources.iter().map(|s| s.as_str()).collect();
-            let dial = fake_istiod::probe::Dial {
-                ca_pem,
-                token,
-                client_cert,
-                domain: None,
-            };
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
+            let (address, host) = match address.parse::<SocketAddr>() {
+                Ok(a) => (a, None),
+                Err(_) => (
+                    rt.block_on(resolve(&address))?,
+                    address.rsplit_once(':').map(|(h, _)| h.to_string()),
+                ),
+            };
+            let dial = fake_istiod::probe::Dial {
+                ca_pem,
+                token,
+                client_cert,
+                // Without a name the probe checks the certificate for the IP.
+                domain: server_name.or(host),
+            };
             let resp = rt.block_on(fake_istiod::probe::ask(
                 address,
                 &dial,
@@ -410,6 +434,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The first address of HOST:PORT, bounded (a resolver that never answers
+/// must not hang the command).
+async fn resolve(address: &str) -> anyhow::Result<SocketAddr> {
+    let found = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::net::lookup_host(address),
+    )
+    .await
+    .with_context(|| format!("resolving {address}: no answer within 10s"))?
+    .with_context(|| format!("resolving {address} (expected HOST:PORT)"))?
+    .next();
+    found.with_context(|| format!("{address} resolves to no address"))
 }
 
 async fn serve(scenario: Scenario, opts: StartOptions) -> anyhow::Result<()> {
