@@ -48,7 +48,9 @@ struct Control {
 fn status_of(e: Error) -> Status {
     match e {
         Error::UnknownReplica(_) | Error::UnknownProxy(_) => Status::not_found(e.to_string()),
-        Error::Scenario(_) | Error::Invalid(_) => Status::invalid_argument(e.to_string()),
+        Error::Scenario(_) | Error::Invalid(_) | Error::NotInScenario { .. } => {
+            Status::invalid_argument(e.to_string())
+        }
         other => Status::internal(other.to_string()),
     }
 }

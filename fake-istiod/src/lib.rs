@@ -32,5 +32,5 @@ pub use auth::{Identity, TokenAuthority, TokenSpec};
 pub use scenario::{Fault, Proxy, ProxyKind, Scenario, ScenarioError, SyncStatus, TypeStatus};
 pub use server::{
     CA_FILE, CA_KEY_FILE, ClientCert, Error, FakeIstiod, ReplicaInfo, SIGNING_KEY_FILE,
-    StartOptions,
+    SIGNING_KEY_FILE_PUB, StartOptions, init_state_dir,
 };

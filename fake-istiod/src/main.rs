@@ -22,11 +22,17 @@ fn default_state_dir() -> PathBuf {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start every replica of a scenario and serve until Ctrl-C.
+    /// Start every replica of a scenario (or one, --replica) and serve until
+    /// Ctrl-C or SIGTERM.
     ///
     /// Each replica gets its own loopback address (127.0.0.2, .3, ... by default)
     /// with istiod's ports: 15010 plaintext and 15012 TLS. The TLS certificates
     /// are signed by a CA generated at start, written to <state-dir>/root-cert.pem.
+    ///
+    /// One replica per process or container: `fake-istiod init --state-dir D`
+    /// once, then per replica `fake-istiod serve --scenario F --replica NAME
+    /// --listen-ip 0.0.0.0 --state-dir D --dns-name istiod --control-address
+    /// 0.0.0.0:15099`. Every replica then uses D's CA and token key (read only).
     Serve {
         /// The scenario file (YAML; see fake-istiod/README.md).
         #[arg(long, short)]
@@ -34,6 +40,21 @@ enum Command {
         /// Address of the first replica; the next replicas count up from it.
         #[arg(long, default_value = "127.0.0.2")]
         base_address: IpAddr,
+        /// Serve only this replica of the scenario (its own proxies, its name
+        /// as ControlPlane ID), on --listen-ip. Its CA and token key are read
+        /// from --state-dir, which `fake-istiod init` created: every replica
+        /// process shares them, and nothing is written there.
+        #[arg(long, value_name = "NAME")]
+        replica: Option<String>,
+        /// With --replica: the address it listens on (0.0.0.0 in a container);
+        /// the replica's `address:` in the scenario is ignored.
+        #[arg(long, requires = "replica", conflicts_with = "base_address")]
+        listen_ip: Option<IpAddr>,
+        /// Also name this in the TLS certificate, besides istiod.<ns>.svc,
+        /// istiod, localhost, the replica's name and its address: e.g. a
+        /// network alias every replica shares, like a headless Service. Repeatable.
+        #[arg(long, value_name = "NAME")]
+        dns_name: Vec<String>,
         /// Plaintext gRPC port of every replica (0 = any free port).
         #[arg(long, default_value_t = 15010)]
         plaintext_port: u16,
@@ -46,7 +67,16 @@ enum Command {
         /// Do not serve the control API.
         #[arg(long)]
         no_control: bool,
-        /// Where root-cert.pem and the token signing key are written.
+        /// Where root-cert.pem and the token signing key are written (with
+        /// --replica: read, see `init`).
+        #[arg(long, env = "FAKE_ISTIOD_STATE_DIR", default_value_os_t = default_state_dir())]
+        state_dir: PathBuf,
+    },
+    /// Create the CA and the token signing key in a state directory once (an
+    /// existing one is reused), for `serve --replica` processes or containers
+    /// that share it read-only. `token` and `cert` sign with the same keys.
+    Init {
+        /// The directory to create (owner-only; the keys are mode 0600).
         #[arg(long, env = "FAKE_ISTIOD_STATE_DIR", default_value_os_t = default_state_dir())]
         state_dir: PathBuf,
     },
@@ -80,9 +110,15 @@ enum Command {
     /// Send one istioctl-style request to a replica and print the answer
     /// (ControlPlane ID and, for syncz, each proxy's statuses).
     Ask {
-        /// Replica address, e.g. 127.0.0.2:15010 (plaintext) or 127.0.0.2:15012 with --tls.
+        /// Replica address, e.g. 127.0.0.2:15010 (plaintext) or 127.0.0.2:15012
+        /// with --tls; a HOST:PORT is resolved (first address), e.g. a docker
+        /// network alias.
         #[arg(long, short)]
-        address: SocketAddr,
+        address: String,
+        /// With --tls: the name the certificate must carry (default: the
+        /// host of --address), e.g. istiod.istio-system.svc.
+        #[arg(long)]
+        server_name: Option<String>,
         /// syncz, config_dump, connections, debug, or a full type URL.
         #[arg(long = "type", default_value = "syncz")]
         type_url: String,
@@ -127,6 +163,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // Commands that print and exit end quietly when the reader goes
+        // away (`ask ... | head`), as shell tools do, instead of panicking in
+        // println!. Not `serve`: a closed stdout must not stop the replicas.
+        // SAFETY: no other thread exists yet; SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -138,6 +183,19 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Init { state_dir } => {
+            let ca = fake_istiod::init_state_dir(&state_dir)
+                .with_context(|| format!("initialising {}", state_dir.display()))?;
+            println!("CA certificate: {}", ca.display());
+            for f in [
+                fake_istiod::CA_KEY_FILE,
+                fake_istiod::SIGNING_KEY_FILE,
+                fake_istiod::SIGNING_KEY_FILE_PUB,
+            ] {
+                println!("{}", state_dir.join(f).display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Validate { files } => {
             let mut ok = true;
             for f in files {
@@ -163,6 +221,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Ask {
             address,
+            server_name,
             type_url,
             resources,
             istio_namespace,
@@ -194,16 +253,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 other => other.to_string(),
             };
             let names: Vec<&str> = resources.iter().map(|s| s.as_str()).collect();
-            let dial = fake_istiod::probe::Dial {
-                ca_pem,
-                token,
-                client_cert,
-                domain: None,
-            };
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
+            let (address, host) = match address.parse::<SocketAddr>() {
+                Ok(a) => (a, None),
+                Err(_) => (
+                    rt.block_on(resolve(&address))?,
+                    address.rsplit_once(':').map(|(h, _)| h.to_string()),
+                ),
+            };
+            let dial = fake_istiod::probe::Dial {
+                ca_pem,
+                token,
+                client_cert,
+                // Without a name the probe checks the certificate for the IP.
+                domain: server_name.or(host),
+            };
             let resp = rt.block_on(fake_istiod::probe::ask(
                 address,
                 &dial,
@@ -261,7 +328,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let key = state_dir.join(fake_istiod::CA_KEY_FILE);
             let pem = std::fs::read_to_string(&key).with_context(|| {
                 format!(
-                    "cannot read the CA key {} (start `fake-istiod serve` first)",
+                    "cannot read the CA key {} (run `fake-istiod init` or `fake-istiod serve` first)",
                     key.display()
                 )
             })?;
@@ -299,7 +366,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let key = key.unwrap_or_else(|| state_dir.join(fake_istiod::SIGNING_KEY_FILE));
             let pem = std::fs::read_to_string(&key).with_context(|| {
                 format!(
-                    "cannot read the signing key {} (start `fake-istiod serve` first, or pass --key)",
+                    "cannot read the signing key {} (run `fake-istiod init` or `fake-istiod serve` first, or pass --key)",
                     key.display()
                 )
             })?;
@@ -322,6 +389,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve {
             scenario,
             base_address,
+            replica,
+            listen_ip,
+            dns_name,
             plaintext_port,
             tls_port,
             control_address,
@@ -334,6 +404,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .unwrap_or_else(|_| "info".into()),
                 )
                 .with_writer(std::io::stderr)
+                // A log line that cannot be written (stderr closed: whoever
+                // started us stopped reading) is dropped; by default the
+                // subscriber reports it with eprintln!, which panics there,
+                // and the panic reset the caller's stream (CANCEL).
+                .log_internal_errors(false)
                 .init();
             let s = Scenario::load(&scenario)?;
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -343,17 +418,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(serve(
                 s,
                 StartOptions {
-                    base_address,
+                    base_address: listen_ip.unwrap_or(base_address),
                     plaintext_port,
                     tls_port,
                     control_addr: (!no_control).then_some(control_address),
                     state_dir: Some(state_dir),
                     signing_key_pem: None,
+                    // Replicas in other processes share the state: reading
+                    // it only, none can replace the CA the others serve with.
+                    state_read_only: replica.is_some(),
+                    replica,
+                    dns_names: dns_name,
                 },
             ))?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The first address of HOST:PORT, bounded (a resolver that never answers
+/// must not hang the command).
+async fn resolve(address: &str) -> anyhow::Result<SocketAddr> {
+    let found = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::net::lookup_host(address),
+    )
+    .await
+    .with_context(|| format!("resolving {address}: no answer within 10s"))?
+    .with_context(|| format!("resolving {address} (expected HOST:PORT)"))?
+    .next();
+    found.with_context(|| format!("{address} resolves to no address"))
 }
 
 async fn serve(scenario: Scenario, opts: StartOptions) -> anyhow::Result<()> {
@@ -377,10 +471,16 @@ async fn serve(scenario: Scenario, opts: StartOptions) -> anyhow::Result<()> {
         None => println!("control API: off"),
     }
     println!("Ctrl-C to stop");
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
-    eprintln!("shutting down");
+    // `docker stop` sends SIGTERM, and as PID 1 a process without a handler
+    // ignores it: the container would only stop after docker's kill timeout.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    // Not eprintln!: it panics when stderr is closed.
+    tracing::info!("shutting down");
     fake.shutdown().await;
     Ok(())
 }

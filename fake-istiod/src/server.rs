@@ -26,6 +26,8 @@ pub const SIGNING_KEY_FILE: &str = "token-signing-key.pem";
 pub const CA_FILE: &str = "root-cert.pem";
 /// File name of the CA's private key in the state directory.
 pub const CA_KEY_FILE: &str = "ca-key.pem";
+/// File name of the token signing key's public half (what a proxy verifies callers' tokens with).
+pub const SIGNING_KEY_FILE_PUB: &str = "token-signing-key.pub.pem";
 
 /// Errors of the running fake.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,20 @@ pub enum Error {
     Bind { addr: SocketAddr, source: io::Error },
     #[error("no replica named {0:?}")]
     UnknownReplica(String),
+    /// `StartOptions::replica` names no replica of the scenario.
+    #[error("{scenario}: no replica named {name:?} (replicas: {known})")]
+    NotInScenario {
+        name: String,
+        scenario: String,
+        known: String,
+    },
+    /// A file of a shared (read-only) state directory is missing or unreadable.
+    #[error(
+        "cannot read {}: {source} (create the shared state once with `fake-istiod init --state-dir {}`)",
+        path.display(),
+        path.parent().unwrap_or(Path::new(".")).display()
+    )]
+    SharedState { path: PathBuf, source: io::Error },
     #[error("no proxy with id {0:?}")]
     UnknownProxy(String),
     #[error("{0}")]
@@ -64,6 +80,18 @@ pub struct StartOptions {
     /// PKCS#8 PEM of the token signing key (ES256, P-256); None = reuse
     /// `token-signing-key.pem` in `state_dir` if present, else generate one.
     pub signing_key_pem: Option<String>,
+    /// Serve only this replica of the scenario, on `base_address` (its
+    /// `address:` in the scenario is ignored): one replica per process or
+    /// container. The mesh is still the whole scenario's, so control-API calls
+    /// naming other replicas (a proxy moved away, a duplicate) keep their meaning.
+    pub replica: Option<String>,
+    /// Extra DNS names for every serving certificate, e.g. a container's name
+    /// or a network alias all replicas share (a headless Service's name).
+    pub dns_names: Vec<String>,
+    /// Use the CA and token key already in `state_dir` and write nothing
+    /// there: replicas in other processes share them (e.g. one read-only
+    /// mount, created once by [`init_state_dir`]). Needs `state_dir`.
+    pub state_read_only: bool,
 }
 
 impl Default for StartOptions {
@@ -75,6 +103,9 @@ impl Default for StartOptions {
             control_addr: None,
             state_dir: None,
             signing_key_pem: None,
+            replica: None,
+            dns_names: Vec::new(),
+            state_read_only: false,
         }
     }
 }
@@ -170,13 +201,137 @@ fn nth_address(base: IpAddr, n: usize) -> IpAddr {
     }
 }
 
+/// The CA and token issuer of a fake: replicas sharing them accept the same
+/// tokens and client certificates and verify against the same root.
+struct State {
+    ca: Ca,
+    ca_pem: String,
+    ca_file: PathBuf,
+    authority: TokenAuthority,
+}
+
+/// Creates (or reuses, when `reuse` and present) the CA and the token key in
+/// `dir`, owner-only, and writes the CA certificate and the token key's public half.
+fn write_state(dir: &Path, signing_key_pem: Option<&str>, reuse: bool) -> Result<State, Error> {
+    crate::tls::create_private_dir(dir)?;
+    let ca_key_file = dir.join(CA_KEY_FILE);
+    let ca = if reuse && ca_key_file.exists() {
+        Ca::from_key_pem(&std::fs::read_to_string(&ca_key_file)?)
+    } else {
+        Ca::generate()
+    }
+    .map_err(|e| Error::Tls(e.to_string()))?;
+    let ca_pem = ca.pem();
+    let ca_file = dir.join(CA_FILE);
+    std::fs::write(&ca_file, &ca_pem)?;
+    // A throw-away test CA: its key is kept so `fake-istiod cert` can issue client certificates.
+    // Owner-only: whoever reads it can issue certificates the replicas trust.
+    crate::tls::write_private(&ca_key_file, &ca.key_pem())?;
+    let key_file = dir.join(SIGNING_KEY_FILE);
+    let authority = match signing_key_pem {
+        Some(pem) => TokenAuthority::from_private_key_pem(pem)?,
+        None if reuse && key_file.exists() => {
+            TokenAuthority::from_private_key_pem(&std::fs::read_to_string(&key_file)?)?
+        }
+        None => TokenAuthority::generate()?,
+    };
+    // A throw-away test key: written so that `fake-istiod token` can sign with it.
+    // Owner-only: whoever reads it can mint tokens the replicas accept.
+    crate::tls::write_private(&key_file, authority.private_pem())?;
+    std::fs::write(dir.join(SIGNING_KEY_FILE_PUB), authority.public_pem())?;
+    Ok(State {
+        ca,
+        ca_pem,
+        ca_file,
+        authority,
+    })
+}
+
+/// Reads a state written before, writing nothing: the directory may be a
+/// read-only mount shared by every replica's container.
+fn read_state(dir: &Path) -> Result<State, Error> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).map_err(|source| Error::SharedState { path, source })
+    };
+    let ca = Ca::from_key_pem(&read(CA_KEY_FILE)?)
+        .map_err(|e| Error::Tls(format!("{}: {e}", dir.join(CA_KEY_FILE).display())))?;
+    // The certificate clients were given, not a new one made from the key
+    // (same name and key, so either verifies; this one is what they hold).
+    let ca_pem = read(CA_FILE)?;
+    let authority = TokenAuthority::from_private_key_pem(&read(SIGNING_KEY_FILE)?)?;
+    Ok(State {
+        ca,
+        ca_pem,
+        ca_file: dir.join(CA_FILE),
+        authority,
+    })
+}
+
+/// Creates the CA and the token key once in `dir` (reusing them if present),
+/// for replicas in other processes or containers to share read-only
+/// ([`StartOptions::state_read_only`]). Returns the CA certificate's path.
+pub fn init_state_dir(dir: &Path) -> Result<PathBuf, Error> {
+    Ok(write_state(dir, None, true)?.ca_file)
+}
+
+fn check_replica(scenario: &Scenario, name: &str) -> Result<(), Error> {
+    if scenario.replicas.iter().any(|r| r.name == name) {
+        return Ok(());
+    }
+    let known: Vec<&str> = scenario.replicas.iter().map(|r| r.name.as_str()).collect();
+    Err(Error::NotInScenario {
+        name: name.to_string(),
+        scenario: scenario.source.clone(),
+        known: if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        },
+    })
+}
+
+/// A name a certificate can carry (RFC 1123 labels, `*.` allowed first):
+/// checked up front, so a typo is named instead of failing in rcgen.
+fn check_dns_name(name: &str) -> Result<(), Error> {
+    let bad = |why: &str| Err(Error::Invalid(format!("DNS name {name:?}: {why}")));
+    if name.is_empty() || name.len() > 253 {
+        return bad("must have 1 to 253 characters");
+    }
+    let rest = name.strip_prefix("*.").unwrap_or(name);
+    for label in rest.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return bad("every label needs 1 to 63 characters");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return bad("only letters, digits, '-' and '.' are allowed");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return bad("a label cannot start or end with '-'");
+        }
+    }
+    Ok(())
+}
+
 impl FakeIstiod {
-    /// Starts every replica of `scenario`.
+    /// Starts every replica of `scenario` (only [`StartOptions::replica`] if set).
     pub async fn start(scenario: Scenario, opts: StartOptions) -> Result<FakeIstiod, Error> {
-        let (tempdir, dir) = match &opts.state_dir {
-            Some(d) => {
-                crate::tls::create_private_dir(d)?;
-                (None, d.clone())
+        for name in &opts.dns_names {
+            check_dns_name(name)?;
+        }
+        if let Some(name) = &opts.replica {
+            check_replica(&scenario, name)?;
+        }
+        let (tempdir, state) = match &opts.state_dir {
+            Some(d) if opts.state_read_only => (None, read_state(d)?),
+            Some(d) => (None, write_state(d, opts.signing_key_pem.as_deref(), true)?),
+            None if opts.state_read_only => {
+                return Err(Error::Invalid(
+                    "a read-only state needs a state directory".into(),
+                ));
             }
             None => {
                 // Owner-only: it holds the CA key and the token-signing key.
@@ -184,38 +339,16 @@ impl FakeIstiod {
                     .prefix("fake-istiod-")
                     .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
                     .tempdir()?;
-                let p = t.path().to_path_buf();
-                (Some(t), p)
+                let state = write_state(t.path(), opts.signing_key_pem.as_deref(), false)?;
+                (Some(t), state)
             }
         };
-        let ca_key_file = dir.join(CA_KEY_FILE);
-        let ca = if opts.state_dir.is_some() && ca_key_file.exists() {
-            Ca::from_key_pem(&std::fs::read_to_string(&ca_key_file)?)
-        } else {
-            Ca::generate()
-        }
-        .map_err(|e| Error::Tls(e.to_string()))?;
-        let ca_pem = ca.pem();
-        let ca_file = dir.join(CA_FILE);
-        std::fs::write(&ca_file, &ca_pem)?;
-        // A throw-away test CA: its key is kept so `fake-istiod cert` can issue client certificates.
-        // Owner-only: whoever reads it can issue certificates the replicas trust.
-        crate::tls::write_private(&ca_key_file, &ca.key_pem())?;
-        let key_file = dir.join(SIGNING_KEY_FILE);
-        let authority = match &opts.signing_key_pem {
-            Some(pem) => TokenAuthority::from_private_key_pem(pem)?,
-            None if opts.state_dir.is_some() && key_file.exists() => {
-                TokenAuthority::from_private_key_pem(&std::fs::read_to_string(&key_file)?)?
-            }
-            None => TokenAuthority::generate()?,
-        };
-        // A throw-away test key: written so that `fake-istiod token` can sign with it.
-        // Owner-only: whoever reads it can mint tokens the replicas accept.
-        crate::tls::write_private(&key_file, authority.private_pem())?;
-        std::fs::write(
-            dir.join("token-signing-key.pub.pem"),
-            authority.public_pem(),
-        )?;
+        let State {
+            ca,
+            ca_pem,
+            ca_file,
+            authority,
+        } = state;
         let inner = Arc::new(Inner {
             mesh: Arc::new(RwLock::new(MeshState::from_scenario(&scenario))),
             replicas: Mutex::new(Vec::new()),
@@ -451,6 +584,11 @@ impl Inner {
 
     pub(crate) async fn load_scenario(self: &Arc<Self>, scenario: Scenario) -> Result<(), Error> {
         let _guard = self.reload.lock().await;
+        // Checked before the running replica is stopped: a scenario without
+        // it leaves the process serving what it served.
+        if let Some(name) = &self.opts.replica {
+            check_replica(&scenario, name)?;
+        }
         stop_replicas(self).await;
         {
             let mut mesh = self.write()?;
@@ -485,9 +623,14 @@ async fn stop_replicas(inner: &Inner) {
 async fn start_replicas(inner: &Arc<Inner>, scenario: &Scenario) -> Result<(), Error> {
     let mut started = Vec::new();
     for (i, r) in scenario.replicas.iter().enumerate() {
-        let ip = r
-            .address
-            .unwrap_or_else(|| nth_address(inner.opts.base_address, i));
+        let ip = match &inner.opts.replica {
+            Some(only) if *only != r.name => continue,
+            // One replica per process: the address it was told (0.0.0.0 in a container).
+            Some(_) => inner.opts.base_address,
+            None => r
+                .address
+                .unwrap_or_else(|| nth_address(inner.opts.base_address, i)),
+        };
         match start_replica(inner, r, ip).await {
             Ok(rt) => started.push(rt),
             Err(e) => {
@@ -524,9 +667,13 @@ async fn start_replica(
         .read()
         .map(|m| m.istiod.namespace.clone())
         .unwrap_or_default();
+    // Its own name too: in a container it is reached by name (docker DNS, a
+    // pod's hostname), its address not known in advance.
+    let mut names = vec![r.name.clone()];
+    names.extend(inner.opts.dns_names.iter().cloned());
     let cert = inner
         .ca
-        .serving_cert(&namespace, ip)
+        .serving_cert(&namespace, ip, &names)
         .map_err(|e| Error::Tls(e.to_string()))?;
     let (fault_tx, fault_rx) = watch::channel(FaultState::new(r.fault.clone()));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

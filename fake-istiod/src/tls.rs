@@ -115,15 +115,30 @@ impl Ca {
         self.issuer.pem()
     }
 
-    /// A serving certificate for istiod names and the replica's address.
-    pub fn serving_cert(&self, namespace: &str, ip: IpAddr) -> Result<ServingCert, rcgen::Error> {
-        let mut params = CertificateParams::new(vec![
+    /// A serving certificate for istiod names, `extra_names` (DNS) and the
+    /// replica's address (left out when it is a wildcard like 0.0.0.0, which
+    /// no client dials).
+    pub fn serving_cert(
+        &self,
+        namespace: &str,
+        ip: IpAddr,
+        extra_names: &[String],
+    ) -> Result<ServingCert, rcgen::Error> {
+        let mut names = vec![
             format!("istiod.{namespace}.svc"),
             format!("istiod.{namespace}.svc.cluster.local"),
             "istiod".to_string(),
             "localhost".to_string(),
-        ])?;
-        params.subject_alt_names.push(SanType::IpAddress(ip));
+        ];
+        for n in extra_names {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+        let mut params = CertificateParams::new(names)?;
+        if !ip.is_unspecified() {
+            params.subject_alt_names.push(SanType::IpAddress(ip));
+        }
         params.distinguished_name.push(DnType::CommonName, "istiod");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let key = KeyPair::generate()?;
@@ -172,7 +187,7 @@ mod tests {
             Some(("istio-system".to_string(), "default".to_string()))
         );
         let server = ca
-            .serving_cert("istio-system", [127, 0, 0, 2].into())
+            .serving_cert("istio-system", [127, 0, 0, 2].into(), &[])
             .unwrap();
         assert_eq!(spiffe_identity(&rustls_pki_der(&server.cert_pem)), None);
         // Same key, same issuer name.

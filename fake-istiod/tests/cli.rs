@@ -234,6 +234,7 @@ fn help_everywhere() {
         &["validate", "--help"],
         &["ask", "--help"],
         &["cert", "--help"],
+        &["init", "--help"],
     ] {
         let out = Command::new(BIN).args(sub).output().unwrap();
         assert!(out.status.success(), "{sub:?}");
