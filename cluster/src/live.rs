@@ -501,13 +501,14 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_restart_deletes_the_pod_and_waits_for_its_ready_successor() {
-        let selector = "/api/v1/namespaces/external-istiod/pods?&labelSelector=app%3Distiod";
-        let (external, seen) = scripted(vec![
+    const ISTIOD_PODS: &str = "/api/v1/namespaces/external-istiod/pods?&labelSelector=app%3Distiod";
+
+    /// Two Ready istiod pods listed, then istiod-b deleted.
+    fn restart_of_istiod_b() -> crate::scripted_api::Script {
+        vec![
             (
                 "GET",
-                selector,
+                ISTIOD_PODS,
                 200,
                 list(vec![
                     pod("istiod-a", "istiod", true, "istio/pilot:1.30.3"),
@@ -520,10 +521,17 @@ mod tests {
                 200,
                 pod("istiod-b", "istiod", true, "istio/pilot:1.30.3"),
             ),
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_restart_deletes_the_pod_and_waits_for_its_ready_successor() {
+        let mut script = restart_of_istiod_b();
+        script.extend([
             // Not yet: the old pod terminating, the new one not Ready.
             (
                 "GET",
-                selector,
+                ISTIOD_PODS,
                 200,
                 list(vec![
                     pod("istiod-a", "istiod", true, "istio/pilot:1.30.3"),
@@ -533,7 +541,7 @@ mod tests {
             ),
             (
                 "GET",
-                selector,
+                ISTIOD_PODS,
                 200,
                 list(vec![
                     pod("istiod-a", "istiod", true, "istio/pilot:1.30.3"),
@@ -541,6 +549,7 @@ mod tests {
                 ]),
             ),
         ]);
+        let (external, seen) = scripted(script);
         let got = restart_pod(
             &external,
             &LiveOptions::default(),
@@ -559,26 +568,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_successor_that_never_comes_is_a_bounded_error_naming_the_pod() {
-        let selector = "/api/v1/namespaces/external-istiod/pods?&labelSelector=app%3Distiod";
         let only_a = || list(vec![pod("istiod-a", "istiod", true, "istio/pilot:1.30.3")]);
-        let mut script = vec![
-            (
-                "GET",
-                selector,
-                200,
-                list(vec![
-                    pod("istiod-a", "istiod", true, "istio/pilot:1.30.3"),
-                    pod("istiod-b", "istiod", true, "istio/pilot:1.30.3"),
-                ]),
-            ),
-            (
-                "DELETE",
-                "/api/v1/namespaces/external-istiod/pods/istiod-b?",
-                200,
-                pod("istiod-b", "istiod", true, "istio/pilot:1.30.3"),
-            ),
-        ];
-        script.extend((0..1000).map(|_| ("GET", selector, 200, only_a())));
+        let mut script = restart_of_istiod_b();
+        script.extend((0..1000).map(|_| ("GET", ISTIOD_PODS, 200, only_a())));
         let (external, _) = scripted(script);
         let err = restart_pod(
             &external,
