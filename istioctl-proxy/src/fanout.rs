@@ -41,16 +41,20 @@ pub async fn fan_out(
     strategy: Strategy,
 ) -> Vec<ReplicaAnswer> {
     match strategy {
+        // Every replica at once: `first_wanted` with no answer wanted waits
+        // for all of them (or the request's deadline).
         Strategy::Parallel => {
-            parallel(
+            first_wanted(
                 upstream,
                 replicas,
                 request,
                 token,
                 replica_timeout,
                 deadline,
+                |_| false,
             )
             .await
+            .1
         }
         Strategy::SequentialFailFast => sequential(upstream, replicas, request, token).await,
     }
@@ -67,29 +71,6 @@ async fn ask_one(
         Ok(r) => r,
         Err(_) => Err(ReplicaError::Timeout(timeout)),
     }
-}
-
-/// Every replica at once: [`first_wanted`] with no answer wanted, so it
-/// waits for all of them (or the request's deadline).
-async fn parallel(
-    upstream: &Upstream,
-    replicas: &[Replica],
-    request: &DiscoveryRequest,
-    token: Option<&str>,
-    replica_timeout: Duration,
-    deadline: Instant,
-) -> Vec<ReplicaAnswer> {
-    let (_, all) = first_wanted(
-        upstream,
-        replicas,
-        request,
-        token,
-        replica_timeout,
-        deadline,
-        |_| false,
-    )
-    .await;
-    all
 }
 
 async fn sequential(

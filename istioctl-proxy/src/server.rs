@@ -622,40 +622,40 @@ impl State {
         token: Option<&str>,
         deadline: Instant,
     ) -> Result<Vec<ReplicaAnswer>, Status> {
-        if self.config.has_defect(Defect::ForgetFailedReplicas) {
+        // Defect: replicas that failed once are not asked again.
+        let forget = self.config.has_defect(Defect::ForgetFailedReplicas);
+        let remembered: Vec<Replica>;
+        let asked = if forget {
             let forgotten = self.forgotten.lock().map(|f| f.clone()).unwrap_or_default();
-            let asked: Vec<Replica> = replicas
+            remembered = replicas
                 .iter()
                 .filter(|r| !forgotten.contains(&r.name))
                 .cloned()
                 .collect();
-            let answers = fan_out(
-                &self.upstream,
-                &asked,
-                req,
-                token,
-                self.config.replica_timeout,
-                deadline,
-                self.strategy(),
-            )
-            .await;
-            let (failed, answered): (Vec<_>, Vec<_>) =
-                answers.into_iter().partition(|a| a.result.is_err());
-            if let Ok(mut f) = self.forgotten.lock() {
-                f.extend(failed.into_iter().map(|a| a.replica.name));
-            }
-            return Ok(answered);
-        }
-        Ok(fan_out(
+            &remembered[..]
+        } else {
+            replicas
+        };
+        let answers = fan_out(
             &self.upstream,
-            replicas,
+            asked,
             req,
             token,
             self.config.replica_timeout,
             deadline,
             self.strategy(),
         )
-        .await)
+        .await;
+        if !forget {
+            return Ok(answers);
+        }
+        // ...and their silence is left out of the answer.
+        let (failed, answered): (Vec<_>, Vec<_>) =
+            answers.into_iter().partition(|a| a.result.is_err());
+        if let Ok(mut f) = self.forgotten.lock() {
+            f.extend(failed.into_iter().map(|a| a.replica.name));
+        }
+        Ok(answered)
     }
 
     async fn fan_out_and_merge(

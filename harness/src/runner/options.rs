@@ -375,19 +375,16 @@ impl RunConfig {
         if !args.implementation_contact.is_empty() {
             implementation.contact = args.implementation_contact.clone();
         }
+        let topology = args.topology.or(file.topology).unwrap_or_default();
         // On a cluster, "no proxy option" means the proxy deployed there, not the bundled one.
-        let on_cluster =
-            args.topology.or(file.topology) == Some(crate::topology::TopologyKind::Cluster);
+        let on_cluster = topology == crate::topology::TopologyKind::Cluster;
         if proxy == ProxyMode::Bundled && !on_cluster && implementation.project.is_empty() {
             implementation.project = "istioctl-proxy (bundled reference)".to_string();
             implementation.version = env!("CARGO_PKG_VERSION").to_string();
         }
 
         let supported = pick_vec(&args.supported_features, file.supported_features);
-        let topology = args.topology.or(file.topology).unwrap_or_default();
-        if topology == crate::topology::TopologyKind::Cluster
-            && matches!(proxy, ProxyMode::Command(_))
-        {
+        if on_cluster && matches!(proxy, ProxyMode::Command(_)) {
             return Err(OptionsError::CommandOnCluster);
         }
         let mut live = cluster::live::LiveOptions::default();
