@@ -259,7 +259,7 @@ fn identity(claims: &Claims) -> Result<CallerIdentity, AuthError> {
 }
 
 /// Which proxies a caller may see (own-identity mode): all, or one namespace's.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Visibility {
     All,
     Namespace(String),

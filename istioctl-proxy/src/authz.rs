@@ -24,8 +24,8 @@
 
 use crate::auth::{CallerIdentity, Visibility};
 use prost::Message;
+use prost::bytes::Bytes;
 use proto::envoy::envoy::config::core::v3::Node;
-use proto::envoy::google::protobuf::Any;
 use tonic::Status;
 
 /// The debug paths istiod serves to callers outside the system namespace
@@ -159,18 +159,22 @@ fn node_namespace(node: &Node) -> Option<String> {
 
 /// Keeps the `istio.io/connections` resources the caller may see: nodes of
 /// its namespace. Anything that is not a decodable Node is dropped.
-pub fn filter_connections(resources: Vec<Any>, visibility: &Visibility) -> Vec<Any> {
+pub fn filter_connections(
+    resources: impl Iterator<Item = Bytes>,
+    visibility: &Visibility,
+) -> Vec<Bytes> {
     let Visibility::Namespace(ns) = visibility else {
-        return resources;
+        return resources.collect();
     };
     resources
-        .into_iter()
-        .filter(|a| {
-            a.type_url == NODE_TYPE
-                && Node::decode(a.value.as_slice())
-                    .ok()
-                    .and_then(|n| node_namespace(&n))
-                    .is_some_and(|n| &n == ns)
+        .filter(|raw| {
+            crate::wire::scan_any(raw).is_ok_and(|(type_url, value)| {
+                type_url == NODE_TYPE
+                    && Node::decode(value)
+                        .ok()
+                        .and_then(|n| node_namespace(&n))
+                        .is_some_and(|n| &n == ns)
+            })
         })
         .collect()
 }
@@ -178,6 +182,7 @@ pub fn filter_connections(resources: Vec<Any>, visibility: &Visibility) -> Vec<A
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proto::envoy::google::protobuf::Any;
 
     fn foo() -> CallerIdentity {
         CallerIdentity {
@@ -297,10 +302,14 @@ mod tests {
                 value: vec![1, 2, 3],
             },
         ];
-        let kept = filter_connections(all.clone(), &Visibility::Namespace("foo".into()));
+        let all: Vec<Bytes> = all.iter().map(crate::wire::encode_any).collect();
+        let kept = filter_connections(all.iter().cloned(), &Visibility::Namespace("foo".into()));
         let ids: Vec<String> = kept
             .iter()
-            .map(|a| Node::decode(a.value.as_slice()).unwrap().id)
+            .map(|a| {
+                let (_, value) = crate::wire::scan_any(a).unwrap();
+                Node::decode(value).unwrap().id
+            })
             .collect();
         assert_eq!(
             ids,
@@ -310,7 +319,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            filter_connections(all.clone(), &Visibility::All).len(),
+            filter_connections(all.iter().cloned(), &Visibility::All).len(),
             all.len()
         );
     }

@@ -4,9 +4,10 @@
 
 use crate::discovery::Replica;
 use crate::upstream::{ReplicaError, Upstream};
+use crate::wire::RawResponse;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use proto::envoy::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use proto::envoy::envoy::service::discovery::v3::DiscoveryRequest;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -14,7 +15,7 @@ use tokio::time::Instant;
 #[derive(Debug, Clone)]
 pub struct ReplicaAnswer {
     pub replica: Replica,
-    pub result: Result<DiscoveryResponse, ReplicaError>,
+    pub result: Result<RawResponse, ReplicaError>,
 }
 
 /// How to fan out.
@@ -66,7 +67,7 @@ async fn ask_one(
     request: DiscoveryRequest,
     token: Option<&str>,
     timeout: Duration,
-) -> Result<DiscoveryResponse, ReplicaError> {
+) -> Result<RawResponse, ReplicaError> {
     match tokio::time::timeout(timeout, upstream.ask(replica, request, token)).await {
         Ok(r) => r,
         Err(_) => Err(ReplicaError::Timeout(timeout)),
@@ -115,10 +116,9 @@ pub async fn first_wanted(
     token: Option<&str>,
     replica_timeout: Duration,
     deadline: Instant,
-    wanted: impl Fn(&DiscoveryResponse) -> bool,
+    wanted: impl Fn(&RawResponse) -> bool,
 ) -> (Option<ReplicaAnswer>, Vec<ReplicaAnswer>) {
-    let mut results: Vec<Option<Result<DiscoveryResponse, ReplicaError>>> =
-        vec![None; replicas.len()];
+    let mut results: Vec<Option<Result<RawResponse, ReplicaError>>> = vec![None; replicas.len()];
     let mut pending: FuturesUnordered<_> = replicas
         .iter()
         .enumerate()

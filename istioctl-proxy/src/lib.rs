@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+mod ads;
 pub mod auth;
 pub mod authz;
 pub mod cli;
@@ -32,6 +33,7 @@ pub mod limits;
 pub mod merge;
 mod server;
 pub mod upstream;
+pub mod wire;
 
 pub use config::{
     Discovery, FailurePolicy, IdentityMode, OwnIdentity, ProxyConfig, ServeTransport,
@@ -43,7 +45,6 @@ pub use defects::Defect;
 pub(crate) use defects::Defect;
 pub use error::Error;
 
-use proto::envoy::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -227,17 +228,20 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
         answer_slots: limits::AnswerSlots::new(config.limits.max_inflight_answers),
         serial: Default::default(),
         forgotten: Default::default(),
+        flights: Default::default(),
         config,
     });
-    let service = AggregatedDiscoveryServiceServer::new(server::AdsService {
-        state: state.clone(),
-    })
-    .max_encoding_message_size(max_send)
-    .max_decoding_message_size(if unbounded {
-        usize::MAX
-    } else {
-        state.config.limits.max_request_bytes
-    });
+    let service = ads::AdsServer::new(
+        server::AdsService {
+            state: state.clone(),
+        },
+        if unbounded {
+            usize::MAX
+        } else {
+            state.config.limits.max_request_bytes
+        },
+        max_send,
+    );
 
     let lim = &state.config.limits;
     let (stream_window, conn_window) = if unbounded {

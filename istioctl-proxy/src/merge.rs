@@ -20,28 +20,31 @@ use crate::config::FailurePolicy;
 use crate::discovery::Replica;
 use crate::fanout::ReplicaAnswer;
 use crate::upstream::ReplicaError;
+use crate::wire::{self, Answer, RawResponse, Shared, Stamp};
 use prost::Message;
+use prost::bytes::Bytes;
 use proto::control_plane::EXTERNAL_ID;
 use proto::envoy::envoy::config::core::v3::{ControlPlane, Node};
-use proto::envoy::envoy::service::discovery::v3::DiscoveryResponse;
 use proto::envoy::envoy::service::status::v3::ClientConfig;
 use proto::envoy::google::protobuf::{Any, Timestamp};
 use proto::{BuildInfo, IstioControlPlaneInstance, IstioVersion, type_url};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Switches for deliberate defects (all off in a correct proxy).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct MergeFlaws {
     pub no_dedupe: bool,
     pub drop_last_replica: bool,
     pub keep_replica_id: bool,
 }
 
-/// What a merge produced besides the response.
+/// What a merge produced besides the answer.
 #[derive(Debug, Default)]
-pub struct MergeOutcome {
-    /// node id → name of the replica whose copy was kept (config_dump routing).
-    pub owners: Vec<(String, String)>,
+pub struct MergeOutcome<'a> {
+    /// node id → name of the replica whose copy was kept (config_dump
+    /// routing), borrowed from the answers.
+    pub owners: Vec<(&'a str, &'a str)>,
     /// ControlPlane seen per replica name (remembered for later answers).
     pub seen: Vec<(String, IstioControlPlaneInstance)>,
 }
@@ -56,20 +59,23 @@ pub struct Remembered {
 /// A replica's answer after validation.
 struct Valid<'a> {
     replica: &'a Replica,
-    response: &'a DiscoveryResponse,
+    response: &'a RawResponse,
     cp: Option<IstioControlPlaneInstance>,
-    rows: Vec<RowKey>,
+    /// syncz: node id and newest update time of each resource, in order.
+    rows: Vec<RowKey<'a>>,
 }
 
-/// Merges fan-out answers. `known` holds what earlier answers taught.
-pub fn merge(
+/// Merges fan-out answers. `known` holds what earlier answers taught. The
+/// kept resources are the replicas' bytes (shared, not copied); the answer
+/// gets a fresh version and nonce per client (see [`answer_for_client`]).
+pub fn merge<'a>(
     type_url_requested: &str,
-    answers: &[ReplicaAnswer],
+    answers: &'a [ReplicaAnswer],
     policy: FailurePolicy,
     visibility: &Visibility,
     known: &Remembered,
     flaws: MergeFlaws,
-) -> Result<(DiscoveryResponse, MergeOutcome), tonic::Status> {
+) -> Result<(Shared, MergeOutcome<'a>), tonic::Status> {
     let answers = if flaws.drop_last_replica && !answers.is_empty() {
         &answers[..answers.len() - 1]
     } else {
@@ -98,28 +104,21 @@ pub fn merge(
     }
 
     let mut outcome = MergeOutcome::default();
-    let mut resources: Vec<Any> = if syncz {
-        let kept = dedupe(&valid, flaws.no_dedupe);
-        let mut kept: Vec<_> = kept
-            .into_iter()
-            .filter(|(id, _, _)| visibility.sees(id))
-            .collect();
-        kept.sort_by(|a, b| a.0.cmp(&b.0));
-        outcome.owners = kept
-            .iter()
-            .map(|(id, owner, _)| (id.clone(), owner.name.clone()))
-            .collect();
-        kept.into_iter().map(|(_, _, any)| any.clone()).collect()
+    let mut resources: Vec<Bytes> = if syncz {
+        let mut kept = dedupe(&valid, flaws.no_dedupe);
+        kept.retain(|k| visibility.sees(k.id));
+        kept.sort_by(|a, b| a.id.cmp(b.id));
+        outcome.owners = kept.iter().map(|k| (k.id, k.owner.name.as_str())).collect();
+        kept.into_iter().map(|k| k.resource.clone()).collect()
     } else {
-        let all: Vec<Any> = valid
+        let all = valid
             .iter()
-            .flat_map(|v| v.response.resources.iter().cloned())
-            .collect();
+            .flat_map(|v| v.response.resources.iter().cloned());
         if type_url_requested == type_url::CONNECTIONS {
             // Own-identity mode: only the caller's namespace (crate::authz).
             crate::authz::filter_connections(all, visibility)
         } else {
-            all
+            all.collect()
         }
     };
     for (replica, err) in &failed {
@@ -130,7 +129,7 @@ pub fn merge(
         .iter()
         .filter_map(|v| v.cp.clone().map(|cp| (v.replica.name.clone(), cp)))
         .collect();
-    let infos: Vec<(String, BuildInfo)> = valid
+    let mut infos: Vec<(String, BuildInfo)> = valid
         .iter()
         .filter_map(|v| {
             v.cp.as_ref()
@@ -138,7 +137,6 @@ pub fn merge(
                 .map(|cp| (v.replica.name.clone(), cp.info.clone()))
         })
         .collect();
-    let mut infos = infos;
     let mut id = EXTERNAL_ID.to_string();
     if flaws.keep_replica_id
         && let Some(first) = valid.first()
@@ -149,27 +147,33 @@ pub fn merge(
             .map(|cp| cp.id.clone())
             .unwrap_or_else(|| first.replica.name.clone());
     }
-    let response = DiscoveryResponse {
-        version_info: version_info(),
+    let shared = Shared {
         resources,
         type_url: type_url_requested.to_string(),
-        nonce: fresh_nonce(),
         control_plane: Some(external_control_plane(&id, &mut infos)),
-        ..Default::default()
     };
-    Ok((response, outcome))
+    Ok((shared, outcome))
 }
 
-/// Checks one answer; returns the replica's build info if it sent a ControlPlane.
-/// Newest update time of a row (seconds, nanos).
-type Stamp = Option<(i64, i32)>;
-/// A syncz row's key facts: node id and newest update time.
-type RowKey = (String, Stamp);
+/// One client's answer: the shared merge with its own version and nonce.
+pub fn answer_for_client(shared: Arc<Shared>) -> Answer {
+    Answer {
+        version_info: version_info(),
+        nonce: fresh_nonce(),
+        shared,
+    }
+}
 
+/// A syncz row's key facts: node id and newest update time.
+type RowKey<'a> = (&'a str, Stamp);
+
+/// Checks one answer; returns the replica's build info if it sent a
+/// ControlPlane, and for syncz each resource's key (a partial decode: see
+/// [`wire::client_config_key`]). Every resource must be a well-formed `Any`.
 fn validate(
-    resp: &DiscoveryResponse,
+    resp: &RawResponse,
     syncz: bool,
-) -> Result<(Option<IstioControlPlaneInstance>, Vec<RowKey>), ReplicaError> {
+) -> Result<(Option<IstioControlPlaneInstance>, Vec<RowKey<'_>>), ReplicaError> {
     let cp = match &resp.control_plane {
         None => None,
         Some(cp) => match serde_json::from_str::<IstioControlPlaneInstance>(&cp.identifier) {
@@ -181,86 +185,70 @@ fn validate(
             }
         },
     };
+    let invalid = |e: wire::Malformed| ReplicaError::Invalid(e.to_string());
     let mut rows = Vec::new();
     if syncz {
         rows.reserve(resp.resources.len());
-        for r in &resp.resources {
-            if r.type_url != type_url::CLIENT_CONFIG {
-                return Err(ReplicaError::Invalid(format!(
-                    "syncz resource of type {:?}, expected ClientConfig",
-                    r.type_url
-                )));
-            }
-            let key = ClientConfigKey::decode(r.value.as_slice())
-                .map_err(|e| ReplicaError::Invalid(format!("undecodable ClientConfig: {e}")))?;
-            rows.push(key.row());
+    }
+    for r in &resp.resources {
+        let (type_url, value) = wire::scan_any(r).map_err(invalid)?;
+        if !syncz {
+            continue;
         }
+        if type_url != type_url::CLIENT_CONFIG {
+            return Err(ReplicaError::Invalid(format!(
+                "syncz resource of type {type_url:?}, expected ClientConfig"
+            )));
+        }
+        rows.push(wire::client_config_key(value).map_err(invalid)?);
     }
     Ok((cp, rows))
 }
 
-/// De-duplicates ClientConfigs by node id (see the module rules). Returns
-/// (node id, owner, original Any) in first-seen order.
-fn dedupe<'a>(valid: &'a [Valid<'a>], keep_all: bool) -> Vec<(String, &'a Replica, &'a Any)> {
-    let mut out: Vec<(String, &Replica, &Any, Stamp)> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
+/// One kept syncz row.
+struct Kept<'a> {
+    id: &'a str,
+    owner: &'a Replica,
+    resource: &'a Bytes,
+    stamp: Stamp,
+}
+
+/// De-duplicates ClientConfigs by node id (see the module rules), in
+/// first-seen order. Allocates the output and, for de-duplication, one index
+/// entry per node id (borrowed, not copied).
+fn dedupe<'a>(valid: &[Valid<'a>], keep_all: bool) -> Vec<Kept<'a>> {
+    let total: usize = valid.iter().map(|v| v.rows.len()).sum();
+    let mut out: Vec<Kept<'a>> = Vec::with_capacity(total);
+    let mut index: HashMap<&'a str, usize> =
+        HashMap::with_capacity(if keep_all { 0 } else { total });
     for v in valid {
-        for (any, (id, stamp)) in v.response.resources.iter().zip(&v.rows) {
-            let (id, stamp) = (id.clone(), *stamp);
+        let response: &'a RawResponse = v.response;
+        for (resource, &(id, stamp)) in response.resources.iter().zip(&v.rows) {
+            let row = Kept {
+                id,
+                owner: v.replica,
+                resource,
+                stamp,
+            };
             if keep_all {
-                out.push((id, v.replica, any, stamp));
+                out.push(row);
                 continue;
             }
-            match index.get(&id) {
+            match index.get(id) {
                 None => {
-                    index.insert(id.clone(), out.len());
-                    out.push((id, v.replica, any, stamp));
+                    index.insert(id, out.len());
+                    out.push(row);
                 }
                 Some(&i) => {
                     // Strictly newer wins; equal keeps the earlier replica.
-                    if stamp > out[i].3 {
-                        out[i] = (id, v.replica, any, stamp);
+                    if stamp > out[i].stamp {
+                        out[i] = row;
                     }
                 }
             }
         }
     }
-    out.into_iter().map(|(id, r, a, _)| (id, r, a)).collect()
-}
-
-/// Only what the merge needs from a `ClientConfig` (field numbers of
-/// envoy.service.status.v3): prost skips everything else, so big meshes are
-/// not fully decoded, while malformed bytes still fail to decode.
-#[derive(Clone, PartialEq, prost::Message)]
-struct ClientConfigKey {
-    #[prost(message, optional, tag = "1")]
-    node: Option<NodeId>,
-    #[prost(message, repeated, tag = "3")]
-    generic_xds_configs: Vec<GenericXdsKey>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct NodeId {
-    #[prost(string, tag = "1")]
-    id: String,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct GenericXdsKey {
-    #[prost(message, optional, tag = "5")]
-    last_updated: Option<Timestamp>,
-}
-
-impl ClientConfigKey {
-    fn row(self) -> RowKey {
-        let stamp = self
-            .generic_xds_configs
-            .iter()
-            .filter_map(|g| g.last_updated.as_ref())
-            .map(|t| (t.seconds, t.nanos))
-            .max();
-        (self.node.map(|n| n.id).unwrap_or_default(), stamp)
-    }
+    out
 }
 
 /// The newest `last_updated` of a ClientConfig (None before istiod 1.23).
@@ -281,8 +269,8 @@ fn display_name(replica: &Replica, known: &Remembered) -> String {
     }
 }
 
-/// The marker row istioctl shows for a failed replica.
-pub fn marker(replica_name: &str, err: &ReplicaError) -> Any {
+/// The marker row istioctl shows for a failed replica (an encoded `Any`).
+pub fn marker(replica_name: &str, err: &ReplicaError) -> Bytes {
     let cc = ClientConfig {
         node: Some(Node {
             id: format!("{replica_name} (unreachable: {err})"),
@@ -290,10 +278,10 @@ pub fn marker(replica_name: &str, err: &ReplicaError) -> Any {
         }),
         ..Default::default()
     };
-    Any {
+    wire::encode_any(&Any {
         type_url: type_url::CLIENT_CONFIG.to_string(),
         value: cc.encode_to_vec(),
-    }
+    })
 }
 
 /// `Unavailable` naming every failed replica and why.
@@ -405,6 +393,7 @@ pub fn fresh_nonce() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proto::envoy::envoy::service::discovery::v3::DiscoveryResponse;
     use proto::envoy::envoy::service::status::v3::client_config::GenericXdsConfig;
 
     fn replica(name: &str) -> Replica {
@@ -436,10 +425,15 @@ mod tests {
         }
     }
 
+    /// A replica's answer as the proxy reads it off the wire.
+    fn raw(resp: DiscoveryResponse) -> RawResponse {
+        RawResponse::decode(resp.encode_to_vec().as_slice()).unwrap()
+    }
+
     fn answer(name: &str, version: &str, resources: Vec<Any>) -> ReplicaAnswer {
         ReplicaAnswer {
             replica: replica(name),
-            result: Ok(DiscoveryResponse {
+            result: Ok(raw(DiscoveryResponse {
                 type_url: type_url::SYNCZ.into(),
                 nonce: "replica-nonce".into(),
                 resources,
@@ -451,8 +445,32 @@ mod tests {
                     .to_json(),
                 }),
                 ..Default::default()
-            }),
+            })),
         }
+    }
+
+    /// Merges and decodes the answer as a client would; owners copied out.
+    fn merged(
+        type_url: &str,
+        answers: &[ReplicaAnswer],
+        policy: FailurePolicy,
+        visibility: &Visibility,
+        known: &Remembered,
+        flaws: MergeFlaws,
+    ) -> Result<(DiscoveryResponse, Owners), tonic::Status> {
+        let (shared, outcome) = merge(type_url, answers, policy, visibility, known, flaws)?;
+        let owners = outcome
+            .owners
+            .iter()
+            .map(|(id, r)| (id.to_string(), r.to_string()))
+            .collect();
+        let resp = answer_for_client(Arc::new(shared)).to_response().unwrap();
+        Ok((resp, Owners { owners }))
+    }
+
+    #[derive(Debug)]
+    struct Owners {
+        owners: Vec<(String, String)>,
     }
 
     fn ids(resp: &DiscoveryResponse) -> Vec<String> {
@@ -471,8 +489,8 @@ mod tests {
     fn run(
         answers: &[ReplicaAnswer],
         policy: FailurePolicy,
-    ) -> Result<(DiscoveryResponse, MergeOutcome), tonic::Status> {
-        merge(
+    ) -> Result<(DiscoveryResponse, Owners), tonic::Status> {
+        merged(
             type_url::SYNCZ,
             answers,
             policy,
@@ -556,7 +574,7 @@ mod tests {
             no_dedupe: true,
             ..Default::default()
         };
-        let (resp, _) = merge(
+        let (resp, _) = merged(
             type_url::SYNCZ,
             &answers,
             FailurePolicy::Fail,
@@ -593,19 +611,34 @@ mod tests {
     fn key_decoding_matches_full_decoding() {
         for any in [cc("a.ns", Some(7)), cc("b.ns", None)] {
             let full = ClientConfig::decode(any.value.as_slice()).unwrap();
-            let key = ClientConfigKey::decode(any.value.as_slice()).unwrap().row();
+            let key = wire::client_config_key(&any.value).unwrap();
             assert_eq!(
                 key,
-                (
-                    full.node.unwrap().id,
-                    last_updated(&ClientConfig::decode(any.value.as_slice()).unwrap())
-                )
+                (full.node.as_ref().unwrap().id.as_str(), last_updated(&full))
             );
         }
         assert!(
-            ClientConfigKey::decode(&[0x0a, 0xff][..]).is_err(),
+            wire::client_config_key(&[0x0a, 0xff][..]).is_err(),
             "malformed bytes fail"
         );
+    }
+
+    #[test]
+    fn kept_resources_are_the_replicas_bytes_not_copies() {
+        let answers = [answer("istiod-1", "1.30.0", vec![cc("a.ns", Some(1))])];
+        let (shared, _) = merge(
+            type_url::SYNCZ,
+            &answers,
+            FailurePolicy::Fail,
+            &Visibility::All,
+            &Remembered::default(),
+            MergeFlaws::default(),
+        )
+        .unwrap();
+        let Ok(received) = &answers[0].result else {
+            panic!("an answer")
+        };
+        assert_eq!(shared.resources[0].as_ptr(), received.resources[0].as_ptr());
     }
 
     #[test]
@@ -648,10 +681,10 @@ mod tests {
     fn garbage_answers_count_as_failures() {
         let mut bad = answer("istiod-2", "1.30.0", vec![]);
         if let Ok(r) = &mut bad.result {
-            r.resources.push(Any {
+            r.resources.push(wire::encode_any(&Any {
                 type_url: "type.googleapis.com/wrong".into(),
                 value: vec![1, 2, 3],
-            });
+            }));
         }
         let answers = [answer("istiod-1", "1.30.0", vec![cc("a.ns", None)]), bad];
         let err = run(&answers, FailurePolicy::Fail).unwrap_err();
@@ -689,7 +722,7 @@ mod tests {
             keep_replica_id: true,
             ..Default::default()
         };
-        let (resp, _) = merge(
+        let (resp, _) = merged(
             type_url::SYNCZ,
             &answers,
             FailurePolicy::Fail,
@@ -711,7 +744,7 @@ mod tests {
             drop_last_replica: true,
             ..Default::default()
         };
-        let (resp, _) = merge(
+        let (resp, _) = merged(
             type_url::SYNCZ,
             &answers,
             FailurePolicy::Fail,
@@ -731,7 +764,7 @@ mod tests {
             vec![cc("a.team-a", None), cc("b.team-b", None)],
         )];
         let vis = Visibility::Namespace("team-a".into());
-        let (resp, _) = merge(
+        let (resp, _) = merged(
             type_url::SYNCZ,
             &answers,
             FailurePolicy::Fail,
@@ -755,7 +788,7 @@ mod tests {
             "istiod-1".to_string(),
             IstioControlPlaneInstance::istiod("istiod-1", BuildInfo::release("1.30.0")),
         );
-        let (resp, _) = merge(
+        let (resp, _) = merged(
             type_url::CONNECTIONS,
             &[a],
             FailurePolicy::Fail,

@@ -8,19 +8,15 @@ use crate::config::{FailurePolicy, IdentityMode, ProxyConfig};
 use crate::discovery::{Replica, ReplicaSet};
 use crate::fanout::{ReplicaAnswer, Strategy, fan_out, first_wanted};
 use crate::limits::{AnswerSlots, ConnInfo, PermitStream, Tracked, bounded};
-use crate::merge::{self, MergeFlaws, Remembered};
+use crate::merge::{self, MergeFlaws, MergeOutcome, Remembered};
 use crate::upstream::{ReplicaError, Upstream};
-use futures::Stream;
-use proto::envoy::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
-use proto::envoy::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
+use crate::wire::{self, Answer, RawResponse, Shared};
+use proto::envoy::envoy::service::discovery::v3::DiscoveryRequest;
 use proto::node::string_value;
 use proto::{IstioControlPlaneInstance, type_url};
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -45,6 +41,8 @@ pub(crate) struct State {
     pub serial: Arc<tokio::sync::Mutex<()>>,
     /// The `ForgetFailedReplicas` test defect's memory: replicas never asked again.
     pub forgotten: Mutex<std::collections::HashSet<String>>,
+    /// Fan-outs shared by identical requests (see [`Flights`]).
+    pub flights: Flights,
 }
 
 /// Past the request deadline, the merge of an answer that is already in may
@@ -156,22 +154,19 @@ enum Authorized {
     Nothing,
 }
 
-/// The gRPC service.
+/// The gRPC service (served through [`crate::ads::AdsServer`]).
 pub(crate) struct AdsService {
     pub state: Arc<State>,
 }
 
-type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+/// The answers of one ADS stream, in order.
+pub(crate) type AnswerStream = PermitStream<ReceiverStream<Tracked<Result<Answer, Status>>>>;
 
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsService {
-    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
-
-    async fn stream_aggregated_resources(
+impl AdsService {
+    pub(crate) async fn stream_aggregated_resources(
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+    ) -> Result<Response<AnswerStream>, Status> {
         let state = self.state.clone();
         let caller = state.authenticate(request.metadata())?;
         let ext = request.extensions();
@@ -183,7 +178,7 @@ impl AggregatedDiscoveryService for AdsService {
             })
             .cloned();
         let mut inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel::<Tracked<Result<DiscoveryResponse, Status>>>(1);
+        let (tx, rx) = mpsc::channel::<Tracked<Result<Answer, Status>>>(1);
         let mut shutdown = state.shutdown.clone();
         tokio::spawn(async move {
             // Nonces sent on this stream (only the fail-on-ack defect reads them).
@@ -278,9 +273,7 @@ impl AggregatedDiscoveryService for AdsService {
                     sent.push(resp.nonce.clone());
                 }
                 let failed = answer.is_err();
-                let size = answer
-                    .as_ref()
-                    .map_or(0, |r| prost::Message::encoded_len(r) as u64);
+                let size = answer.as_ref().map_or(0, |r| r.encoded_len() as u64);
                 let (taken_tx, taken_rx) = oneshot::channel();
                 // The slot stays with this task (not with the answer handed
                 // to HTTP/2, which hyper takes whole at once) until the client
@@ -331,19 +324,7 @@ impl AggregatedDiscoveryService for AdsService {
                 break;
             }
         });
-        Ok(Response::new(Box::pin(PermitStream::new(
-            ReceiverStream::new(rx),
-        ))))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        _request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented(
-            "istioctl-proxy does not serve DeltaAggregatedResources (delta xDS); \
-             istioctl uses StreamAggregatedResources",
-        ))
+        Ok(Response::new(PermitStream::new(ReceiverStream::new(rx))))
     }
 }
 
@@ -455,11 +436,11 @@ impl State {
 
     /// Answers one request.
     async fn answer(
-        &self,
+        self: &Arc<Self>,
         req: DiscoveryRequest,
         caller: &Caller,
         deadline: Instant,
-    ) -> Result<DiscoveryResponse, Status> {
+    ) -> Result<Answer, Status> {
         let requested = req.type_url.clone();
         tracing::debug!(type_url = %requested, resources = %bounded(&format!("{:?}", req.resource_names), LOG_MAX), "request");
         let result = match self.authorize(&req, caller, deadline).await {
@@ -469,7 +450,7 @@ impl State {
         };
         match &result {
             Ok(resp) => {
-                tracing::info!(type_url = %requested, resources = resp.resources.len(), "answered")
+                tracing::info!(type_url = %requested, resources = resp.resources().len(), "answered")
             }
             Err(s) => {
                 tracing::warn!(type_url = %requested, code = ?s.code(), message = %s.message(), "request failed")
@@ -545,8 +526,6 @@ impl State {
         scope: &Visibility,
         deadline: Instant,
     ) -> Result<Option<String>, Status> {
-        use prost::Message;
-        use proto::envoy::envoy::service::status::v3::ClientConfig;
         let replicas = self.current_replicas()?;
         let token = self.upstream_token(caller)?;
         let token = token.as_deref();
@@ -561,8 +540,10 @@ impl State {
             match &a.result {
                 Ok(resp) => {
                     for r in &resp.resources {
-                        match ClientConfig::decode(r.value.as_slice()) {
-                            Ok(cc) => known.push(cc.node.map(|n| n.id).unwrap_or_default()),
+                        match wire::scan_any(r)
+                            .and_then(|(_, value)| wire::client_config_key(value))
+                        {
+                            Ok((id, _)) => known.push(id.to_string()),
                             Err(e) => failed.push((
                                 &a.replica,
                                 ReplicaError::Invalid(format!(
@@ -589,11 +570,11 @@ impl State {
     }
 
     async fn dispatch(
-        &self,
+        self: &Arc<Self>,
         req: DiscoveryRequest,
         caller: &Caller,
         deadline: Instant,
-    ) -> Result<DiscoveryResponse, Status> {
+    ) -> Result<Answer, Status> {
         let requested = req.type_url.clone();
         match requested.as_str() {
             type_url::SYNCZ | type_url::CONNECTIONS | type_url::DEBUG => {
@@ -658,19 +639,102 @@ impl State {
         Ok(answered)
     }
 
+    /// A fan-out type (syncz, connections, debug): every replica asked, the
+    /// answers merged. Identical requests share one fan-out (see [`Flights`]).
     async fn fan_out_and_merge(
-        &self,
+        self: &Arc<Self>,
         req: DiscoveryRequest,
         caller: &Caller,
         deadline: Instant,
-    ) -> Result<DiscoveryResponse, Status> {
-        let replicas = self.current_replicas()?;
-        let requested = req.type_url.clone();
+    ) -> Result<Answer, Status> {
         let token = self.upstream_token(caller)?;
-        let token = token.as_deref();
-        let upstream_req = self.upstream_request(req, token);
+        let request = self.upstream_request(req, token.as_deref());
+        let visibility = if request.type_url == type_url::CONNECTIONS
+            && self.config.has_defect(Defect::AuthzSynczOnly)
+        {
+            Visibility::All
+        } else {
+            caller.visibility.clone()
+        };
+        let key = FlightKey::new(&request, &token, &visibility);
+        let mut result = self.join_flight(key, || FlightParams {
+            request,
+            token,
+            visibility,
+            deadline,
+        });
+        let shared = match result.wait_for(Option::is_some).await {
+            Ok(r) => r.clone(),
+            Err(_) => None,
+        };
+        match shared {
+            Some(Ok(shared)) => Ok(merge::answer_for_client(shared)),
+            Some(Err(status)) => Err(status),
+            None => Err(Status::internal(
+                "istioctl-proxy: the fan-out ended without an answer",
+            )),
+        }
+    }
+
+    /// Joins the open flight of `key` (one whose requests to the replicas
+    /// have not gone out yet) or opens one.
+    fn join_flight(
+        self: &Arc<Self>,
+        key: FlightKey,
+        params: impl FnOnce() -> FlightParams,
+    ) -> watch::Receiver<Option<FlightResult>> {
+        let mut lanes = self.flights.lanes();
+        let lane = lanes.entry(key.clone()).or_default();
+        if let Some(open) = &lane.open {
+            return open.result.subscribe();
+        }
+        let (tx, rx) = watch::channel(None);
+        let flight = Arc::new(Flight {
+            params: params(),
+            result: tx,
+        });
+        lane.open = Some(flight.clone());
+        let idle = lane.idle.clone();
+        drop(lanes);
+        tokio::spawn(self.clone().fly(key, flight, idle));
+        rx
+    }
+
+    /// Runs one flight: waits until no flight of its key is running (or
+    /// until only a replica deadline is left before its creator's request
+    /// deadline), closes it to newcomers, asks the replicas, merges, publishes.
+    async fn fly(self: Arc<Self>, key: FlightKey, flight: Arc<Flight>, idle: Arc<Notify>) {
+        let params = &flight.params;
+        let latest = params
+            .deadline
+            .checked_sub(self.config.replica_timeout)
+            .unwrap_or_else(Instant::now);
+        loop {
+            let notified = idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.flights.try_start(&key, &flight, latest) {
+                break;
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(latest) => {}
+            }
+        }
+        let _landing = Landing {
+            flights: &self.flights,
+            key: &key,
+        };
+        let result = self.merged_now(params).await;
+        flight.result.send_replace(Some(result));
+    }
+
+    /// Asks every replica now and merges their answers (one flight's work).
+    async fn merged_now(self: &Arc<Self>, params: &FlightParams) -> FlightResult {
+        let replicas = self.current_replicas()?;
+        let token = params.token.as_deref();
         let answers = self
-            .ask_all(&replicas, &upstream_req, token, deadline)
+            .ask_all(&replicas, &params.request, token, params.deadline)
             .await?;
         let policy = match self.strategy() {
             Strategy::SequentialFailFast => FailurePolicy::Fail,
@@ -686,51 +750,62 @@ impl State {
             .lock()
             .map(|r| r.clone())
             .unwrap_or_default();
+        let requested = params.request.type_url.clone();
+        let visibility = params.visibility.clone();
+        let state = self.clone();
         // Off the async threads and under the request deadline: merging a
-        // mesh of a million proxies takes seconds.
-        let visibility = if requested == type_url::CONNECTIONS
-            && self.config.has_defect(Defect::AuthzSynczOnly)
-        {
-            Visibility::All
-        } else {
-            caller.visibility.clone()
-        };
+        // mesh of a million proxies takes a while.
         let merging = tokio::task::spawn_blocking(move || {
-            merge::merge(&requested, &answers, policy, &visibility, &known, flaws)
+            let (shared, outcome) =
+                merge::merge(&requested, &answers, policy, &visibility, &known, flaws)?;
+            state.learn(outcome);
+            Ok::<_, Status>(Arc::new(shared))
         });
         // A fan-out that used the whole deadline (and names the late replicas)
         // still gets its short merge.
-        let merge_deadline = deadline.max(Instant::now() + MERGE_GRACE);
-        let (response, outcome) = match tokio::time::timeout_at(merge_deadline, merging).await {
-            Ok(Ok(merged)) => merged?,
-            Ok(Err(e)) => return Err(Status::internal(format!("merging the answers failed: {e}"))),
-            Err(_) => {
-                return Err(Status::deadline_exceeded(format!(
-                    "istioctl-proxy: merging the replicas' answers took longer than --request-timeout {}",
-                    humantime::format_duration(self.config.request_timeout)
-                )));
-            }
-        };
+        let merge_deadline = params.deadline.max(Instant::now() + MERGE_GRACE);
+        match tokio::time::timeout_at(merge_deadline, merging).await {
+            Ok(Ok(merged)) => merged,
+            Ok(Err(e)) => Err(Status::internal(format!("merging the answers failed: {e}"))),
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "istioctl-proxy: merging the replicas' answers took longer than --request-timeout {}",
+                humantime::format_duration(self.config.request_timeout)
+            ))),
+        }
+    }
+
+    /// Remembers what a merge taught: ControlPlanes, and which replica owns
+    /// each proxy (only changed entries are written: no allocation for a
+    /// proxy whose owner is already known).
+    fn learn(&self, outcome: MergeOutcome<'_>) {
         if let Ok(mut r) = self.remembered.lock() {
             for (name, cp) in outcome.seen {
                 r.control_planes.insert(name, cp);
             }
         }
-        if !outcome.owners.is_empty()
-            && let Ok(mut owners) = self.owners.lock()
-        {
-            owners.extend(outcome.owners);
+        if outcome.owners.is_empty() {
+            return;
         }
-        Ok(response)
+        if let Ok(mut owners) = self.owners.lock() {
+            for (id, replica) in outcome.owners {
+                match owners.get_mut(id) {
+                    Some(known) if known == replica => {}
+                    Some(known) => *known = replica.to_string(),
+                    None => {
+                        owners.insert(id.to_string(), replica.to_string());
+                    }
+                }
+            }
+        }
     }
 
     /// `istio.io/debug/config_dump` for `pod.ns`: the owning replica's answer.
     async fn config_dump(
-        &self,
+        self: &Arc<Self>,
         req: DiscoveryRequest,
         caller: &Caller,
         deadline: Instant,
-    ) -> Result<DiscoveryResponse, Status> {
+    ) -> Result<Answer, Status> {
         let replicas = self.current_replicas()?;
         let proxy_id = req.resource_names.first().cloned().unwrap_or_default();
         let requested = req.type_url.clone();
@@ -857,8 +932,8 @@ impl State {
         &self,
         requested: &str,
         replica: Option<&Replica>,
-        resp: Option<DiscoveryResponse>,
-    ) -> DiscoveryResponse {
+        resp: Option<RawResponse>,
+    ) -> Answer {
         let resp = resp.unwrap_or_default();
         let info = resp
             .control_plane
@@ -874,17 +949,155 @@ impl State {
                     .cloned()
             })
             .map(|cp| cp.info);
-        DiscoveryResponse {
+        Answer {
             version_info: if resp.version_info.is_empty() {
                 merge::version_info()
             } else {
                 resp.version_info
             },
-            resources: resp.resources,
-            type_url: requested.to_string(),
             nonce: merge::fresh_nonce(),
-            control_plane: Some(merge::external_for(info)),
-            ..Default::default()
+            shared: Arc::new(Shared {
+                resources: resp.resources,
+                type_url: requested.to_string(),
+                control_plane: Some(merge::external_for(info)),
+            }),
+        }
+    }
+}
+
+/// What a flight publishes: the merge every member shares, or the error.
+type FlightResult = Result<Arc<Shared>, Status>;
+
+/// Single flight: identical fan-out requests share one fan-out and one
+/// merged answer (the resources are held once, whatever the number of
+/// clients; each client gets its own version and nonce).
+///
+/// Identical means: the same upstream request (type URL, resource names,
+/// node, as the replicas would see it), the same token to call them with and
+/// the same caller visibility. Callers whose visibility differs never share
+/// (nothing is filtered after sharing, so nothing can leak between them).
+///
+/// Freshness: a request joins only an *open* flight, one that has not sent
+/// its requests to the replicas yet, so every answer reflects what the
+/// replicas knew after the request arrived, never before. At most one flight
+/// per key is open; it starts when no flight of its key is running (the
+/// requests that arrived meanwhile go out together), or at the latest when
+/// only a replica timeout is left before its creator's request deadline (so
+/// a slow fan-out never costs a later one its time).
+#[derive(Default)]
+pub(crate) struct Flights {
+    lanes: Mutex<HashMap<FlightKey, Lane>>,
+}
+
+/// The flights of one key.
+#[derive(Default)]
+struct Lane {
+    /// Flights asking the replicas now.
+    running: usize,
+    /// The flight newcomers join, not started yet.
+    open: Option<Arc<Flight>>,
+    /// Told when no flight of this key runs any more.
+    idle: Arc<Notify>,
+}
+
+struct Flight {
+    params: FlightParams,
+    result: watch::Sender<Option<FlightResult>>,
+}
+
+/// What a flight asks, with whose credentials, for whom, until when (its
+/// creator's deadline).
+struct FlightParams {
+    request: DiscoveryRequest,
+    token: Option<String>,
+    visibility: Visibility,
+    deadline: Instant,
+}
+
+/// What makes two fan-outs identical (see [`Flights`]). The node's metadata
+/// is a map, so it is keyed in sorted order (its encoding is not canonical).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct FlightKey {
+    type_url: String,
+    resource_names: Vec<String>,
+    node: Vec<u8>,
+    metadata: Vec<(String, Vec<u8>)>,
+    token: Option<String>,
+    visibility: Visibility,
+}
+
+impl FlightKey {
+    fn new(req: &DiscoveryRequest, token: &Option<String>, visibility: &Visibility) -> Self {
+        use prost::Message;
+        let mut node = req.node.clone().unwrap_or_default();
+        let mut metadata: Vec<(String, Vec<u8>)> = node
+            .metadata
+            .take()
+            .map(|md| {
+                md.fields
+                    .into_iter()
+                    .map(|(k, v)| (k, v.encode_to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        metadata.sort();
+        FlightKey {
+            type_url: req.type_url.clone(),
+            resource_names: req.resource_names.clone(),
+            node: node.encode_to_vec(),
+            metadata,
+            token: token.clone(),
+            visibility: visibility.clone(),
+        }
+    }
+}
+
+impl Flights {
+    fn lanes(&self) -> std::sync::MutexGuard<'_, HashMap<FlightKey, Lane>> {
+        // A panic elsewhere leaves the map consistent (every change is one step).
+        self.lanes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts `flight` if no flight of its key is running or `latest` has
+    /// come; a started flight is closed to newcomers.
+    fn try_start(&self, key: &FlightKey, flight: &Arc<Flight>, latest: Instant) -> bool {
+        let mut lanes = self.lanes();
+        let lane = lanes.entry(key.clone()).or_default();
+        if lane.running > 0 && Instant::now() < latest {
+            return false;
+        }
+        lane.running += 1;
+        if lane.open.as_ref().is_some_and(|o| Arc::ptr_eq(o, flight)) {
+            lane.open = None;
+        }
+        true
+    }
+
+    /// How many keys have flights (tests).
+    #[cfg(test)]
+    fn lanes_in_use(&self) -> usize {
+        self.lanes().len()
+    }
+}
+
+/// A running flight's end (also when its task panics): the next flight of
+/// its key may start, and an unused lane goes.
+struct Landing<'a> {
+    flights: &'a Flights,
+    key: &'a FlightKey,
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        let mut lanes = self.flights.lanes();
+        if let Some(lane) = lanes.get_mut(self.key) {
+            lane.running = lane.running.saturating_sub(1);
+            if lane.running == 0 {
+                lane.idle.notify_waiters();
+                if lane.open.is_none() {
+                    lanes.remove(self.key);
+                }
+            }
         }
     }
 }

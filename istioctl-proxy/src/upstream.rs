@@ -5,13 +5,16 @@
 use crate::config::UpstreamTransport;
 use crate::discovery::Replica;
 use crate::error::{Error, read_file};
+use crate::wire::RawResponse;
 use futures::StreamExt;
-use proto::envoy::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use proto::envoy::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use proto::envoy::envoy::service::discovery::v3::DiscoveryRequest;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+const ADS_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
 
 /// Why one replica gave no usable answer. `Display` is the short reason shown
 /// in errors and marker rows (`istiod-2 (unreachable: deadline exceeded)`).
@@ -119,9 +122,11 @@ impl Upstream {
         replica: &Replica,
         request: DiscoveryRequest,
         token: Option<&str>,
-    ) -> Result<DiscoveryResponse, ReplicaError> {
+    ) -> Result<RawResponse, ReplicaError> {
         let channel = self.channel(&replica.address)?;
-        let mut client = AggregatedDiscoveryServiceClient::new(channel)
+        // What the generated client does, with the answer read as a
+        // `RawResponse` (resources left encoded, see crate::wire).
+        let mut client = tonic::client::Grpc::new(channel)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
         let type_url = request.type_url.clone();
@@ -139,8 +144,16 @@ impl Upstream {
                 .map_err(|_| ReplicaError::Connect("token is not a valid header value".into()))?;
             call.metadata_mut().insert("authorization", value);
         }
+        client.ready().await.map_err(|e| {
+            status_error(tonic::Status::unknown(format!(
+                "Service was not ready: {}",
+                Into::<tonic::codegen::StdError>::into(e)
+            )))
+        })?;
+        let codec = tonic_prost::ProstCodec::<DiscoveryRequest, RawResponse>::default();
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(ADS_PATH);
         let mut inbound = client
-            .stream_aggregated_resources(call)
+            .streaming(call, path, codec)
             .await
             .map_err(status_error)?
             .into_inner();

@@ -1,0 +1,493 @@
+//! The proxy's view of the wire: a replica's `DiscoveryResponse` is decoded
+//! with its resources left as the encoded `google.protobuf.Any` messages
+//! (zero-copy slices of the buffer tonic received them into), the merge reads
+//! only the few fields it needs with a hand-written field scanner, and the
+//! merged answer is written with those bytes as they came, in chunks, as the
+//! client's HTTP/2 window takes them (never one more contiguous copy).
+//!
+//! Wire format: <https://protobuf.dev/programming-guides/encoding/>. A
+//! repeated message field and a repeated `bytes` field are both
+//! length-delimited, so [`RawResponse`] reads `DiscoveryResponse.resources`
+//! (`repeated google.protobuf.Any resources = 2`) as `repeated bytes`.
+
+use prost::Message;
+use prost::bytes::{BufMut, Bytes, BytesMut};
+use prost::encoding::{
+    DecodeContext, WireType, decode_key, decode_varint, encode_key, encode_varint,
+    encoded_len_varint, skip_field,
+};
+use proto::envoy::envoy::config::core::v3::ControlPlane;
+use proto::envoy::envoy::service::discovery::v3::DiscoveryResponse;
+use proto::envoy::google::protobuf::Any;
+use std::sync::Arc;
+
+/// `envoy.service.discovery.v3.DiscoveryResponse` as read from a replica:
+/// every field the proxy uses, `resources` still encoded (each element is one
+/// whole encoded `Any`). Fields not listed (canary, resource_errors) are
+/// skipped, as the full decode dropped them too.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RawResponse {
+    #[prost(string, tag = "1")]
+    pub version_info: String,
+    #[prost(bytes = "bytes", repeated, tag = "2")]
+    pub resources: Vec<Bytes>,
+    #[prost(string, tag = "4")]
+    pub type_url: String,
+    #[prost(string, tag = "5")]
+    pub nonce: String,
+    #[prost(message, optional, tag = "6")]
+    pub control_plane: Option<ControlPlane>,
+}
+
+/// A malformed resource (the reason, for `ReplicaError::Invalid`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Malformed(String);
+
+fn malformed(what: &str, e: impl std::fmt::Display) -> Malformed {
+    Malformed(format!("{what}: {e}"))
+}
+
+/// One field of a message, as the scanner met it.
+enum Field<'a> {
+    /// A length-delimited field's bytes.
+    Bytes(&'a [u8]),
+    /// A varint's value.
+    Varint(u64),
+    /// Anything else, skipped (and checked for framing).
+    Skipped,
+}
+
+/// Walks the fields of one encoded message, allocating nothing. Framing
+/// errors are reported as prost reports them.
+struct Fields<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Fields { buf }
+    }
+
+    /// The next field (its number and content), `None` at the end.
+    fn next_field(&mut self) -> Result<Option<(u32, Field<'a>)>, String> {
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        let (tag, wire_type) = decode_key(&mut self.buf).map_err(|e| e.to_string())?;
+        let field = match wire_type {
+            WireType::LengthDelimited => {
+                let len = decode_varint(&mut self.buf).map_err(|e| e.to_string())?;
+                if len > self.buf.len() as u64 {
+                    return Err("buffer underflow".into());
+                }
+                let (value, rest) = self.buf.split_at(len as usize);
+                self.buf = rest;
+                Field::Bytes(value)
+            }
+            WireType::Varint => {
+                Field::Varint(decode_varint(&mut self.buf).map_err(|e| e.to_string())?)
+            }
+            other => {
+                skip_field(other, tag, &mut self.buf, DecodeContext::default())
+                    .map_err(|e| e.to_string())?;
+                Field::Skipped
+            }
+        };
+        Ok(Some((tag, field)))
+    }
+}
+
+fn wrong_type(field: &str) -> String {
+    format!("invalid wire type for {field}")
+}
+
+fn utf8<'a>(b: &'a [u8], field: &str) -> Result<&'a str, String> {
+    std::str::from_utf8(b)
+        .map_err(|_| format!("invalid string value for {field}: data is not UTF-8 encoded"))
+}
+
+/// An encoded `google.protobuf.Any`: its type URL and value (slices of it).
+pub fn scan_any(any: &[u8]) -> Result<(&str, &[u8]), Malformed> {
+    let mut type_url = "";
+    let mut value: &[u8] = &[];
+    let mut fields = Fields::new(any);
+    let scanned: Result<(), String> = (|| {
+        while let Some((tag, field)) = fields.next_field()? {
+            match (tag, field) {
+                (1, Field::Bytes(b)) => type_url = utf8(b, "Any.type_url")?,
+                (2, Field::Bytes(b)) => value = b,
+                (1, _) => return Err(wrong_type("Any.type_url")),
+                (2, _) => return Err(wrong_type("Any.value")),
+                _ => {}
+            }
+        }
+        Ok(())
+    })();
+    scanned.map_err(|e| malformed("undecodable resource", e))?;
+    Ok((type_url, value))
+}
+
+/// Newest update time of a syncz row (seconds, nanos).
+pub type Stamp = Option<(i64, i32)>;
+
+/// What the merge needs from an encoded `envoy.service.status.v3.ClientConfig`:
+/// the node id (`node` = 1, `Node.id` = 1) and the newest `last_updated`
+/// (`generic_xds_configs` = 3, `GenericXdsConfig.last_updated` = 5,
+/// `Timestamp.seconds` = 1 and `nanos` = 2). Everything else is skipped
+/// without being decoded; malformed framing in the message still fails.
+/// Repeated occurrences of a singular field merge as protobuf says (the last
+/// value of a scalar wins).
+pub fn client_config_key(value: &[u8]) -> Result<(&str, Stamp), Malformed> {
+    let scanned: Result<(&str, Stamp), String> = (|| {
+        let mut id = "";
+        let mut newest: Stamp = None;
+        let mut fields = Fields::new(value);
+        while let Some((tag, field)) = fields.next_field()? {
+            match (tag, field) {
+                (1, Field::Bytes(node)) => {
+                    let mut nf = Fields::new(node);
+                    while let Some((t, f)) = nf.next_field()? {
+                        match (t, f) {
+                            (1, Field::Bytes(b)) => id = utf8(b, "Node.id")?,
+                            (1, _) => return Err(wrong_type("Node.id")),
+                            _ => {}
+                        }
+                    }
+                }
+                (1, _) => return Err(wrong_type("ClientConfig.node")),
+                (3, Field::Bytes(generic)) => {
+                    let mut stamp: Stamp = None;
+                    let mut gf = Fields::new(generic);
+                    while let Some((t, f)) = gf.next_field()? {
+                        match (t, f) {
+                            (5, Field::Bytes(ts)) => {
+                                let (mut s, mut n) = stamp.unwrap_or((0, 0));
+                                let mut tf = Fields::new(ts);
+                                while let Some((tt, v)) = tf.next_field()? {
+                                    match (tt, v) {
+                                        (1, Field::Varint(v)) => s = v as i64,
+                                        (2, Field::Varint(v)) => n = v as i32,
+                                        (1 | 2, _) => return Err(wrong_type("Timestamp")),
+                                        _ => {}
+                                    }
+                                }
+                                stamp = Some((s, n));
+                            }
+                            (5, _) => return Err(wrong_type("GenericXdsConfig.last_updated")),
+                            _ => {}
+                        }
+                    }
+                    newest = newest.max(stamp);
+                }
+                (3, _) => return Err(wrong_type("ClientConfig.generic_xds_configs")),
+                _ => {}
+            }
+        }
+        Ok((id, newest))
+    })();
+    scanned.map_err(|e| malformed("undecodable ClientConfig", e))
+}
+
+/// An encoded `Any` made from a decoded one (marker rows, tests).
+pub fn encode_any(any: &Any) -> Bytes {
+    Bytes::from(any.encode_to_vec())
+}
+
+/// What every client of one merged answer gets alike (shared between the
+/// callers of one fan-out, see `server::Flights`).
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// The kept resources, each one encoded `Any` exactly as a replica sent it.
+    pub resources: Vec<Bytes>,
+    pub type_url: String,
+    pub control_plane: Option<ControlPlane>,
+}
+
+/// One answer to one client: its own version and nonce, the shared rest.
+#[derive(Debug, Clone, Default)]
+pub struct Answer {
+    pub version_info: String,
+    pub nonce: String,
+    pub shared: Arc<Shared>,
+}
+
+/// Field numbers of `DiscoveryResponse`.
+const VERSION_INFO: u32 = 1;
+const RESOURCES: u32 = 2;
+const TYPE_URL: u32 = 4;
+const NONCE: u32 = 5;
+const CONTROL_PLANE: u32 = 6;
+
+fn len_delimited_len(tag: u32, len: usize) -> usize {
+    prost::encoding::key_len(tag) + encoded_len_varint(len as u64) + len
+}
+
+fn string_len(tag: u32, s: &str) -> usize {
+    if s.is_empty() {
+        0
+    } else {
+        len_delimited_len(tag, s.len())
+    }
+}
+
+fn put_len_delimited(tag: u32, bytes: &[u8], buf: &mut impl BufMut) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(bytes.len() as u64, buf);
+    buf.put_slice(bytes);
+}
+
+fn put_string(tag: u32, s: &str, buf: &mut impl BufMut) {
+    if !s.is_empty() {
+        put_len_delimited(tag, s.as_bytes(), buf);
+    }
+}
+
+impl Answer {
+    /// The length of the encoded `DiscoveryResponse` (without gRPC framing).
+    pub fn encoded_len(&self) -> usize {
+        let s = &self.shared;
+        string_len(VERSION_INFO, &self.version_info)
+            + s.resources
+                .iter()
+                .map(|r| len_delimited_len(RESOURCES, r.len()))
+                .sum::<usize>()
+            + string_len(TYPE_URL, &s.type_url)
+            + string_len(NONCE, &self.nonce)
+            + s.control_plane
+                .as_ref()
+                .map_or(0, |cp| len_delimited_len(CONTROL_PLANE, cp.encoded_len()))
+    }
+
+    /// The whole encoded `DiscoveryResponse` in one buffer (tests, small answers).
+    pub fn encode_to_vec(&self) -> Vec<u8> {
+        let mut enc = Encoding::new(self.clone(), false);
+        let mut out = Vec::with_capacity(self.encoded_len());
+        while let Some(chunk) = enc.next_chunk(usize::MAX) {
+            out.extend_from_slice(&chunk);
+        }
+        out
+    }
+
+    /// The answer decoded as the client would (tests).
+    pub fn to_response(&self) -> Result<DiscoveryResponse, prost::DecodeError> {
+        DiscoveryResponse::decode(self.encode_to_vec().as_slice())
+    }
+
+    /// The resources (encoded `Any`s).
+    pub fn resources(&self) -> &[Bytes] {
+        &self.shared.resources
+    }
+}
+
+/// Where an [`Encoding`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Head,
+    Resources(usize),
+    Tail,
+    Done,
+}
+
+/// Writes one [`Answer`] (optionally with its gRPC message prefix) as chunks
+/// of about a given size: only the chunk being filled is a copy, the rest
+/// stays in the replicas' buffers until it is written.
+pub struct Encoding {
+    answer: Answer,
+    framed: bool,
+    stage: Stage,
+}
+
+impl Encoding {
+    pub fn new(answer: Answer, framed: bool) -> Self {
+        Encoding {
+            answer,
+            framed,
+            stage: Stage::Head,
+        }
+    }
+
+    /// The next chunk, of at least `max` bytes unless it is the last one
+    /// (a resource is never split: a chunk may run over by one resource).
+    pub fn next_chunk(&mut self, max: usize) -> Option<Bytes> {
+        if self.stage == Stage::Done {
+            return None;
+        }
+        let shared = self.answer.shared.clone();
+        let mut buf = BytesMut::with_capacity(max.min(1 << 20));
+        loop {
+            match self.stage {
+                Stage::Head => {
+                    if self.framed {
+                        let len = self.answer.encoded_len();
+                        buf.put_u8(0);
+                        // The caller checked the size against gRPC's 4 GiB frame limit.
+                        buf.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+                    }
+                    put_string(VERSION_INFO, &self.answer.version_info, &mut buf);
+                    self.stage = Stage::Resources(0);
+                }
+                Stage::Resources(i) => match shared.resources.get(i) {
+                    Some(r) => {
+                        put_len_delimited(RESOURCES, r, &mut buf);
+                        self.stage = Stage::Resources(i + 1);
+                    }
+                    None => self.stage = Stage::Tail,
+                },
+                Stage::Tail => {
+                    put_string(TYPE_URL, &shared.type_url, &mut buf);
+                    put_string(NONCE, &self.answer.nonce, &mut buf);
+                    if let Some(cp) = &shared.control_plane {
+                        encode_key(CONTROL_PLANE, WireType::LengthDelimited, &mut buf);
+                        encode_varint(cp.encoded_len() as u64, &mut buf);
+                        // Encoding into a growable buffer cannot fail.
+                        let _ = cp.encode(&mut buf);
+                    }
+                    self.stage = Stage::Done;
+                }
+                Stage::Done => break,
+            }
+            if buf.len() >= max {
+                break;
+            }
+        }
+        Some(buf.freeze())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::envoy::envoy::config::core::v3::Node;
+    use proto::envoy::envoy::service::status::v3::ClientConfig;
+    use proto::envoy::envoy::service::status::v3::client_config::GenericXdsConfig;
+    use proto::envoy::google::protobuf::Timestamp;
+
+    fn cc(id: &str, stamps: &[Option<(i64, i32)>]) -> ClientConfig {
+        ClientConfig {
+            node: Some(Node {
+                id: id.into(),
+                cluster: "c".into(),
+                ..Default::default()
+            }),
+            generic_xds_configs: stamps
+                .iter()
+                .map(|s| GenericXdsConfig {
+                    type_url: "t".into(),
+                    last_updated: s.map(|(seconds, nanos)| Timestamp { seconds, nanos }),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn key_scan_matches_a_full_decode() {
+        let cases = [
+            cc("a.ns", &[]),
+            cc("b.ns", &[None]),
+            cc("c.ns", &[Some((5, 1)), Some((7, 0)), None, Some((7, -1))]),
+            cc("", &[Some((-3, 9))]),
+        ];
+        for c in cases {
+            let bytes = c.encode_to_vec();
+            let (id, stamp) = client_config_key(&bytes).unwrap();
+            assert_eq!(id, c.node.as_ref().unwrap().id);
+            assert_eq!(stamp, crate::merge::last_updated(&c));
+        }
+    }
+
+    #[test]
+    fn malformed_bytes_fail_like_prost() {
+        for bad in [
+            &[0x0a, 0xff][..],
+            &[0x0a, 0x02, 0x0a],
+            &[0x1a, 0x02, 0x2a, 0x05],
+        ] {
+            assert!(client_config_key(bad).is_err(), "{bad:?}");
+            assert!(ClientConfig::decode(bad).is_err(), "{bad:?}");
+        }
+        // Node.id that is not UTF-8.
+        let bad = [0x0a, 0x03, 0x0a, 0x01, 0xff];
+        assert!(client_config_key(&bad).is_err());
+        assert!(ClientConfig::decode(&bad[..]).is_err());
+        assert!(scan_any(&[0x0a, 0x01, 0xff]).is_err());
+    }
+
+    #[test]
+    fn any_scan_and_answer_encoding_round_trip() {
+        let any = Any {
+            type_url: "type.googleapis.com/x".into(),
+            value: cc("a.ns", &[Some((1, 2))]).encode_to_vec(),
+        };
+        let raw = encode_any(&any);
+        let (t, v) = scan_any(&raw).unwrap();
+        assert_eq!((t, v), (any.type_url.as_str(), any.value.as_slice()));
+        let answer = Answer {
+            version_info: "7".into(),
+            nonce: "n".into(),
+            shared: Arc::new(Shared {
+                resources: vec![raw.clone(), raw],
+                type_url: "tu".into(),
+                control_plane: Some(ControlPlane {
+                    identifier: "{}".into(),
+                }),
+            }),
+        };
+        let expected = DiscoveryResponse {
+            version_info: "7".into(),
+            resources: vec![any.clone(), any],
+            type_url: "tu".into(),
+            nonce: "n".into(),
+            control_plane: Some(ControlPlane {
+                identifier: "{}".into(),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(answer.encode_to_vec(), expected.encode_to_vec());
+        assert_eq!(answer.encoded_len(), expected.encoded_len());
+        // Chunked and framed: the same bytes behind a gRPC prefix.
+        let mut enc = Encoding::new(answer.clone(), true);
+        let mut framed = Vec::new();
+        let mut chunks = 0;
+        while let Some(c) = enc.next_chunk(16) {
+            framed.extend_from_slice(&c);
+            chunks += 1;
+        }
+        assert!(chunks > 2);
+        assert_eq!(framed[0], 0);
+        assert_eq!(
+            u32::from_be_bytes(framed[1..5].try_into().unwrap()) as usize,
+            expected.encoded_len()
+        );
+        assert_eq!(&framed[5..], expected.encode_to_vec().as_slice());
+    }
+
+    #[test]
+    fn raw_response_slices_resources_without_copying() {
+        let resp = DiscoveryResponse {
+            version_info: "v".into(),
+            resources: vec![Any {
+                type_url: "t".into(),
+                value: vec![1; 100],
+            }],
+            type_url: "tu".into(),
+            nonce: "n".into(),
+            ..Default::default()
+        };
+        let buf = Bytes::from(resp.encode_to_vec());
+        let raw = RawResponse::decode(buf.clone()).unwrap();
+        let r = &raw.resources[0];
+        let inside = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.len();
+        assert!(
+            inside.contains(&(r.as_ptr() as usize)),
+            "a slice of the received buffer"
+        );
+        assert_eq!(raw.type_url, "tu");
+        assert_eq!(
+            prost::bytes::Bytes::from(resp.resources[0].encode_to_vec()),
+            *r
+        );
+    }
+}
