@@ -6,6 +6,7 @@
 //! Otherwise this is what `tonic-build` generates for the service: same
 //! paths, headers, trailers and statuses.
 
+use crate::limits::{ConnInfo, Written};
 use crate::server::AdsService;
 use crate::wire::{Answer, Encoding};
 use futures::Stream;
@@ -27,6 +28,11 @@ const DELTA_PATH: &str =
 /// How much of an answer is copied out at a time (one chunk per poll of the
 /// body; hyper polls again once the client's window has room).
 const CHUNK: usize = 128 * 1024;
+/// Answer bytes handed to HTTP/2 but not yet written to the connection, at
+/// most (plus one chunk): hyper takes chunks as long as the client's window
+/// has room, and istioctl's window grows to several MiB, so without this
+/// bound each reader would hold that much of a copy.
+const UNWRITTEN: u64 = 1024 * 1024;
 
 /// The service, ready for `tonic::transport::Server::add_service`.
 #[derive(Clone)]
@@ -83,6 +89,14 @@ where
                 }
                 let inner = self.inner.clone();
                 let max_encoding = self.max_encoding;
+                let ext = req.extensions();
+                let written = ext
+                    .get::<ConnInfo>()
+                    .or_else(|| {
+                        ext.get::<tonic::transport::server::TlsConnectInfo<ConnInfo>>()
+                            .map(|t| t.get_ref())
+                    })
+                    .map(|c| c.written.clone());
                 let decoder = tonic_prost::ProstDecoder::<DiscoveryRequest>::default();
                 let max_decoding = self.max_decoding;
                 let req = req.map(|body| {
@@ -94,7 +108,7 @@ where
                         Err(status) => status.into_http(),
                         Ok(resp) => {
                             let (metadata, stream, _) = resp.into_parts();
-                            let body = AnswerBody::new(stream, max_encoding);
+                            let body = AnswerBody::new(stream, max_encoding, written);
                             let mut http = http::Response::new(tonic::body::Body::new(body));
                             *http.headers_mut() = metadata.into_headers();
                             http.headers_mut().insert(
@@ -138,15 +152,52 @@ pub(crate) struct AnswerBody<S> {
     current: Option<Encoding>,
     max_message: usize,
     done: bool,
+    /// The connection's written bytes (when served through
+    /// `limits::incoming`), to hold back chunks the connection has not written.
+    written: Option<Arc<Written>>,
+    /// Bytes handed over so far, and the connection's count when this body began.
+    handed: u64,
+    base: u64,
+    /// Waiting for the connection to write more.
+    wait: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
 impl<S> AnswerBody<S> {
-    pub fn new(answers: S, max_message: usize) -> Self {
+    pub fn new(answers: S, max_message: usize, written: Option<Arc<Written>>) -> Self {
+        let base = written.as_ref().map_or(0, |w| w.bytes());
         AnswerBody {
             answers,
             current: None,
             max_message,
             done: false,
+            written,
+            handed: 0,
+            base,
+            wait: None,
+        }
+    }
+
+    /// Pending while more than [`UNWRITTEN`] bytes handed over are not
+    /// written yet (the connection's count includes frame overhead and other
+    /// streams: it can only run ahead, letting more through, never less).
+    fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if let Some(wait) = &mut self.wait {
+                if wait.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.wait = None;
+            }
+            let Some(written) = &self.written else {
+                return Poll::Ready(());
+            };
+            let out = written.bytes().saturating_sub(self.base);
+            if self.handed <= out + UNWRITTEN {
+                return Poll::Ready(());
+            }
+            let target = self.base + self.handed - UNWRITTEN;
+            let w = written.clone();
+            self.wait = Some(Box::pin(async move { w.reach(target).await }));
         }
     }
 
@@ -178,8 +229,12 @@ where
             if this.done {
                 return Poll::Ready(None);
             }
-            if let Some(enc) = &mut this.current {
-                if let Some(chunk) = enc.next_chunk(CHUNK) {
+            if this.current.is_some() {
+                if this.poll_room(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                if let Some(chunk) = this.current.as_mut().and_then(|e| e.next_chunk(CHUNK)) {
+                    this.handed += chunk.len() as u64;
                     return Poll::Ready(Some(Ok(Frame::data(chunk))));
                 }
                 this.current = None;

@@ -320,6 +320,7 @@ pub async fn run(
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .with_context(|| format!("invalid --log filter {:?}", args.log))?;
     tracing_subscriber::fmt().with_env_filter(filter).init();
+    crate::limits::tune_allocator();
     let mut config = args.to_config()?;
     customize(&mut config)?;
     let mut proxy = crate::start(config).await?;

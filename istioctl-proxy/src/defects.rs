@@ -55,11 +55,16 @@ pub enum Defect {
     /// client that does not read its answer keeps it (and its connection)
     /// for as long as it likes.
     UnboundedAnswers,
+    /// (r) every replica's answer is also decoded in full (each resource an
+    /// owned `Any`, each syncz row a decoded `ClientConfig`, as the blog's
+    /// sample and the first reference proxy did) and the copy is held as
+    /// long as the merged answer: memory far above the answer's size.
+    BufferDecodedAnswers,
 }
 
 #[cfg_attr(not(feature = "test-defects"), allow(dead_code))]
 impl Defect {
-    pub const ALL: [Defect; 17] = [
+    pub const ALL: [Defect; 18] = [
         Defect::ConfigDumpFirstReplicaOnly,
         Defect::CrashOnMissingToken,
         Defect::SequentialFailFast,
@@ -77,6 +82,7 @@ impl Defect {
         Defect::SerialStreams,
         Defect::ForgetFailedReplicas,
         Defect::UnboundedAnswers,
+        Defect::BufferDecodedAnswers,
     ];
 
     /// The kebab-case name used in `ISTIOCTL_PROXY_DEFECTS`.
@@ -99,6 +105,7 @@ impl Defect {
             Defect::SerialStreams => "serial-streams",
             Defect::ForgetFailedReplicas => "forget-failed-replicas",
             Defect::UnboundedAnswers => "unbounded-answers",
+            Defect::BufferDecodedAnswers => "buffer-decoded-answers",
         }
     }
 

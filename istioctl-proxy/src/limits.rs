@@ -81,6 +81,29 @@ pub fn raise_fd_limit() -> Option<u64> {
     }
 }
 
+/// glibc's malloc raises its mmap threshold to the size of the largest
+/// block freed so far (up to 32 MiB), so after one big answer every replica's
+/// answer buffer comes from the heap, whose freed memory the process keeps and
+/// which fragments across threads: resident memory creeps up request after
+/// request (measured: 1.7× the answer after one request, 3× after six). A
+/// fixed threshold keeps buffers of 256 KiB and more in their own mappings,
+/// given back to the kernel when freed (glibc `mallopt(M_MMAP_THRESHOLD)`;
+/// it also fixes the trim threshold). Other allocators: nothing to do.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        const M_MMAP_THRESHOLD: i32 = -3;
+        unsafe extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        // SAFETY: mallopt only changes malloc's tuning; any value is accepted or refused (0).
+        let ok = unsafe { mallopt(M_MMAP_THRESHOLD, 256 * 1024) };
+        if ok == 0 {
+            tracing::debug!("mallopt(M_MMAP_THRESHOLD) refused");
+        }
+    }
+}
+
 #[cfg(unix)]
 #[allow(non_camel_case_types)]
 mod libc_rlimit {

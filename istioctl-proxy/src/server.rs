@@ -32,7 +32,7 @@ pub(crate) struct State {
     pub replicas: watch::Receiver<ReplicaSet>,
     pub verifier: TokenVerifier,
     /// node id → replica name that reported it last (config_dump routing).
-    pub owners: Mutex<HashMap<String, String>>,
+    pub owners: Mutex<HashMap<String, String, foldhash::fast::RandomState>>,
     pub remembered: Mutex<Remembered>,
     pub shutdown: watch::Receiver<bool>,
     /// Answers in flight (`--max-inflight-answers`).
@@ -540,10 +540,9 @@ impl State {
             match &a.result {
                 Ok(resp) => {
                     for r in &resp.resources {
-                        match wire::scan_any(r)
-                            .and_then(|(_, value)| wire::client_config_key(value))
+                        match wire::scan_any(r).and_then(|(_, value)| wire::client_config_id(value))
                         {
-                            Ok((id, _)) => known.push(id.to_string()),
+                            Ok(id) => known.push(id.to_string()),
                             Err(e) => failed.push((
                                 &a.replica,
                                 ReplicaError::Invalid(format!(
@@ -721,11 +720,23 @@ impl State {
                 _ = tokio::time::sleep_until(latest) => {}
             }
         }
-        let _landing = Landing {
-            flights: &self.flights,
-            key: &key,
+        // The turn ends when the last member's answer is out (or dropped),
+        // so flights of one key never hold two answers' memory at once; on
+        // an error, now.
+        let landing = Landing {
+            state: self.clone(),
+            key,
         };
-        let result = self.merged_now(params).await;
+        let result = self.merged_now(params).await.map(|shared| {
+            let mut shared = Arc::try_unwrap(shared).unwrap_or_else(|a| Shared {
+                resources: a.resources.clone(),
+                type_url: a.type_url.clone(),
+                control_plane: a.control_plane.clone(),
+                ..Default::default()
+            });
+            shared.hold = wire::Hold(Some(Box::new(landing)));
+            Arc::new(shared)
+        });
         flight.result.send_replace(Some(result));
     }
 
@@ -753,12 +764,18 @@ impl State {
         let requested = params.request.type_url.clone();
         let visibility = params.visibility.clone();
         let state = self.clone();
+        let decode_copies = self.config.has_defect(Defect::BufferDecodedAnswers);
         // Off the async threads and under the request deadline: merging a
         // mesh of a million proxies takes a while.
         let merging = tokio::task::spawn_blocking(move || {
-            let (shared, outcome) =
+            let (mut shared, outcome) =
                 merge::merge(&requested, &answers, policy, &visibility, &known, flaws)?;
             state.learn(outcome);
+            if decode_copies {
+                // Defect: a decoded copy of every answer, held with the answer.
+                shared.decoded_copies =
+                    wire::DecodedCopies::of(answers.iter().filter_map(|a| a.result.as_ref().ok()));
+            }
             Ok::<_, Status>(Arc::new(shared))
         });
         // A fan-out that used the whole deadline (and names the late replicas)
@@ -960,6 +977,7 @@ impl State {
                 resources: resp.resources,
                 type_url: requested.to_string(),
                 control_plane: Some(merge::external_for(info)),
+                ..Default::default()
             }),
         }
     }
@@ -980,10 +998,12 @@ type FlightResult = Result<Arc<Shared>, Status>;
 /// Freshness: a request joins only an *open* flight, one that has not sent
 /// its requests to the replicas yet, so every answer reflects what the
 /// replicas knew after the request arrived, never before. At most one flight
-/// per key is open; it starts when no flight of its key is running (the
-/// requests that arrived meanwhile go out together), or at the latest when
-/// only a replica timeout is left before its creator's request deadline (so
-/// a slow fan-out never costs a later one its time).
+/// per key is open; it starts when the previous flight of its key is over,
+/// its answer written out to its last client (the requests that arrived
+/// meanwhile go out together, and two answers of one key are never held at
+/// once), or at the latest when only a replica timeout is left before its
+/// creator's request deadline (so a slow fan-out or a client that does not
+/// read never costs a later one its time).
 #[derive(Default)]
 pub(crate) struct Flights {
     lanes: Mutex<HashMap<FlightKey, Lane>>,
@@ -1080,22 +1100,23 @@ impl Flights {
     }
 }
 
-/// A running flight's end (also when its task panics): the next flight of
-/// its key may start, and an unused lane goes.
-struct Landing<'a> {
-    flights: &'a Flights,
-    key: &'a FlightKey,
+/// A flight's turn's end (its answer's last client is served, the flight
+/// failed, or its task panicked): the next flight of its key may start, and
+/// an unused lane goes.
+struct Landing {
+    state: Arc<State>,
+    key: FlightKey,
 }
 
-impl Drop for Landing<'_> {
+impl Drop for Landing {
     fn drop(&mut self) {
-        let mut lanes = self.flights.lanes();
-        if let Some(lane) = lanes.get_mut(self.key) {
+        let mut lanes = self.state.flights.lanes();
+        if let Some(lane) = lanes.get_mut(&self.key) {
             lane.running = lane.running.saturating_sub(1);
             if lane.running == 0 {
                 lane.idle.notify_waiters();
                 if lane.open.is_none() {
-                    lanes.remove(self.key);
+                    lanes.remove(&self.key);
                 }
             }
         }

@@ -13,8 +13,8 @@
 use prost::Message;
 use prost::bytes::{BufMut, Bytes, BytesMut};
 use prost::encoding::{
-    DecodeContext, WireType, decode_key, decode_varint, encode_key, encode_varint,
-    encoded_len_varint, skip_field,
+    DecodeContext, WireType, decode_varint, encode_key, encode_varint, encoded_len_varint,
+    skip_field,
 };
 use proto::envoy::envoy::config::core::v3::ControlPlane;
 use proto::envoy::envoy::service::discovery::v3::DiscoveryResponse;
@@ -69,15 +69,51 @@ impl<'a> Fields<'a> {
         Fields { buf }
     }
 
-    /// The next field (its number and content), `None` at the end.
+    /// A varint (one-byte fast path; longer ones as prost decodes them).
+    #[inline(always)]
+    fn varint(&mut self) -> Result<u64, String> {
+        match self.buf.first() {
+            Some(&b) if b < 0x80 => {
+                self.buf = &self.buf[1..];
+                Ok(u64::from(b))
+            }
+            _ => decode_varint(&mut self.buf).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Skips `n` bytes (a fixed-width field).
+    #[inline]
+    fn skip(&mut self, n: usize) -> Result<(), String> {
+        if self.buf.len() < n {
+            return Err("buffer underflow".into());
+        }
+        self.buf = &self.buf[n..];
+        Ok(())
+    }
+
+    /// The next field (its number and content), `None` at the end. Keys are
+    /// checked as prost checks them (`prost::encoding::decode_key`).
+    #[inline(always)]
     fn next_field(&mut self) -> Result<Option<(u32, Field<'a>)>, String> {
         if self.buf.is_empty() {
             return Ok(None);
         }
-        let (tag, wire_type) = decode_key(&mut self.buf).map_err(|e| e.to_string())?;
-        let field = match wire_type {
-            WireType::LengthDelimited => {
-                let len = decode_varint(&mut self.buf).map_err(|e| e.to_string())?;
+        let key = self.varint()?;
+        if key > u64::from(u32::MAX) {
+            return Err(format!("invalid key value: {key}"));
+        }
+        let tag = (key as u32) >> 3;
+        if tag == 0 {
+            return Err("invalid tag value: 0".into());
+        }
+        let field = match key & 0x07 {
+            0 => Field::Varint(self.varint()?),
+            1 => {
+                self.skip(8)?;
+                Field::Skipped
+            }
+            2 => {
+                let len = self.varint()?;
                 if len > self.buf.len() as u64 {
                     return Err("buffer underflow".into());
                 }
@@ -85,14 +121,22 @@ impl<'a> Fields<'a> {
                 self.buf = rest;
                 Field::Bytes(value)
             }
-            WireType::Varint => {
-                Field::Varint(decode_varint(&mut self.buf).map_err(|e| e.to_string())?)
-            }
-            other => {
-                skip_field(other, tag, &mut self.buf, DecodeContext::default())
-                    .map_err(|e| e.to_string())?;
+            5 => {
+                self.skip(4)?;
                 Field::Skipped
             }
+            3 => {
+                skip_field(
+                    WireType::StartGroup,
+                    tag,
+                    &mut self.buf,
+                    DecodeContext::default(),
+                )
+                .map_err(|e| e.to_string())?;
+                Field::Skipped
+            }
+            4 => return Err("unexpected end group tag".into()),
+            w => return Err(format!("invalid wire type value: {w}")),
         };
         Ok(Some((tag, field)))
     }
@@ -109,13 +153,22 @@ fn utf8<'a>(b: &'a [u8], field: &str) -> Result<&'a str, String> {
 
 /// An encoded `google.protobuf.Any`: its type URL and value (slices of it).
 pub fn scan_any(any: &[u8]) -> Result<(&str, &[u8]), Malformed> {
-    let mut type_url = "";
+    let (type_url, value) = scan_any_raw(any)?;
+    let type_url =
+        utf8(type_url, "Any.type_url").map_err(|e| malformed("undecodable resource", e))?;
+    Ok((type_url, value))
+}
+
+/// [`scan_any`] with the type URL's bytes unchecked (the caller compares
+/// them with the one it expects, which is UTF-8).
+pub fn scan_any_raw(any: &[u8]) -> Result<(&[u8], &[u8]), Malformed> {
+    let mut type_url: &[u8] = &[];
     let mut value: &[u8] = &[];
     let mut fields = Fields::new(any);
     let scanned: Result<(), String> = (|| {
         while let Some((tag, field)) = fields.next_field()? {
             match (tag, field) {
-                (1, Field::Bytes(b)) => type_url = utf8(b, "Any.type_url")?,
+                (1, Field::Bytes(b)) => type_url = b,
                 (2, Field::Bytes(b)) => value = b,
                 (1, _) => return Err(wrong_type("Any.type_url")),
                 (2, _) => return Err(wrong_type("Any.value")),
@@ -131,17 +184,14 @@ pub fn scan_any(any: &[u8]) -> Result<(&str, &[u8]), Malformed> {
 /// Newest update time of a syncz row (seconds, nanos).
 pub type Stamp = Option<(i64, i32)>;
 
-/// What the merge needs from an encoded `envoy.service.status.v3.ClientConfig`:
-/// the node id (`node` = 1, `Node.id` = 1) and the newest `last_updated`
-/// (`generic_xds_configs` = 3, `GenericXdsConfig.last_updated` = 5,
-/// `Timestamp.seconds` = 1 and `nanos` = 2). Everything else is skipped
-/// without being decoded; malformed framing in the message still fails.
+/// The node id of an encoded `envoy.service.status.v3.ClientConfig`
+/// (`node` = 1, `Node.id` = 1): its top-level fields and its node's are
+/// walked (so their framing is checked), nothing else is looked into.
 /// Repeated occurrences of a singular field merge as protobuf says (the last
 /// value of a scalar wins).
-pub fn client_config_key(value: &[u8]) -> Result<(&str, Stamp), Malformed> {
-    let scanned: Result<(&str, Stamp), String> = (|| {
+pub fn client_config_id(value: &[u8]) -> Result<&str, Malformed> {
+    let scanned: Result<&str, String> = (|| {
         let mut id = "";
-        let mut newest: Stamp = None;
         let mut fields = Fields::new(value);
         while let Some((tag, field)) = fields.next_field()? {
             match (tag, field) {
@@ -156,6 +206,26 @@ pub fn client_config_key(value: &[u8]) -> Result<(&str, Stamp), Malformed> {
                     }
                 }
                 (1, _) => return Err(wrong_type("ClientConfig.node")),
+                (3, Field::Bytes(_)) => {}
+                (3, _) => return Err(wrong_type("ClientConfig.generic_xds_configs")),
+                _ => {}
+            }
+        }
+        Ok(id)
+    })();
+    scanned.map_err(|e| malformed("undecodable ClientConfig", e))
+}
+
+/// The newest `last_updated` of an encoded ClientConfig
+/// (`generic_xds_configs` = 3, `GenericXdsConfig.last_updated` = 5,
+/// `Timestamp.seconds` = 1 and `nanos` = 2); only read for a proxy that two
+/// replicas report (it decides which copy is kept).
+pub fn client_config_stamp(value: &[u8]) -> Result<Stamp, Malformed> {
+    let scanned: Result<Stamp, String> = (|| {
+        let mut newest: Stamp = None;
+        let mut fields = Fields::new(value);
+        while let Some((tag, field)) = fields.next_field()? {
+            match (tag, field) {
                 (3, Field::Bytes(generic)) => {
                     let mut stamp: Stamp = None;
                     let mut gf = Fields::new(generic);
@@ -184,9 +254,14 @@ pub fn client_config_key(value: &[u8]) -> Result<(&str, Stamp), Malformed> {
                 _ => {}
             }
         }
-        Ok((id, newest))
+        Ok(newest)
     })();
     scanned.map_err(|e| malformed("undecodable ClientConfig", e))
+}
+
+/// [`client_config_id`] and [`client_config_stamp`] at once.
+pub fn client_config_key(value: &[u8]) -> Result<(&str, Stamp), Malformed> {
+    Ok((client_config_id(value)?, client_config_stamp(value)?))
 }
 
 /// An encoded `Any` made from a decoded one (marker rows, tests).
@@ -202,6 +277,60 @@ pub struct Shared {
     pub resources: Vec<Bytes>,
     pub type_url: String,
     pub control_plane: Option<ControlPlane>,
+    /// The `buffer-decoded-answers` defect's decoded copies of the replicas'
+    /// answers, held as long as the answer (always empty otherwise).
+    pub decoded_copies: DecodedCopies,
+    /// Dropped with the last client's answer (the single flight's turn ends
+    /// there: see `server::Flights`).
+    pub hold: Hold,
+}
+
+/// Something dropped when the answer is (see [`Shared::hold`]).
+#[derive(Default)]
+pub struct Hold(pub Option<Box<dyn Send + Sync>>);
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Hold(..)" } else { "Hold" })
+    }
+}
+
+/// Replicas' answers decoded in full (only the `buffer-decoded-answers`
+/// defect makes them): every resource an owned `Any`, every syncz row a
+/// decoded `ClientConfig`.
+#[derive(Debug, Default)]
+pub struct DecodedCopies {
+    pub responses: Vec<DiscoveryResponse>,
+    pub client_configs: Vec<proto::envoy::envoy::service::status::v3::ClientConfig>,
+}
+
+impl DecodedCopies {
+    /// Decodes every answer (what does not decode is left out).
+    pub fn of<'a>(answers: impl Iterator<Item = &'a RawResponse>) -> Self {
+        let mut copies = DecodedCopies::default();
+        for raw in answers {
+            let mut resp = DiscoveryResponse {
+                version_info: raw.version_info.clone(),
+                type_url: raw.type_url.clone(),
+                nonce: raw.nonce.clone(),
+                control_plane: raw.control_plane.clone(),
+                ..Default::default()
+            };
+            for r in &raw.resources {
+                let Ok(any) = Any::decode(r.clone()) else {
+                    continue;
+                };
+                if let Ok(cc) = proto::envoy::envoy::service::status::v3::ClientConfig::decode(
+                    any.value.as_slice(),
+                ) {
+                    copies.client_configs.push(cc);
+                }
+                resp.resources.push(any);
+            }
+            copies.responses.push(resp);
+        }
+        copies
+    }
 }
 
 /// One answer to one client: its own version and nonce, the shared rest.
@@ -307,17 +436,21 @@ impl Encoding {
         }
     }
 
-    /// The next chunk, of at least `max` bytes unless it is the last one
-    /// (a resource is never split: a chunk may run over by one resource).
+    /// The next chunk, of at most `max` bytes (or one resource, when a single
+    /// resource is larger): a resource is never split.
     pub fn next_chunk(&mut self, max: usize) -> Option<Bytes> {
         if self.stage == Stage::Done {
             return None;
         }
         let shared = self.answer.shared.clone();
+        // Room for the head or tail and a typical row; a chunk ends before a
+        // resource that would not fit (the buffer never grows: growing copies).
         let mut buf = BytesMut::with_capacity(max.min(1 << 20));
         loop {
             match self.stage {
                 Stage::Head => {
+                    let need = 5 + string_len(VERSION_INFO, &self.answer.version_info);
+                    buf.reserve(need);
                     if self.framed {
                         let len = self.answer.encoded_len();
                         buf.put_u8(0);
@@ -329,18 +462,34 @@ impl Encoding {
                 }
                 Stage::Resources(i) => match shared.resources.get(i) {
                     Some(r) => {
+                        let need = len_delimited_len(RESOURCES, r.len());
+                        if !buf.is_empty() && buf.len() + need > buf.capacity() {
+                            break;
+                        }
+                        buf.reserve(need);
                         put_len_delimited(RESOURCES, r, &mut buf);
                         self.stage = Stage::Resources(i + 1);
                     }
                     None => self.stage = Stage::Tail,
                 },
                 Stage::Tail => {
+                    let cp_len = shared
+                        .control_plane
+                        .as_ref()
+                        .map_or(0, |cp| len_delimited_len(CONTROL_PLANE, cp.encoded_len()));
+                    let need = string_len(TYPE_URL, &shared.type_url)
+                        + string_len(NONCE, &self.answer.nonce)
+                        + cp_len;
+                    if !buf.is_empty() && buf.len() + need > buf.capacity() {
+                        break;
+                    }
+                    buf.reserve(need);
                     put_string(TYPE_URL, &shared.type_url, &mut buf);
                     put_string(NONCE, &self.answer.nonce, &mut buf);
                     if let Some(cp) = &shared.control_plane {
                         encode_key(CONTROL_PLANE, WireType::LengthDelimited, &mut buf);
                         encode_varint(cp.encoded_len() as u64, &mut buf);
-                        // Encoding into a growable buffer cannot fail.
+                        // Encoding into a buffer with room cannot fail.
                         let _ = cp.encode(&mut buf);
                     }
                     self.stage = Stage::Done;
@@ -433,6 +582,7 @@ mod tests {
                 control_plane: Some(ControlPlane {
                     identifier: "{}".into(),
                 }),
+                ..Default::default()
             }),
         };
         let expected = DiscoveryResponse {
