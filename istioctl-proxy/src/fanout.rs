@@ -3,6 +3,7 @@
 //! sequentially, failing fast, like the blog's sample.
 
 use crate::discovery::Replica;
+use crate::merge::{self, Prepared};
 use crate::upstream::{ReplicaError, Upstream};
 use crate::wire::RawResponse;
 use futures::StreamExt;
@@ -16,7 +17,30 @@ use tokio::time::Instant;
 pub struct ReplicaAnswer {
     pub replica: Replica,
     pub result: Result<RawResponse, ReplicaError>,
+    /// A syncz answer's rows, read and sorted as soon as it arrived (while
+    /// other replicas may still be answering): see [`merge::prepare_syncz`].
+    pub prepared: Option<Prepared>,
 }
+
+impl ReplicaAnswer {
+    fn new(replica: Replica, got: Result<Received, ReplicaError>) -> Self {
+        match got {
+            Ok((resp, prepared)) => ReplicaAnswer {
+                replica,
+                result: Ok(resp),
+                prepared,
+            },
+            Err(e) => ReplicaAnswer {
+                replica,
+                result: Err(e),
+                prepared: None,
+            },
+        }
+    }
+}
+
+/// An answer and, for syncz, its prepared rows.
+type Received = (RawResponse, Option<Prepared>);
 
 /// How to fan out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,8 +91,28 @@ async fn ask_one(
     request: DiscoveryRequest,
     token: Option<&str>,
     timeout: Duration,
-) -> Result<RawResponse, ReplicaError> {
-    match tokio::time::timeout(timeout, upstream.ask(replica, request, token)).await {
+) -> Result<Received, ReplicaError> {
+    let syncz = request.type_url == proto::type_url::SYNCZ;
+    let asked = async {
+        let resp = upstream.ask(replica, request, token).await?;
+        if !syncz {
+            return Ok((resp, None));
+        }
+        // Off the async threads: a replica's answer can hold 100,000 rows.
+        let prepared = tokio::task::spawn_blocking(move || {
+            let p = merge::prepare_syncz(&resp);
+            (resp, p)
+        })
+        .await;
+        match prepared {
+            Ok((resp, Ok(p))) => Ok((resp, Some(p))),
+            Ok((_, Err(e))) => Err(e),
+            Err(e) => Err(ReplicaError::Invalid(format!(
+                "reading the answer failed: {e}"
+            ))),
+        }
+    };
+    match tokio::time::timeout(timeout, asked).await {
         Ok(r) => r,
         Err(_) => Err(ReplicaError::Timeout(timeout)),
     }
@@ -96,10 +140,7 @@ async fn sequential(
             .await
         };
         failed |= result.is_err();
-        out.push(ReplicaAnswer {
-            replica: replica.clone(),
-            result,
-        });
+        out.push(ReplicaAnswer::new(replica.clone(), result));
     }
     out
 }
@@ -118,7 +159,7 @@ pub async fn first_wanted(
     deadline: Instant,
     wanted: impl Fn(&RawResponse) -> bool,
 ) -> (Option<ReplicaAnswer>, Vec<ReplicaAnswer>) {
-    let mut results: Vec<Option<Result<RawResponse, ReplicaError>>> = vec![None; replicas.len()];
+    let mut results: Vec<Option<Result<Received, ReplicaError>>> = vec![None; replicas.len()];
     let mut pending: FuturesUnordered<_> = replicas
         .iter()
         .enumerate()
@@ -133,8 +174,8 @@ pub async fn first_wanted(
     loop {
         tokio::select! {
             next = pending.next() => match next {
-                Some((i, Ok(resp))) if wanted(&resp) => {
-                    found = Some(ReplicaAnswer { replica: replicas[i].clone(), result: Ok(resp) });
+                Some((i, Ok(got))) if wanted(&got.0) => {
+                    found = Some(ReplicaAnswer::new(replicas[i].clone(), Ok(got)));
                     break;
                 }
                 Some((i, r)) => results[i] = Some(r),
@@ -147,9 +188,11 @@ pub async fn first_wanted(
         .iter()
         .zip(results)
         .filter(|(r, _)| found.as_ref().is_none_or(|f| f.replica.name != r.name))
-        .map(|(replica, r)| ReplicaAnswer {
-            replica: replica.clone(),
-            result: r.unwrap_or(Err(ReplicaError::RequestDeadline)),
+        .map(|(replica, r)| {
+            ReplicaAnswer::new(
+                replica.clone(),
+                r.unwrap_or(Err(ReplicaError::RequestDeadline)),
+            )
         })
         .collect();
     (found, rest)

@@ -28,6 +28,7 @@ use proto::envoy::envoy::config::core::v3::{ControlPlane, Node};
 use proto::envoy::envoy::service::status::v3::ClientConfig;
 use proto::envoy::google::protobuf::{Any, Timestamp};
 use proto::{BuildInfo, IstioControlPlaneInstance, IstioVersion, type_url};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -42,9 +43,9 @@ pub struct MergeFlaws {
 /// What a merge produced besides the answer.
 #[derive(Debug, Default)]
 pub struct MergeOutcome<'a> {
-    /// node id → name of the replica whose copy was kept (config_dump
-    /// routing), borrowed from the answers.
-    pub owners: Vec<(&'a str, &'a str)>,
+    /// node id (UTF-8, a slice of the answer's bytes) → name of the replica
+    /// whose copy was kept (config_dump routing).
+    pub owners: Vec<(Bytes, &'a str)>,
     /// ControlPlane seen per replica name (remembered for later answers).
     pub seen: Vec<(String, IstioControlPlaneInstance)>,
 }
@@ -61,8 +62,57 @@ struct Valid<'a> {
     replica: &'a Replica,
     response: &'a RawResponse,
     cp: Option<IstioControlPlaneInstance>,
-    /// syncz: the node id of each resource, in order.
-    rows: Vec<&'a str>,
+    /// syncz: the rows, sorted by node id (prepared on arrival, or now).
+    rows: std::borrow::Cow<'a, [Row]>,
+}
+
+/// A syncz answer read as it arrived: its ControlPlane and its rows sorted by
+/// node id (stable: a replica's own duplicates keep their order).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    cp: Option<IstioControlPlaneInstance>,
+    rows: Vec<Row>,
+}
+
+/// One syncz row: its node id (a slice of the resource's bytes, checked
+/// UTF-8) and where the resource is in the answer.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The id's first 8 bytes (zero-padded, big-endian): most comparisons
+    /// of the sort end here.
+    prefix: u64,
+    id: Bytes,
+    index: u32,
+}
+
+impl Row {
+    fn id(&self) -> &str {
+        // Checked UTF-8 when the row was made; never fails.
+        std::str::from_utf8(&self.id).unwrap_or_default()
+    }
+}
+
+/// By node id: the first 8 bytes first, the rest only on a tie (the same
+/// order: equal prefix keys mean equal first 8 bytes, or a NUL).
+fn by_id(a: &Row, b: &Row) -> std::cmp::Ordering {
+    a.prefix.cmp(&b.prefix).then_with(|| a.id.cmp(&b.id))
+}
+
+/// Reads a syncz answer (checks, node ids, sorted rows): done per replica as
+/// its answer arrives, so that the merge after the last one only merges.
+pub fn prepare_syncz(resp: &RawResponse) -> Result<Prepared, ReplicaError> {
+    let (cp, ids) = validate(resp, true)?;
+    let mut rows: Vec<Row> = ids
+        .into_iter()
+        .enumerate()
+        .map(|(i, (resource, id))| Row {
+            prefix: prefix_key(id),
+            id: resource.slice_ref(id.as_bytes()),
+            index: i as u32,
+        })
+        .collect();
+    rows.sort_by(by_id);
+    Ok(Prepared { cp, rows })
 }
 
 /// Merges fan-out answers. `known` holds what earlier answers taught. The
@@ -85,17 +135,22 @@ pub fn merge<'a>(
     let mut valid = Vec::new();
     let mut failed: Vec<(&Replica, ReplicaError)> = Vec::new();
     for a in answers {
-        match &a.result {
-            Err(e) => failed.push((&a.replica, e.clone())),
-            Ok(resp) => match validate(resp, syncz) {
-                Ok((cp, rows)) => valid.push(Valid {
-                    replica: &a.replica,
-                    response: resp,
-                    cp,
-                    rows,
-                }),
-                Err(e) => failed.push((&a.replica, e)),
-            },
+        let checked = match (&a.result, &a.prepared) {
+            (Err(e), _) => Err(e.clone()),
+            (Ok(resp), Some(p)) if syncz => Ok((resp, p.cp.clone(), Cow::Borrowed(&p.rows[..]))),
+            (Ok(resp), _) if syncz => prepare_syncz(resp).map(|p| (resp, p.cp, Cow::Owned(p.rows))),
+            (Ok(resp), _) => {
+                validate(resp, false).map(|(cp, _)| (resp, cp, Cow::Borrowed(&[][..])))
+            }
+        };
+        match checked {
+            Ok((response, cp, rows)) => valid.push(Valid {
+                replica: &a.replica,
+                response,
+                cp,
+                rows,
+            }),
+            Err(e) => failed.push((&a.replica, e)),
         }
     }
     let refused = common_caller_error(&failed, answers.len()) != tonic::Code::Unavailable;
@@ -106,17 +161,13 @@ pub fn merge<'a>(
     let mut outcome = MergeOutcome::default();
     let mut resources: Vec<Bytes> = if syncz {
         let mut kept = dedupe(&valid, flaws.no_dedupe);
-        kept.retain(|k| visibility.sees(k.id));
-        // By node id: by the first 8 bytes, the rest only on a tie (the
-        // same order: equal prefix keys mean equal first 8 bytes, or a NUL).
-        let by_id = |a: &Kept, b: &Kept| a.prefix.cmp(&b.prefix).then_with(|| a.id.cmp(b.id));
-        if flaws.no_dedupe {
-            kept.sort_by(by_id);
-        } else {
-            // Node ids are unique after de-duplication: no order among equals to keep.
-            kept.sort_unstable_by(by_id);
+        if *visibility != Visibility::All {
+            kept.retain(|k| visibility.sees(k.row.id()));
         }
-        outcome.owners = kept.iter().map(|k| (k.id, k.owner.name.as_str())).collect();
+        outcome.owners = kept
+            .iter()
+            .map(|k| (k.row.id.clone(), k.owner.name.as_str()))
+            .collect();
         kept.into_iter().map(|k| k.resource.clone()).collect()
     } else {
         let all = valid
@@ -174,12 +225,14 @@ pub fn answer_for_client(shared: Arc<Shared>) -> Answer {
 }
 
 /// Checks one answer; returns the replica's build info if it sent a
-/// ControlPlane, and for syncz each resource's node id (a partial decode: see
-/// [`wire::client_config_id`]). Every resource must be a well-formed `Any`.
+/// ControlPlane, and for syncz each resource with its node id (a partial
+/// decode: see [`wire::client_config_id`]). Every resource must be a
+/// well-formed `Any`.
+#[allow(clippy::type_complexity)]
 fn validate(
     resp: &RawResponse,
     syncz: bool,
-) -> Result<(Option<IstioControlPlaneInstance>, Vec<&str>), ReplicaError> {
+) -> Result<(Option<IstioControlPlaneInstance>, Vec<(&Bytes, &str)>), ReplicaError> {
     let cp = match &resp.control_plane {
         None => None,
         Some(cp) => match serde_json::from_str::<IstioControlPlaneInstance>(&cp.identifier) {
@@ -208,37 +261,26 @@ fn validate(
                 String::from_utf8_lossy(type_url)
             )));
         }
-        rows.push(wire::client_config_id(value).map_err(invalid)?);
+        rows.push((r, wire::client_config_id(value).map_err(invalid)?));
     }
     Ok((cp, rows))
 }
 
 /// One kept syncz row.
-struct Kept<'a> {
-    id: &'a str,
-    /// The id's first 8 bytes (zero-padded, big-endian): most comparisons
-    /// of the sort end here.
-    prefix: u64,
+struct Kept<'v, 'a> {
+    row: &'v Row,
     owner: &'a Replica,
     resource: &'a Bytes,
     /// The newest update time, read only when another copy turns up.
     stamp: Option<Stamp>,
 }
 
-impl Kept<'_> {
+impl Kept<'_, '_> {
     fn stamp(&mut self) -> Stamp {
         *self
             .stamp
             .get_or_insert_with(|| row_stamp(self.resource, self.owner))
     }
-}
-
-/// The first 8 bytes of `id`, zero-padded, as a big-endian number.
-fn prefix_key(id: &str) -> u64 {
-    let mut b = [0u8; 8];
-    let n = id.len().min(8);
-    b[..n].copy_from_slice(&id.as_bytes()[..n]);
-    u64::from_be_bytes(b)
 }
 
 /// A row's newest update time. Its Any and node were checked in
@@ -252,49 +294,51 @@ fn row_stamp(resource: &Bytes, owner: &Replica) -> Stamp {
     })
 }
 
-/// De-duplicates ClientConfigs by node id (see the module rules), in
-/// first-seen order. Allocates the output and, for de-duplication, one index
-/// entry per node id (borrowed, not copied); update times are read only for
-/// node ids that more than one replica reports.
-fn dedupe<'a>(valid: &[Valid<'a>], keep_all: bool) -> Vec<Kept<'a>> {
+/// De-duplicates ClientConfigs by node id (see the module rules) and sorts
+/// them by node id. Every replica's rows are already sorted, so the stable
+/// sort of their concatenation only merges those runs; copies of one node id
+/// then lie together in replica order (and a replica's own order), where
+/// the first one stays unless a later one is strictly newer. Update times
+/// are read only for node ids that more than one copy has.
+fn dedupe<'v, 'a>(valid: &'v [Valid<'a>], keep_all: bool) -> Vec<Kept<'v, 'a>> {
     let total: usize = valid.iter().map(|v| v.rows.len()).sum();
-    let mut out: Vec<Kept<'a>> = Vec::with_capacity(total);
-    // foldhash: node ids come from the replicas; SipHash's DoS resistance is
-    // not needed for them and costs a tenth of the merge.
-    let mut index: HashMap<&'a str, usize, foldhash::fast::RandomState> =
-        HashMap::with_capacity_and_hasher(
-            if keep_all { 0 } else { total },
-            foldhash::fast::RandomState::default(),
-        );
-    for v in valid {
+    let mut all: Vec<(&'v Row, usize)> = Vec::with_capacity(total);
+    for (run, v) in valid.iter().enumerate() {
+        all.extend(v.rows.iter().map(|r| (r, run)));
+    }
+    all.sort_by(|a, b| by_id(a.0, b.0));
+    let mut out: Vec<Kept<'v, 'a>> = Vec::with_capacity(total);
+    for (row, run) in all {
+        let v = &valid[run];
         let response: &'a RawResponse = v.response;
-        for (resource, &id) in response.resources.iter().zip(&v.rows) {
-            let mut row = Kept {
-                id,
-                prefix: prefix_key(id),
-                owner: v.replica,
-                resource,
-                stamp: None,
-            };
-            if keep_all {
-                out.push(row);
-                continue;
-            }
-            match index.get(id) {
-                None => {
-                    index.insert(id, out.len());
-                    out.push(row);
-                }
-                Some(&i) => {
-                    // Strictly newer wins; equal keeps the earlier replica.
-                    if row.stamp() > out[i].stamp() {
-                        out[i] = row;
-                    }
+        let Some(resource) = response.resources.get(row.index as usize) else {
+            continue;
+        };
+        let mut kept = Kept {
+            row,
+            owner: v.replica,
+            resource,
+            stamp: None,
+        };
+        match out.last_mut() {
+            Some(last) if !keep_all && last.row.id == kept.row.id => {
+                // Strictly newer wins; equal keeps the earlier replica.
+                if kept.stamp() > last.stamp() {
+                    *last = kept;
                 }
             }
+            _ => out.push(kept),
         }
     }
     out
+}
+
+/// The first 8 bytes of `id`, zero-padded, as a big-endian number.
+fn prefix_key(id: &str) -> u64 {
+    let mut b = [0u8; 8];
+    let n = id.len().min(8);
+    b[..n].copy_from_slice(&id.as_bytes()[..n]);
+    u64::from_be_bytes(b)
 }
 
 /// The newest `last_updated` of a ClientConfig (None before istiod 1.23).
@@ -492,6 +536,7 @@ mod tests {
                 }),
                 ..Default::default()
             })),
+            prepared: None,
         }
     }
 
@@ -508,7 +553,7 @@ mod tests {
         let owners = outcome
             .owners
             .iter()
-            .map(|(id, r)| (id.to_string(), r.to_string()))
+            .map(|(id, r)| (String::from_utf8(id.to_vec()).unwrap(), r.to_string()))
             .collect();
         let resp = answer_for_client(Arc::new(shared)).to_response().unwrap();
         Ok((resp, Owners { owners }))
@@ -639,10 +684,12 @@ mod tests {
             ReplicaAnswer {
                 replica: replica("istiod-2"),
                 result: Err(ReplicaError::Timeout(std::time::Duration::from_secs(5))),
+                prepared: None,
             },
             ReplicaAnswer {
                 replica: replica("istiod-3"),
                 result: Err(ReplicaError::Connect("Connection refused".into())),
+                prepared: None,
             },
         ];
         let err = run(&answers, FailurePolicy::Fail).unwrap_err();
@@ -716,6 +763,7 @@ mod tests {
                 code: tonic::Code::Unauthenticated,
                 message: "authentication failure".into(),
             }),
+            prepared: None,
         };
         let err = run(
             &[refused("istiod-1"), refused("istiod-2")],
@@ -735,6 +783,7 @@ mod tests {
             ReplicaAnswer {
                 replica: replica("istiod-2"),
                 result: Err(ReplicaError::Timeout(std::time::Duration::from_secs(5))),
+                prepared: None,
             },
         ];
         let (resp, _) = run(&answers, FailurePolicy::Annotate).unwrap();

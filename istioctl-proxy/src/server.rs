@@ -805,6 +805,10 @@ impl State {
         }
         if let Ok(mut owners) = self.owners.lock() {
             for (id, replica) in outcome.owners {
+                // Checked UTF-8 when the row was read.
+                let Ok(id) = std::str::from_utf8(&id) else {
+                    continue;
+                };
                 match owners.get_mut(id) {
                     Some(known) if known == replica => {}
                     Some(known) => *known = replica.to_string(),

@@ -138,7 +138,11 @@ async fn memory_stays_within_twice_the_answer_and_the_defect_does_not() {
         bound = 2 * size + BASE;
         let line = format!(
             "{:<24} {clients:>2} client(s): grew {:.1} MiB for a {:.1} MiB answer (bound {:.1} MiB)",
-            if defects.is_empty() { "reference" } else { defects },
+            if defects.is_empty() {
+                "reference"
+            } else {
+                defects
+            },
             mib(grew),
             mib(size),
             mib(bound)
@@ -148,7 +152,8 @@ async fn memory_stays_within_twice_the_answer_and_the_defect_does_not() {
     }
     for (line, held, want) in &report {
         assert_eq!(
-            held, want,
+            held,
+            want,
             "{line}: {} (bound: twice the answer + {:.0} MiB)",
             if *want {
                 "the proxy's memory is not bounded by its answer"
