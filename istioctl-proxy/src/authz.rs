@@ -291,7 +291,7 @@ mod tests {
                 value: n.encode_to_vec(),
             }
         };
-        let all = vec![
+        let all = [
             node("sidecar~10.0.0.1~a.foo~foo.svc.cluster.local", Some("foo")),
             node("sidecar~10.0.0.2~b.bar~bar.svc.cluster.local", Some("bar")),
             node("sidecar~10.0.0.3~c.bar~bar.svc.cluster.local", Some("foo")),

@@ -31,8 +31,8 @@ pub(crate) struct State {
     pub upstream: Upstream,
     pub replicas: watch::Receiver<ReplicaSet>,
     pub verifier: TokenVerifier,
-    /// node id → replica name that reported it last (config_dump routing).
-    pub owners: Mutex<HashMap<String, String, foldhash::fast::RandomState>>,
+    /// node id (its bytes) → replica name that reported it last (config_dump routing).
+    pub owners: Mutex<HashMap<Box<[u8]>, String, foldhash::fast::RandomState>>,
     pub remembered: Mutex<Remembered>,
     pub shutdown: watch::Receiver<bool>,
     /// Answers in flight (`--max-inflight-answers`).
@@ -805,15 +805,11 @@ impl State {
         }
         if let Ok(mut owners) = self.owners.lock() {
             for (id, replica) in outcome.owners {
-                // Checked UTF-8 when the row was read.
-                let Ok(id) = std::str::from_utf8(&id) else {
-                    continue;
-                };
-                match owners.get_mut(id) {
+                match owners.get_mut(&id[..]) {
                     Some(known) if known == replica => {}
                     Some(known) => *known = replica.to_string(),
                     None => {
-                        owners.insert(id.to_string(), replica.to_string());
+                        owners.insert(id.to_vec().into_boxed_slice(), replica.to_string());
                     }
                 }
             }
@@ -917,7 +913,10 @@ impl State {
         .await;
         if let Some(a) = found {
             if let Ok(mut owners) = self.owners.lock() {
-                owners.insert(proxy_id.clone(), a.replica.name.clone());
+                owners.insert(
+                    proxy_id.clone().into_bytes().into_boxed_slice(),
+                    a.replica.name.clone(),
+                );
             }
             let resp = a.result.ok();
             return Ok(self.passthrough(&requested, Some(&a.replica), resp));
@@ -944,7 +943,7 @@ impl State {
 
     /// The replica a syncz answer last showed `proxy_id` on, if still discovered.
     fn remembered_owner(&self, proxy_id: &str, replicas: &[Replica]) -> Option<Replica> {
-        let name = self.owners.lock().ok()?.get(proxy_id).cloned()?;
+        let name = self.owners.lock().ok()?.get(proxy_id.as_bytes()).cloned()?;
         replicas.iter().find(|r| r.name == name).cloned()
     }
 
@@ -1011,6 +1010,8 @@ type FlightResult = Result<Arc<Shared>, Status>;
 #[derive(Default)]
 pub(crate) struct Flights {
     lanes: Mutex<HashMap<FlightKey, Lane>>,
+    /// Flights started so far (tests).
+    started: std::sync::atomic::AtomicUsize,
 }
 
 /// The flights of one key.
@@ -1094,13 +1095,19 @@ impl Flights {
         if lane.open.as_ref().is_some_and(|o| Arc::ptr_eq(o, flight)) {
             lane.open = None;
         }
+        self.started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         true
     }
 
-    /// How many keys have flights (tests).
+    /// Flights running now, and started so far (tests).
     #[cfg(test)]
-    fn lanes_in_use(&self) -> usize {
-        self.lanes().len()
+    fn counts(&self) -> (usize, usize) {
+        let running = self.lanes().values().map(|l| l.running).sum();
+        (
+            running,
+            self.started.load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 }
 
@@ -1124,5 +1131,122 @@ impl Drop for Landing {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ProxyConfig;
+    use fake_istiod::{FakeIstiod, Fault, Scenario, StartOptions};
+    use futures::StreamExt;
+    use proto::envoy::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    use proto::envoy::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+    use proto::envoy::envoy::service::status::v3::ClientConfig;
+    use proto::node::IstioctlNode;
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    async fn syncz(addr: SocketAddr) -> DiscoveryResponse {
+        let ch = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client =
+            AggregatedDiscoveryServiceClient::new(ch).max_decoding_message_size(usize::MAX);
+        let req = DiscoveryRequest {
+            type_url: proto::type_url::SYNCZ.into(),
+            node: Some(IstioctlNode::new("10.1.2.3".parse().unwrap(), "istio-system").to_node()),
+            ..Default::default()
+        };
+        let outbound = futures::stream::once(async move { req }).chain(futures::stream::pending());
+        let mut inbound = client
+            .stream_aggregated_resources(outbound)
+            .await
+            .unwrap()
+            .into_inner();
+        inbound.message().await.unwrap().unwrap()
+    }
+
+    fn ids(resp: &DiscoveryResponse) -> Vec<String> {
+        use prost::Message;
+        resp.resources
+            .iter()
+            .map(|a| {
+                ClientConfig::decode(a.value.as_slice())
+                    .unwrap()
+                    .node
+                    .unwrap()
+                    .id
+            })
+            .collect()
+    }
+
+    /// Identical requests that arrive while a fan-out is out share the next
+    /// one, and that one is fresh: it sees a proxy that connected after the
+    /// running fan-out had asked the replicas.
+    #[tokio::test]
+    async fn identical_requests_share_one_fresh_fan_out() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../scenarios/three-replicas.yaml");
+        let mut scenario = Scenario::load(path).unwrap();
+        scenario.auth.debug_endpoint_auth = false;
+        let slow = scenario.replicas[0].name.clone();
+        let fast = scenario.replicas[1].name.clone();
+        let mut fresh = scenario.proxies[0].clone();
+        fresh.id = "arrived-late.default".into();
+        fresh.replica = fast.clone();
+        let fake = FakeIstiod::start(scenario, StartOptions::ephemeral())
+            .await
+            .unwrap();
+        fake.set_fault(&slow, Fault::Delay(Duration::from_millis(800)))
+            .await
+            .unwrap();
+        let replicas = fake
+            .replicas()
+            .iter()
+            .map(|r| format!("{}={}", r.name, r.plaintext_addr))
+            .collect();
+        let mut config = ProxyConfig::plaintext_static("127.0.0.1:0".parse().unwrap(), replicas);
+        config.replica_timeout = Duration::from_secs(5);
+        config.request_timeout = Duration::from_secs(10);
+        let proxy = crate::start(config).await.unwrap();
+        let addr = proxy.local_addr();
+        let flights = &proxy.state.flights;
+
+        let first = tokio::spawn(syncz(addr));
+        // Bounded wait until the first fan-out runs (has asked the replicas).
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        while flights.counts().0 == 0 {
+            assert!(tokio::time::Instant::now() < until, "no fan-out started");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        fake.upsert_proxy(fresh).await.unwrap();
+        let later: Vec<_> = (0..3).map(|_| tokio::spawn(syncz(addr))).collect();
+        let first = first.await.unwrap();
+        let mut answers = Vec::new();
+        for l in later {
+            answers.push(l.await.unwrap());
+        }
+        for a in &answers {
+            assert!(
+                ids(a).contains(&"arrived-late.default".to_string()),
+                "a request that came after the fan-out went out got its stale answer"
+            );
+            assert_eq!(
+                ids(a).len(),
+                ids(&first).len()
+                    + usize::from(!ids(&first).contains(&"arrived-late.default".to_string()))
+            );
+            assert_ne!(a.nonce, first.nonce, "every answer has its own nonce");
+        }
+        assert_ne!(answers[0].nonce, answers[1].nonce);
+        assert_eq!(
+            flights.counts().1,
+            2,
+            "the three later requests shared one fan-out (started after the first one's)"
+        );
+        proxy.shutdown().await;
+        fake.shutdown().await;
     }
 }
