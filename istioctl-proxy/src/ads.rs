@@ -40,14 +40,18 @@ pub(crate) struct AdsServer {
     inner: Arc<AdsService>,
     max_decoding: usize,
     max_encoding: usize,
+    /// Hold chunks back while [`UNWRITTEN`] bytes are not written (off only
+    /// for the `unbounded-answers` defect).
+    bounded: bool,
 }
 
 impl AdsServer {
-    pub fn new(inner: AdsService, max_decoding: usize, max_encoding: usize) -> Self {
+    pub fn new(inner: AdsService, max_decoding: usize, max_encoding: usize, bounded: bool) -> Self {
         AdsServer {
             inner: Arc::new(inner),
             max_decoding,
             max_encoding,
+            bounded,
         }
     }
 }
@@ -96,7 +100,8 @@ where
                         ext.get::<tonic::transport::server::TlsConnectInfo<ConnInfo>>()
                             .map(|t| t.get_ref())
                     })
-                    .map(|c| c.written.clone());
+                    .map(|c| c.written.clone())
+                    .filter(|_| self.bounded);
                 let decoder = tonic_prost::ProstDecoder::<DiscoveryRequest>::default();
                 let max_decoding = self.max_decoding;
                 let req = req.map(|body| {

@@ -241,6 +241,8 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
             state.config.limits.max_request_bytes
         },
         max_send,
+        // Defect: answers handed to HTTP/2 as fast as it takes them.
+        !state.config.has_defect(Defect::UnboundedAnswers),
     );
 
     let lim = &state.config.limits;

@@ -629,9 +629,12 @@ impl State {
         if !forget {
             return Ok(answers);
         }
-        // ...and their silence is left out of the answer.
-        let (failed, answered): (Vec<_>, Vec<_>) =
-            answers.into_iter().partition(|a| a.result.is_err());
+        // ...and their silence is left out of the answer. (Replicas that
+        // answered, even with garbage, count as answering: the merge judges
+        // their answers, which syncz answers are read on arrival.)
+        let (failed, answered): (Vec<_>, Vec<_>) = answers
+            .into_iter()
+            .partition(|a| matches!(&a.result, Err(e) if !matches!(e, ReplicaError::Invalid(_))));
         if let Ok(mut f) = self.forgotten.lock() {
             f.extend(failed.into_iter().map(|a| a.replica.name));
         }
@@ -655,6 +658,17 @@ impl State {
         } else {
             caller.visibility.clone()
         };
+        if self.config.has_defect(Defect::UnboundedAnswers) {
+            // Defect: no backpressure on answers, none shared either: every
+            // request computes and holds its own.
+            let params = FlightParams {
+                request,
+                token,
+                visibility,
+                deadline,
+            };
+            return self.merged_now(&params).await.map(merge::answer_for_client);
+        }
         let key = FlightKey::new(&request, &token, &visibility);
         let mut result = self.join_flight(key, || FlightParams {
             request,
