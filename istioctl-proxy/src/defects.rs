@@ -55,11 +55,15 @@ pub enum Defect {
     /// client that does not read its answer keeps it (and its connection)
     /// for as long as it likes.
     UnboundedAnswers,
+    /// (r) DNS discovery resolves the name once, at start, and never again: a
+    /// replica added later is never asked, and one restarted with a new
+    /// address is asked at its old one forever.
+    DnsOnce,
 }
 
 #[cfg_attr(not(feature = "test-defects"), allow(dead_code))]
 impl Defect {
-    pub const ALL: [Defect; 17] = [
+    pub const ALL: [Defect; 18] = [
         Defect::ConfigDumpFirstReplicaOnly,
         Defect::CrashOnMissingToken,
         Defect::SequentialFailFast,
@@ -77,6 +81,7 @@ impl Defect {
         Defect::SerialStreams,
         Defect::ForgetFailedReplicas,
         Defect::UnboundedAnswers,
+        Defect::DnsOnce,
     ];
 
     /// The kebab-case name used in `ISTIOCTL_PROXY_DEFECTS`.
@@ -99,6 +104,7 @@ impl Defect {
             Defect::SerialStreams => "serial-streams",
             Defect::ForgetFailedReplicas => "forget-failed-replicas",
             Defect::UnboundedAnswers => "unbounded-answers",
+            Defect::DnsOnce => "dns-once",
         }
     }
 
