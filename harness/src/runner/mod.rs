@@ -342,6 +342,9 @@ pub async fn run(
                 total: order.len(),
                 replicas: &names,
             });
+            if let Some(after_setup) = &hooks.after_setup {
+                after_setup(&bench.ctx);
+            }
             for c in &checks_here {
                 let t0 = Instant::now();
                 let before = bench

@@ -37,6 +37,9 @@ pub struct Hooks {
     /// With `--proxy-addr`: give every scenario this many replicas (idle ones
     /// added), so the replica addresses the proxy was configured with never change.
     pub pad_replicas_to: Option<usize>,
+    /// Called once a scenario's bench is up, before its checks (tests: a
+    /// panic in the middle of a run).
+    pub after_setup: Option<Arc<dyn Fn(&CheckContext) + Send + Sync>>,
 }
 
 /// Adds idle replicas (no proxies) until the scenario has `n`.

@@ -113,8 +113,25 @@ impl Engine {
             .map_err(api(format!("disconnect {container} from {network}")))
     }
 
-    /// The container's IPv4 address on `network`.
+    /// The container's IPv4 address on `network` (just after a join the
+    /// engine may not show it yet: asked again, bounded).
     pub async fn address(&self, container: &str, network: &str) -> Result<Ipv4Addr, DockerError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut pause = std::time::Duration::from_millis(10);
+        loop {
+            match self.address_now(container, network).await {
+                Err(DockerError::Api { error, .. })
+                    if error.starts_with("no IPv4 address") && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn address_now(&self, container: &str, network: &str) -> Result<Ipv4Addr, DockerError> {
         let info = self
             .docker
             .inspect_container(container, None::<InspectContainerOptions>)
@@ -187,11 +204,13 @@ impl Engine {
     }
 
     /// Removes every container (forcibly) and then every network carrying
-    /// the run's label; returns how many of each it removed.
+    /// the run's label; returns how many of each it removed. A container
+    /// already being removed (a drop racing this) is waited for, bounded.
     pub async fn sweep(&self, run: &str) -> Result<(usize, usize), DockerError> {
         let (containers, networks) = self.labelled(run).await?;
         for c in &containers {
-            self.docker
+            let removed = self
+                .docker
                 .remove_container(
                     c,
                     Some(RemoveContainerOptions {
@@ -200,11 +219,38 @@ impl Engine {
                         ..Default::default()
                     }),
                 )
-                .await
-                .map_err(api(format!("remove container {c}")))?;
+                .await;
+            match removed {
+                Ok(()) => {}
+                // Gone already, or its removal is in progress.
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404 | 409,
+                    ..
+                }) => {}
+                Err(e) => return Err(api(format!("remove container {c}"))(e)),
+            }
+        }
+        // A network cannot go while a container is still on it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let (left, _) = self.labelled(run).await?;
+            if left.is_empty() {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(DockerError::Api {
+                    what: format!("remove the run's containers {}", left.join(", ")),
+                    error: "still there after 20s".to_string(),
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         for n in &networks {
-            self.remove_network(n).await?;
+            match self.remove_network(n).await {
+                Ok(()) => {}
+                Err(DockerError::Api { error, .. }) if error.contains("404") => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok((containers.len(), networks.len()))
     }

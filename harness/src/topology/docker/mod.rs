@@ -654,6 +654,33 @@ impl ScriptedMesh for DockerControlPlane {
     }
 }
 
+/// Makes a panic anywhere in the process remove the run's containers and
+/// networks first (by label, from a thread of its own), then report the
+/// panic as before: unwinding alone would leave them when the runtime dies.
+pub fn sweep_on_panic(run: String) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let run = run.clone();
+        let swept = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                let engine = engine::Engine::connect().await.map_err(|e| e.to_string())?;
+                engine.sweep(&run).await.map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        match swept {
+            Ok(Ok((c, n))) => eprintln!("panic: removed {c} containers and {n} networks of the run"),
+            Ok(Err(e)) => eprintln!("panic: cannot remove the run's containers: {e}"),
+            Err(_) => eprintln!("panic: cannot remove the run's containers"),
+        }
+        previous(info);
+    }));
+}
+
 /// A fresh id for one run's containers and networks (also their label).
 pub fn new_run_id() -> String {
     let nanos = SystemTime::now()
