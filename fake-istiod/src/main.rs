@@ -436,9 +436,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     state_read_only: replica.is_some(),
                     replica,
                     dns_names: dns_name,
-                    scenario_time: scenario_epoch_ms.map(|ms| {
-                        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)
-                    }),
+                    scenario_time: scenario_epoch_ms
+                        .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)),
                 },
             ))?;
             Ok(ExitCode::SUCCESS)

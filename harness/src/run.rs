@@ -43,7 +43,8 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
 
     // Ctrl-C: kill proxy processes (remove the run's containers and
     // networks), then leave.
-    let docker_run = (config.topology == TopologyKind::Docker).then(|| config.docker.run_id.clone());
+    let docker_run =
+        (config.topology == TopologyKind::Docker).then(|| config.docker.run_id.clone());
     if let Some(run) = &docker_run {
         crate::topology::docker::sweep_on_panic(run.clone());
     }

@@ -8,6 +8,10 @@
 //! Images: PROXY_CONFORMANCE_REPLICA_IMAGE (fake-istiod), _PROXY_IMAGE (the
 //! reference proxy) and _DEFECTIVE_IMAGE (`build-image.sh --defective`).
 
+// Each test holds the engine lock for its whole length, across awaits: the
+// tests run one at a time on their own runtimes, nothing else takes it.
+#![allow(clippy::await_holding_lock)]
+
 mod run_support;
 use run_support as support;
 
@@ -42,7 +46,10 @@ fn docker_args(proxy_image: String, checks: &[&str]) -> RunArgs {
     RunArgs {
         topology: Some(TopologyKind::Docker),
         proxy_image: Some(proxy_image),
-        replica_image: Some(image("PROXY_CONFORMANCE_REPLICA_IMAGE", "fake-istiod:local")),
+        replica_image: Some(image(
+            "PROXY_CONFORMANCE_REPLICA_IMAGE",
+            "fake-istiod:local",
+        )),
         run_check: checks.iter().map(|s| s.to_string()).collect(),
         proxy_ready_timeout: Some(Duration::from_secs(30)),
         ..Default::default()
@@ -57,7 +64,11 @@ fn census() -> (usize, usize) {
             .args(args)
             .output()
             .unwrap_or_else(|e| panic!("docker {args:?}: {e}"));
-        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).lines().count()
     };
     (count(&["ps", "-aq"]), count(&["network", "ls", "-q"]))
@@ -89,7 +100,11 @@ async fn the_reference_image_passes_and_nothing_is_left() {
     let report = harness::runner::run(&config, &Hooks::default(), |_| {})
         .await
         .unwrap_or_else(|e| panic!("the run could not start: {e}"));
-    assert!(support::failed(&report).is_empty(), "{}", support::explain(&report));
+    assert!(
+        support::failed(&report).is_empty(),
+        "{}",
+        support::explain(&report)
+    );
     assert_eq!(report.results.len(), checks.len());
     assert_eq!(census(), before, "containers and networks before and after");
 }
@@ -104,8 +119,16 @@ async fn dns_once_fails_restart_and_discovery() {
     };
     let before = census();
     let mut args = docker_args(
-        image("PROXY_CONFORMANCE_DEFECTIVE_IMAGE", "istioctl-proxy-defective:local"),
-        &["replica-partition", "replica-killed", "replica-restart", "dns-discovery"],
+        image(
+            "PROXY_CONFORMANCE_DEFECTIVE_IMAGE",
+            "istioctl-proxy-defective:local",
+        ),
+        &[
+            "replica-partition",
+            "replica-killed",
+            "replica-restart",
+            "dns-discovery",
+        ],
     );
     args.proxy_env = vec!["ISTIOCTL_PROXY_DEFECTS=dns-once".into()];
     let config = support::config(args);
@@ -116,7 +139,12 @@ async fn dns_once_fails_restart_and_discovery() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    assert_eq!(support::failed(&report), expected, "{}", support::explain(&report));
+    assert_eq!(
+        support::failed(&report),
+        expected,
+        "{}",
+        support::explain(&report)
+    );
     assert_eq!(census(), before, "containers and networks before and after");
 }
 
@@ -155,7 +183,10 @@ fn a_panic_leaves_nothing() {
     .join();
     let _ = std::panic::take_hook();
     assert!(outcome.is_err(), "the run was to panic: {outcome:?}");
-    assert!(running.load(std::sync::atomic::Ordering::SeqCst), "it panicked before its bench was up");
+    assert!(
+        running.load(std::sync::atomic::Ordering::SeqCst),
+        "it panicked before its bench was up"
+    );
     assert_eq!(census(), before, "containers and networks before and after");
 }
 
@@ -168,8 +199,14 @@ fn ctrl_c_leaves_nothing() {
     let before = census();
     let runner = Command::new(env!("CARGO_BIN_EXE_proxy-conformance"))
         .args(["run", "--topology", "docker", "--run-check", "replica-hang"])
-        .args(["--proxy-image", &image("PROXY_CONFORMANCE_PROXY_IMAGE", "istioctl-proxy:local")])
-        .args(["--replica-image", &image("PROXY_CONFORMANCE_REPLICA_IMAGE", "fake-istiod:local")])
+        .args([
+            "--proxy-image",
+            &image("PROXY_CONFORMANCE_PROXY_IMAGE", "istioctl-proxy:local"),
+        ])
+        .args([
+            "--replica-image",
+            &image("PROXY_CONFORMANCE_REPLICA_IMAGE", "fake-istiod:local"),
+        ])
         .args(["--report", "/dev/null"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -179,22 +216,37 @@ fn ctrl_c_leaves_nothing() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = Command::new("docker")
-            .args(["ps", "-q", "--filter", "label=io.proxy-conformance.run", "--filter", "name=proxy"])
+            .args([
+                "ps",
+                "-q",
+                "--filter",
+                "label=io.proxy-conformance.run",
+                "--filter",
+                "name=proxy",
+            ])
             .output()
             .unwrap_or_else(|e| panic!("docker ps: {e}"));
         if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "the run's proxy container never appeared");
+        assert!(
+            Instant::now() < deadline,
+            "the run's proxy container never appeared"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // SAFETY: signalling a child process we own.
     unsafe {
         libc::kill(runner.id() as i32, libc::SIGINT);
     }
-    let out = runner.wait_with_output().unwrap_or_else(|e| panic!("wait: {e}"));
+    let out = runner
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("wait: {e}"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("interrupted:") && stderr.contains("removed"), "{stderr}");
+    assert!(
+        stderr.contains("interrupted:") && stderr.contains("removed"),
+        "{stderr}"
+    );
     assert_eq!(census(), before, "containers and networks before and after");
 }

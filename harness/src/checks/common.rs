@@ -270,8 +270,8 @@ pub async fn answer_without(ctx: &CheckContext, lost: &Replica) -> Result<LostRe
             lost.name, lost.tls_addr
         )),
         Ok(resp) => {
-            let ccs = client_configs(&resp)
-                .map_err(|e| format!("the answer cannot be decoded: {e}"))?;
+            let ccs =
+                client_configs(&resp).map_err(|e| format!("the answer cannot be decoded: {e}"))?;
             let got: BTreeSet<String> = ccs.iter().map(|c| node_id(c).to_string()).collect();
             let missing: Vec<&String> = expected.difference(&got).collect();
             if !missing.is_empty() {

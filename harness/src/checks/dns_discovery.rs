@@ -50,7 +50,10 @@ async fn run(ctx: &Ctx) -> Outcome {
     })
     .await;
     match gone {
-        Ok(t) => ctx.note(format!("{} no longer asked {t:.1?} after its removal", lost.name)),
+        Ok(t) => ctx.note(format!(
+            "{} no longer asked {t:.1?} after its removal",
+            lost.name
+        )),
         Err(e) => problems.push(format!(
             "{bound:.0?} after {} was removed (refresh {:.0?} declared): {e}",
             lost.name, ctx.proxy.discovery_refresh

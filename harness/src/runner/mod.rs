@@ -411,7 +411,11 @@ pub async fn run(
     if let Some(engine) = &engine {
         match engine.sweep(&config.docker.run_id).await {
             Ok((0, 0)) => {}
-            Ok((c, n)) => tracing::warn!(containers = c, networks = n, "removed what the run left behind"),
+            Ok((c, n)) => tracing::warn!(
+                containers = c,
+                networks = n,
+                "removed what the run left behind"
+            ),
             Err(e) => tracing::warn!(error = %e, "cannot sweep the run's containers"),
         }
     }

@@ -462,9 +462,9 @@ impl RunConfig {
         let on_docker = topology == TopologyKind::Docker;
         let proxy = match proxy {
             // The reference proxy, as an image.
-            ProxyMode::Bundled if on_docker => ProxyMode::Image(
-                crate::topology::docker::DEFAULT_PROXY_IMAGE.to_string(),
-            ),
+            ProxyMode::Bundled if on_docker => {
+                ProxyMode::Image(crate::topology::docker::DEFAULT_PROXY_IMAGE.to_string())
+            }
             ProxyMode::Command(_) | ProxyMode::Address(_) if on_docker => {
                 return Err(OptionsError::ProcessOnDocker);
             }
@@ -476,7 +476,9 @@ impl RunConfig {
         let proxy_args = args.proxy_args.clone().or(file.proxy_args);
         let replica_image = args.replica_image.clone().or(file.replica_image);
         let env_list = pick_vec(&args.proxy_env, file.proxy_env);
-        let refresh = args.proxy_discovery_refresh.or(file.proxy_discovery_refresh);
+        let refresh = args
+            .proxy_discovery_refresh
+            .or(file.proxy_discovery_refresh);
         if !on_docker {
             for (given, flag) in [
                 (proxy_args.is_some(), "--proxy-args"),
@@ -653,7 +655,10 @@ mod tests {
         let c = RunConfig::resolve(&args, KNOWN).expect("resolves");
         assert_eq!(c.topology, crate::topology::TopologyKind::Docker);
         assert_eq!(c.proxy, ProxyMode::Image("mine:1".into()));
-        assert_eq!(c.docker.proxy_env, vec![("RUST_LOG".into(), "debug".into())]);
+        assert_eq!(
+            c.docker.proxy_env,
+            vec![("RUST_LOG".into(), "debug".into())]
+        );
         assert_eq!(c.implementation.project, "image mine:1");
         // --topology docker alone: the reference image.
         let args = RunArgs {
@@ -669,21 +674,27 @@ mod tests {
             proxy_cmd: Some("x".into()),
             ..Default::default()
         };
-        let e = RunConfig::resolve(&args, KNOWN).expect_err("refused").to_string();
+        let e = RunConfig::resolve(&args, KNOWN)
+            .expect_err("refused")
+            .to_string();
         assert!(e.contains("--proxy-image"), "{e}");
         // Docker options elsewhere are an error, not ignored.
         let args = RunArgs {
             proxy_args: Some("x".into()),
             ..Default::default()
         };
-        let e = RunConfig::resolve(&args, KNOWN).expect_err("refused").to_string();
+        let e = RunConfig::resolve(&args, KNOWN)
+            .expect_err("refused")
+            .to_string();
         assert_eq!(e, "--proxy-args needs --topology docker");
         let args = RunArgs {
             topology: Some(crate::topology::TopologyKind::Docker),
             proxy_env: vec!["NOEQUALS".into()],
             ..Default::default()
         };
-        let e = RunConfig::resolve(&args, KNOWN).expect_err("refused").to_string();
+        let e = RunConfig::resolve(&args, KNOWN)
+            .expect_err("refused")
+            .to_string();
         assert!(e.contains("KEY=VALUE"), "{e}");
     }
 

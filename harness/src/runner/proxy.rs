@@ -28,6 +28,9 @@ pub type ConnectCluster = Arc<
         + Sync,
 >;
 
+/// Called with each scenario's context once its bench is up.
+pub type AfterSetup = Arc<dyn Fn(&CheckContext) + Send + Sync>;
+
 /// Test-only levers of a run; users have none of these.
 #[derive(Clone, Default)]
 pub struct Hooks {
@@ -39,7 +42,7 @@ pub struct Hooks {
     pub pad_replicas_to: Option<usize>,
     /// Called once a scenario's bench is up, before its checks (tests: a
     /// panic in the middle of a run).
-    pub after_setup: Option<Arc<dyn Fn(&CheckContext) + Send + Sync>>,
+    pub after_setup: Option<AfterSetup>,
 }
 
 /// Adds idle replicas (no proxies) until the scenario has `n`.
@@ -171,7 +174,7 @@ pub const BUNDLED_REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
 enum Running {
     InProcess(istioctl_proxy::RunningProxy),
     Process(ProxyProcess),
-    Container(crate::topology::docker::proxy::ProxyContainer),
+    Container(Box<crate::topology::docker::proxy::ProxyContainer>),
     External,
 }
 
@@ -541,7 +544,7 @@ impl Bench {
             ctx,
             fake: None,
             docker: Some(cp),
-            running: Running::Container(proxy),
+            running: Running::Container(Box::new(proxy)),
             _files: None,
         };
         if let Err(e) = bench.wait_ready(config.proxy_ready_timeout).await {

@@ -6,8 +6,8 @@
 
 use super::DockerError;
 use bollard::Docker;
-use bollard::models::{EndpointSettings, NetworkConnectRequest, NetworkCreateRequest};
 use bollard::models::NetworkDisconnectRequest;
+use bollard::models::{EndpointSettings, NetworkConnectRequest, NetworkCreateRequest};
 use bollard::query_parameters::{
     InspectContainerOptions, ListContainersOptions, ListNetworksOptions, RemoveContainerOptions,
 };
@@ -121,7 +121,8 @@ impl Engine {
         loop {
             match self.address_now(container, network).await {
                 Err(DockerError::Api { error, .. })
-                    if error.starts_with("no IPv4 address") && std::time::Instant::now() < deadline =>
+                    if error.starts_with("no IPv4 address")
+                        && std::time::Instant::now() < deadline =>
                 {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(std::time::Duration::from_millis(200));
@@ -164,7 +165,10 @@ impl Engine {
         if state.running != Some(true) {
             return None;
         }
-        state.pid.and_then(|p| u32::try_from(p).ok()).filter(|p| *p > 0)
+        state
+            .pid
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|p| *p > 0)
     }
 
     /// Whether the container is still running (`false` once it exited or is gone).
@@ -174,10 +178,7 @@ impl Engine {
 
     /// The names of the containers and networks carrying the run's label.
     pub async fn labelled(&self, run: &str) -> Result<(Vec<String>, Vec<String>), DockerError> {
-        let filters = HashMap::from([(
-            "label".to_string(),
-            vec![format!("{RUN_LABEL}={run}")],
-        )]);
+        let filters = HashMap::from([("label".to_string(), vec![format!("{RUN_LABEL}={run}")])]);
         let containers = self
             .docker
             .list_containers(Some(ListContainersOptions {

@@ -30,9 +30,9 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use testcontainers::core::WaitFor;
-use testcontainers::{CopyDataSource, CopyTargetOptions};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+use testcontainers::{CopyDataSource, CopyTargetOptions};
 
 /// The DNS name every replica shares on the network (a headless Service's).
 pub const REPLICA_ALIAS: &str = "istiod-headless";
@@ -55,10 +55,12 @@ pub const BUILD_PROXY_IMAGE: &str = "bash istioctl-proxy/build-image.sh";
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
     #[error(
-        "no Docker engine answers ({error}); start dockerd or set DOCKER_HOST (ci/docker-conformance.sh installs and starts Debian's docker.io)"
+        "no Docker engine answers ({error}); start dockerd or set DOCKER_HOST (ci/docker-setup.sh installs and starts Debian's docker.io)"
     )]
     NoEngine { error: String },
-    #[error("image {image} is not on the local Docker engine ({error}); build it with `{build} {image}` (images are never pulled)")]
+    #[error(
+        "image {image} is not on the local Docker engine ({error}); build it with `{build} {image}` (images are never pulled)"
+    )]
     MissingImage {
         image: String,
         build: String,
@@ -180,7 +182,10 @@ impl DockerControlPlane {
             .map_err(|e| DockerError::Setup(format!("cannot create the replicas' CA: {e}")))?;
         let read = |name: &str| {
             std::fs::read_to_string(dir.path().join(name)).map_err(|e| {
-                DockerError::Setup(format!("cannot read {}: {e}", dir.path().join(name).display()))
+                DockerError::Setup(format!(
+                    "cannot read {}: {e}",
+                    dir.path().join(name).display()
+                ))
             })
         };
         let mut state_files = Vec::new();
@@ -193,9 +198,10 @@ impl DockerControlPlane {
             state_files.push((f.to_string(), read(f)?));
         }
         let ca_pem = read(fake_istiod::CA_FILE)?;
-        let authority =
-            fake_istiod::TokenAuthority::from_private_key_pem(&read(fake_istiod::SIGNING_KEY_FILE)?)
-                .map_err(|e| DockerError::Setup(format!("the token key: {e}")))?;
+        let authority = fake_istiod::TokenAuthority::from_private_key_pem(&read(
+            fake_istiod::SIGNING_KEY_FILE,
+        )?)
+        .map_err(|e| DockerError::Setup(format!("the token key: {e}")))?;
         drop(dir);
 
         let network = format!("{run}-{scenario_name}");
@@ -217,7 +223,12 @@ impl DockerControlPlane {
         };
         // Started one after the other: a failure names its replica, and the
         // network is removed again by the caller's stop().
-        let names: Vec<String> = cp.scenario.replicas.iter().map(|r| r.name.clone()).collect();
+        let names: Vec<String> = cp
+            .scenario
+            .replicas
+            .iter()
+            .map(|r| r.name.clone())
+            .collect();
         for name in names {
             let rc = cp.start_replica(&name).await?;
             cp.replicas.lock().await.push(rc);
@@ -228,7 +239,11 @@ impl DockerControlPlane {
 
     /// The scenario's replica names (also their DNS names on the network).
     pub fn scenario_names(&self) -> Vec<String> {
-        self.scenario.replicas.iter().map(|r| r.name.clone()).collect()
+        self.scenario
+            .replicas
+            .iter()
+            .map(|r| r.name.clone())
+            .collect()
     }
     pub fn namespace(&self) -> &str {
         &self.scenario.istiod.namespace
@@ -328,7 +343,9 @@ impl DockerControlPlane {
             error: e.to_string(),
         })?;
         // Aliases are set when joining a network: join again with them.
-        self.engine.disconnect(&self.network, &container_name).await?;
+        self.engine
+            .disconnect(&self.network, &container_name)
+            .await?;
         self.engine
             .join(
                 &self.network,
@@ -405,9 +422,10 @@ impl DockerControlPlane {
                 .map(|r| r.ip)
                 .ok_or_else(|| TopologyError::Failed(format!("no running replica {name}")))?
         };
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{ip}:{CONTROL_PORT}"))
-            .map_err(|e| TopologyError::Failed(e.to_string()))?
-            .connect_timeout(Duration::from_secs(5));
+        let endpoint =
+            tonic::transport::Endpoint::from_shared(format!("http://{ip}:{CONTROL_PORT}"))
+                .map_err(|e| TopologyError::Failed(e.to_string()))?
+                .connect_timeout(Duration::from_secs(5));
         let channel = endpoint.connect().await.map_err(|e| {
             TopologyError::Failed(format!("the control API of replica {name} ({ip}): {e}"))
         })?;
@@ -464,7 +482,12 @@ impl DockerControlPlane {
 
     /// Keeps scenario order.
     async fn sort(&self) {
-        let order: Vec<String> = self.scenario.replicas.iter().map(|r| r.name.clone()).collect();
+        let order: Vec<String> = self
+            .scenario
+            .replicas
+            .iter()
+            .map(|r| r.name.clone())
+            .collect();
         self.replicas
             .lock()
             .await
@@ -497,7 +520,9 @@ impl DockerControlPlane {
                 .iter()
                 .find(|r| r.name == name && r.partitioned)
                 .map(|r| r.container_name.clone())
-                .ok_or_else(|| TopologyError::Failed(format!("replica {name} is not partitioned")))?
+                .ok_or_else(|| {
+                    TopologyError::Failed(format!("replica {name} is not partitioned"))
+                })?
         };
         self.engine
             .join(
@@ -568,13 +593,16 @@ impl ControlPlane for DockerControlPlane {
                 let i = guard
                     .iter()
                     .position(|r| r.name == replica)
-                    .ok_or_else(|| TopologyError::Failed(format!("no running replica {replica}")))?;
+                    .ok_or_else(|| {
+                        TopologyError::Failed(format!("no running replica {replica}"))
+                    })?;
                 std::mem::replace(&mut guard[i], successor)
             };
             self.relist().await;
-            old.container.rm().await.map_err(|e| {
-                TopologyError::Failed(format!("cannot remove the old {replica}: {e}"))
-            })
+            old.container
+                .rm()
+                .await
+                .map_err(|e| TopologyError::Failed(format!("cannot remove the old {replica}: {e}")))
         }))
     }
 }
@@ -673,7 +701,9 @@ pub fn sweep_on_panic(run: String) {
         })
         .join();
         match swept {
-            Ok(Ok((c, n))) => eprintln!("panic: removed {c} containers and {n} networks of the run"),
+            Ok(Ok((c, n))) => {
+                eprintln!("panic: removed {c} containers and {n} networks of the run")
+            }
             Ok(Err(e)) => eprintln!("panic: cannot remove the run's containers: {e}"),
             Err(_) => eprintln!("panic: cannot remove the run's containers"),
         }
@@ -722,8 +752,14 @@ mod tests {
 
     #[test]
     fn image_names_split_at_the_tag() {
-        assert_eq!(split_image("fake-istiod:local"), ("fake-istiod".into(), "local".into()));
-        assert_eq!(split_image("fake-istiod"), ("fake-istiod".into(), "latest".into()));
+        assert_eq!(
+            split_image("fake-istiod:local"),
+            ("fake-istiod".into(), "local".into())
+        );
+        assert_eq!(
+            split_image("fake-istiod"),
+            ("fake-istiod".into(), "latest".into())
+        );
         assert_eq!(
             split_image("reg:5000/team/proxy:1.2"),
             ("reg:5000/team/proxy".into(), "1.2".into())
