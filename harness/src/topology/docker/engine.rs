@@ -100,6 +100,18 @@ impl Engine {
             .map_err(api(format!("connect {container} to {network}")))
     }
 
+    /// Joins `container` to `network` under `aliases` and returns its
+    /// address there.
+    pub async fn join_with_address(
+        &self,
+        network: &str,
+        container: &str,
+        aliases: &[String],
+    ) -> Result<Ipv4Addr, DockerError> {
+        self.join(network, container, aliases).await?;
+        self.address(container, network).await
+    }
+
     /// Takes `container` off `network`: its address stops answering (packets
     /// to it go nowhere, no RST) and its DNS names there disappear.
     pub async fn disconnect(&self, network: &str, container: &str) -> Result<(), DockerError> {
@@ -116,7 +128,7 @@ impl Engine {
     /// The container's IPv4 address on `network` (just after a join the
     /// engine may not show it yet: asked again, bounded).
     pub async fn address(&self, container: &str, network: &str) -> Result<Ipv4Addr, DockerError> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         let mut pause = std::time::Duration::from_millis(10);
         loop {
             match self.address_now(container, network).await {
@@ -138,6 +150,11 @@ impl Engine {
             .inspect_container(container, None::<InspectContainerOptions>)
             .await
             .map_err(api(format!("inspect {container}")))?;
+        let state = info
+            .state
+            .as_ref()
+            .map(|s| format!("running {:?}, exit code {:?}", s.running, s.exit_code))
+            .unwrap_or_default();
         let ip = info
             .network_settings
             .and_then(|s| s.networks)
@@ -148,7 +165,7 @@ impl Engine {
             Some(Ok(IpAddr::V4(v4))) => Ok(v4),
             _ => Err(DockerError::Api {
                 what: format!("inspect {container}"),
-                error: format!("no IPv4 address on network {network} (got {ip:?})"),
+                error: format!("no IPv4 address on network {network} (got {ip:?}; {state})"),
             }),
         }
     }

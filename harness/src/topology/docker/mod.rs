@@ -319,8 +319,6 @@ impl DockerControlPlane {
             "0.0.0.0".into(),
             "--dns-name".into(),
             REPLICA_ALIAS.into(),
-            "--dns-name".into(),
-            container_name.clone(),
             "--control-address".into(),
             format!("0.0.0.0:{CONTROL_PORT}"),
             "--scenario-epoch-ms".into(),
@@ -328,11 +326,15 @@ impl DockerControlPlane {
             "--state-dir".into(),
             FILES_DIR.into(),
         ];
+        // Started on docker's default bridge, then joined to the scenario's
+        // network under its aliases (set only when joining a network), as
+        // `heal` joins it again. (No `--dns-name` for the container's own
+        // name: it can exceed a DNS label's 63 characters, and the harness
+        // and the proxy verify `istiod.<ns>.svc`.)
         let mut req = GenericImage::new(repo, tag)
             .with_wait_for(WaitFor::Nothing)
             .with_cmd(cmd)
             .with_container_name(container_name.clone())
-            .with_network(self.network.clone())
             .with_label(RUN_LABEL, self.run.clone())
             .with_copy_to(file("scenario.yaml"), data(&self.scenario_text));
         for (f, text) in &self.state_files {
@@ -342,18 +344,23 @@ impl DockerControlPlane {
             what: format!("start replica {name} ({})", self.options.replica_image),
             error: e.to_string(),
         })?;
-        // Aliases are set when joining a network: join again with them.
-        self.engine
-            .disconnect(&self.network, &container_name)
-            .await?;
-        self.engine
-            .join(
-                &self.network,
-                &container_name,
-                &[name.to_string(), REPLICA_ALIAS.to_string()],
-            )
-            .await?;
-        let ip = self.engine.address(&container_name, &self.network).await?;
+        let aliases = [name.to_string(), REPLICA_ALIAS.to_string()];
+        let ip = match self
+            .engine
+            .join_with_address(&self.network, &container_name, &aliases)
+            .await
+        {
+            Ok(ip) => ip,
+            Err(e) => {
+                let logs = container.stderr_to_vec().await.unwrap_or_default();
+                let logs = String::from_utf8_lossy(&logs);
+                let tail: Vec<&str> = logs.lines().rev().take(10).collect();
+                return Err(DockerError::Setup(format!(
+                    "replica {name} ({container_name}): {e}; its last output:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )));
+            }
+        };
         let rc = ReplicaContainer {
             name: name.to_string(),
             container_name,
@@ -524,14 +531,14 @@ impl DockerControlPlane {
                     TopologyError::Failed(format!("replica {name} is not partitioned"))
                 })?
         };
-        self.engine
-            .join(
+        let ip = self
+            .engine
+            .join_with_address(
                 &self.network,
                 &container,
                 &[name.to_string(), REPLICA_ALIAS.to_string()],
             )
             .await?;
-        let ip = self.engine.address(&container, &self.network).await?;
         {
             let mut guard = self.replicas.lock().await;
             if let Some(rc) = guard.iter_mut().find(|r| r.name == name) {
