@@ -67,6 +67,12 @@ enum Command {
         /// Do not serve the control API.
         #[arg(long)]
         no_control: bool,
+        /// The instant the scenario's ages ("5m") count back from, in
+        /// milliseconds since the Unix epoch (default: now). Replica processes
+        /// of one mesh are given the same value, so every replica reports
+        /// the same ages, as one istiod would.
+        #[arg(long, value_name = "MILLIS")]
+        scenario_epoch_ms: Option<u64>,
         /// Where root-cert.pem and the token signing key are written (with
         /// --replica: read, see `init`).
         #[arg(long, env = "FAKE_ISTIOD_STATE_DIR", default_value_os_t = default_state_dir())]
@@ -396,6 +402,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tls_port,
             control_address,
             no_control,
+            scenario_epoch_ms,
             state_dir,
         } => {
             tracing_subscriber::fmt()
@@ -429,6 +436,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     state_read_only: replica.is_some(),
                     replica,
                     dns_names: dns_name,
+                    scenario_time: scenario_epoch_ms
+                        .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)),
                 },
             ))?;
             Ok(ExitCode::SUCCESS)

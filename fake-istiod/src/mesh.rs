@@ -57,7 +57,12 @@ pub type SharedMesh = Arc<RwLock<MeshState>>;
 impl MeshState {
     pub fn from_scenario(s: &Scenario) -> Self {
         // Ages in the scenario ("5m") count back from the moment it is loaded.
-        let loaded_at = std::time::SystemTime::now();
+        Self::from_scenario_at(s, std::time::SystemTime::now())
+    }
+
+    /// Ages count back from `loaded_at`: replicas in several processes share
+    /// one instant, so the same scenario age reads the same on every replica.
+    pub fn from_scenario_at(s: &Scenario, loaded_at: std::time::SystemTime) -> Self {
         MeshState {
             loaded_at,
             push: 1,

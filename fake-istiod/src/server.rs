@@ -92,6 +92,10 @@ pub struct StartOptions {
     /// there: replicas in other processes share them (e.g. one read-only
     /// mount, created once by [`init_state_dir`]). Needs `state_dir`.
     pub state_read_only: bool,
+    /// The instant the scenario's ages count back from (default: when it is
+    /// loaded). Replicas of one mesh in several processes or containers are
+    /// given the same one, as one istiod process has one clock.
+    pub scenario_time: Option<SystemTime>,
 }
 
 impl Default for StartOptions {
@@ -106,6 +110,7 @@ impl Default for StartOptions {
             replica: None,
             dns_names: Vec::new(),
             state_read_only: false,
+            scenario_time: None,
         }
     }
 }
@@ -350,7 +355,10 @@ impl FakeIstiod {
             authority,
         } = state;
         let inner = Arc::new(Inner {
-            mesh: Arc::new(RwLock::new(MeshState::from_scenario(&scenario))),
+            mesh: Arc::new(RwLock::new(match opts.scenario_time {
+                Some(at) => MeshState::from_scenario_at(&scenario, at),
+                None => MeshState::from_scenario(&scenario),
+            })),
             replicas: Mutex::new(Vec::new()),
             reload: tokio::sync::Mutex::new(()),
             authority: Arc::new(authority),

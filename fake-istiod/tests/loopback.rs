@@ -399,3 +399,43 @@ async fn delta_xds_serves_debug_types() {
     assert!(resp.control_plane.is_some());
     fake.shutdown().await;
 }
+
+/// Replica processes of one mesh share the instant ages count back from
+/// (`serve --scenario-epoch-ms`): a "2m" age is the same timestamp on each.
+#[tokio::test]
+async fn ages_count_back_from_the_given_scenario_time() {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    let opts = StartOptions {
+        scenario_time: Some(at),
+        ..StartOptions::ephemeral()
+    };
+    let fake = FakeIstiod::start(scenario("three-replicas.yaml"), opts)
+        .await
+        .unwrap();
+    assert_eq!(fake.scenario_time(), at);
+    // details-v1's RDS was last updated 2m before the scenario time.
+    let r = &fake.replicas()[0];
+    let resp = ask(
+        r.tls_addr,
+        &istioctl_dial(&fake),
+        istioctl_request(type_url::SYNCZ, &[], "istio-system"),
+    )
+    .await
+    .unwrap();
+    let details = decode_syncz(&resp)
+        .unwrap()
+        .into_iter()
+        .find(|c| {
+            c.node
+                .as_ref()
+                .is_some_and(|n| n.id.starts_with("details-v1"))
+        })
+        .expect("details-v1 on the first replica");
+    let stamps: Vec<i64> = details
+        .generic_xds_configs
+        .iter()
+        .filter_map(|g| g.last_updated.as_ref().map(|t| t.seconds))
+        .collect();
+    assert!(stamps.contains(&(1_700_000_000 - 120)), "{stamps:?}");
+    fake.shutdown().await;
+}

@@ -41,11 +41,34 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
         );
     }
 
-    // Ctrl-C: kill proxy processes, then leave.
-    tokio::spawn(async {
+    // Ctrl-C: kill proxy processes (remove the run's containers and
+    // networks), then leave.
+    let docker_run =
+        (config.topology == TopologyKind::Docker).then(|| config.docker.run_id.clone());
+    if let Some(run) = &docker_run {
+        crate::topology::docker::sweep_on_panic(run.clone());
+    }
+    tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             runner::process::kill_all();
-            eprintln!("\ninterrupted: proxy processes stopped");
+            if let Some(run) = docker_run {
+                let swept = match crate::topology::docker::engine::Engine::connect().await {
+                    Ok(engine) => engine.sweep(&run).await,
+                    Err(e) => Err(e),
+                };
+                match swept {
+                    Ok((c, n)) => eprintln!(
+                        "\ninterrupted: {c} containers and {n} networks of run {run} removed"
+                    ),
+                    Err(e) => eprintln!(
+                        "\ninterrupted: cannot remove the run's containers ({e}); remove them with: docker rm -f $(docker ps -aq --filter label={}={run}); docker network prune --filter label={}={run}",
+                        crate::topology::docker::engine::RUN_LABEL,
+                        crate::topology::docker::engine::RUN_LABEL
+                    ),
+                }
+            } else {
+                eprintln!("\ninterrupted: proxy processes stopped");
+            }
             std::process::exit(130);
         }
     });
@@ -67,9 +90,14 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
         }
         (_, runner::options::ProxyMode::Command(c)) => format!("`{c}`"),
         (_, runner::options::ProxyMode::Address(a)) => format!("the proxy at {a}"),
+        (_, runner::options::ProxyMode::Image(i)) => format!("the proxy image {i}"),
     };
     let mesh = match config.topology {
         TopologyKind::Local => "scenarios".to_string(),
+        TopologyKind::Docker => format!(
+            "scenarios as containers (replica image {})",
+            config.docker.replicas.replica_image
+        ),
         TopologyKind::Cluster => format!(
             "the live mesh of istiod in {} (contexts {} and {})",
             cluster.live.namespace, cluster.external_context, cluster.remote_context
@@ -78,7 +106,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
     let report = runner::run(&config, &Default::default(), |p| match p {
         Progress::Start { checks, scenarios } => println!(
             "proxy-conformance: {checks} checks on {} against {what}; istioctl {}",
-            if config.topology == TopologyKind::Local {
+            if config.topology != TopologyKind::Cluster {
                 format!("{scenarios} {mesh}")
             } else {
                 mesh.clone()

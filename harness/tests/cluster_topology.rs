@@ -76,6 +76,9 @@ const SKIPPED_ON_A_CLUSTER: &[&str] = &[
     "replica-churn",
     "bad-token",
     "slow-readers",
+    "replica-partition",
+    "replica-killed",
+    "dns-discovery",
 ];
 
 /// Runs the whole catalog on the cluster topology, with the fake replicas of

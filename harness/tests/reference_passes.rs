@@ -4,8 +4,6 @@
 mod run_support;
 use run_support as support;
 
-use harness::checks::Outcome;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reference_proxy_passes_every_check() {
     let config = support::config(Default::default());
@@ -14,9 +12,9 @@ async fn the_reference_proxy_passes_every_check() {
         Err(e) => panic!("the run could not start: {e}"),
     };
     assert_eq!(report.results.len(), harness::checks::catalog().len());
-    assert!(
-        report.results.iter().all(|r| r.outcome == Outcome::Pass),
-        "failures against the reference proxy:\n{}",
-        support::explain(&report)
-    );
+    // Everything passes but the checks that need a real network (the
+    // docker topology's), skipped with that reason.
+    if let Err(e) = support::passes_where_it_can(&report, harness::topology::TopologyKind::Local) {
+        panic!("failures against the reference proxy:\n{e}");
+    }
 }

@@ -55,7 +55,11 @@ pub enum Defect {
     /// client that does not read its answer keeps it (and its connection)
     /// for as long as it likes.
     UnboundedAnswers,
-    /// (r) every replica's answer is also decoded in full (each resource an
+    /// (r) DNS discovery resolves the name once, at start, and never again: a
+    /// replica added later is never asked, and one restarted with a new
+    /// address is asked at its old one forever.
+    DnsOnce,
+    /// (s) every replica's answer is also decoded in full (each resource an
     /// owned `Any`, each syncz row a decoded `ClientConfig`, as the blog's
     /// sample and the first reference proxy did) and the copy is held as
     /// long as the merged answer: memory far above the answer's size.
@@ -64,7 +68,7 @@ pub enum Defect {
 
 #[cfg_attr(not(feature = "test-defects"), allow(dead_code))]
 impl Defect {
-    pub const ALL: [Defect; 18] = [
+    pub const ALL: [Defect; 19] = [
         Defect::ConfigDumpFirstReplicaOnly,
         Defect::CrashOnMissingToken,
         Defect::SequentialFailFast,
@@ -82,6 +86,7 @@ impl Defect {
         Defect::SerialStreams,
         Defect::ForgetFailedReplicas,
         Defect::UnboundedAnswers,
+        Defect::DnsOnce,
         Defect::BufferDecodedAnswers,
     ];
 
@@ -105,6 +110,7 @@ impl Defect {
             Defect::SerialStreams => "serial-streams",
             Defect::ForgetFailedReplicas => "forget-failed-replicas",
             Defect::UnboundedAnswers => "unbounded-answers",
+            Defect::DnsOnce => "dns-once",
             Defect::BufferDecodedAnswers => "buffer-decoded-answers",
         }
     }

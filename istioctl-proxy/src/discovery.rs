@@ -65,15 +65,16 @@ pub(crate) fn sorted(mut replicas: Vec<Replica>) -> ReplicaSet {
     Arc::new(replicas)
 }
 
-/// Starts the configured discovery.
-pub async fn start(discovery: &Discovery) -> Result<DiscoveryHandle, Error> {
+/// Starts the configured discovery. `resolve_once` is the `dns-once` test
+/// defect (DNS resolved at start only); a correct proxy passes `false`.
+pub async fn start(discovery: &Discovery, resolve_once: bool) -> Result<DiscoveryHandle, Error> {
     match discovery {
         Discovery::Static(entries) => Ok(DiscoveryHandle::fixed(parse_static(entries)?)),
         Discovery::Dns {
             name,
             port,
             refresh,
-        } => Ok(start_dns(name.clone(), *port, *refresh)),
+        } => Ok(start_dns(name.clone(), *port, *refresh, resolve_once)),
         Discovery::Dynamic(rx) => Ok(DiscoveryHandle {
             replicas: rx.clone(),
             task: None,
@@ -146,7 +147,8 @@ pub fn check_host_port(address: &str) -> Result<(), Error> {
 
 /// Re-resolves `name` every `refresh`; each address is one replica, named by
 /// its `ip:port`. A failed lookup keeps the last known set (and logs).
-fn start_dns(name: String, port: u16, refresh: Duration) -> DiscoveryHandle {
+/// `once` (the `dns-once` defect): the first successful lookup is kept forever.
+fn start_dns(name: String, port: u16, refresh: Duration, once: bool) -> DiscoveryHandle {
     let (tx, rx) = watch::channel(Arc::new(Vec::new()));
     let task = tokio::spawn(async move {
         loop {
@@ -165,6 +167,11 @@ fn start_dns(name: String, port: u16, refresh: Duration) -> DiscoveryHandle {
                         if tx.send(set).is_err() {
                             return;
                         }
+                    }
+                    if once {
+                        // The defect: never look again (the task lives on,
+                        // so the channel stays open).
+                        std::future::pending::<()>().await;
                     }
                 }
                 Err(e) => {
@@ -201,7 +208,7 @@ mod tests {
 
     #[tokio::test]
     async fn dns_resolves_localhost() {
-        let mut h = start_dns("localhost".into(), 15010, Duration::from_secs(60));
+        let mut h = start_dns("localhost".into(), 15010, Duration::from_secs(60), false);
         let set = tokio::time::timeout(
             Duration::from_secs(5),
             h.replicas.wait_for(|s| !s.is_empty()),

@@ -163,7 +163,7 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
     }
     let tls = server_tls(&config.serve)?;
     let upstream = upstream::Upstream::new(&config.upstream, config.replica_timeout)?;
-    let discovery = discovery::start(&config.discovery).await?;
+    let discovery = discovery::start(&config.discovery, config.has_defect(Defect::DnsOnce)).await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

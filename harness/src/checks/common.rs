@@ -195,3 +195,107 @@ pub async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) 
     let v = f.await;
     (v, t0.elapsed())
 }
+
+/// The proxy's answer against the replicas' own (asked directly, now):
+/// `Err` says what differs.
+pub async fn full_answer(ctx: &CheckContext) -> Result<(), String> {
+    let expected = ctx.expected_ids().await?;
+    let (_, ccs) = ctx.merged().await?;
+    let mut problems = Vec::new();
+    compare_ids(&ccs, &expected, &mut problems);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// Waits, bounded, until `cond` holds; returns how long it took, or the
+/// last reason it did not hold once `bound` has passed.
+pub async fn converges<F, Fut>(bound: Duration, mut cond: F) -> Result<Duration, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let t0 = Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match cond().await {
+            Ok(()) => return Ok(t0.elapsed()),
+            Err(e) if t0.elapsed() >= bound => return Err(e),
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+/// How a proxy answered while a replica was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostReplica {
+    /// The answer (or its error) names the lost replica.
+    Named,
+    /// The answer is the other replicas' mesh exactly: the proxy no longer
+    /// asks the lost one (its discovery dropped it).
+    Dropped,
+}
+
+/// The proxy's syncz answer while `lost` is gone (partitioned or removed),
+/// judged against the other replicas asked directly: within istioctl's
+/// timeout, never silently partial, never the lost replica's proxies from a
+/// stale copy. The lost replica is named, or (a discovering proxy) no
+/// longer asked.
+pub async fn answer_without(ctx: &CheckContext, lost: &Replica) -> Result<LostReplica, String> {
+    let mut expected = BTreeSet::new();
+    for r in ctx.replicas().into_iter().filter(|r| r.name != lost.name) {
+        let resp = ctx
+            .replica_fetch(&r, proto::type_url::SYNCZ, &[])
+            .await
+            .map_err(|e| format!("bench: cannot ask replica {}: {e}", r.name))?;
+        let ccs = client_configs(&resp).map_err(|e| format!("bench: replica {}: {e}", r.name))?;
+        expected.extend(ccs.iter().map(|c| node_id(c).to_string()));
+    }
+    let t0 = Instant::now();
+    let answer = ctx.syncz().await;
+    let took = t0.elapsed();
+    match answer {
+        Err(e) if e.is_timeout() || took >= ISTIOCTL_TIMEOUT => Err(format!(
+            "no answer within istioctl's {ISTIOCTL_TIMEOUT:?} timeout while {} was lost",
+            lost.name
+        )),
+        Err(e) if names_replica(&e.to_string(), lost) => Ok(LostReplica::Named),
+        Err(e) => Err(format!(
+            "an error that does not name the lost replica {} ({}): {e}",
+            lost.name, lost.tls_addr
+        )),
+        Ok(resp) => {
+            let ccs =
+                client_configs(&resp).map_err(|e| format!("the answer cannot be decoded: {e}"))?;
+            let got: BTreeSet<String> = ccs.iter().map(|c| node_id(c).to_string()).collect();
+            let missing: Vec<&String> = expected.difference(&got).collect();
+            if !missing.is_empty() {
+                return Err(format!(
+                    "{} proxies of the replicas still there are missing: {}",
+                    missing.len(),
+                    few(missing)
+                ));
+            }
+            let extra: Vec<&String> = got.difference(&expected).collect();
+            let (named, other): (Vec<&String>, Vec<&String>) =
+                extra.into_iter().partition(|id| names_replica(id, lost));
+            if !other.is_empty() {
+                return Err(format!(
+                    "rows no replica reports now (a stale copy of {}'s proxies?): {}",
+                    lost.name,
+                    few(other)
+                ));
+            }
+            Ok(if named.is_empty() {
+                LostReplica::Dropped
+            } else {
+                LostReplica::Named
+            })
+        }
+    }
+}

@@ -8,6 +8,7 @@ pub mod common;
 pub mod concurrent_clients;
 pub mod config_dump_owner;
 pub mod config_dump_unknown;
+pub mod dns_discovery;
 pub mod duplicate_proxy;
 pub mod empty_mesh;
 pub mod external_identity;
@@ -25,6 +26,8 @@ pub mod replica_down;
 pub mod replica_error;
 pub mod replica_garbage;
 pub mod replica_hang;
+pub mod replica_killed;
+pub mod replica_partition;
 pub mod replica_restart;
 pub mod replica_slow;
 pub mod robustness;
@@ -103,14 +106,18 @@ pub enum Feature {
     Tls,
     /// Answers `istio.io/debug/config_dump` (istioctl proxy-status <pod>.<ns>).
     ConfigDump,
+    /// Finds its replicas by DNS (a headless Service's name) and follows
+    /// them as they come and go (the docker topology's dns-discovery check).
+    DnsDiscovery,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 2] = [Feature::Tls, Feature::ConfigDump];
+    pub const ALL: [Feature; 3] = [Feature::Tls, Feature::ConfigDump, Feature::DnsDiscovery];
     pub fn name(self) -> &'static str {
         match self {
             Feature::Tls => "tls",
             Feature::ConfigDump => "config-dump",
+            Feature::DnsDiscovery => "dns-discovery",
         }
     }
 }
@@ -197,7 +204,12 @@ pub fn catalog() -> Vec<&'static Check> {
         &large_mesh::CHECK,
         &concurrent_clients::CHECK,
         &replica_churn::CHECK,
+        // On their own scenario, in this order: a proxy that never recovers
+        // from a new address fails restart and discovery, not what comes first.
+        &replica_partition::CHECK,
+        &replica_killed::CHECK,
         &replica_restart::CHECK,
+        &dns_discovery::CHECK,
         &missing_token::CHECK,
         &bad_token::CHECK,
         &no_privilege_escalation::CHECK,

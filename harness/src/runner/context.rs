@@ -23,6 +23,9 @@ pub struct ProxyEndpoint {
     pub address: String,
     /// The proxy serves plaintext (no TLS).
     pub plaintext: bool,
+    /// How often the proxy says it re-discovers its replicas (the docker
+    /// topology's `--proxy-discovery-refresh`).
+    pub discovery_refresh: Duration,
 }
 
 /// Everything one check may use for one scenario (or, on a topology without a

@@ -64,6 +64,9 @@ pub enum RunError {
     /// The cluster topology could not be reached: no check can run.
     #[error("{0}")]
     Cluster(proxy::ProxyError),
+    /// The docker topology cannot run at all (no engine).
+    #[error("{0}")]
+    Docker(crate::topology::docker::DockerError),
     #[error("the run stopped at its first scenario ({scenario}): {error}")]
     NeverReady {
         scenario: String,
@@ -250,6 +253,16 @@ pub async fn run(
         }
     }
 
+    // The docker topology's engine, once for the run.
+    let engine = match config.topology {
+        TopologyKind::Docker if !order.is_empty() => Some(
+            crate::topology::docker::engine::Engine::connect()
+                .await
+                .map_err(RunError::Docker)?,
+        ),
+        _ => None,
+    };
+
     // Whether the proxy has come up for any scenario yet.
     let mut ever_ready = false;
     for (i, scenario_name) in order.iter().enumerate() {
@@ -258,6 +271,24 @@ pub async fn run(
             TopologyKind::Cluster => {
                 proxy::Bench::connect_cluster(config, hooks, snapshots.clone()).await
             }
+            TopologyKind::Docker => match (load_scenario(config, scenario_name), &engine) {
+                (Ok(scenario), Some(engine)) => {
+                    proxy::Bench::start_docker(
+                        config,
+                        engine.clone(),
+                        &config.docker.run_id,
+                        scenario_name,
+                        scenario,
+                        snapshots.clone(),
+                    )
+                    .await
+                }
+                (Ok(_), None) => Err(proxy::ProxyError::Setup("no docker engine".to_string())),
+                (Err(RunError::Scenario { message, .. }), _) => {
+                    Err(proxy::ProxyError::Setup(message))
+                }
+                (Err(e), _) => Err(proxy::ProxyError::Setup(e.to_string())),
+            },
             TopologyKind::Local => match load_scenario(config, scenario_name) {
                 Ok(scenario) => {
                     proxy::Bench::start(config, hooks, scenario_name, scenario, snapshots.clone())
@@ -311,6 +342,9 @@ pub async fn run(
                 total: order.len(),
                 replicas: &names,
             });
+            if let Some(after_setup) = &hooks.after_setup {
+                after_setup(&bench.ctx);
+            }
             for c in &checks_here {
                 let t0 = Instant::now();
                 let before = bench
@@ -372,6 +406,20 @@ pub async fn run(
         }
     }
 
+    // Anything of this run's still on the engine (a scenario that failed
+    // half-way) goes now.
+    if let Some(engine) = &engine {
+        match engine.sweep(&config.docker.run_id).await {
+            Ok((0, 0)) => {}
+            Ok((c, n)) => tracing::warn!(
+                containers = c,
+                networks = n,
+                "removed what the run left behind"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot sweep the run's containers"),
+        }
+    }
+
     // Report order = catalog order.
     let position = |id: &str| checks::catalog().iter().position(|c| c.id == id);
     results.sort_by_key(|r| position(&r.id));
@@ -380,6 +428,7 @@ pub async fn run(
         date,
         mode: match (config.topology, &config.proxy) {
             (TopologyKind::Local, p) => p.name().to_string(),
+            (TopologyKind::Docker, p) => format!("docker {}", p.name()),
             (TopologyKind::Cluster, options::ProxyMode::Address(_)) => "cluster address".into(),
             (TopologyKind::Cluster, _) => "cluster service".into(),
         },

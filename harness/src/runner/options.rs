@@ -18,12 +18,47 @@ pub struct RunArgs {
     pub config: Option<PathBuf>,
 
     /// Where the control plane lives: `local` (fake istiod replicas on
-    /// 127.0.0.x, one scenario after the other) or `cluster` (the real
+    /// 127.0.0.x, one scenario after the other), `docker` (fake istiod
+    /// replicas as containers on a docker network per scenario, the proxy under
+    /// test as a container: see --proxy-image) or `cluster` (the real
     /// external control plane that `proxy-conformance cluster up` built; see
     /// the `--cluster-*` options). Checks that need what the topology cannot do
-    /// (a scripted mesh, replica faults, forged tokens) are skipped with the reason.
+    /// (a scripted mesh, replica faults, forged tokens, network faults) are
+    /// skipped with the reason. Default: local, or docker with --proxy-image.
     #[arg(long, value_enum)]
     pub topology: Option<crate::topology::TopologyKind>,
+
+    /// With --topology docker: the proxy image under test (built locally; it
+    /// is never pulled). Default: istioctl-proxy:local, the reference proxy
+    /// (`bash istioctl-proxy/build-image.sh istioctl-proxy:local`).
+    #[arg(long, value_name = "IMAGE", conflicts_with_all = ["proxy_cmd", "proxy_addr"])]
+    pub proxy_image: Option<String>,
+
+    /// With --topology docker: the proxy container's arguments, split at
+    /// spaces, with the --proxy-cmd placeholders (replica addresses become
+    /// container names; files are inside the container) plus {istiod_dns}, the
+    /// name every replica shares (istiod-headless:15012, as a headless Service),
+    /// and {discovery_refresh}. Default (the reference proxy): --listen {listen}
+    /// --discovery dns --istiod {istiod_dns} --dns-refresh {discovery_refresh} ...
+    #[arg(long, value_name = "ARGS")]
+    pub proxy_args: Option<String>,
+
+    /// With --topology docker: an environment variable for the proxy
+    /// container (KEY=VALUE; repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub proxy_env: Vec<String>,
+
+    /// With --topology docker: how often the proxy under test re-resolves its
+    /// replicas (the interval it declares; {discovery_refresh}). The
+    /// dns-discovery check allows this plus one request for a replica to
+    /// appear or go. Default: 1s.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub proxy_discovery_refresh: Option<Duration>,
+
+    /// With --topology docker: the fake-istiod image the replicas run.
+    /// Default: fake-istiod:local (`bash fake-istiod/build-image.sh fake-istiod:local`).
+    #[arg(long, value_name = "IMAGE")]
+    pub replica_image: Option<String>,
 
     /// With --topology cluster: the kubeconfig context of the external cluster
     /// (istiod and the proxy under test). Default: kind-external (`cluster up`'s).
@@ -134,6 +169,8 @@ Examples:
       your proxy, started once per scenario
   proxy-conformance run --proxy-addr 127.0.0.1:9090 --profile core
       a proxy you started yourself (point it at the replica addresses printed first)
+  proxy-conformance run --topology docker --proxy-image my-proxy:dev --proxy-args '--port 9090 --istiod {istiod_dns}'
+      your proxy image, with the replicas as containers (adds network faults)
   proxy-conformance run --config conformance.yaml --junit junit.xml";
 
 /// The same options as a YAML file.
@@ -141,6 +178,13 @@ Examples:
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct OptionsFile {
     pub topology: Option<crate::topology::TopologyKind>,
+    pub proxy_image: Option<String>,
+    pub proxy_args: Option<String>,
+    #[serde(default)]
+    pub proxy_env: Vec<String>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub proxy_discovery_refresh: Option<Duration>,
+    pub replica_image: Option<String>,
     pub external_context: Option<String>,
     pub remote_context: Option<String>,
     pub cluster_namespace: Option<String>,
@@ -204,6 +248,8 @@ pub enum ProxyMode {
     Command(String),
     /// Already running at this address.
     Address(String),
+    /// A container of this image (the docker topology).
+    Image(String),
 }
 
 impl ProxyMode {
@@ -212,6 +258,7 @@ impl ProxyMode {
             ProxyMode::Bundled => "bundled",
             ProxyMode::Command(_) => "command",
             ProxyMode::Address(_) => "address",
+            ProxyMode::Image(_) => "image",
         }
     }
 }
@@ -222,6 +269,8 @@ pub struct RunConfig {
     pub topology: crate::topology::TopologyKind,
     /// Where the clusters are, for `--topology cluster`.
     pub cluster: crate::topology::cluster::ClusterOptions,
+    /// The containers of `--topology docker`.
+    pub docker: DockerRunOptions,
     pub proxy: ProxyMode,
     /// Persistent CA and token key for --proxy-addr.
     pub state_dir: PathBuf,
@@ -238,6 +287,24 @@ pub struct RunConfig {
     pub snapshots: Option<PathBuf>,
     pub implementation: Implementation,
 }
+
+/// How `--topology docker` runs the replicas and the proxy image.
+#[derive(Debug, Clone)]
+pub struct DockerRunOptions {
+    pub replicas: crate::topology::docker::DockerOptions,
+    /// `--proxy-args`; `None`: the reference proxy's.
+    pub proxy_args: Option<String>,
+    pub proxy_env: Vec<(String, String)>,
+    pub discovery_refresh: Duration,
+    /// Labels every container and network of this run (and names them), so
+    /// that whatever is left after Ctrl-C or a crash is found and removed.
+    pub run_id: String,
+}
+
+/// The reference proxy's arguments in a container: it finds the replicas by
+/// DNS (the shared name, re-resolved every {discovery_refresh}), as it
+/// would through a headless Service.
+pub const REFERENCE_PROXY_ARGS: &str = "--listen {listen} --health-listen off --discovery dns --istiod {istiod_dns} --dns-refresh {discovery_refresh} --cert {cert} --key {key} --istiod-ca {ca} --istiod-server-name istiod.{namespace}.svc --identity passthrough --token-public-key {token_issuer_key} --replica-timeout 2s --request-timeout 4s";
 
 /// A problem with the options, naming where it came from.
 #[derive(Debug, thiserror::Error)]
@@ -261,6 +328,14 @@ pub enum OptionsError {
     BothProxyModes,
     #[error("--proxy-service {0:?}: expected NAME:PORT, e.g. istioctl-proxy:9090")]
     ProxyService(String),
+    #[error("--proxy-env {0:?}: expected KEY=VALUE")]
+    ProxyEnv(String),
+    #[error(
+        "--topology docker runs the proxy under test as a container (--proxy-image, default the reference image); --proxy-cmd and --proxy-addr are for --topology local"
+    )]
+    ProcessOnDocker,
+    #[error("{0} needs --topology docker")]
+    DockerOnly(&'static str),
     #[error(
         "--topology cluster tests the proxy deployed in the cluster (--proxy-service) or one at --proxy-addr; --proxy-cmd starts a local process, which cannot reach the cluster's istiod pods"
     )]
@@ -313,6 +388,7 @@ impl RunConfig {
         };
         let config_path = args.config.clone().unwrap_or_default();
 
+        let proxy_image = args.proxy_image.clone().or(file.proxy_image);
         let proxy = match (
             args.proxy_cmd.clone(),
             args.proxy_addr.clone(),
@@ -324,7 +400,10 @@ impl RunConfig {
             (None, None, Some(_), Some(_)) => return Err(OptionsError::BothProxyModes),
             (None, None, Some(c), None) => ProxyMode::Command(c),
             (None, None, None, Some(a)) => ProxyMode::Address(a),
-            (None, None, None, None) => ProxyMode::Bundled,
+            (None, None, None, None) => match &proxy_image {
+                Some(image) => ProxyMode::Image(image.clone()),
+                None => ProxyMode::Bundled,
+            },
             // clap rejects both flags together.
             (Some(_), Some(_), _, _) => return Err(OptionsError::BothProxyModes),
         };
@@ -375,12 +454,70 @@ impl RunConfig {
         if !args.implementation_contact.is_empty() {
             implementation.contact = args.implementation_contact.clone();
         }
-        let topology = args.topology.or(file.topology).unwrap_or_default();
+        use crate::topology::TopologyKind;
+        let topology = args.topology.or(file.topology).unwrap_or(match proxy {
+            ProxyMode::Image(_) => TopologyKind::Docker,
+            _ => TopologyKind::Local,
+        });
+        let on_docker = topology == TopologyKind::Docker;
+        let proxy = match proxy {
+            // The reference proxy, as an image.
+            ProxyMode::Bundled if on_docker => {
+                ProxyMode::Image(crate::topology::docker::DEFAULT_PROXY_IMAGE.to_string())
+            }
+            ProxyMode::Command(_) | ProxyMode::Address(_) if on_docker => {
+                return Err(OptionsError::ProcessOnDocker);
+            }
+            p => p,
+        };
+        if proxy_image.is_some() && !on_docker {
+            return Err(OptionsError::DockerOnly("--proxy-image"));
+        }
+        let proxy_args = args.proxy_args.clone().or(file.proxy_args);
+        let replica_image = args.replica_image.clone().or(file.replica_image);
+        let env_list = pick_vec(&args.proxy_env, file.proxy_env);
+        let refresh = args
+            .proxy_discovery_refresh
+            .or(file.proxy_discovery_refresh);
+        if !on_docker {
+            for (given, flag) in [
+                (proxy_args.is_some(), "--proxy-args"),
+                (replica_image.is_some(), "--replica-image"),
+                (!env_list.is_empty(), "--proxy-env"),
+                (refresh.is_some(), "--proxy-discovery-refresh"),
+            ] {
+                if given {
+                    return Err(OptionsError::DockerOnly(flag));
+                }
+            }
+        }
+        let mut proxy_env = Vec::new();
+        for kv in env_list {
+            match kv.split_once('=') {
+                Some((k, v)) if !k.is_empty() => proxy_env.push((k.to_string(), v.to_string())),
+                _ => return Err(OptionsError::ProxyEnv(kv)),
+            }
+        }
+        let docker = DockerRunOptions {
+            replicas: crate::topology::docker::DockerOptions {
+                replica_image: replica_image
+                    .unwrap_or_else(|| crate::topology::docker::DEFAULT_REPLICA_IMAGE.to_string()),
+            },
+            proxy_args,
+            proxy_env,
+            discovery_refresh: refresh.unwrap_or(Duration::from_secs(1)),
+            run_id: crate::topology::docker::new_run_id(),
+        };
         // On a cluster, "no proxy option" means the proxy deployed there, not the bundled one.
         let on_cluster = topology == crate::topology::TopologyKind::Cluster;
         if proxy == ProxyMode::Bundled && !on_cluster && implementation.project.is_empty() {
             implementation.project = "istioctl-proxy (bundled reference)".to_string();
             implementation.version = env!("CARGO_PKG_VERSION").to_string();
+        }
+        if let ProxyMode::Image(image) = &proxy
+            && implementation.project.is_empty()
+        {
+            implementation.project = format!("image {image}");
         }
 
         let supported = pick_vec(&args.supported_features, file.supported_features);
@@ -417,6 +554,7 @@ impl RunConfig {
         Ok(RunConfig {
             topology,
             cluster,
+            docker,
             proxy,
             state_dir: args
                 .state_dir
@@ -504,6 +642,60 @@ mod tests {
         assert!(err.contains("line 2"), "{err}");
         assert!(err.contains("proxy-comand"), "{err}");
         assert!(err.contains(&f.path().display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn docker_topology_options() {
+        // --proxy-image alone means the docker topology.
+        let args = RunArgs {
+            proxy_image: Some("mine:1".into()),
+            proxy_env: vec!["RUST_LOG=debug".into()],
+            ..Default::default()
+        };
+        let c = RunConfig::resolve(&args, KNOWN).expect("resolves");
+        assert_eq!(c.topology, crate::topology::TopologyKind::Docker);
+        assert_eq!(c.proxy, ProxyMode::Image("mine:1".into()));
+        assert_eq!(
+            c.docker.proxy_env,
+            vec![("RUST_LOG".into(), "debug".into())]
+        );
+        assert_eq!(c.implementation.project, "image mine:1");
+        // --topology docker alone: the reference image.
+        let args = RunArgs {
+            topology: Some(crate::topology::TopologyKind::Docker),
+            ..Default::default()
+        };
+        let c = RunConfig::resolve(&args, KNOWN).expect("resolves");
+        assert_eq!(c.proxy, ProxyMode::Image("istioctl-proxy:local".into()));
+        assert_eq!(c.docker.replicas.replica_image, "fake-istiod:local");
+        // Processes and addresses are for the local topology.
+        let args = RunArgs {
+            topology: Some(crate::topology::TopologyKind::Docker),
+            proxy_cmd: Some("x".into()),
+            ..Default::default()
+        };
+        let e = RunConfig::resolve(&args, KNOWN)
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains("--proxy-image"), "{e}");
+        // Docker options elsewhere are an error, not ignored.
+        let args = RunArgs {
+            proxy_args: Some("x".into()),
+            ..Default::default()
+        };
+        let e = RunConfig::resolve(&args, KNOWN)
+            .expect_err("refused")
+            .to_string();
+        assert_eq!(e, "--proxy-args needs --topology docker");
+        let args = RunArgs {
+            topology: Some(crate::topology::TopologyKind::Docker),
+            proxy_env: vec!["NOEQUALS".into()],
+            ..Default::default()
+        };
+        let e = RunConfig::resolve(&args, KNOWN)
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains("KEY=VALUE"), "{e}");
     }
 
     #[test]

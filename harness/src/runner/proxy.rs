@@ -8,6 +8,7 @@ use super::process::{Placeholders, ProxyProcess};
 use crate::client;
 use crate::runner::context::ClientErrorExt;
 use crate::topology::cluster::ClusterControlPlane;
+use crate::topology::docker::DockerControlPlane;
 use crate::topology::local::LocalControlPlane;
 use crate::topology::{TopologyError, TopologyKind};
 use fake_istiod::scenario::Scenario;
@@ -27,6 +28,9 @@ pub type ConnectCluster = Arc<
         + Sync,
 >;
 
+/// Called with each scenario's context once its bench is up.
+pub type AfterSetup = Arc<dyn Fn(&CheckContext) + Send + Sync>;
+
 /// Test-only levers of a run; users have none of these.
 #[derive(Clone, Default)]
 pub struct Hooks {
@@ -36,6 +40,9 @@ pub struct Hooks {
     /// With `--proxy-addr`: give every scenario this many replicas (idle ones
     /// added), so the replica addresses the proxy was configured with never change.
     pub pad_replicas_to: Option<usize>,
+    /// Called once a scenario's bench is up, before its checks (tests: a
+    /// panic in the middle of a run).
+    pub after_setup: Option<AfterSetup>,
 }
 
 /// Adds idle replicas (no proxies) until the scenario has `n`.
@@ -167,6 +174,7 @@ pub const BUNDLED_REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
 enum Running {
     InProcess(istioctl_proxy::RunningProxy),
     Process(ProxyProcess),
+    Container(Box<crate::topology::docker::proxy::ProxyContainer>),
     External,
 }
 
@@ -176,6 +184,8 @@ pub struct Bench {
     /// The local topology's replicas (also inside `ctx`'s control plane), to
     /// shut them down.
     fake: Option<Arc<FakeIstiod>>,
+    /// The docker topology's replica containers and network, to remove them.
+    docker: Option<Arc<DockerControlPlane>>,
     running: Running,
     _files: Option<tempfile::TempDir>,
 }
@@ -349,12 +359,17 @@ impl Bench {
                 (listen, Running::Process(p), Some(out))
             }
             ProxyMode::Address(a) => (a.clone(), Running::External, None),
+            ProxyMode::Image(i) => {
+                return Err(ProxyError::Setup(format!(
+                    "the proxy image {i} runs on the docker topology (--topology docker)"
+                )));
+            }
         };
 
         let memory = match &running {
             Running::InProcess(_) => Some(crate::runner::memory::MemoryProbe::HarnessProcess),
             Running::Process(p) => p.pid().map(crate::runner::memory::MemoryProbe::Tree),
-            Running::External => None,
+            Running::Container(_) | Running::External => None,
         };
         let fake = Arc::new(fake);
         let ctx = CheckContext {
@@ -362,7 +377,11 @@ impl Bench {
             notes: Default::default(),
             scenario_name: name.to_string(),
             control_plane: Arc::new(LocalControlPlane::new(fake.clone(), scenario)),
-            proxy: ProxyEndpoint { address, plaintext },
+            proxy: ProxyEndpoint {
+                address,
+                plaintext,
+                discovery_refresh: config.docker.discovery_refresh,
+            },
             families: config.families.clone(),
             snapshots,
             proxy_output: output,
@@ -370,6 +389,7 @@ impl Bench {
         let mut bench = Bench {
             ctx,
             fake: Some(fake),
+            docker: None,
             running,
             _files: Some(f.dir),
         };
@@ -416,6 +436,7 @@ impl Bench {
             proxy: ProxyEndpoint {
                 address,
                 plaintext: config.proxy_plaintext,
+                discovery_refresh: config.docker.discovery_refresh,
             },
             families: config.families.clone(),
             snapshots,
@@ -425,7 +446,105 @@ impl Bench {
         let mut bench = Bench {
             ctx,
             fake: None,
+            docker: None,
             running: Running::External,
+            _files: None,
+        };
+        if let Err(e) = bench.wait_ready(config.proxy_ready_timeout).await {
+            bench.stop().await;
+            return Err(e);
+        }
+        Ok(bench)
+    }
+
+    /// The docker topology: the scenario's replicas as containers on a
+    /// network of their own, and the proxy image as a container on it.
+    pub async fn start_docker(
+        config: &RunConfig,
+        engine: crate::topology::docker::engine::Engine,
+        run_id: &str,
+        name: &str,
+        scenario: Scenario,
+        snapshots: Arc<crate::runner::snapshots::Snapshots>,
+    ) -> Result<Bench, ProxyError> {
+        use crate::topology::docker::proxy::{ProxyContainer, ProxyFiles, ProxySpec};
+        let ProxyMode::Image(image) = &config.proxy else {
+            return Err(ProxyError::Setup(
+                "the docker topology runs the proxy from an image (--proxy-image)".to_string(),
+            ));
+        };
+        let text = crate::topology::docker::scenario_text(config.scenarios.as_deref(), name)
+            .map_err(ProxyError::Setup)?;
+        let namespace = scenario.istiod.namespace.clone();
+        let cp = DockerControlPlane::start(
+            engine,
+            run_id,
+            name,
+            scenario,
+            text,
+            config.docker.replicas.clone(),
+        )
+        .await
+        .map_err(|e| ProxyError::Setup(e.to_string()))?;
+        let cp = Arc::new(cp);
+        let fail = |cp: Arc<DockerControlPlane>, e: String| async move {
+            if let Ok(cp) = Arc::try_unwrap(cp) {
+                cp.stop().await;
+            }
+            ProxyError::Setup(e)
+        };
+        let cert = match rcgen::generate_simple_self_signed(vec![
+            "localhost".to_string(),
+            "istioctl-proxy".to_string(),
+        ]) {
+            Ok(c) => c,
+            Err(e) => return Err(fail(cp, format!("cannot generate a certificate: {e}")).await),
+        };
+        let files = ProxyFiles {
+            cert_pem: cert.cert.pem(),
+            key_pem: cert.signing_key.serialize_pem(),
+            token: cp
+                .authority()
+                .mint(&TokenSpec::new(namespace.as_str(), "istioctl-proxy")),
+            token_issuer_key: cp.authority().public_pem().to_string(),
+        };
+        let spec = ProxySpec {
+            image: image.clone(),
+            args: config
+                .docker
+                .proxy_args
+                .clone()
+                .unwrap_or_else(|| super::options::REFERENCE_PROXY_ARGS.to_string()),
+            env: config.docker.proxy_env.clone(),
+            discovery_refresh: config.docker.discovery_refresh,
+        };
+        let proxy = match ProxyContainer::start(&cp, name, &spec, &files).await {
+            Ok(p) => p,
+            Err(e) => return Err(fail(cp, e.to_string()).await),
+        };
+        let memory = proxy
+            .pid(&cp)
+            .await
+            .map(crate::runner::memory::MemoryProbe::Tree);
+        let ctx = CheckContext {
+            memory,
+            notes: Default::default(),
+            scenario_name: name.to_string(),
+            control_plane: cp.clone(),
+            proxy: ProxyEndpoint {
+                address: proxy.address.to_string(),
+                plaintext: config.proxy_plaintext,
+                discovery_refresh: config.docker.discovery_refresh,
+            },
+            families: config.families.clone(),
+            snapshots,
+            proxy_output: Some(proxy.output.clone()),
+        };
+        let mut bench = Bench {
+            ctx,
+            fake: None,
+            docker: Some(cp),
+            running: Running::Container(Box::new(proxy)),
             _files: None,
         };
         if let Err(e) = bench.wait_ready(config.proxy_ready_timeout).await {
@@ -442,6 +561,12 @@ impl Bench {
             Running::Process(p) => format!(
                 "the proxy command `{}` (listening on {})",
                 p.command, self.ctx.proxy.address
+            ),
+            Running::Container(c) => format!(
+                "the proxy container {} (`{}`, on {})",
+                c.container_name,
+                c.args.join(" "),
+                self.ctx.proxy.address
             ),
             Running::External => format!("the proxy at {}", self.ctx.proxy.address),
         }
@@ -463,6 +588,17 @@ impl Bench {
                 Err(e) => e.to_string(),
             };
             let what = self.what();
+            if let Running::Container(c) = &self.running
+                && let Some(status) = c.exited().await
+            {
+                // Let the log readers catch the last lines.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return Err(ProxyError::Exited {
+                    what,
+                    status,
+                    output: c.output.tail(40),
+                });
+            }
             if let Running::Process(p) = &mut self.running
                 && let Some(status) = p.exited()
             {
@@ -495,6 +631,7 @@ impl Bench {
         match self.running {
             Running::InProcess(p) => p.shutdown().await,
             Running::Process(p) => p.stop(Duration::from_secs(3)).await,
+            Running::Container(c) => c.stop().await,
             Running::External => {}
         }
         // The context holds the other reference to the replicas (and, on a
@@ -502,6 +639,9 @@ impl Bench {
         drop(self.ctx);
         if let Some(Ok(fake)) = self.fake.map(Arc::try_unwrap) {
             fake.shutdown().await;
+        }
+        if let Some(Ok(cp)) = self.docker.map(Arc::try_unwrap) {
+            cp.stop().await;
         }
     }
 }

@@ -7,9 +7,11 @@
 //! | topology | module | control plane |
 //! |---|---|---|
 //! | `local` | [`local`] | fake-istiod replicas on 127.0.0.x, in process, driven by a scenario |
+//! | `docker` | [`docker`] | fake-istiod replicas as containers on a docker network, the proxy as a container |
 //! | `cluster` | [`cluster`] | real istiod pods of an external control plane, through port-forwards |
 
 pub mod cluster;
+pub mod docker;
 pub mod local;
 
 use fake_istiod::TokenSpec;
@@ -30,6 +32,10 @@ pub enum TopologyKind {
     /// fake-istiod replicas on loopback, one scenario after the other.
     #[default]
     Local,
+    /// fake-istiod replicas as containers on a docker network (one per
+    /// scenario), all under one DNS alias; the proxy under test as a
+    /// container (`--proxy-image`). Adds faults only a real network makes.
+    Docker,
     /// A real external control plane (`proxy-conformance cluster up`): real
     /// istiod pods as the ground truth, the deployed proxy under test.
     Cluster,
@@ -39,13 +45,15 @@ impl TopologyKind {
     pub fn name(self) -> &'static str {
         match self {
             TopologyKind::Local => "local",
+            TopologyKind::Docker => "docker",
             TopologyKind::Cluster => "cluster",
         }
     }
     /// What this kind of topology can do.
     pub fn capabilities(self) -> &'static [Capability] {
         match self {
-            TopologyKind::Local => &Capability::ALL,
+            TopologyKind::Local => &Capability::LOCAL,
+            TopologyKind::Docker => docker::CAPABILITIES,
             TopologyKind::Cluster => &[Capability::RestartReplicas],
         }
     }
@@ -73,13 +81,21 @@ pub enum Capability {
     /// key (a real cluster's issuer key is out of the bench's reach).
     ForgedTokens,
     /// A replica restarts: a real cluster deletes its pod and its Deployment
-    /// makes a new one (a new name and address); the local fakes stop
+    /// makes a new one (a new name and address); docker starts a new
+    /// container under the same name (a new address); the local fakes stop
     /// serving and start again on the same address.
     RestartReplicas,
+    /// A replica cut off by the network: packets to it go nowhere (no RST),
+    /// its DNS record disappears; later it is connected again.
+    NetworkPartitions,
+    /// A replica removed (its address and DNS record gone) and one added
+    /// under the shared DNS name, as a Deployment scales.
+    AddRemoveReplicas,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 5] = [
+    /// Everything the local topology can do.
+    pub const LOCAL: [Capability; 5] = [
         Capability::ScriptedMesh,
         Capability::ReplicaFaults,
         Capability::MoveProxies,
@@ -93,6 +109,8 @@ impl Capability {
             Capability::MoveProxies => "move-proxies",
             Capability::ForgedTokens => "forged-tokens",
             Capability::RestartReplicas => "restart-replicas",
+            Capability::NetworkPartitions => "network-partitions",
+            Capability::AddRemoveReplicas => "add-remove-replicas",
         }
     }
 }
@@ -174,6 +192,11 @@ pub trait ControlPlane: Send + Sync {
     ) -> Option<BoxFuture<'a, Result<(), TopologyError>>> {
         None
     }
+    /// Network faults, on a topology with [`Capability::NetworkPartitions`]
+    /// or [`Capability::AddRemoveReplicas`].
+    fn network(&self) -> Option<&dyn NetworkFaults> {
+        None
+    }
     /// Whether this control plane has the capability.
     fn has(&self, capability: Capability) -> bool {
         self.kind().capabilities().contains(&capability)
@@ -198,4 +221,17 @@ pub trait ScriptedMesh: Send + Sync {
         proxy_id: &'a str,
         to_replica: &'a str,
     ) -> BoxFuture<'a, Result<(), TopologyError>>;
+}
+
+/// What a real network does to replicas (the docker topology).
+pub trait NetworkFaults: Send + Sync {
+    /// Cuts the replica off: connections to it hang, its DNS record goes.
+    fn partition<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<(), TopologyError>>;
+    /// Connects it again (its address may change); ends once it serves.
+    fn heal<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<(), TopologyError>>;
+    /// Removes the replica (address and DNS record gone); returns it as it was.
+    fn remove<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<Replica, TopologyError>>;
+    /// Starts a removed replica again under the shared DNS name (a new
+    /// address); ends once it serves, and returns it.
+    fn add<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<Replica, TopologyError>>;
 }

@@ -38,3 +38,33 @@ pub fn explain(report: &RunReport) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Every check passed, but those needing what `topology` lacks (skipped,
+/// saying so).
+pub fn passes_where_it_can(
+    report: &RunReport,
+    topology: harness::topology::TopologyKind,
+) -> Result<(), String> {
+    let caps = topology.capabilities();
+    let mut wrong = Vec::new();
+    for r in &report.results {
+        let Some(check) = harness::checks::find(&r.id) else {
+            wrong.push(format!("{} is not in the catalog", r.id));
+            continue;
+        };
+        let runnable = check.needs.iter().all(|n| caps.contains(n));
+        let ok = if runnable {
+            r.outcome == Outcome::Pass
+        } else {
+            matches!(&r.outcome, Outcome::Skip(why) if why.contains(&format!("which the {topology} topology does not have")))
+        };
+        if !ok {
+            wrong.push(format!("{}: {:?}", r.id, r.outcome));
+        }
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{}\n{}", wrong.join("\n"), explain(report)))
+    }
+}
