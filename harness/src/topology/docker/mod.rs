@@ -221,8 +221,8 @@ impl DockerControlPlane {
             listed: Mutex::new(Vec::new()),
             started: std::sync::atomic::AtomicUsize::new(0),
         };
-        // Started one after the other: a failure names its replica, and the
-        // network is removed again by the caller's stop().
+        // Started one after the other: a failure names its replica, and
+        // what was started (and the network) is removed before it is reported.
         let names: Vec<String> = cp
             .scenario
             .replicas
@@ -230,9 +230,16 @@ impl DockerControlPlane {
             .map(|r| r.name.clone())
             .collect();
         for name in names {
-            let rc = cp.start_replica(&name).await?;
-            cp.replicas.lock().await.push(rc);
-            cp.relist().await;
+            match cp.start_replica(&name).await {
+                Ok(rc) => {
+                    cp.replicas.lock().await.push(rc);
+                    cp.relist().await;
+                }
+                Err(e) => {
+                    cp.stop().await;
+                    return Err(e);
+                }
+            }
         }
         Ok(cp)
     }
