@@ -255,11 +255,22 @@ pub async fn run(
 
     // The docker topology's engine, once for the run.
     let engine = match config.topology {
-        TopologyKind::Docker if !order.is_empty() => Some(
-            crate::topology::docker::engine::Engine::connect()
+        TopologyKind::Docker if !order.is_empty() => {
+            use crate::topology::docker::{BUILD_PROXY_IMAGE, BUILD_REPLICA_IMAGE, engine::Engine};
+            let engine = Engine::connect().await.map_err(RunError::Docker)?;
+            // Both images, once: a missing one stops the run at once.
+            engine
+                .require_image(&config.docker.replicas.replica_image, BUILD_REPLICA_IMAGE)
                 .await
-                .map_err(RunError::Docker)?,
-        ),
+                .map_err(RunError::Docker)?;
+            if let options::ProxyMode::Image(image) = &config.proxy {
+                engine
+                    .require_image(image, BUILD_PROXY_IMAGE)
+                    .await
+                    .map_err(RunError::Docker)?;
+            }
+            Some(engine)
+        }
         _ => None,
     };
 

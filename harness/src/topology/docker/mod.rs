@@ -59,7 +59,7 @@ pub enum DockerError {
     )]
     NoEngine { error: String },
     #[error(
-        "image {image} is not on the local Docker engine ({error}); build it with `{build} {image}` (images are never pulled)"
+        "image {image} is not on the local Docker engine ({error}); images are never pulled: build or load it first (this repository's: `{build} {image}`)"
     )]
     MissingImage {
         image: String,
