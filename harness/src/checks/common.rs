@@ -299,3 +299,24 @@ pub async fn answer_without(ctx: &CheckContext, lost: &Replica) -> Result<LostRe
         }
     }
 }
+
+/// What the network checks start from: the topology's network faults (a
+/// skip with `skip` where it has none), the replica to lose (the last one),
+/// and a proxy whose answer is the full mesh before anything changes
+/// (otherwise a failure `before <change>`).
+pub async fn network_victim<'a>(
+    ctx: &'a CheckContext,
+    skip: &str,
+    change: &str,
+) -> Result<(&'a dyn crate::topology::NetworkFaults, Replica), Outcome> {
+    let Some(net) = ctx.control_plane.network() else {
+        return Err(Outcome::Skip(skip.to_string()));
+    };
+    let Some(victim) = ctx.replicas().last().cloned() else {
+        return Err(Outcome::fail("bench: no replicas"));
+    };
+    if let Err(e) = full_answer(ctx).await {
+        return Err(Outcome::fail(format!("before {change}: {e}")));
+    }
+    Ok((net, victim))
+}

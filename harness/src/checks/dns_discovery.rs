@@ -24,15 +24,16 @@ pub static CHECK: Check = Check {
 const SLACK: Duration = Duration::from_secs(3);
 
 async fn run(ctx: &Ctx) -> Outcome {
-    let Some(net) = ctx.control_plane.network() else {
-        return Outcome::Skip("the topology cannot add or remove replicas".into());
+    let (net, victim) = match network_victim(
+        ctx,
+        "the topology cannot add or remove replicas",
+        "any change",
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(outcome) => return outcome,
     };
-    let Some(victim) = ctx.replicas().last().cloned() else {
-        return Outcome::fail("bench: no replicas");
-    };
-    if let Err(e) = full_answer(ctx).await {
-        return Outcome::fail(format!("before any change: {e}"));
-    }
     let bound = ctx.proxy.discovery_refresh + SLACK;
     let lost = match net.remove(&victim.name).await {
         Ok(r) => r,

@@ -23,15 +23,11 @@ pub static CHECK: Check = Check {
 const SLACK: Duration = Duration::from_secs(3);
 
 async fn run(ctx: &Ctx) -> Outcome {
-    let Some(net) = ctx.control_plane.network() else {
-        return Outcome::Skip("the topology cannot remove replicas".into());
-    };
-    let Some(victim) = ctx.replicas().last().cloned() else {
-        return Outcome::fail("bench: no replicas");
-    };
-    if let Err(e) = full_answer(ctx).await {
-        return Outcome::fail(format!("before the removal: {e}"));
-    }
+    let (net, victim) =
+        match network_victim(ctx, "the topology cannot remove replicas", "the removal").await {
+            Ok(v) => v,
+            Err(outcome) => return outcome,
+        };
     let lost = match net.remove(&victim.name).await {
         Ok(r) => r,
         Err(e) => return Outcome::fail(format!("bench: cannot remove {}: {e}", victim.name)),

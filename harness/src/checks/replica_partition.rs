@@ -24,15 +24,11 @@ pub static CHECK: Check = Check {
 const HEAL_SLACK: Duration = Duration::from_secs(5);
 
 async fn run(ctx: &Ctx) -> Outcome {
-    let Some(net) = ctx.control_plane.network() else {
-        return Outcome::Skip("the topology has no network to cut".into());
-    };
-    let Some(victim) = ctx.replicas().last().cloned() else {
-        return Outcome::fail("bench: no replicas");
-    };
-    if let Err(e) = full_answer(ctx).await {
-        return Outcome::fail(format!("before the partition: {e}"));
-    }
+    let (net, victim) =
+        match network_victim(ctx, "the topology has no network to cut", "the partition").await {
+            Ok(v) => v,
+            Err(outcome) => return outcome,
+        };
     if let Err(e) = net.partition(&victim.name).await {
         return Outcome::fail(format!("bench: cannot partition {}: {e}", victim.name));
     }

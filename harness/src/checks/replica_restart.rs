@@ -7,7 +7,7 @@
 
 use super::common::*;
 use crate::topology::TopologyKind;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub static CHECK: Check = Check {
     id: "replica-restart",
@@ -73,32 +73,16 @@ async fn run(ctx: &Ctx) -> Outcome {
         .unwrap_or_else(|| format!("{} (the same address)", victim.name));
     // Converges: wait for the condition, bounded.
     let bound = converge(ctx.control_plane.kind()) + ctx.proxy.discovery_refresh;
-    let deadline = Instant::now() + bound;
-    let mut pause = Duration::from_millis(50);
-    loop {
-        match full_answer(ctx).await {
-            Ok(()) => {
-                ctx.note(format!(
-                    "{} ({}) restarted as {successor}; full mesh {:.1?} after it served",
-                    victim.name,
-                    victim.tls_addr,
-                    bound.saturating_sub(deadline.saturating_duration_since(Instant::now()))
-                ));
-                break;
-            }
-            Err(e) if Instant::now() >= deadline => {
-                problems.push(format!(
-                    "{}s after {} restarted as {successor}, the proxy's answer is still not the full mesh: {e}",
-                    bound.as_secs(),
-                    victim.name
-                ));
-                break;
-            }
-            Err(_) => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
-            }
-        }
+    match converges(bound, || full_answer(ctx)).await {
+        Ok(t) => ctx.note(format!(
+            "{} ({}) restarted as {successor}; full mesh {t:.1?} after it served",
+            victim.name, victim.tls_addr
+        )),
+        Err(e) => problems.push(format!(
+            "{}s after {} restarted as {successor}, the proxy's answer is still not the full mesh: {e}",
+            bound.as_secs(),
+            victim.name
+        )),
     }
     Outcome::from_problems(problems)
 }

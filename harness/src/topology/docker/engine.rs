@@ -188,11 +188,6 @@ impl Engine {
             .filter(|p| *p > 0)
     }
 
-    /// Whether the container is still running (`false` once it exited or is gone).
-    pub async fn running(&self, container: &str) -> bool {
-        self.pid(container).await.is_some()
-    }
-
     /// The names of the containers and networks carrying the run's label.
     pub async fn labelled(&self, run: &str) -> Result<(Vec<String>, Vec<String>), DockerError> {
         let filters = HashMap::from([("label".to_string(), vec![format!("{RUN_LABEL}={run}")])]);

@@ -117,6 +117,15 @@ pub fn data(text: &str) -> CopyDataSource {
     CopyDataSource::Data(text.as_bytes().to_vec())
 }
 
+/// The last lines a container wrote to stderr, for errors.
+async fn last_output(container: &ContainerAsync<GenericImage>) -> String {
+    let logs = container.stderr_to_vec().await.unwrap_or_default();
+    let logs = String::from_utf8_lossy(&logs);
+    let mut tail: Vec<&str> = logs.lines().rev().take(10).collect();
+    tail.reverse();
+    tail.join("\n")
+}
+
 /// One replica's container.
 struct ReplicaContainer {
     name: String,
@@ -272,9 +281,6 @@ impl DockerControlPlane {
     pub fn authority(&self) -> &fake_istiod::TokenAuthority {
         &self.authority
     }
-    pub fn scenario_time_value(&self) -> SystemTime {
-        self.scenario_time
-    }
 
     /// Refreshes the list [`ControlPlane::replicas`] returns. Partitioned
     /// replicas stay listed: they exist, the network lost them.
@@ -359,12 +365,9 @@ impl DockerControlPlane {
         {
             Ok(ip) => ip,
             Err(e) => {
-                let logs = container.stderr_to_vec().await.unwrap_or_default();
-                let logs = String::from_utf8_lossy(&logs);
-                let tail: Vec<&str> = logs.lines().rev().take(10).collect();
                 return Err(DockerError::Setup(format!(
                     "replica {name} ({container_name}): {e}; its last output:\n{}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    last_output(&container).await
                 )));
             }
         };
@@ -386,36 +389,30 @@ impl DockerControlPlane {
     async fn wait_serving(&self, rc: &ReplicaContainer) -> Result<(), DockerError> {
         let deadline = Instant::now() + START_BOUND;
         let mut pause = Duration::from_millis(20);
-        for port in [CONTROL_PORT] {
-            let addr = SocketAddr::from((rc.ip, port));
-            loop {
-                let tried = tokio::time::timeout(
-                    Duration::from_millis(500),
-                    tokio::net::TcpStream::connect(addr),
-                )
-                .await;
-                match tried {
-                    Ok(Ok(_)) => break,
-                    _ if Instant::now() >= deadline => {
-                        let logs = rc.container.stderr_to_vec().await.unwrap_or_default();
-                        let logs = String::from_utf8_lossy(&logs);
-                        let tail: Vec<&str> = logs.lines().rev().take(10).collect();
-                        return Err(DockerError::Setup(format!(
-                            "replica {} ({}) does not accept connections on {addr} after {}s; its last output:\n{}",
-                            rc.name,
-                            rc.container_name,
-                            START_BOUND.as_secs(),
-                            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                        )));
-                    }
-                    _ => {
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_millis(200));
-                    }
+        let addr = SocketAddr::from((rc.ip, CONTROL_PORT));
+        loop {
+            let tried = tokio::time::timeout(
+                Duration::from_millis(500),
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await;
+            match tried {
+                Ok(Ok(_)) => return Ok(()),
+                _ if Instant::now() >= deadline => {
+                    return Err(DockerError::Setup(format!(
+                        "replica {} ({}) does not accept connections on {addr} after {}s; its last output:\n{}",
+                        rc.name,
+                        rc.container_name,
+                        START_BOUND.as_secs(),
+                        last_output(&rc.container).await
+                    )));
+                }
+                _ => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
                 }
             }
         }
-        Ok(())
     }
 
     /// The control API of the replica serving `name`.
