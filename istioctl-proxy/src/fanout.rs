@@ -5,7 +5,7 @@
 use crate::discovery::Replica;
 use crate::merge::{self, Prepared};
 use crate::upstream::{ReplicaError, Upstream};
-use crate::wire::RawResponse;
+use crate::wire::Received;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use proto::envoy::envoy::service::discovery::v3::DiscoveryRequest;
@@ -16,14 +16,14 @@ use tokio::time::Instant;
 #[derive(Debug, Clone)]
 pub struct ReplicaAnswer {
     pub replica: Replica,
-    pub result: Result<RawResponse, ReplicaError>,
+    pub result: Result<Received, ReplicaError>,
     /// A syncz answer's rows, read and sorted as soon as it arrived (while
     /// other replicas may still be answering): see [`merge::prepare_syncz`].
     pub prepared: Option<Prepared>,
 }
 
 impl ReplicaAnswer {
-    fn new(replica: Replica, got: Result<Received, ReplicaError>) -> Self {
+    fn new(replica: Replica, got: Result<Got, ReplicaError>) -> Self {
         match got {
             Ok((resp, prepared)) => ReplicaAnswer {
                 replica,
@@ -45,7 +45,7 @@ impl ReplicaAnswer {
 pub const INLINE_ROWS: usize = 2_000;
 
 /// An answer and, for syncz, its prepared rows.
-type Received = (RawResponse, Option<Prepared>);
+type Got = (Received, Option<Prepared>);
 
 /// How to fan out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +96,7 @@ async fn ask_one(
     request: DiscoveryRequest,
     token: Option<&str>,
     timeout: Duration,
-) -> Result<Received, ReplicaError> {
+) -> Result<Got, ReplicaError> {
     let syncz = request.type_url == proto::type_url::SYNCZ;
     let asked = async {
         let resp = upstream.ask(replica, request, token).await?;
@@ -166,9 +166,9 @@ pub async fn first_wanted(
     token: Option<&str>,
     replica_timeout: Duration,
     deadline: Instant,
-    wanted: impl Fn(&RawResponse) -> bool,
+    wanted: impl Fn(&Received) -> bool,
 ) -> (Option<ReplicaAnswer>, Vec<ReplicaAnswer>) {
-    let mut results: Vec<Option<Result<Received, ReplicaError>>> = vec![None; replicas.len()];
+    let mut results: Vec<Option<Result<Got, ReplicaError>>> = vec![None; replicas.len()];
     let mut pending: FuturesUnordered<_> = replicas
         .iter()
         .enumerate()

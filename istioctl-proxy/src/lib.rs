@@ -222,7 +222,7 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
         upstream,
         replicas: discovery.replicas.clone(),
         verifier,
-        owners: Mutex::new(Default::default()),
+        owners: Default::default(),
         remembered: Mutex::new(Default::default()),
         shutdown: shutdown_rx.clone(),
         answer_slots: limits::AnswerSlots::new(config.limits.max_inflight_answers),

@@ -4,8 +4,11 @@
 //! - syncz: every replica's `ClientConfig`s, one per node id. When two replicas
 //!   report the same proxy (a reconnect race), the copy with the newest
 //!   `last_updated` (the max over its `generic_xds_configs`) wins; a copy with a
-//!   timestamp beats one without; on a tie the replica first in name order wins.
-//!   Kept copies are passed through byte for byte. Output is sorted by node id.
+//!   timestamp beats one without; on a tie the replica first in name order wins
+//!   (and within one replica, its first copy). Kept copies are passed through
+//!   byte for byte, in replica name order and each replica's own order (as
+//!   istioctl concatenates the answers of several istiods itself; it sorts
+//!   the rows it prints).
 //! - other fan-out types (`istio.io/connections`, `istio.io/debug`): resources
 //!   concatenated in replica name order.
 //! - ControlPlane: `{"Component":"istiod","ID":"<external>","Info":…}`; Info is
@@ -20,7 +23,7 @@ use crate::config::FailurePolicy;
 use crate::discovery::Replica;
 use crate::fanout::ReplicaAnswer;
 use crate::upstream::ReplicaError;
-use crate::wire::{self, Answer, RawResponse, Shared, Stamp};
+use crate::wire::{self, Answer, Piece, RawResponse, Received, Shared, Stamp};
 use prost::Message;
 use prost::bytes::Bytes;
 use proto::control_plane::EXTERNAL_ID;
@@ -30,7 +33,8 @@ use proto::envoy::google::protobuf::{Any, Timestamp};
 use proto::{BuildInfo, IstioControlPlaneInstance, IstioVersion, type_url};
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::hash::BuildHasher;
+use std::sync::{Arc, LazyLock};
 
 /// Switches for deliberate defects (all off in a correct proxy).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -42,12 +46,49 @@ pub struct MergeFlaws {
 
 /// What a merge produced besides the answer.
 #[derive(Debug, Default)]
-pub struct MergeOutcome<'a> {
-    /// node id (UTF-8, a slice of the answer's bytes) → name of the replica
-    /// whose copy was kept (config_dump routing).
-    pub owners: Vec<(Bytes, &'a str)>,
+pub struct MergeOutcome {
     /// ControlPlane seen per replica name (remembered for later answers).
     pub seen: Vec<(String, IstioControlPlaneInstance)>,
+    /// syncz: which rows the answer kept (config_dump routing learns their owners).
+    pub kept: Option<KeptRows>,
+}
+
+/// The rows a syncz answer kept: per answer (its index in the merged
+/// answers), the indexes of the rows it dropped as duplicates, ascending;
+/// rows the caller may not see were left out too.
+#[derive(Debug)]
+pub struct KeptRows {
+    runs: Vec<(usize, Vec<u32>)>,
+    visibility: Visibility,
+    /// A digest of which replica kept which node ids (and how many rows):
+    /// equal digests, same owners (a sum of hashes: a collision, unlikely,
+    /// would only leave an owner stale, which config_dump corrects).
+    pub digest: u64,
+}
+
+impl KeptRows {
+    /// `(node id, replica name)` of every kept row, from the answers the
+    /// merge was given.
+    pub fn owners<'a>(
+        &'a self,
+        answers: &'a [ReplicaAnswer],
+    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.runs.iter().flat_map(move |(a, dropped)| {
+            let answer = answers.get(*a);
+            let resources: &[Bytes] = answer
+                .and_then(|a| a.result.as_ref().ok())
+                .map_or(&[], |r| &r.resources[..]);
+            let name = answer.map_or("", |a| a.replica.name.as_str());
+            let mut dropped = dropped.iter().peekable();
+            resources.iter().enumerate().filter_map(move |(i, r)| {
+                if dropped.next_if(|&&d| d as usize == i).is_some() {
+                    return None;
+                }
+                let id = row_id(r)?;
+                self.visibility.sees(id).then_some((id, name))
+            })
+        })
+    }
 }
 
 /// What earlier answers taught: per replica name, its ControlPlane (istiod
@@ -59,73 +100,68 @@ pub struct Remembered {
 
 /// A replica's answer after validation.
 struct Valid<'a> {
+    /// Its index in the merged answers.
+    at: usize,
     replica: &'a Replica,
-    response: &'a RawResponse,
+    received: &'a Received,
     cp: Option<IstioControlPlaneInstance>,
-    /// syncz: the rows, sorted by node id (prepared on arrival, or now).
-    rows: std::borrow::Cow<'a, [Row]>,
+    /// syncz: its rows' keys (prepared on arrival, or now).
+    keys: Cow<'a, [Key]>,
 }
 
-/// A syncz answer read as it arrived: its ControlPlane and its rows sorted by
-/// node id (stable: a replica's own duplicates keep their order).
+/// A syncz answer read as it arrived: its ControlPlane and its rows' keys,
+/// sorted (so that copies of one node id are found without comparing ids).
 #[derive(Debug, Clone)]
 pub struct Prepared {
     cp: Option<IstioControlPlaneInstance>,
-    rows: Vec<Row>,
+    keys: Vec<Key>,
 }
 
-/// One syncz row: its node id (a slice of the resource's bytes, checked
-/// UTF-8) and where the resource is in the answer.
-#[derive(Debug, Clone)]
-pub struct Row {
-    /// The id's first 8 bytes (zero-padded, big-endian): most comparisons
-    /// of the sort end here.
-    prefix: u64,
-    id: Bytes,
+/// One syncz row: the hash of its node id and its index in the answer.
+/// Ordered by hash, then index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
+    hash: u64,
     index: u32,
 }
 
-impl Row {
-    fn id(&self) -> &str {
-        // Checked UTF-8 when the row was made; never fails.
-        std::str::from_utf8(&self.id).unwrap_or_default()
-    }
+/// The hasher of node ids: one random seed for the process, so that hashes
+/// of different replicas' answers compare, and nobody can choose node ids
+/// that collide (a collision costs only a comparison of ids, but still).
+static ID_HASH: LazyLock<foldhash::fast::RandomState> = LazyLock::new(Default::default);
+
+/// The node id of a checked syncz row (`None` if it does not read).
+fn row_id(resource: &[u8]) -> Option<&str> {
+    let (_, value) = wire::scan_any_raw(resource).ok()?;
+    wire::client_config_id(value).ok()
 }
 
-/// By node id: the first 8 bytes first, the rest only on a tie (the same
-/// order: equal prefix keys mean equal first 8 bytes, or a NUL).
-fn by_id(a: &Row, b: &Row) -> std::cmp::Ordering {
-    a.prefix.cmp(&b.prefix).then_with(|| a.id.cmp(&b.id))
-}
-
-/// Reads a syncz answer (checks, node ids, sorted rows): done per replica as
-/// its answer arrives, so that the merge after the last one only merges.
+/// Reads a syncz answer (checks, node ids, their hashes, sorted): done per
+/// replica as its answer arrives, so that the merge after the last one
+/// only has to find the duplicates among them.
 pub fn prepare_syncz(resp: &RawResponse) -> Result<Prepared, ReplicaError> {
-    let (cp, ids) = validate(resp, true)?;
-    let mut rows: Vec<Row> = ids
-        .into_iter()
-        .enumerate()
-        .map(|(i, (resource, id))| Row {
-            prefix: prefix_key(id),
-            id: resource.slice_ref(id.as_bytes()),
-            index: i as u32,
+    let mut keys = Vec::with_capacity(resp.resources.len());
+    let cp = validate(resp, true, |index, id| {
+        keys.push(Key {
+            hash: ID_HASH.hash_one(id.as_bytes()),
+            index: index as u32,
         })
-        .collect();
-    rows.sort_by(by_id);
-    Ok(Prepared { cp, rows })
+    })?;
+    keys.sort_unstable();
+    Ok(Prepared { cp, keys })
 }
 
 /// Merges fan-out answers. `known` holds what earlier answers taught. The
 /// kept resources are the replicas' bytes (shared, not copied); the answer
 /// gets a fresh version and nonce per client (see [`answer_for_client`]).
-pub fn merge<'a>(
+pub fn merge(
     type_url_requested: &str,
-    answers: &'a [ReplicaAnswer],
+    answers: &[ReplicaAnswer],
     policy: FailurePolicy,
     visibility: &Visibility,
     known: &Remembered,
     flaws: MergeFlaws,
-) -> Result<(Shared, MergeOutcome<'a>), tonic::Status> {
+) -> Result<(Shared, MergeOutcome), tonic::Status> {
     let answers = if flaws.drop_last_replica && !answers.is_empty() {
         &answers[..answers.len() - 1]
     } else {
@@ -134,21 +170,22 @@ pub fn merge<'a>(
     let syncz = type_url_requested == type_url::SYNCZ;
     let mut valid = Vec::new();
     let mut failed: Vec<(&Replica, ReplicaError)> = Vec::new();
-    for a in answers {
+    for (at, a) in answers.iter().enumerate() {
         let checked = match (&a.result, &a.prepared) {
             (Err(e), _) => Err(e.clone()),
-            (Ok(resp), Some(p)) if syncz => Ok((resp, p.cp.clone(), Cow::Borrowed(&p.rows[..]))),
-            (Ok(resp), _) if syncz => prepare_syncz(resp).map(|p| (resp, p.cp, Cow::Owned(p.rows))),
+            (Ok(resp), Some(p)) if syncz => Ok((resp, p.cp.clone(), Cow::Borrowed(&p.keys[..]))),
+            (Ok(resp), _) if syncz => prepare_syncz(resp).map(|p| (resp, p.cp, Cow::Owned(p.keys))),
             (Ok(resp), _) => {
-                validate(resp, false).map(|(cp, _)| (resp, cp, Cow::Borrowed(&[][..])))
+                validate(resp, false, |_, _| {}).map(|cp| (resp, cp, Cow::Borrowed(&[][..])))
             }
         };
         match checked {
-            Ok((response, cp, rows)) => valid.push(Valid {
+            Ok((received, cp, keys)) => valid.push(Valid {
+                at,
                 replica: &a.replica,
-                response,
+                received,
                 cp,
-                rows,
+                keys,
             }),
             Err(e) => failed.push((&a.replica, e)),
         }
@@ -159,29 +196,64 @@ pub fn merge<'a>(
     }
 
     let mut outcome = MergeOutcome::default();
-    let mut resources: Vec<Bytes> = if syncz {
-        let mut kept = dedupe(&valid, flaws.no_dedupe);
-        if *visibility != Visibility::All {
-            kept.retain(|k| visibility.sees(k.row.id()));
-        }
-        outcome.owners = kept
-            .iter()
-            .map(|k| (k.row.id.clone(), k.owner.name.as_str()))
-            .collect();
-        kept.into_iter().map(|k| k.resource.clone()).collect()
-    } else {
-        let all = valid
-            .iter()
-            .flat_map(|v| v.response.resources.iter().cloned());
-        if type_url_requested == type_url::CONNECTIONS {
-            // Own-identity mode: only the caller's namespace (crate::authz).
-            crate::authz::filter_connections(all, visibility)
+    let mut pieces = Vec::new();
+    let mut rows = 0;
+    if syncz {
+        let (dropped, dropped_sums) = if flaws.no_dedupe {
+            (vec![Vec::new(); valid.len()], vec![0; valid.len()])
         } else {
-            all.collect()
+            duplicates(&valid)
+        };
+        let mut digest = 0u64;
+        for ((v, dropped), dropped_sum) in valid.iter().zip(&dropped).zip(dropped_sums) {
+            let mut skip = dropped.iter().peekable();
+            let resources = &v.received.resources;
+            let all = *visibility == Visibility::All;
+            let mut visible_sum = 0u64;
+            let kept = (0..resources.len()).filter(|&i| {
+                if skip.next_if(|&&d| d as usize == i).is_some() {
+                    return false;
+                }
+                match row_id(&resources[i]) {
+                    _ if all => true,
+                    Some(id) if visibility.sees(id) => {
+                        visible_sum = visible_sum.wrapping_add(ID_HASH.hash_one(id.as_bytes()));
+                        true
+                    }
+                    _ => false,
+                }
+            });
+            let n = wire::pieces_of(v.received, kept, &mut pieces);
+            rows += n;
+            let sum = if all {
+                v.keys
+                    .iter()
+                    .fold(0u64, |s, k| s.wrapping_add(k.hash))
+                    .wrapping_sub(dropped_sum)
+            } else {
+                visible_sum
+            };
+            digest = digest.rotate_left(17) ^ ID_HASH.hash_one((v.replica.name.as_str(), sum, n));
         }
-    };
+        outcome.kept = Some(KeptRows {
+            runs: valid.iter().map(|v| v.at).zip(dropped).collect(),
+            visibility: visibility.clone(),
+            digest,
+        });
+    } else {
+        for v in &valid {
+            let resources = &v.received.resources;
+            let kept = (0..resources.len()).filter(|&i| {
+                // Own-identity mode: only the caller's namespace (crate::authz).
+                type_url_requested != type_url::CONNECTIONS
+                    || crate::authz::sees_connection(&resources[i], visibility)
+            });
+            rows += wire::pieces_of(v.received, kept, &mut pieces);
+        }
+    }
     for (replica, err) in &failed {
-        resources.push(marker(&display_name(replica, known), err));
+        pieces.push(Piece::Any(marker(&display_name(replica, known), err)));
+        rows += 1;
     }
 
     outcome.seen = valid
@@ -207,7 +279,8 @@ pub fn merge<'a>(
             .unwrap_or_else(|| first.replica.name.clone());
     }
     let shared = Shared {
-        resources,
+        pieces,
+        rows,
         type_url: type_url_requested.to_string(),
         control_plane: Some(external_control_plane(&id, &mut infos)),
         ..Default::default()
@@ -225,14 +298,14 @@ pub fn answer_for_client(shared: Arc<Shared>) -> Answer {
 }
 
 /// Checks one answer; returns the replica's build info if it sent a
-/// ControlPlane, and for syncz each resource with its node id (a partial
-/// decode: see [`wire::client_config_id`]). Every resource must be a
-/// well-formed `Any`.
-#[allow(clippy::type_complexity)]
+/// ControlPlane, and for syncz calls `row` with each resource's index and
+/// node id (a partial decode: see [`wire::client_config_id`]). Every
+/// resource must be a well-formed `Any`.
 fn validate(
     resp: &RawResponse,
     syncz: bool,
-) -> Result<(Option<IstioControlPlaneInstance>, Vec<(&Bytes, &str)>), ReplicaError> {
+    mut row: impl FnMut(usize, &str),
+) -> Result<Option<IstioControlPlaneInstance>, ReplicaError> {
     let cp = match &resp.control_plane {
         None => None,
         Some(cp) => match serde_json::from_str::<IstioControlPlaneInstance>(&cp.identifier) {
@@ -245,11 +318,7 @@ fn validate(
         },
     };
     let invalid = |e: wire::Malformed| ReplicaError::Invalid(e.to_string());
-    let mut rows = Vec::new();
-    if syncz {
-        rows.reserve(resp.resources.len());
-    }
-    for r in &resp.resources {
+    for (i, r) in resp.resources.iter().enumerate() {
         if !syncz {
             wire::scan_any(r).map_err(invalid)?;
             continue;
@@ -261,26 +330,9 @@ fn validate(
                 String::from_utf8_lossy(type_url)
             )));
         }
-        rows.push((r, wire::client_config_id(value).map_err(invalid)?));
+        row(i, wire::client_config_id(value).map_err(invalid)?);
     }
-    Ok((cp, rows))
-}
-
-/// One kept syncz row.
-struct Kept<'v, 'a> {
-    row: &'v Row,
-    owner: &'a Replica,
-    resource: &'a Bytes,
-    /// The newest update time, read only when another copy turns up.
-    stamp: Option<Stamp>,
-}
-
-impl Kept<'_, '_> {
-    fn stamp(&mut self) -> Stamp {
-        *self
-            .stamp
-            .get_or_insert_with(|| row_stamp(self.resource, self.owner))
-    }
+    Ok(cp)
 }
 
 /// A row's newest update time. Its Any and node were checked in
@@ -294,51 +346,79 @@ fn row_stamp(resource: &Bytes, owner: &Replica) -> Stamp {
     })
 }
 
-/// De-duplicates ClientConfigs by node id (see the module rules) and sorts
-/// them by node id. Every replica's rows are already sorted, so the stable
-/// sort of their concatenation only merges those runs; copies of one node id
-/// then lie together in replica order (and a replica's own order), where
-/// the first one stays unless a later one is strictly newer. Update times
-/// are read only for node ids that more than one copy has.
-fn dedupe<'v, 'a>(valid: &'v [Valid<'a>], keep_all: bool) -> Vec<Kept<'v, 'a>> {
-    let total: usize = valid.iter().map(|v| v.rows.len()).sum();
-    let mut all: Vec<(&'v Row, usize)> = Vec::with_capacity(total);
-    for (run, v) in valid.iter().enumerate() {
-        all.extend(v.rows.iter().map(|r| (r, run)));
+/// The rows to drop as duplicates (see the module rules), per valid answer,
+/// ascending, and the sum of their hashes. Rows with equal hashes are found by merging every answer's
+/// sorted keys (no id is compared unless two hashes are equal); only the
+/// copies of one node id have their update times read.
+fn duplicates(valid: &[Valid<'_>]) -> (Vec<Vec<u32>>, Vec<u64>) {
+    let mut dropped = vec![Vec::new(); valid.len()];
+    let mut sums = vec![0u64; valid.len()];
+    let total: usize = valid.iter().map(|v| v.keys.len()).sum();
+    // (hash, answer, row): each answer's keys are sorted, so the stable sort
+    // by hash merges sorted runs, and equal hashes keep answer and row order.
+    let mut all: Vec<(u64, u32, u32)> = Vec::with_capacity(total);
+    for (n, v) in valid.iter().enumerate() {
+        all.extend(v.keys.iter().map(|k| (k.hash, n as u32, k.index)));
     }
-    all.sort_by(|a, b| by_id(a.0, b.0));
-    let mut out: Vec<Kept<'v, 'a>> = Vec::with_capacity(total);
-    for (row, run) in all {
-        let v = &valid[run];
-        let response: &'a RawResponse = v.response;
-        let Some(resource) = response.resources.get(row.index as usize) else {
-            continue;
-        };
-        let mut kept = Kept {
-            row,
-            owner: v.replica,
-            resource,
-            stamp: None,
-        };
-        match out.last_mut() {
-            Some(last) if !keep_all && last.row.id == kept.row.id => {
-                // Strictly newer wins; equal keeps the earlier replica.
-                if kept.stamp() > last.stamp() {
-                    *last = kept;
-                }
-            }
-            _ => out.push(kept),
+    if valid.len() > 1 {
+        all.sort_by_key(|e| e.0);
+    }
+    for group in all.chunk_by(|a, b| a.0 == b.0) {
+        if group.len() > 1 {
+            drop_older_copies(group, valid, &mut dropped, &mut sums);
         }
     }
-    out
+    for d in &mut dropped {
+        d.sort_unstable();
+    }
+    (dropped, sums)
 }
 
-/// The first 8 bytes of `id`, zero-padded, as a big-endian number.
-fn prefix_key(id: &str) -> u64 {
-    let mut b = [0u8; 8];
-    let n = id.len().min(8);
-    b[..n].copy_from_slice(&id.as_bytes()[..n]);
-    u64::from_be_bytes(b)
+/// Among rows with one hash: per node id (a collision of two ids keeps
+/// both), the first copy with the newest update time stays, in answer
+/// order (replica name order) and then row order; the others are dropped.
+fn drop_older_copies(
+    group: &[(u64, u32, u32)],
+    valid: &[Valid<'_>],
+    dropped: &mut [Vec<u32>],
+    sums: &mut [u64],
+) {
+    let mut copies: Vec<(&str, u32, u32)> = group
+        .iter()
+        .filter_map(|&(_, n, index)| {
+            let r = valid
+                .get(n as usize)?
+                .received
+                .resources
+                .get(index as usize)?;
+            Some((row_id(r)?, n, index))
+        })
+        .collect();
+    copies.sort_unstable();
+    for same in copies.chunk_by(|a, b| a.0 == b.0) {
+        if same.len() < 2 {
+            continue;
+        }
+        let stamp = |&(_, n, index): &(&str, u32, u32)| {
+            let v = &valid[n as usize];
+            row_stamp(&v.received.resources[index as usize], v.replica)
+        };
+        let mut best = 0;
+        let mut newest = stamp(&same[0]);
+        for (k, copy) in same.iter().enumerate().skip(1) {
+            // Strictly newer wins; equal keeps the earlier copy.
+            let s = stamp(copy);
+            if s > newest {
+                (best, newest) = (k, s);
+            }
+        }
+        for (k, &(_, n, index)) in same.iter().enumerate() {
+            if k != best {
+                dropped[n as usize].push(index);
+                sums[n as usize] = sums[n as usize].wrapping_add(group[0].0);
+            }
+        }
+    }
 }
 
 /// The newest `last_updated` of a ClientConfig (None before istiod 1.23).
@@ -516,8 +596,8 @@ mod tests {
     }
 
     /// A replica's answer as the proxy reads it off the wire.
-    fn raw(resp: DiscoveryResponse) -> RawResponse {
-        RawResponse::decode(resp.encode_to_vec().as_slice()).unwrap()
+    fn raw(resp: DiscoveryResponse) -> Received {
+        Received::decode(Bytes::from(resp.encode_to_vec())).unwrap()
     }
 
     fn answer(name: &str, version: &str, resources: Vec<Any>) -> ReplicaAnswer {
@@ -551,9 +631,10 @@ mod tests {
     ) -> Result<(DiscoveryResponse, Owners), tonic::Status> {
         let (shared, outcome) = merge(type_url, answers, policy, visibility, known, flaws)?;
         let owners = outcome
-            .owners
+            .kept
             .iter()
-            .map(|(id, r)| (String::from_utf8(id.to_vec()).unwrap(), r.to_string()))
+            .flat_map(|k| k.owners(answers))
+            .map(|(id, r)| (id.to_string(), r.to_string()))
             .collect();
         let resp = answer_for_client(Arc::new(shared)).to_response().unwrap();
         Ok((resp, Owners { owners }))
@@ -596,7 +677,7 @@ mod tests {
     }
 
     #[test]
-    fn union_sorted_with_external_identity() {
+    fn union_in_replica_order_with_external_identity() {
         let answers = [
             answer(
                 "istiod-1",
@@ -606,7 +687,7 @@ mod tests {
             answer("istiod-2", "1.30.0", vec![cc("c.ns", Some(1))]),
         ];
         let (resp, outcome) = run(&answers, FailurePolicy::Fail).unwrap();
-        assert_eq!(ids(&resp), ["a.ns", "b.ns", "c.ns"]);
+        assert_eq!(ids(&resp), ["b.ns", "a.ns", "c.ns"]);
         assert_eq!(resp.type_url, type_url::SYNCZ);
         assert_ne!(resp.nonce, "replica-nonce");
         assert!(!resp.version_info.is_empty());
@@ -620,6 +701,7 @@ mod tests {
             outcome.owners[2],
             ("c.ns".to_string(), "istiod-2".to_string())
         );
+        assert_eq!(outcome.owners.len(), 3);
     }
 
     #[test]
@@ -647,12 +729,76 @@ mod tests {
             answer("istiod-3", "1.30.0", vec![cc("old.ns", None)]),
         ];
         let (resp, outcome) = run(&answers, FailurePolicy::Fail).unwrap();
-        assert_eq!(ids(&resp), ["dup.ns", "old.ns", "tie.ns"]);
-        assert_eq!(resp.resources[0], newer);
+        assert_eq!(ids(&resp), ["tie.ns", "dup.ns", "old.ns"]);
+        assert_eq!(resp.resources[1], newer);
         let owner: HashMap<_, _> = outcome.owners.into_iter().collect();
         assert_eq!(owner["dup.ns"], "istiod-2");
         assert_eq!(owner["tie.ns"], "istiod-1");
         assert_eq!(owner["old.ns"], "istiod-2");
+    }
+
+    #[test]
+    fn the_digest_changes_with_the_kept_rows_only() {
+        let digest = |answers: &[ReplicaAnswer], visibility: &Visibility| {
+            let (_, outcome) = merge(
+                type_url::SYNCZ,
+                answers,
+                FailurePolicy::Fail,
+                visibility,
+                &Remembered::default(),
+                MergeFlaws::default(),
+            )
+            .unwrap();
+            outcome.kept.unwrap().digest
+        };
+        let all = &Visibility::All;
+        let mesh = |rows_1: Vec<Any>, rows_2: Vec<Any>| {
+            [
+                answer("istiod-1", "1.30.0", rows_1),
+                answer("istiod-2", "1.30.0", rows_2),
+            ]
+        };
+        let base = mesh(
+            vec![cc("a.ns", Some(1)), cc("b.ns", Some(1))],
+            vec![cc("c.ns", Some(1))],
+        );
+        let d = digest(&base, all);
+        // The same rows again (other bytes, other order): the same digest.
+        let again = mesh(
+            vec![cc("b.ns", Some(5)), cc("a.ns", Some(2))],
+            vec![cc("c.ns", None)],
+        );
+        assert_eq!(digest(&again, all), d);
+        // A proxy that moved to the other replica, one more, one fewer.
+        for changed in [
+            mesh(
+                vec![cc("a.ns", Some(1))],
+                vec![cc("b.ns", Some(1)), cc("c.ns", Some(1))],
+            ),
+            mesh(
+                vec![cc("a.ns", Some(1)), cc("b.ns", Some(1))],
+                vec![cc("c.ns", Some(1)), cc("d.ns", Some(1))],
+            ),
+            mesh(vec![cc("a.ns", Some(1))], vec![cc("c.ns", Some(1))]),
+        ] {
+            assert_ne!(digest(&changed, all), d);
+        }
+        // A duplicate whose newer copy is on the other replica moves the
+        // owner; an older duplicate does not.
+        let newer = mesh(
+            vec![cc("a.ns", Some(1)), cc("b.ns", Some(1))],
+            vec![cc("c.ns", Some(1)), cc("b.ns", Some(9))],
+        );
+        let older = mesh(
+            vec![cc("a.ns", Some(1)), cc("b.ns", Some(9))],
+            vec![cc("c.ns", Some(1)), cc("b.ns", Some(1))],
+        );
+        assert_ne!(digest(&newer, all), d);
+        assert_eq!(digest(&older, all), d);
+        // A caller who sees fewer rows kept another set; one who sees them
+        // all, the same.
+        assert_eq!(digest(&base, &Visibility::Namespace("ns".into())), d);
+        assert_ne!(digest(&base, &Visibility::Namespace("other".into())), d);
     }
 
     #[test]
@@ -717,27 +863,6 @@ mod tests {
     }
 
     #[test]
-    fn prefix_keys_order_like_the_ids() {
-        let mut ids = vec![
-            "b",
-            "a",
-            "ab",
-            "ab\0",
-            "abcdefgh",
-            "abcdefghi",
-            "abcdefgg",
-            "ä",
-            "",
-            "zz",
-            "abcdefgh\0",
-        ];
-        let mut by_key = ids.clone();
-        by_key.sort_by(|a, b| prefix_key(a).cmp(&prefix_key(b)).then_with(|| a.cmp(b)));
-        ids.sort();
-        assert_eq!(by_key, ids);
-    }
-
-    #[test]
     fn kept_resources_are_the_replicas_bytes_not_copies() {
         let answers = [answer("istiod-1", "1.30.0", vec![cc("a.ns", Some(1))])];
         let (shared, _) = merge(
@@ -752,7 +877,15 @@ mod tests {
         let Ok(received) = &answers[0].result else {
             panic!("an answer")
         };
-        assert_eq!(shared.resources[0].as_ptr(), received.resources[0].as_ptr());
+        let (Some(buffer), [Piece::Encoded(run)]) = (&received.buffer, &shared.pieces[..]) else {
+            panic!("one slice of the replica's buffer: {:?}", shared.pieces)
+        };
+        let inside = buffer.as_ptr() as usize..buffer.as_ptr() as usize + buffer.len();
+        assert!(inside.contains(&(run.as_ptr() as usize)));
+        assert_eq!(
+            run.as_ptr() as usize + run.len(),
+            received.resources[0].as_ptr() as usize + received.resources[0].len()
+        );
     }
 
     #[test]

@@ -8,9 +8,9 @@ use crate::config::{FailurePolicy, IdentityMode, ProxyConfig};
 use crate::discovery::{Replica, ReplicaSet};
 use crate::fanout::{ReplicaAnswer, Strategy, fan_out, first_wanted};
 use crate::limits::{AnswerSlots, ConnInfo, PermitStream, Tracked, bounded};
-use crate::merge::{self, MergeFlaws, MergeOutcome, Remembered};
+use crate::merge::{self, KeptRows, MergeFlaws, Remembered};
 use crate::upstream::{ReplicaError, Upstream};
-use crate::wire::{self, Answer, RawResponse, Shared};
+use crate::wire::{self, Answer, Received, Shared};
 use proto::envoy::envoy::service::discovery::v3::DiscoveryRequest;
 use proto::node::string_value;
 use proto::{IstioControlPlaneInstance, type_url};
@@ -31,8 +31,10 @@ pub(crate) struct State {
     pub upstream: Upstream,
     pub replicas: watch::Receiver<ReplicaSet>,
     pub verifier: TokenVerifier,
-    /// node id (its bytes) → replica name that reported it last (config_dump routing).
-    pub owners: Mutex<HashMap<Box<[u8]>, String, foldhash::fast::RandomState>>,
+    /// node id (its bytes) → replica name that reported it last (config_dump
+    /// routing). Written after a syncz answer is published (see
+    /// [`learn_owners`]), under this lock, which config_dump waits for.
+    pub owners: Arc<tokio::sync::Mutex<OwnerTable>>,
     pub remembered: Mutex<Remembered>,
     pub shutdown: watch::Receiver<bool>,
     /// Answers in flight (`--max-inflight-answers`).
@@ -43,6 +45,16 @@ pub(crate) struct State {
     pub forgotten: Mutex<std::collections::HashSet<String>>,
     /// Fan-outs shared by identical requests (see [`Flights`]).
     pub flights: Flights,
+}
+
+/// Which replica has which proxy (config_dump routing).
+#[derive(Default)]
+pub(crate) struct OwnerTable {
+    /// node id (its bytes) → the replica a syncz answer showed it on last.
+    owners: HashMap<Box<[u8]>, String, foldhash::fast::RandomState>,
+    /// The digest of the last syncz answer learned from: the same rows on
+    /// the same replicas again (a mesh at rest) are not learned again.
+    learned: Option<u64>,
 }
 
 /// Past the request deadline, the merge of an answer that is already in may
@@ -450,7 +462,7 @@ impl State {
         };
         match &result {
             Ok(resp) => {
-                tracing::info!(type_url = %requested, resources = resp.resources().len(), "answered")
+                tracing::info!(type_url = %requested, resources = resp.shared.rows, "answered")
             }
             Err(s) => {
                 tracing::warn!(type_url = %requested, code = ?s.code(), message = %s.message(), "request failed")
@@ -743,7 +755,8 @@ impl State {
         };
         let result = self.merged_now(params).await.map(|shared| {
             let mut shared = Arc::try_unwrap(shared).unwrap_or_else(|a| Shared {
-                resources: a.resources.clone(),
+                pieces: a.pieces.clone(),
+                rows: a.rows,
                 type_url: a.type_url.clone(),
                 control_plane: a.control_plane.clone(),
                 ..Default::default()
@@ -787,56 +800,59 @@ impl State {
         let merge = move || {
             let (mut shared, outcome) =
                 merge::merge(&requested, &answers, policy, &visibility, &known, flaws)?;
-            state.learn(outcome);
+            state.remember_control_planes(outcome.seen);
             if decode_copies {
                 // Defect: a decoded copy of every answer, held with the answer.
-                shared.decoded_copies =
-                    wire::DecodedCopies::of(answers.iter().filter_map(|a| a.result.as_ref().ok()));
+                shared.decoded_copies = wire::DecodedCopies::of(
+                    answers
+                        .iter()
+                        .filter_map(|a| a.result.as_ref().ok())
+                        .map(|r| &r.response),
+                );
             }
-            Ok::<_, Status>(Arc::new(shared))
+            Ok::<_, Status>((Arc::new(shared), answers, outcome.kept))
         };
-        if rows <= crate::fanout::INLINE_ROWS {
+        let inline = rows <= crate::fanout::INLINE_ROWS;
+        let merged = if inline {
             // A small mesh: merged here (well under a millisecond), sparing
             // a thread hop, which costs more on a busy machine.
-            return merge();
-        }
-        // Off the async threads and under the request deadline: merging a
-        // mesh of a million proxies takes a while.
-        let merging = tokio::task::spawn_blocking(merge);
-        // A fan-out that used the whole deadline (and names the late replicas)
-        // still gets its short merge.
-        let merge_deadline = params.deadline.max(Instant::now() + MERGE_GRACE);
-        match tokio::time::timeout_at(merge_deadline, merging).await {
-            Ok(Ok(merged)) => merged,
-            Ok(Err(e)) => Err(Status::internal(format!("merging the answers failed: {e}"))),
-            Err(_) => Err(Status::deadline_exceeded(format!(
-                "istioctl-proxy: merging the replicas' answers took longer than --request-timeout {}",
-                humantime::format_duration(self.config.request_timeout)
-            ))),
-        }
-    }
-
-    /// Remembers what a merge taught: ControlPlanes, and which replica owns
-    /// each proxy (only changed entries are written: no allocation for a
-    /// proxy whose owner is already known).
-    fn learn(&self, outcome: MergeOutcome<'_>) {
-        if let Ok(mut r) = self.remembered.lock() {
-            for (name, cp) in outcome.seen {
-                r.control_planes.insert(name, cp);
+            merge()
+        } else {
+            // Off the async threads and under the request deadline: merging a
+            // mesh of a million proxies takes a while.
+            let merging = tokio::task::spawn_blocking(merge);
+            // A fan-out that used the whole deadline (and names the late replicas)
+            // still gets its short merge.
+            let merge_deadline = params.deadline.max(Instant::now() + MERGE_GRACE);
+            match tokio::time::timeout_at(merge_deadline, merging).await {
+                Ok(Ok(merged)) => merged,
+                Ok(Err(e)) => Err(Status::internal(format!("merging the answers failed: {e}"))),
+                Err(_) => Err(Status::deadline_exceeded(format!(
+                    "istioctl-proxy: merging the replicas' answers took longer than --request-timeout {}",
+                    humantime::format_duration(self.config.request_timeout)
+                ))),
+            }
+        };
+        let (shared, answers, kept) = merged?;
+        if let Some(kept) = kept {
+            // config_dump routing learns the kept rows' owners after the
+            // answer is out (it is not on the answer's path), under the lock
+            // taken now, so a config_dump that follows waits for it.
+            let owners = self.owners.clone().lock_owned().await;
+            if inline {
+                learn_owners(owners, &answers, &kept);
+            } else {
+                tokio::task::spawn_blocking(move || learn_owners(owners, &answers, &kept));
             }
         }
-        if outcome.owners.is_empty() {
-            return;
-        }
-        if let Ok(mut owners) = self.owners.lock() {
-            for (id, replica) in outcome.owners {
-                match owners.get_mut(&id[..]) {
-                    Some(known) if known == replica => {}
-                    Some(known) => *known = replica.to_string(),
-                    None => {
-                        owners.insert(id.to_vec().into_boxed_slice(), replica.to_string());
-                    }
-                }
+        Ok(shared)
+    }
+
+    /// Remembers the ControlPlanes a merge saw.
+    fn remember_control_planes(&self, seen: Vec<(String, IstioControlPlaneInstance)>) {
+        if let Ok(mut r) = self.remembered.lock() {
+            for (name, cp) in seen {
+                r.control_planes.insert(name, cp);
             }
         }
     }
@@ -896,7 +912,7 @@ impl State {
         }
         // The owner: remembered from an earlier syncz, else learned now from
         // one (cheap, and every replica answers syncz, unlike config_dump).
-        let mut owner = self.remembered_owner(&proxy_id, &replicas);
+        let mut owner = self.remembered_owner(&proxy_id, &replicas).await;
         if owner.is_none() {
             let syncz = DiscoveryRequest {
                 type_url: type_url::SYNCZ.to_string(),
@@ -906,7 +922,7 @@ impl State {
             if let Err(e) = self.fan_out_and_merge(syncz, caller, deadline).await {
                 tracing::info!(proxy = %proxy_id, error = %e.message(), "syncz to find the config_dump owner failed");
             }
-            owner = self.remembered_owner(&proxy_id, &replicas);
+            owner = self.remembered_owner(&proxy_id, &replicas).await;
         }
         if let Some(owner) = owner {
             let answers = self
@@ -937,12 +953,10 @@ impl State {
         )
         .await;
         if let Some(a) = found {
-            if let Ok(mut owners) = self.owners.lock() {
-                owners.insert(
-                    proxy_id.clone().into_bytes().into_boxed_slice(),
-                    a.replica.name.clone(),
-                );
-            }
+            self.owners.lock().await.owners.insert(
+                proxy_id.clone().into_bytes().into_boxed_slice(),
+                a.replica.name.clone(),
+            );
             let resp = a.result.ok();
             return Ok(self.passthrough(&requested, Some(&a.replica), resp));
         }
@@ -967,8 +981,14 @@ impl State {
     }
 
     /// The replica a syncz answer last showed `proxy_id` on, if still discovered.
-    fn remembered_owner(&self, proxy_id: &str, replicas: &[Replica]) -> Option<Replica> {
-        let name = self.owners.lock().ok()?.get(proxy_id.as_bytes()).cloned()?;
+    async fn remembered_owner(&self, proxy_id: &str, replicas: &[Replica]) -> Option<Replica> {
+        let name = self
+            .owners
+            .lock()
+            .await
+            .owners
+            .get(proxy_id.as_bytes())
+            .cloned()?;
         replicas.iter().find(|r| r.name == name).cloned()
     }
 
@@ -977,9 +997,11 @@ impl State {
         &self,
         requested: &str,
         replica: Option<&Replica>,
-        resp: Option<RawResponse>,
+        resp: Option<Received>,
     ) -> Answer {
-        let resp = resp.unwrap_or_default();
+        let mut resp = resp.unwrap_or_default();
+        let mut pieces = Vec::new();
+        let rows = wire::pieces_of(&resp, 0..resp.resources.len(), &mut pieces);
         let info = resp
             .control_plane
             .as_ref()
@@ -998,15 +1020,40 @@ impl State {
             version_info: if resp.version_info.is_empty() {
                 merge::version_info()
             } else {
-                resp.version_info
+                std::mem::take(&mut resp.response.version_info)
             },
             nonce: merge::fresh_nonce(),
             shared: Arc::new(Shared {
-                resources: resp.resources,
+                pieces,
+                rows,
                 type_url: requested.to_string(),
                 control_plane: Some(merge::external_for(info)),
                 ..Default::default()
             }),
+        }
+    }
+}
+
+/// Writes the owners of a syncz answer's kept rows into the owner table
+/// (only changed entries: no allocation for a proxy whose owner is known;
+/// nothing when the answer kept the same rows as the last one learned).
+fn learn_owners(
+    mut table: tokio::sync::OwnedMutexGuard<OwnerTable>,
+    answers: &[ReplicaAnswer],
+    kept: &KeptRows,
+) {
+    if table.learned == Some(kept.digest) {
+        return;
+    }
+    table.learned = Some(kept.digest);
+    let owners = &mut table.owners;
+    for (id, replica) in kept.owners(answers) {
+        match owners.get_mut(id.as_bytes()) {
+            Some(known) if known == replica => {}
+            Some(known) => *known = replica.to_string(),
+            None => {
+                owners.insert(id.as_bytes().into(), replica.to_string());
+            }
         }
     }
 }

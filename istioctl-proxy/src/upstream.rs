@@ -5,7 +5,7 @@
 use crate::config::UpstreamTransport;
 use crate::discovery::Replica;
 use crate::error::{Error, read_file};
-use crate::wire::RawResponse;
+use crate::wire::Received;
 use futures::StreamExt;
 use proto::envoy::envoy::service::discovery::v3::DiscoveryRequest;
 use std::collections::HashMap;
@@ -122,10 +122,10 @@ impl Upstream {
         replica: &Replica,
         request: DiscoveryRequest,
         token: Option<&str>,
-    ) -> Result<RawResponse, ReplicaError> {
+    ) -> Result<Received, ReplicaError> {
         let channel = self.channel(&replica.address)?;
         // What the generated client does, with the answer read as a
-        // `RawResponse` (resources left encoded, see crate::wire).
+        // `Received` (resources left encoded, see crate::wire).
         let mut client = tonic::client::Grpc::new(channel)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
@@ -150,7 +150,7 @@ impl Upstream {
                 Into::<tonic::codegen::StdError>::into(e)
             )))
         })?;
-        let codec = tonic_prost::ProstCodec::<DiscoveryRequest, RawResponse>::default();
+        let codec = ReceivedCodec;
         let path = tonic::codegen::http::uri::PathAndQuery::from_static(ADS_PATH);
         let mut inbound = client
             .streaming(call, path, codec)
@@ -164,6 +164,46 @@ impl Upstream {
                 None => return Err(ReplicaError::Closed),
             }
         }
+    }
+}
+
+/// The ADS codec of the proxy's upstream side: requests encoded as tonic's
+/// generated client does, answers read as [`Received`].
+struct ReceivedCodec;
+
+impl tonic::codec::Codec for ReceivedCodec {
+    type Encode = DiscoveryRequest;
+    type Decode = Received;
+    type Encoder = tonic_prost::ProstEncoder<DiscoveryRequest>;
+    type Decoder = ReceivedDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::default()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ReceivedDecoder
+    }
+}
+
+/// Takes the message's bytes out of tonic's receive buffer as they are (a
+/// split, no copy) and reads them as a [`Received`] that keeps them.
+struct ReceivedDecoder;
+
+impl tonic::codec::Decoder for ReceivedDecoder {
+    type Item = Received;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Received>, tonic::Status> {
+        use prost::bytes::Buf;
+        let whole = buf.copy_to_bytes(buf.remaining());
+        // As tonic-prost reports a message that does not decode.
+        Received::decode(whole)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
     }
 }
 

@@ -39,6 +39,52 @@ pub struct RawResponse {
     pub control_plane: Option<ControlPlane>,
 }
 
+/// A replica's answer as received: its fields ([`RawResponse`], which it
+/// dereferences to) and, when it came off the wire, the whole encoded
+/// message its resources are slices of, so that runs of kept resources can
+/// be written out as single slices of it, keys and lengths included (see
+/// [`Piece::Encoded`]).
+#[derive(Debug, Clone, Default)]
+pub struct Received {
+    pub response: RawResponse,
+    pub buffer: Option<Bytes>,
+}
+
+impl Received {
+    /// Reads an encoded `DiscoveryResponse`, keeping `buffer`: the resources
+    /// are slices of it (prost reads a `bytes` field of a `Bytes` buffer
+    /// without copying).
+    pub fn decode(buffer: Bytes) -> Result<Self, prost::DecodeError> {
+        let response = RawResponse::decode(buffer.clone())?;
+        Ok(Received {
+            response,
+            buffer: Some(buffer),
+        })
+    }
+}
+
+impl From<RawResponse> for Received {
+    fn from(response: RawResponse) -> Self {
+        Received {
+            response,
+            buffer: None,
+        }
+    }
+}
+
+impl std::ops::Deref for Received {
+    type Target = RawResponse;
+    fn deref(&self) -> &RawResponse {
+        &self.response
+    }
+}
+
+impl std::ops::DerefMut for Received {
+    fn deref_mut(&mut self) -> &mut RawResponse {
+        &mut self.response
+    }
+}
+
 /// A malformed resource (the reason, for `ReplicaError::Invalid`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -273,8 +319,10 @@ pub fn encode_any(any: &Any) -> Bytes {
 /// callers of one fan-out, see `server::Flights`).
 #[derive(Debug, Default)]
 pub struct Shared {
-    /// The kept resources, each one encoded `Any` exactly as a replica sent it.
-    pub resources: Vec<Bytes>,
+    /// The kept resources, exactly as the replicas sent them, in order.
+    pub pieces: Vec<Piece>,
+    /// How many resources the pieces hold.
+    pub rows: usize,
     pub type_url: String,
     pub control_plane: Option<ControlPlane>,
     /// The `buffer-decoded-answers` defect's decoded copies of the replicas'
@@ -283,6 +331,102 @@ pub struct Shared {
     /// Dropped with the last client's answer (the single flight's turn ends
     /// there: see `server::Flights`).
     pub hold: Hold,
+}
+
+/// A part of an answer's `resources` (field 2 of `DiscoveryResponse`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// Resources as they lie in a replica's message: each one's field key
+    /// and length, then its `Any`, back to back. Written as they are, as
+    /// slices of the replica's buffer (no copy).
+    Encoded(Bytes),
+    /// One encoded `Any`; its key and length are written before it.
+    Any(Bytes),
+}
+
+impl Piece {
+    /// Its length in the answer.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Piece::Encoded(b) => b.len(),
+            Piece::Any(a) => len_delimited_len(RESOURCES, a.len()),
+        }
+    }
+}
+
+/// Where resource `i` of `received` lies in its buffer with its field key
+/// and length before it, if they are there as they would be written (a
+/// replica may have written a longer varint than needed: then `None`, and
+/// the resource is written with a fresh key and length).
+fn encoded_span(received: &Received, i: usize) -> Option<std::ops::Range<usize>> {
+    let buffer = received.buffer.as_ref()?;
+    let resources = &received.resources;
+    let resource = resources.get(i).filter(|r| !r.is_empty())?;
+    // Pure address arithmetic: a live slice of another allocation cannot lie
+    // within this one's range.
+    let base = buffer.as_ptr() as usize;
+    let offset = |b: &Bytes| (b.as_ptr() as usize).checked_sub(base);
+    let at = offset(resource)?;
+    let end = at.checked_add(resource.len())?;
+    if end > buffer.len() {
+        return None;
+    }
+    let n = prost::encoding::key_len(RESOURCES) + encoded_len_varint(resource.len() as u64);
+    let start = at.checked_sub(n)?;
+    // The previous resource ends exactly `n` bytes before this one: prost
+    // read only this one's key and length in between, and they take the
+    // shortest encoding's room, so they are that encoding (nothing to read;
+    // this is the common case, and it spares a cache miss per resource).
+    let right_after = i
+        .checked_sub(1)
+        .and_then(|p| resources.get(p))
+        .and_then(|p| offset(p).map(|o| o + p.len()))
+        == Some(start);
+    if right_after {
+        return Some(start..end);
+    }
+    let mut prefix = [0u8; 16];
+    let mut w = &mut prefix[..];
+    encode_key(RESOURCES, WireType::LengthDelimited, &mut w);
+    encode_varint(resource.len() as u64, &mut w);
+    (buffer[start..at] == prefix[..n]).then_some(start..end)
+}
+
+/// Appends the resources of `received` at `kept` (ascending indexes) to
+/// `out`: consecutive ones that lie back to back in the replica's buffer as
+/// one [`Piece::Encoded`] slice, others as [`Piece::Any`]. Returns how many.
+pub fn pieces_of(
+    received: &Received,
+    kept: impl IntoIterator<Item = usize>,
+    out: &mut Vec<Piece>,
+) -> usize {
+    let mut count = 0;
+    let mut run: Option<std::ops::Range<usize>> = None;
+    let flush = |run: &mut Option<std::ops::Range<usize>>, out: &mut Vec<Piece>| {
+        if let (Some(r), Some(buffer)) = (run.take(), &received.buffer) {
+            out.push(Piece::Encoded(buffer.slice(r)));
+        }
+    };
+    for i in kept {
+        let Some(resource) = received.resources.get(i) else {
+            continue;
+        };
+        count += 1;
+        let span = encoded_span(received, i);
+        match (span, &mut run) {
+            (Some(span), Some(r)) if r.end == span.start => r.end = span.end,
+            (Some(span), _) => {
+                flush(&mut run, out);
+                run = Some(span);
+            }
+            (None, _) => {
+                flush(&mut run, out);
+                out.push(Piece::Any(resource.clone()));
+            }
+        }
+    }
+    flush(&mut run, out);
+    count
 }
 
 /// Something dropped when the answer is (see [`Shared::hold`]).
@@ -377,10 +521,7 @@ impl Answer {
     pub fn encoded_len(&self) -> usize {
         let s = &self.shared;
         string_len(VERSION_INFO, &self.version_info)
-            + s.resources
-                .iter()
-                .map(|r| len_delimited_len(RESOURCES, r.len()))
-                .sum::<usize>()
+            + s.pieces.iter().map(Piece::encoded_len).sum::<usize>()
             + string_len(TYPE_URL, &s.type_url)
             + string_len(NONCE, &self.nonce)
             + s.control_plane
@@ -403,9 +544,21 @@ impl Answer {
         DiscoveryResponse::decode(self.encode_to_vec().as_slice())
     }
 
-    /// The resources (encoded `Any`s).
-    pub fn resources(&self) -> &[Bytes] {
-        &self.shared.resources
+    /// The resources, each one encoded `Any` (tests).
+    pub fn resources(&self) -> Vec<Bytes> {
+        let mut out = Vec::with_capacity(self.shared.rows);
+        for piece in &self.shared.pieces {
+            match piece {
+                Piece::Any(a) => out.push(a.clone()),
+                Piece::Encoded(b) => {
+                    let mut fields = Fields::new(b);
+                    while let Ok(Some((_, Field::Bytes(any)))) = fields.next_field() {
+                        out.push(b.slice_ref(any));
+                    }
+                }
+            }
+        }
+        out
     }
 }
 
@@ -413,14 +566,25 @@ impl Answer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     Head,
-    Resources(usize),
+    /// In piece `index`, `offset` bytes of it written.
+    Pieces {
+        index: usize,
+        offset: usize,
+    },
     Tail,
     Done,
 }
 
+/// Runs of encoded resources at least this long are handed out as slices of
+/// the replica's buffer; shorter ones (and single resources) are copied
+/// together into a chunk, so that the client does not get a flood of tiny
+/// HTTP/2 frames.
+const SLICE_AT_LEAST: usize = 16 * 1024;
+
 /// Writes one [`Answer`] (optionally with its gRPC message prefix) as chunks
-/// of about a given size: only the chunk being filled is a copy, the rest
-/// stays in the replicas' buffers until it is written.
+/// of about a given size: long runs of resources as slices of the replicas'
+/// buffers, the rest copied into the chunk being filled (only that chunk is
+/// a copy; the rest stays in the replicas' buffers until it is written).
 pub struct Encoding {
     answer: Answer,
     framed: bool,
@@ -436,21 +600,34 @@ impl Encoding {
         }
     }
 
-    /// The next chunk, of at most `max` bytes (or one resource, when a single
-    /// resource is larger): a resource is never split.
+    /// The next chunk, of at most `max` bytes, or of one resource when a
+    /// single one is larger (a copied resource is never split; a slice of a
+    /// replica's buffer may end anywhere).
     pub fn next_chunk(&mut self, max: usize) -> Option<Bytes> {
         if self.stage == Stage::Done {
             return None;
         }
+        let max = max.max(1);
         let shared = self.answer.shared.clone();
-        // Room for the head or tail and a typical row; a chunk ends before a
-        // resource that would not fit (the buffer never grows: growing copies).
-        let mut buf = BytesMut::with_capacity(max.min(1 << 20));
+        // What a copied chunk may hold (the buffer is sized once: growing copies).
+        let limit = max.min(1 << 20);
+        let mut buf = BytesMut::new();
+        let fits = |buf: &BytesMut, need: usize| buf.is_empty() || buf.len() + need <= limit;
+        // Room for `need` more: the first time, a whole chunk's.
+        let room = |buf: &mut BytesMut, need: usize| {
+            if buf.capacity() == 0 {
+                buf.reserve(limit.max(need));
+            } else {
+                buf.reserve(need);
+            }
+        };
         loop {
             match self.stage {
                 Stage::Head => {
-                    let need = 5 + string_len(VERSION_INFO, &self.answer.version_info);
-                    buf.reserve(need);
+                    room(
+                        &mut buf,
+                        5 + string_len(VERSION_INFO, &self.answer.version_info),
+                    );
                     if self.framed {
                         let len = self.answer.encoded_len();
                         buf.put_u8(0);
@@ -458,19 +635,55 @@ impl Encoding {
                         buf.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
                     }
                     put_string(VERSION_INFO, &self.answer.version_info, &mut buf);
-                    self.stage = Stage::Resources(0);
+                    self.stage = Stage::Pieces {
+                        index: 0,
+                        offset: 0,
+                    };
                 }
-                Stage::Resources(i) => match shared.resources.get(i) {
-                    Some(r) => {
-                        let need = len_delimited_len(RESOURCES, r.len());
-                        if !buf.is_empty() && buf.len() + need > buf.capacity() {
+                Stage::Pieces { index, offset } => match shared.pieces.get(index) {
+                    None => self.stage = Stage::Tail,
+                    Some(Piece::Encoded(run)) => {
+                        let rest = run.len().saturating_sub(offset);
+                        if rest >= SLICE_AT_LEAST {
+                            if !buf.is_empty() {
+                                break;
+                            }
+                            let n = rest.min(max);
+                            self.stage = if n == rest {
+                                Stage::Pieces {
+                                    index: index + 1,
+                                    offset: 0,
+                                }
+                            } else {
+                                Stage::Pieces {
+                                    index,
+                                    offset: offset + n,
+                                }
+                            };
+                            return Some(run.slice(offset..offset + n));
+                        }
+                        if !fits(&buf, rest) {
                             break;
                         }
-                        buf.reserve(need);
-                        put_len_delimited(RESOURCES, r, &mut buf);
-                        self.stage = Stage::Resources(i + 1);
+                        room(&mut buf, rest);
+                        buf.put_slice(&run[offset..]);
+                        self.stage = Stage::Pieces {
+                            index: index + 1,
+                            offset: 0,
+                        };
                     }
-                    None => self.stage = Stage::Tail,
+                    Some(Piece::Any(r)) => {
+                        let need = len_delimited_len(RESOURCES, r.len());
+                        if !fits(&buf, need) {
+                            break;
+                        }
+                        room(&mut buf, need);
+                        put_len_delimited(RESOURCES, r, &mut buf);
+                        self.stage = Stage::Pieces {
+                            index: index + 1,
+                            offset: 0,
+                        };
+                    }
                 },
                 Stage::Tail => {
                     let cp_len = shared
@@ -480,10 +693,10 @@ impl Encoding {
                     let need = string_len(TYPE_URL, &shared.type_url)
                         + string_len(NONCE, &self.answer.nonce)
                         + cp_len;
-                    if !buf.is_empty() && buf.len() + need > buf.capacity() {
+                    if !fits(&buf, need) {
                         break;
                     }
-                    buf.reserve(need);
+                    room(&mut buf, need);
                     put_string(TYPE_URL, &shared.type_url, &mut buf);
                     put_string(NONCE, &self.answer.nonce, &mut buf);
                     if let Some(cp) = &shared.control_plane {
@@ -577,7 +790,8 @@ mod tests {
             version_info: "7".into(),
             nonce: "n".into(),
             shared: Arc::new(Shared {
-                resources: vec![raw.clone(), raw],
+                pieces: vec![Piece::Any(raw.clone()), Piece::Any(raw)],
+                rows: 2,
                 type_url: "tu".into(),
                 control_plane: Some(ControlPlane {
                     identifier: "{}".into(),
@@ -639,5 +853,107 @@ mod tests {
             prost::bytes::Bytes::from(resp.resources[0].encode_to_vec()),
             *r
         );
+    }
+
+    #[test]
+    fn kept_runs_are_slices_of_the_replica_buffer() {
+        let anys: Vec<Any> = (0..6)
+            .map(|i| Any {
+                type_url: "t".into(),
+                value: vec![i; 40 + usize::from(i) * 50],
+            })
+            .collect();
+        let resp = DiscoveryResponse {
+            version_info: "v".into(),
+            resources: anys.clone(),
+            type_url: "tu".into(),
+            ..Default::default()
+        };
+        let received = Received::decode(Bytes::from(resp.encode_to_vec())).unwrap();
+        let buffer = received.buffer.clone().unwrap();
+        let inside = |b: &Bytes| {
+            let (start, end) = (
+                buffer.as_ptr() as usize,
+                buffer.as_ptr() as usize + buffer.len(),
+            );
+            (start..=end).contains(&(b.as_ptr() as usize)) && b.as_ptr() as usize + b.len() <= end
+        };
+        // Rows 0-1 and 3-5 kept: two runs, both slices of the buffer.
+        let mut pieces = Vec::new();
+        let rows = pieces_of(&received, [0, 1, 3, 4, 5], &mut pieces);
+        assert_eq!(rows, 5);
+        assert_eq!(pieces.len(), 2, "{pieces:?}");
+        for p in &pieces {
+            let Piece::Encoded(run) = p else {
+                panic!("a slice: {p:?}")
+            };
+            assert!(inside(run));
+        }
+        let answer = Answer {
+            version_info: "7".into(),
+            nonce: "n".into(),
+            shared: Arc::new(Shared {
+                pieces,
+                rows,
+                type_url: "tu".into(),
+                ..Default::default()
+            }),
+        };
+        let kept: Vec<Any> = [0, 1, 3, 4, 5].iter().map(|&i| anys[i].clone()).collect();
+        assert_eq!(answer.to_response().unwrap().resources, kept);
+        assert_eq!(answer.resources().len(), 5);
+        // Chunks of 100 bytes, framed: the same message.
+        let mut enc = Encoding::new(answer.clone(), true);
+        let mut framed = Vec::new();
+        while let Some(c) = enc.next_chunk(100) {
+            framed.extend_from_slice(&c);
+        }
+        assert_eq!(&framed[5..], answer.encode_to_vec().as_slice());
+        assert_eq!(framed.len() - 5, answer.encoded_len());
+
+        // A length written with a longer varint than needed is read by
+        // prost, and the resource is written with a fresh key and length.
+        // Here: resource 0 so written, resource 1 as usual, resource 2 so
+        // written right after it.
+        let any = [0x0a, 0x01, b't'];
+        let mut odd = vec![0x12, 0x83, 0x00];
+        odd.extend_from_slice(&any);
+        odd.extend_from_slice(&[0x12, 0x03]);
+        odd.extend_from_slice(&any);
+        odd.extend_from_slice(&[0x12, 0x83, 0x00]);
+        odd.extend_from_slice(&any);
+        let received = Received::decode(Bytes::from(odd)).unwrap();
+        let mut pieces = Vec::new();
+        assert_eq!(pieces_of(&received, [0, 1, 2], &mut pieces), 3);
+        assert!(
+            matches!(
+                &pieces[..],
+                [Piece::Any(_), Piece::Encoded(_), Piece::Any(_)]
+            ),
+            "{pieces:?}"
+        );
+        let answer = Answer {
+            shared: Arc::new(Shared {
+                pieces,
+                rows: 3,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            answer.to_response().unwrap().resources,
+            vec![
+                Any {
+                    type_url: "t".into(),
+                    value: vec![]
+                };
+                3
+            ]
+        );
+        // Without the message's buffer (tests), every resource is a Piece::Any.
+        let bare = Received::from(received.response.clone());
+        let mut pieces = Vec::new();
+        pieces_of(&bare, [0], &mut pieces);
+        assert!(matches!(&pieces[..], [Piece::Any(_)]));
     }
 }

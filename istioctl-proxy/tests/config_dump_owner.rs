@@ -67,6 +67,44 @@ async fn owner_remembered_from_syncz_and_fallback_after_a_move() {
     fake.shutdown().await;
 }
 
+/// A syncz after a move relearns the owner (the owner table is learned
+/// again whenever the kept rows differ from the last answer's): the next
+/// config_dump goes to the new owner at once, although the old one now
+/// hangs (a stale owner would hold it up for the replica timeout, 3 s).
+#[tokio::test]
+async fn a_syncz_after_a_move_relearns_the_owner() {
+    let s = open_scenario("three-replicas.yaml");
+    let (last, id) = owned_by_last(&s);
+    let first = s.replicas[0].name.clone();
+    let fake = fake(s).await;
+    let proxy = proxy(plaintext_config(&fake)).await;
+    for _ in 0..2 {
+        // Twice: the second answer keeps the same rows (nothing relearned).
+        ask(proxy.local_addr(), type_url::SYNCZ, &[], None)
+            .await
+            .unwrap();
+    }
+    fake.move_proxy(&id, &first).await.unwrap();
+    ask(proxy.local_addr(), type_url::SYNCZ, &[], None)
+        .await
+        .unwrap();
+    fake.set_fault(&last, fake_istiod::Fault::Hang)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let resp = ask(proxy.local_addr(), type_url::CONFIG_DUMP, &[&id], None)
+        .await
+        .unwrap();
+    assert!(!resp.resources.is_empty());
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1500),
+        "asked the old owner first: {:?}",
+        started.elapsed()
+    );
+    proxy.shutdown().await;
+    fake.shutdown().await;
+}
+
 #[tokio::test]
 async fn unknown_proxy_gives_zero_resources_promptly() {
     let fake = fake(open_scenario("three-replicas.yaml")).await;

@@ -79,7 +79,7 @@ async fn no_dedupe() {
             .await
             .unwrap(),
     );
-    let mut unique = ids.clone();
+    let mut unique = sorted(ids.clone());
     unique.dedup();
     assert!(unique.len() < ids.len(), "{ids:?}");
     p.shutdown().await;
