@@ -214,8 +214,10 @@ pub fn merge(
                 if skip.next_if(|&&d| d as usize == i).is_some() {
                     return false;
                 }
+                if all {
+                    return true;
+                }
                 match row_id(&resources[i]) {
-                    _ if all => true,
                     Some(id) if visibility.sees(id) => {
                         visible_sum = visible_sum.wrapping_add(ID_HASH.hash_one(id.as_bytes()));
                         true
