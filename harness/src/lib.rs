@@ -10,6 +10,7 @@
 pub mod checks;
 pub mod client;
 pub mod decode;
+pub mod output;
 pub mod ps;
 pub mod render;
 pub mod report;

@@ -253,7 +253,7 @@ which this tool does not do\n",
 
 pub async fn main(args: PsArgs) -> anyhow::Result<i32> {
     let out = run(&args).await?;
-    print!("{out}");
+    crate::output::text(&out);
     Ok(0)
 }
 

@@ -104,7 +104,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
         ),
     };
     let report = runner::run(&config, &Default::default(), |p| match p {
-        Progress::Start { checks, scenarios } => println!(
+        Progress::Start { checks, scenarios } => crate::say!(
             "proxy-conformance: {checks} checks on {} against {what}; istioctl {}",
             if config.topology != TopologyKind::Cluster {
                 format!("{scenarios} {mesh}")
@@ -114,11 +114,11 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
             config.families.iter().map(|f| f.label()).collect::<Vec<_>>().join(", ")
         ),
         Progress::Fixed(f) => {
-            println!("The proxy at the given address must be configured with (the same for every scenario):");
-            println!("  replicas (TLS):       {}", f.replicas_tls.join(","));
-            println!("  replicas (plaintext): {}", f.replicas_plaintext.join(","));
-            println!("  replicas' CA:         {} (certificates name istiod, istiod.<namespace>.svc and the IP)", f.ca_file.display());
-            println!("  token issuer key:     {}", f.token_issuer_key.display());
+            crate::say!("The proxy at the given address must be configured with (the same for every scenario):");
+            crate::say!("  replicas (TLS):       {}", f.replicas_tls.join(","));
+            crate::say!("  replicas (plaintext): {}", f.replicas_plaintext.join(","));
+            crate::say!("  replicas' CA:         {} (certificates name istiod, istiod.<namespace>.svc and the IP)", f.ca_file.display());
+            crate::say!("  token issuer key:     {}", f.token_issuer_key.display());
         }
         Progress::Scenario {
             name,
@@ -126,10 +126,10 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
             total,
             replicas,
         } => {
-            println!("-- scenario {index}/{total}: {name}");
+            crate::say!("-- scenario {index}/{total}: {name}");
             if matches!(config.proxy, runner::options::ProxyMode::Address(_)) {
                 for r in replicas {
-                    println!("   replica {r}");
+                    crate::say!("   replica {r}");
                 }
             }
         }
@@ -137,16 +137,16 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
             index,
             total,
             result,
-        } => println!("{}", terminal::check_line(style, index, total, result)),
+        } => crate::say!("{}", terminal::check_line(style, index, total, result)),
     })
     .await?;
 
-    print!("{}", terminal::summary(style, &report));
+    crate::output::text(&terminal::summary(style, &report));
     write_file(&config.report, &yaml::render(&report)?)?;
-    println!("YAML report: {}", config.report.display());
+    crate::say!("YAML report: {}", config.report.display());
     if let Some(path) = &config.junit {
         write_file(path, &junit::render(&report))?;
-        println!("JUnit report: {}", path.display());
+        crate::say!("JUnit report: {}", path.display());
     }
     Ok(if report.succeeded() { 0 } else { 1 })
 }
@@ -202,6 +202,6 @@ pub fn catalog_text(markdown: bool) -> String {
 }
 
 pub async fn checks(args: ChecksArgs) -> anyhow::Result<i32> {
-    print!("{}", catalog_text(args.markdown));
+    crate::output::text(&catalog_text(args.markdown));
     Ok(0)
 }

@@ -7,8 +7,9 @@
 //!   timestamp beats one without; on a tie the replica first in name order wins
 //!   (and within one replica, its first copy). Kept copies are passed through
 //!   byte for byte, in replica name order and each replica's own order (as
-//!   istioctl concatenates the answers of several istiods itself; it sorts
-//!   the rows it prints).
+//!   istioctl concatenates the answers of several istiods itself:
+//!   `istioctl/pkg/multixds/gather.go` `mergeShards`; it sorts the rows it
+//!   prints, and nothing fixes the order of the answer).
 //! - other fan-out types (`istio.io/connections`, `istio.io/debug`): resources
 //!   concatenated in replica name order.
 //! - ControlPlane: `{"Component":"istiod","ID":"<external>","Info":…}`; Info is

@@ -31,9 +31,9 @@ pub(crate) struct State {
     pub upstream: Upstream,
     pub replicas: watch::Receiver<ReplicaSet>,
     pub verifier: TokenVerifier,
-    /// node id (its bytes) → replica name that reported it last (config_dump
-    /// routing). Written after a syncz answer is published (see
-    /// [`learn_owners`]), under this lock, which config_dump waits for.
+    /// Which replica has which proxy (config_dump routing). Written after a
+    /// syncz answer is published (see [`learn_owners`]), under this lock,
+    /// which config_dump waits for.
     pub owners: Arc<tokio::sync::Mutex<OwnerTable>>,
     pub remembered: Mutex<Remembered>,
     pub shutdown: watch::Receiver<bool>,
