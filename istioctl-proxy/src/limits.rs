@@ -88,18 +88,29 @@ pub fn raise_fd_limit() -> Option<u64> {
 /// request (measured: 1.7× the answer after one request, 3× after six). A
 /// fixed threshold keeps buffers of 256 KiB and more in their own mappings,
 /// given back to the kernel when freed (glibc `mallopt(M_MMAP_THRESHOLD)`;
-/// it also fixes the trim threshold). Other allocators: nothing to do.
+/// it also fixes the trim threshold). The arenas are capped at the number of
+/// cores (`M_ARENA_MAX`; glibc's default is 8 per core): every blocking
+/// thread that merges or writes answers otherwise gets an arena of its own,
+/// whose freed memory the others cannot reuse (50 concurrent clients at
+/// R=20, 100,000 proxies: growth 1.94-2.02× the answer without the cap,
+/// 1.82-1.95× with it; no change in speed). Other allocators: nothing to do.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         const M_MMAP_THRESHOLD: i32 = -3;
+        const M_ARENA_MAX: i32 = -8;
         unsafe extern "C" {
             fn mallopt(param: i32, value: i32) -> i32;
         }
-        // SAFETY: mallopt only changes malloc's tuning; any value is accepted or refused (0).
-        let ok = unsafe { mallopt(M_MMAP_THRESHOLD, 256 * 1024) };
-        if ok == 0 {
-            tracing::debug!("mallopt(M_MMAP_THRESHOLD) refused");
+        let arenas = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 64));
+        for (param, value, name) in [
+            (M_MMAP_THRESHOLD, 256 * 1024, "M_MMAP_THRESHOLD"),
+            (M_ARENA_MAX, arenas as i32, "M_ARENA_MAX"),
+        ] {
+            // SAFETY: mallopt only changes malloc's tuning; any value is accepted or refused (0).
+            if unsafe { mallopt(param, value) } == 0 {
+                tracing::debug!("mallopt({name}) refused");
+            }
         }
     }
 }
