@@ -205,11 +205,11 @@ pub fn merge(
         } else {
             duplicates(&valid)
         };
+        let all = *visibility == Visibility::All;
         let mut digest = 0u64;
         for ((v, dropped), dropped_sum) in valid.iter().zip(&dropped).zip(dropped_sums) {
             let mut skip = dropped.iter().peekable();
             let resources = &v.received.resources;
-            let all = *visibility == Visibility::All;
             let mut visible_sum = 0u64;
             let kept = (0..resources.len()).filter(|&i| {
                 if skip.next_if(|&&d| d as usize == i).is_some() {
@@ -933,7 +933,7 @@ mod tests {
     fn garbage_answers_count_as_failures() {
         let mut bad = answer("istiod-2", "1.30.0", vec![]);
         if let Ok(r) = &mut bad.result {
-            r.resources.push(wire::encode_any(&Any {
+            r.response.resources.push(wire::encode_any(&Any {
                 type_url: "type.googleapis.com/wrong".into(),
                 value: vec![1, 2, 3],
             }));
@@ -947,7 +947,7 @@ mod tests {
         );
         let mut bad_cp = answer("istiod-3", "1.30.0", vec![]);
         if let Ok(r) = &mut bad_cp.result {
-            r.control_plane = Some(ControlPlane {
+            r.response.control_plane = Some(ControlPlane {
                 identifier: "{not json".into(),
             });
         }
@@ -1032,8 +1032,8 @@ mod tests {
     fn connections_concatenate_and_use_remembered_info() {
         let mut a = answer("istiod-1", "1.30.0", vec![]);
         if let Ok(r) = &mut a.result {
-            r.type_url = type_url::CONNECTIONS.into();
-            r.control_plane = None;
+            r.response.type_url = type_url::CONNECTIONS.into();
+            r.response.control_plane = None;
         }
         let mut known = Remembered::default();
         known.control_planes.insert(

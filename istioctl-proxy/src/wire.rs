@@ -40,7 +40,8 @@ pub struct RawResponse {
 }
 
 /// A replica's answer as received: its fields ([`RawResponse`], which it
-/// dereferences to) and, when it came off the wire, the whole encoded
+/// dereferences to, read-only: resources changed apart from the buffer
+/// could no longer be written as slices of it) and, when it came off the wire, the whole encoded
 /// message its resources are slices of, so that runs of kept resources can
 /// be written out as single slices of it, keys and lengths included (see
 /// [`Piece::Encoded`]).
@@ -76,12 +77,6 @@ impl std::ops::Deref for Received {
     type Target = RawResponse;
     fn deref(&self) -> &RawResponse {
         &self.response
-    }
-}
-
-impl std::ops::DerefMut for Received {
-    fn deref_mut(&mut self) -> &mut RawResponse {
-        &mut self.response
     }
 }
 
@@ -544,7 +539,8 @@ impl Answer {
         DiscoveryResponse::decode(self.encode_to_vec().as_slice())
     }
 
-    /// The resources, each one encoded `Any` (tests).
+    /// The resources, each one encoded `Any`.
+    #[cfg(test)]
     pub fn resources(&self) -> Vec<Bytes> {
         let mut out = Vec::with_capacity(self.shared.rows);
         for piece in &self.shared.pieces {
