@@ -8,7 +8,7 @@
 //! - `topology`: where the control plane lives (local fake replicas, a real cluster); the checks see only its interface.
 
 pub mod checks;
-pub mod client;
+pub use istioctl_client as client;
 pub mod decode;
 pub mod output;
 pub mod ps;

@@ -14,6 +14,8 @@
 //! `XDSSAN`; `1.30.0:pkg/adsc/adsc.go` `tlsConfig` uses it as the TLS
 //! `ServerName`), not the HTTP/2 `:authority`, which stays the dialled address.
 
+pub mod raw;
+
 use http::Uri;
 use hyper_util::rt::TokioIo;
 use proto::envoy::envoy::service::discovery::v3::{
