@@ -202,12 +202,10 @@ pub fn host_ip() -> IpAddr {
 
 /// `time.Now().String()` as adsc puts it in `response_nonce`.
 fn go_now_string() -> String {
-    let (secs, nanos) = crate::render::age::to_timestamp(SystemTime::now());
-    let ts = crate::render::age::rfc3339(secs, 0);
-    let (date, time) = ts
-        .trim_end_matches('Z')
-        .split_once('T')
-        .unwrap_or((&ts, ""));
+    let now = time::OffsetDateTime::now_utc();
+    let nanos = now.nanosecond();
+    let date = format!("{:04}-{:02}-{:02}", now.year(), u8::from(now.month()), now.day());
+    let time = format!("{:02}:{:02}:{:02}", now.hour(), now.minute(), now.second());
     let mut frac = format!("{nanos:09}");
     while frac.ends_with('0') && frac.len() > 1 {
         frac.pop();
