@@ -311,7 +311,6 @@ impl<'a> Executor<'a> {
     }
 
     async fn step(&mut self, s: &Step) -> Result<(), ExecError> {
-        let kube_fail = |me: &Self, e: KubeError| me.fail(s, e.to_string(), e.hint());
         match &s.action {
             Action::Apply {
                 cluster,
@@ -319,141 +318,20 @@ impl<'a> Executor<'a> {
                 source,
                 timeout,
             } => {
-                let docs = self.docs_for(s, source).await?;
-                let c = self.client(s, *cluster).await?;
-                kubeops::apply_documents(&c, &docs, namespace.as_deref(), *timeout)
+                self.apply(s, *cluster, namespace.as_deref(), source, *timeout)
                     .await
-                    .map_err(|e| kube_fail(self, e))?;
             }
             Action::Wait {
                 cluster,
                 until,
                 timeout,
-            } => {
-                let c = self.client(s, *cluster).await?;
-                let r = match until {
-                    Until::CrdsEstablished { from } => {
-                        let docs = self
-                            .docs_for(
-                                s,
-                                &ApplySource::File {
-                                    path: from.clone(),
-                                    label_selector: None,
-                                },
-                            )
-                            .await?;
-                        let names: Vec<String> = docs
-                            .iter()
-                            .filter(|d| d["kind"] == "CustomResourceDefinition")
-                            .filter_map(|d| d["metadata"]["name"].as_str().map(String::from))
-                            .collect();
-                        kubeops::wait_crds_established(&c, &names, *timeout).await
-                    }
-                    Until::DeploymentAvailable {
-                        namespace,
-                        name,
-                        replicas,
-                    } => {
-                        kubeops::wait_deployment_available(&c, namespace, name, *replicas, *timeout)
-                            .await
-                    }
-                    Until::PodsReady {
-                        namespace,
-                        selector,
-                        containers,
-                    } => {
-                        kubeops::wait_pods_ready(
-                            &c,
-                            namespace,
-                            selector,
-                            usize::try_from(*containers).unwrap_or(2),
-                            *timeout,
-                        )
-                        .await
-                    }
-                    Until::WebhookCaBundle { name } => {
-                        kubeops::wait_webhook_ca_bundle(&c, name, *timeout).await
-                    }
-                };
-                r.map_err(|e| kube_fail(self, e))?;
-            }
+            } => self.wait(s, *cluster, until, *timeout).await,
             Action::Resolve {
                 vars,
                 lookup,
                 timeout,
                 ..
-            } => {
-                let values: Vec<String> = match lookup {
-                    Lookup::MetallbPools { network } => {
-                        let out = run_cmd(
-                            &[
-                                "docker".into(),
-                                "network".into(),
-                                "inspect".into(),
-                                network.clone(),
-                                "--format".into(),
-                                "{{range .IPAM.Config}}{{.Subnet}} {{end}}".into(),
-                            ],
-                            &[],
-                            *timeout,
-                        )
-                        .await
-                        .map_err(|e| {
-                            self.fail(
-                                s,
-                                e,
-                                "is docker running, and did the cluster creation make the network?",
-                            )
-                        })?;
-                        let subnet = out
-                            .split_whitespace()
-                            .find(|w| !w.contains(':'))
-                            .unwrap_or("")
-                            .to_string();
-                        let (a, b) = metallb_pools(&subnet).map_err(|e| {
-                            self.fail(s, e, "use a docker network with an IPv4 /16")
-                        })?;
-                        vec![a, b]
-                    }
-                    Lookup::ContainerIp { container, network } => {
-                        let fmt =
-                            format!("{{{{ .NetworkSettings.Networks.{network}.IPAddress }}}}");
-                        let out = run_cmd(
-                            &[
-                                "docker".into(),
-                                "inspect".into(),
-                                container.clone(),
-                                "--format".into(),
-                                fmt,
-                            ],
-                            &[],
-                            *timeout,
-                        )
-                        .await
-                        .map_err(|e| {
-                            self.fail(
-                                s,
-                                e,
-                                "is the cluster's control-plane container running (docker ps)?",
-                            )
-                        })?;
-                        vec![out.trim().to_string()]
-                    }
-                    Lookup::LoadBalancerIp { namespace, service } => {
-                        let c = self.client(s, s.cluster.unwrap_or(Role::External)).await?;
-                        vec![
-                            kubeops::load_balancer_ip(&c, namespace, service, *timeout)
-                                .await
-                                .map_err(|e| kube_fail(self, e))?,
-                        ]
-                    }
-                    Lookup::GeneratedCerts => crate::certs::generate()
-                        .map_err(|e| self.fail(s, e, "a bug: certificate generation"))?,
-                };
-                for (k, v) in vars.iter().zip(values) {
-                    self.vars.insert(k.clone(), v);
-                }
-            }
+            } => self.resolve(s, vars, lookup, *timeout).await,
             Action::PortForward {
                 cluster,
                 namespace,
@@ -461,90 +339,274 @@ impl<'a> Executor<'a> {
                 local,
                 remote,
             } => {
-                let c = self.client(s, *cluster).await?;
-                let task = kubeops::port_forward_service(&c, namespace, service, *local, *remote)
+                self.port_forward(s, *cluster, namespace, service, *local, *remote)
                     .await
-                    .map_err(|e| kube_fail(self, e))?;
-                self.forwards.push(task);
             }
             Action::MeasureSharding {
                 min_owners,
                 max_rerolls,
                 per_roll_timeout,
             } => {
-                let ext = self.client(s, Role::External).await?;
-                let remote = self.client(s, Role::Remote).await?;
-                let workloads = "app in (helloworld,sleep)";
-                for attempt in 0..=*max_rerolls {
-                    let istiods = kubeops::ready_pods(&ext, CONTROL_PLANE_NS, "app=istiod")
-                        .await
-                        .map_err(|e| kube_fail(self, e))?;
-                    let mut split = Vec::new();
-                    for pod in &istiods {
-                        let n = kubeops::syncz_count(
-                            &ext,
-                            CONTROL_PLANE_NS,
-                            pod,
-                            Duration::from_secs(20),
-                        )
-                        .await
-                        .map_err(|e| kube_fail(self, e))?;
-                        split.push((pod.clone(), n));
-                    }
-                    let owners = split.iter().filter(|(_, n)| *n > 0).count();
-                    let shown: Vec<String> =
-                        split.iter().map(|(p, n)| format!("{p}: {n}")).collect();
-                    eprintln!("      split across istiod replicas: {}", shown.join(", "));
-                    if owners >= usize::try_from(*min_owners).unwrap_or(2) {
-                        self.vars.insert("SHARDING".into(), shown.join(", "));
-                        return Ok(());
-                    }
-                    if attempt == *max_rerolls {
-                        break;
-                    }
-                    eprintln!(
-                        "      re-roll {}/{max_rerolls}: deleting the sample pods",
-                        attempt + 1
-                    );
-                    kubeops::delete_pods(&remote, "sample", workloads)
-                        .await
-                        .map_err(|e| kube_fail(self, e))?;
-                    kubeops::wait_pods_ready(&remote, "sample", workloads, 2, *per_roll_timeout)
-                        .await
-                        .map_err(|e| kube_fail(self, e))?;
-                }
-                return Err(self.fail(
-                    s,
-                    format!("fewer than {min_owners} istiod replicas own proxies after {max_rerolls} re-rolls"),
-                    "run again (the split is random), or raise --replicas",
-                ));
-            }
-            Action::CompareTable { table_from } => {
-                let text = tokio::fs::read_to_string(table_from).await.map_err(|e| {
-                    self.fail(
-                        s,
-                        format!("{table_from}: {e}"),
-                        "did istioctl proxy-status run?",
-                    )
-                })?;
-                let rows = crate::table::parse(&text)
-                    .map_err(|e| self.fail(s, e, "look at the table istioctl printed"))?;
-                let c = self.client(s, Role::Remote).await?;
-                let expected = kubeops::pods_with_sidecar(&c)
+                self.measure_sharding(s, *min_owners, *max_rerolls, *per_roll_timeout)
                     .await
-                    .map_err(|e| kube_fail(self, e))?;
-                crate::table::compare(&rows, &expected).map_err(|e| {
-                    self.fail(s, e, "the proxy under test does not return the full merged table: run `proxy-conformance run` against it locally")
-                })?;
-                eprintln!(
-                    "      {} rows, every ISTIOD <external>, exactly the pods with a sidecar",
-                    rows.len()
-                );
             }
+            Action::CompareTable { table_from } => self.compare_table(s, table_from).await,
             Action::Run { .. } | Action::Download { .. } | Action::WriteFile { .. } => {
                 unreachable_detached(s);
+                Ok(())
             }
         }
+    }
+
+    /// Server-side apply of a step's documents.
+    async fn apply(
+        &mut self,
+        s: &Step,
+        cluster: Role,
+        namespace: Option<&str>,
+        source: &ApplySource,
+        timeout: Duration,
+    ) -> Result<(), ExecError> {
+        let kube_fail = |me: &Self, e: KubeError| me.fail(s, e.to_string(), e.hint());
+        let docs = self.docs_for(s, source).await?;
+        let c = self.client(s, cluster).await?;
+        kubeops::apply_documents(&c, &docs, namespace, timeout)
+            .await
+            .map_err(|e| kube_fail(self, e))?;
+        Ok(())
+    }
+
+    /// A bounded wait through `kube::runtime`.
+    async fn wait(
+        &mut self,
+        s: &Step,
+        cluster: Role,
+        until: &Until,
+        timeout: Duration,
+    ) -> Result<(), ExecError> {
+        let kube_fail = |me: &Self, e: KubeError| me.fail(s, e.to_string(), e.hint());
+        let c = self.client(s, cluster).await?;
+        let r = match until {
+            Until::CrdsEstablished { from } => {
+                let docs = self
+                    .docs_for(
+                        s,
+                        &ApplySource::File {
+                            path: from.clone(),
+                            label_selector: None,
+                        },
+                    )
+                    .await?;
+                let names: Vec<String> = docs
+                    .iter()
+                    .filter(|d| d["kind"] == "CustomResourceDefinition")
+                    .filter_map(|d| d["metadata"]["name"].as_str().map(String::from))
+                    .collect();
+                kubeops::wait_crds_established(&c, &names, timeout).await
+            }
+            Until::DeploymentAvailable {
+                namespace,
+                name,
+                replicas,
+            } => kubeops::wait_deployment_available(&c, namespace, name, *replicas, timeout).await,
+            Until::PodsReady {
+                namespace,
+                selector,
+                containers,
+            } => {
+                kubeops::wait_pods_ready(
+                    &c,
+                    namespace,
+                    selector,
+                    usize::try_from(*containers).unwrap_or(2),
+                    timeout,
+                )
+                .await
+            }
+            Until::WebhookCaBundle { name } => {
+                kubeops::wait_webhook_ca_bundle(&c, name, timeout).await
+            }
+        };
+        r.map_err(|e| kube_fail(self, e))?;
+        Ok(())
+    }
+
+    /// Finds values at run time and keeps them as `${VAR}`s for the steps after.
+    async fn resolve(
+        &mut self,
+        s: &Step,
+        vars: &[String],
+        lookup: &Lookup,
+        timeout: Duration,
+    ) -> Result<(), ExecError> {
+        let kube_fail = |me: &Self, e: KubeError| me.fail(s, e.to_string(), e.hint());
+        let values: Vec<String> = match lookup {
+            Lookup::MetallbPools { network } => {
+                let out = run_cmd(
+                    &[
+                        "docker".into(),
+                        "network".into(),
+                        "inspect".into(),
+                        network.clone(),
+                        "--format".into(),
+                        "{{range .IPAM.Config}}{{.Subnet}} {{end}}".into(),
+                    ],
+                    &[],
+                    timeout,
+                )
+                .await
+                .map_err(|e| {
+                    self.fail(
+                        s,
+                        e,
+                        "is docker running, and did the cluster creation make the network?",
+                    )
+                })?;
+                let subnet = out
+                    .split_whitespace()
+                    .find(|w| !w.contains(':'))
+                    .unwrap_or("")
+                    .to_string();
+                let (a, b) = metallb_pools(&subnet)
+                    .map_err(|e| self.fail(s, e, "use a docker network with an IPv4 /16"))?;
+                vec![a, b]
+            }
+            Lookup::ContainerIp { container, network } => {
+                let fmt = format!("{{{{ .NetworkSettings.Networks.{network}.IPAddress }}}}");
+                let out = run_cmd(
+                    &[
+                        "docker".into(),
+                        "inspect".into(),
+                        container.clone(),
+                        "--format".into(),
+                        fmt,
+                    ],
+                    &[],
+                    timeout,
+                )
+                .await
+                .map_err(|e| {
+                    self.fail(
+                        s,
+                        e,
+                        "is the cluster's control-plane container running (docker ps)?",
+                    )
+                })?;
+                vec![out.trim().to_string()]
+            }
+            Lookup::LoadBalancerIp { namespace, service } => {
+                let c = self.client(s, s.cluster.unwrap_or(Role::External)).await?;
+                vec![
+                    kubeops::load_balancer_ip(&c, namespace, service, timeout)
+                        .await
+                        .map_err(|e| kube_fail(self, e))?,
+                ]
+            }
+            Lookup::GeneratedCerts => crate::certs::generate()
+                .map_err(|e| self.fail(s, e, "a bug: certificate generation"))?,
+        };
+        for (k, v) in vars.iter().zip(values) {
+            self.vars.insert(k.clone(), v);
+        }
+        Ok(())
+    }
+
+    /// A port-forward kept until the executor is dropped.
+    async fn port_forward(
+        &mut self,
+        s: &Step,
+        cluster: Role,
+        namespace: &str,
+        service: &str,
+        local: u16,
+        remote: u16,
+    ) -> Result<(), ExecError> {
+        let kube_fail = |me: &Self, e: KubeError| me.fail(s, e.to_string(), e.hint());
+        let c = self.client(s, cluster).await?;
+        let task = kubeops::port_forward_service(&c, namespace, service, local, remote)
+            .await
+            .map_err(|e| kube_fail(self, e))?;
+        self.forwards.push(task);
+        Ok(())
+    }
+
+    /// Asks each istiod pod how many proxies it owns; re-rolls the sample workloads (bounded) until
+    /// `min_owners` replicas own some.
+    async fn measure_sharding(
+        &mut self,
+        s: &Step,
+        min_owners: u32,
+        max_rerolls: u32,
+        per_roll_timeout: Duration,
+    ) -> Result<(), ExecError> {
+        let kube_fail = |me: &Self, e: KubeError| me.fail(s, e.to_string(), e.hint());
+        let ext = self.client(s, Role::External).await?;
+        let remote = self.client(s, Role::Remote).await?;
+        let workloads = "app in (helloworld,sleep)";
+        for attempt in 0..=max_rerolls {
+            let istiods = kubeops::ready_pods(&ext, CONTROL_PLANE_NS, "app=istiod")
+                .await
+                .map_err(|e| kube_fail(self, e))?;
+            let mut split = Vec::new();
+            for pod in &istiods {
+                let n = kubeops::syncz_count(&ext, CONTROL_PLANE_NS, pod, Duration::from_secs(20))
+                    .await
+                    .map_err(|e| kube_fail(self, e))?;
+                split.push((pod.clone(), n));
+            }
+            let owners = split.iter().filter(|(_, n)| *n > 0).count();
+            let shown: Vec<String> = split.iter().map(|(p, n)| format!("{p}: {n}")).collect();
+            eprintln!("      split across istiod replicas: {}", shown.join(", "));
+            if owners >= usize::try_from(min_owners).unwrap_or(2) {
+                self.vars.insert("SHARDING".into(), shown.join(", "));
+                return Ok(());
+            }
+            if attempt == max_rerolls {
+                break;
+            }
+            eprintln!(
+                "      re-roll {}/{max_rerolls}: deleting the sample pods",
+                attempt + 1
+            );
+            kubeops::delete_pods(&remote, "sample", workloads)
+                .await
+                .map_err(|e| kube_fail(self, e))?;
+            kubeops::wait_pods_ready(&remote, "sample", workloads, 2, per_roll_timeout)
+                .await
+                .map_err(|e| kube_fail(self, e))?;
+        }
+        Err(self.fail(
+            s,
+            format!(
+                "fewer than {min_owners} istiod replicas own proxies after {max_rerolls} re-rolls"
+            ),
+            "run again (the split is random), or raise --replicas",
+        ))
+    }
+
+    /// istioctl's table against the remote cluster's pods with a sidecar.
+    async fn compare_table(&mut self, s: &Step, table_from: &str) -> Result<(), ExecError> {
+        let kube_fail = |me: &Self, e: KubeError| me.fail(s, e.to_string(), e.hint());
+        let text = tokio::fs::read_to_string(table_from).await.map_err(|e| {
+            self.fail(
+                s,
+                format!("{table_from}: {e}"),
+                "did istioctl proxy-status run?",
+            )
+        })?;
+        let rows = crate::table::parse(&text)
+            .map_err(|e| self.fail(s, e, "look at the table istioctl printed"))?;
+        let c = self.client(s, Role::Remote).await?;
+        let expected = kubeops::pods_with_sidecar(&c)
+            .await
+            .map_err(|e| kube_fail(self, e))?;
+        crate::table::compare(&rows, &expected).map_err(|e| {
+            self.fail(s, e, "the proxy under test does not return the full merged table: run `proxy-conformance run` against it locally")
+        })?;
+        eprintln!(
+            "      {} rows, every ISTIOD <external>, exactly the pods with a sidecar",
+            rows.len()
+        );
         Ok(())
     }
 }

@@ -16,15 +16,26 @@ fn providers() -> Vec<Provider> {
     ]
 }
 
+/// The snapshots keep the place and the names they had when this file was a test binary of its
+/// own (`cluster/tests/snapshots/plan_snapshots__plan-*.snap`): insta would otherwise name them
+/// after this module's path inside the `integration` binary.
 #[test]
 fn plan_per_provider_and_istio_version() {
-    for p in providers() {
-        for v in VERSIONS {
-            let istio: IstioVersion = v.parse().unwrap();
-            let plan = Plan::build(&PlanOptions::new(p.clone(), istio)).unwrap();
-            insta::assert_snapshot!(format!("plan-{}-{v}", p.name()), plan.to_string());
+    insta::with_settings!({
+        snapshot_path => "../snapshots",
+        prepend_module_to_snapshot => false,
+    }, {
+        for p in providers() {
+            for v in VERSIONS {
+                let istio: IstioVersion = v.parse().unwrap();
+                let plan = Plan::build(&PlanOptions::new(p.clone(), istio)).unwrap();
+                insta::assert_snapshot!(
+                    format!("plan_snapshots__plan-{}-{v}", p.name()),
+                    plan.to_string()
+                );
+            }
         }
-    }
+    });
 }
 
 #[test]
