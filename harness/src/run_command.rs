@@ -1,14 +1,16 @@
 //! `proxy-conformance run` and `proxy-conformance checks`: the CLI edge of the
 //! conformance suite (the work is in `runner`, `checks` and `report`).
 
-use crate::checks::{self, Profile};
+use crate::checks;
+use crate::config::RunConfig;
 use crate::report::{junit, terminal, yaml};
-use crate::runner::{self, Progress, options::RunConfig};
+use crate::runner::{self, Progress};
+use crate::suite::Profile;
 use crate::topology::TopologyKind;
 use anyhow::Context;
 use std::path::Path;
 
-pub use crate::runner::options::RunArgs;
+pub use crate::config::RunArgs;
 
 /// Arguments of `proxy-conformance checks`.
 #[derive(Debug, clap::Args)]
@@ -33,8 +35,8 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
     // A proxy command that daemonizes leaves its process group and its
     // parent: as a subreaper we still find (and reap) it. Only here, in the
     // binary: it is process-wide (see runner::process).
-    if matches!(config.proxy, runner::options::ProxyMode::Command(_))
-        && let Err(e) = runner::process::become_subreaper()
+    if matches!(config.proxy, crate::config::ProxyMode::Command(_))
+        && let Err(e) = crate::topology::process::become_subreaper()
     {
         eprintln!(
             "warning: cannot become a child subreaper ({e}): a proxy that daemonizes may be left running"
@@ -50,7 +52,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
     }
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            runner::process::kill_all();
+            crate::topology::process::kill_all();
             if let Some(run) = docker_run {
                 let swept = match crate::topology::docker::engine::Engine::connect().await {
                     Ok(engine) => engine.sweep(&run).await,
@@ -75,7 +77,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
 
     let cluster = &config.cluster;
     let what = match (config.topology, &config.proxy) {
-        (TopologyKind::Cluster, runner::options::ProxyMode::Address(a)) => {
+        (TopologyKind::Cluster, crate::config::ProxyMode::Address(a)) => {
             format!("the proxy at {a}")
         }
         (TopologyKind::Cluster, _) => match &cluster.live.proxy_service {
@@ -85,12 +87,12 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
             ),
             None => "the deployed proxy".to_string(),
         },
-        (_, runner::options::ProxyMode::Bundled) => {
+        (_, crate::config::ProxyMode::Bundled) => {
             "the bundled reference istioctl-proxy".to_string()
         }
-        (_, runner::options::ProxyMode::Command(c)) => format!("`{c}`"),
-        (_, runner::options::ProxyMode::Address(a)) => format!("the proxy at {a}"),
-        (_, runner::options::ProxyMode::Image(i)) => format!("the proxy image {i}"),
+        (_, crate::config::ProxyMode::Command(c)) => format!("`{c}`"),
+        (_, crate::config::ProxyMode::Address(a)) => format!("the proxy at {a}"),
+        (_, crate::config::ProxyMode::Image(i)) => format!("the proxy image {i}"),
     };
     let mesh = match config.topology {
         TopologyKind::Local => "scenarios".to_string(),
@@ -111,14 +113,17 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
             } else {
                 mesh.clone()
             },
-            config.families.iter().map(|f| f.label()).collect::<Vec<_>>().join(", ")
+            config
+                .families
+                .iter()
+                .map(|f| f.label())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
-        Progress::Fixed(f) => {
-            crate::say!("The proxy at the given address must be configured with (the same for every scenario):");
-            crate::say!("  replicas (TLS):       {}", f.replicas_tls.join(","));
-            crate::say!("  replicas (plaintext): {}", f.replicas_plaintext.join(","));
-            crate::say!("  replicas' CA:         {} (certificates name istiod, istiod.<namespace>.svc and the IP)", f.ca_file.display());
-            crate::say!("  token issuer key:     {}", f.token_issuer_key.display());
+        Progress::Prepared(lines) => {
+            for line in lines {
+                crate::say!("{line}");
+            }
         }
         Progress::Scenario {
             name,
@@ -127,7 +132,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
             replicas,
         } => {
             crate::say!("-- scenario {index}/{total}: {name}");
-            if matches!(config.proxy, runner::options::ProxyMode::Address(_)) {
+            if matches!(config.proxy, crate::config::ProxyMode::Address(_)) {
                 for r in replicas {
                     crate::say!("   replica {r}");
                 }

@@ -15,9 +15,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the conformance suite against a proxy (default: the bundled reference proxy on local fake istiod replicas).
-    Run(Box<harness::runner::options::RunArgs>),
+    Run(Box<harness::config::RunArgs>),
     /// List the conformance checks with their profiles, features and scenarios.
-    Checks(harness::run::ChecksArgs),
+    Checks(harness::run_command::ChecksArgs),
     /// Show proxy status exactly as istioctl proxy-status would, through an xDS address.
     Ps(harness::ps::PsArgs),
     /// Real clusters (kind, k3d, two contexts): the blog's external control plane with real istiod and istioctl.
@@ -35,15 +35,15 @@ enum ClusterCommand {
     #[command(flatten)]
     Steps(cluster::cli::ClusterCommand),
     /// The conformance suite on the cluster: the real istiod pods as the ground truth, the deployed proxy under test (the same as `run --topology cluster`).
-    Run(Box<harness::runner::options::RunArgs>),
+    Run(Box<harness::config::RunArgs>),
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(a) => harness::run::main(*a).await,
-        Command::Checks(a) => harness::run::checks(a).await,
+        Command::Run(a) => harness::run_command::main(*a).await,
+        Command::Checks(a) => harness::run_command::checks(a).await,
         Command::Ps(a) => harness::ps::main(a).await,
         Command::Cluster(ClusterCli {
             command: ClusterCommand::Steps(command),
@@ -54,7 +54,7 @@ async fn main() -> std::process::ExitCode {
             command: ClusterCommand::Run(mut a),
         }) => {
             a.topology = Some(harness::topology::TopologyKind::Cluster);
-            harness::run::main(*a).await
+            harness::run_command::main(*a).await
         }
     };
     match result {

@@ -8,24 +8,23 @@
 //! passthrough the replicas enforce it and the outcome is checked all the same;
 //! with its own identity the proxy must apply the rules itself.
 
-use super::common::*;
 use crate::client::{self, ClientOptions};
-use crate::runner::context::{client_configs, node_id};
+use crate::suite::context::{client_configs, node_id};
+use crate::suite::prelude::*;
 use prost::Message;
 use proto::envoy::envoy::config::core::v3::Node;
 use proto::envoy::envoy::service::discovery::v3::DiscoveryResponse;
 use proto::type_url;
 use std::collections::BTreeSet;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "authz-matrix",
     profile: Profile::Robustness,
     description: "every request type x caller namespace: the proxy gives no more than istiod gives that caller",
     features: &[],
     needs: &[],
     scenarios: &["three-replicas"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
 /// What an answer lets its caller see, in comparable units: the proxies (or
 /// connections) listed; for config dumps and debug bodies, which of the
@@ -74,13 +73,10 @@ fn short(s: &str) -> String {
     }
 }
 
-async fn run(ctx: &Ctx) -> Outcome {
+async fn run(ctx: &Ctx) -> Checked {
     let system = ctx.istio_namespace().to_string();
     // The mesh's proxies as the replicas list them (`pod.namespace`).
-    let ids: Vec<String> = match ctx.expected_ids().await {
-        Ok(ids) => ids.into_iter().collect(),
-        Err(e) => return Outcome::fail(e),
-    };
+    let ids: Vec<String> = ctx.expected_ids().await?.into_iter().collect();
     let app = ids
         .iter()
         .filter_map(|id| id.rsplit_once('.').map(|(_, ns)| ns.to_string()))
@@ -130,10 +126,10 @@ async fn run(ctx: &Ctx) -> Outcome {
                     }
                     Err(e) if e.is_answer() => {}
                     Err(e) => {
-                        return Outcome::fail(format!(
+                        return Err(fail(format!(
                             "bench: replica {} for {t} {names:?}: {e}",
                             r.name
-                        ));
+                        )));
                     }
                 }
             }
@@ -158,10 +154,10 @@ async fn run(ctx: &Ctx) -> Outcome {
         }
     }
     if problems.is_empty() && tested_outside_system == 0 {
-        return Outcome::Skip(format!(
+        return Err(skip(format!(
             "no caller outside the system namespace could be tested: {}",
             untested.join("; ")
-        ));
+        )));
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

@@ -1,20 +1,19 @@
 //! `bad-token`: expired tokens, tokens for another audience and tokens with a bad
 //! signature get a clear Unauthenticated; the proxy keeps serving.
 
-use super::common::*;
+use crate::suite::prelude::*;
 use fake_istiod::TokenSpec;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "bad-token",
     profile: Profile::Security,
     description: "expired, wrong-audience and badly signed tokens get Unauthenticated; the proxy keeps serving",
     features: &[],
     needs: &[Capability::ForgedTokens],
     scenarios: &["three-replicas"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
-async fn run(ctx: &Ctx) -> Outcome {
+async fn run(ctx: &Ctx) -> Checked {
     let ns = ctx.istio_namespace().to_string();
     let valid = TokenSpec::new(&ns, "default");
     let cases = [
@@ -29,7 +28,7 @@ async fn run(ctx: &Ctx) -> Outcome {
     for (what, spec) in cases {
         let token = match ctx.token(&spec) {
             Ok(t) => t,
-            Err(e) => return Outcome::Skip(e),
+            Err(e) => return Err(skip(e)),
         };
         let opts = ctx.istioctl_with(Some(token));
         match crate::client::fetch(&opts, proto::type_url::SYNCZ, &[]).await {
@@ -52,5 +51,5 @@ async fn run(ctx: &Ctx) -> Outcome {
     if let Err(e) = ctx.syncz().await {
         problems.push(format!("after the bad tokens, a valid caller fails: {e}"));
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

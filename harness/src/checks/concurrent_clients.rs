@@ -1,26 +1,22 @@
 //! `concurrent-clients`: many istioctl clients at once all get the full answer.
 
-use super::common::*;
-use crate::runner::context::{client_configs, node_id};
+use crate::suite::context::{client_configs, node_id};
+use crate::suite::prelude::*;
 use std::collections::BTreeSet;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "concurrent-clients",
     profile: Profile::Resilience,
     description: "50 istioctl clients at once all get the full merged answer",
     features: &[],
     needs: &[],
     scenarios: &["three-replicas"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
 const CLIENTS: usize = 50;
 
-async fn run(ctx: &Ctx) -> Outcome {
-    let expected = match ctx.expected_ids().await {
-        Ok(e) => e,
-        Err(e) => return Outcome::fail(e),
-    };
+async fn run(ctx: &Ctx) -> Checked {
+    let expected = ctx.expected_ids().await?;
     let answers = futures::future::join_all((0..CLIENTS).map(|_| ctx.syncz())).await;
     let mut failures = Vec::new();
     let mut partial = 0;
@@ -52,5 +48,5 @@ async fn run(ctx: &Ctx) -> Outcome {
             "{partial} of {CLIENTS} clients got an incomplete or wrong set of proxies"
         ));
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

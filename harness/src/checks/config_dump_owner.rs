@@ -4,8 +4,8 @@
 //! (`1.19.0:pilot/pkg/xds/statusgen.go`, `xdsgen.go` `pushXds`), so a proxy
 //! that waits for every replica's answer hangs there (three-replicas-1-19).
 
-use super::common::*;
-use crate::runner::context::node_id;
+use crate::suite::context::node_id;
+use crate::suite::prelude::*;
 use std::time::Duration;
 
 /// What "promptly" means for a proxy someone owns: the owner answers in
@@ -13,26 +13,22 @@ use std::time::Duration;
 /// have it (the bundled proxy gives up on a replica after 2 s, a request after 4 s).
 const PROMPT: Duration = Duration::from_secs(2);
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "config-dump-owner",
     profile: Profile::Core,
     description: "config_dump for pod.ns returns the owning replica's dump within 2s, whichever replica owns it (istiod <=1.19 replicas without it never answer)",
     features: &[Feature::ConfigDump],
     needs: &[],
     scenarios: &["three-replicas", "three-replicas-1-19"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
 /// The type URLs of a config_dump answer's resources, in order.
 fn sections(r: &proto::envoy::envoy::service::discovery::v3::DiscoveryResponse) -> Vec<&str> {
     r.resources.iter().map(|a| a.type_url.as_str()).collect()
 }
 
-async fn run(ctx: &Ctx) -> Outcome {
-    let truth = match ctx.ground_truth().await {
-        Ok(t) => t,
-        Err(e) => return Outcome::fail(e),
-    };
+async fn run(ctx: &Ctx) -> Checked {
+    let truth = ctx.ground_truth().await?;
     let mut problems = Vec::new();
     let mut asked = 0;
     for (index, (replica, ccs)) in truth.iter().enumerate() {
@@ -47,10 +43,10 @@ async fn run(ctx: &Ctx) -> Outcome {
         {
             Ok(r) => r,
             Err(e) => {
-                return Outcome::fail(format!(
+                return Err(fail(format!(
                     "bench: owner {} refused config_dump: {e}",
                     replica.name
-                ));
+                )));
             }
         };
         let (answer, took) = timed(ctx.fetch(proto::type_url::CONFIG_DUMP, &names)).await;
@@ -63,7 +59,7 @@ async fn run(ctx: &Ctx) -> Outcome {
                 truth.len(),
                 replica.name
             ));
-            return Outcome::from_problems(problems);
+            return verdict(problems);
         }
         match answer {
             Err(e) => problems.push(format!(
@@ -89,7 +85,9 @@ async fn run(ctx: &Ctx) -> Outcome {
         }
     }
     if asked < 2 {
-        return Outcome::fail("bench: the scenario needs proxies on at least two replicas");
+        return Err(fail(
+            "bench: the scenario needs proxies on at least two replicas",
+        ));
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

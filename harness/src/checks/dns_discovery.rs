@@ -6,39 +6,34 @@
 //! resolved the name once, at start, keeps asking a dead address and never
 //! sees the new replica.
 
-use super::common::*;
+use crate::suite::prelude::*;
 use std::time::Duration;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "dns-discovery",
     profile: Profile::Resilience,
     description: "replicas found by one DNS name: a replica removed stops being asked and one added shows in the answer, each within the proxy's declared refresh interval",
     features: &[Feature::DnsDiscovery],
     needs: &[Capability::AddRemoveReplicas],
     scenarios: &["network-faults"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
 /// Besides the refresh interval: time for one request (a replica that is
 /// gone may still cost the proxy its per-replica deadline once).
 const SLACK: Duration = Duration::from_secs(3);
 
-async fn run(ctx: &Ctx) -> Outcome {
-    let (net, victim) = match network_victim(
+async fn run(ctx: &Ctx) -> Checked {
+    let (net, victim) = network_victim(
         ctx,
         "the topology cannot add or remove replicas",
         "any change",
     )
-    .await
-    {
-        Ok(v) => v,
-        Err(outcome) => return outcome,
-    };
+    .await?;
     let bound = ctx.proxy.discovery_refresh + SLACK;
-    let lost = match net.remove(&victim.name).await {
-        Ok(r) => r,
-        Err(e) => return Outcome::fail(format!("bench: cannot remove {}: {e}", victim.name)),
-    };
+    let lost = net
+        .remove(&victim.name)
+        .await
+        .map_err(|e| format!("bench: cannot remove {}: {e}", victim.name))?;
     let mut problems = Vec::new();
     let gone = converges(bound, || async {
         match answer_without(ctx, &lost).await? {
@@ -64,7 +59,7 @@ async fn run(ctx: &Ctx) -> Outcome {
         Ok(r) => r,
         Err(e) => {
             problems.push(format!("bench: cannot add {} again: {e}", victim.name));
-            return Outcome::from_problems(problems);
+            return verdict(problems);
         }
     };
     match converges(bound, || full_answer(ctx)).await {
@@ -77,5 +72,5 @@ async fn run(ctx: &Ctx) -> Outcome {
             added.name, added.tls_addr, ctx.proxy.discovery_refresh
         )),
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

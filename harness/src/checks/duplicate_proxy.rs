@@ -4,19 +4,18 @@
 //! connection is not closed yet: `1.30.0:pilot/pkg/xds/statusgen.go` `debugSyncz`).
 //! fault-duplicate has both.
 
-use super::common::*;
-use crate::runner::context::node_id;
+use crate::suite::context::node_id;
+use crate::suite::prelude::*;
 use std::collections::BTreeMap;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "duplicate-proxy",
     profile: Profile::Resilience,
     description: "a proxy reported by two replicas appears once, with the newest report",
     features: &[],
     needs: &[Capability::ScriptedMesh, Capability::ReplicaFaults],
     scenarios: &["fault-duplicate"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
 /// The newest `last_updated` of any xDS type of a ClientConfig.
 fn newest_update(
@@ -28,11 +27,8 @@ fn newest_update(
         .max()
 }
 
-async fn run(ctx: &Ctx) -> Outcome {
-    let truth = match ctx.ground_truth().await {
-        Ok(t) => t,
-        Err(e) => return Outcome::fail(e),
-    };
+async fn run(ctx: &Ctx) -> Checked {
+    let truth = ctx.ground_truth().await?;
     // Ids reported by more than one replica, and the newest report of each.
     let mut seen: BTreeMap<String, Vec<(String, _)>> = BTreeMap::new();
     for (r, ccs) in &truth {
@@ -45,12 +41,9 @@ async fn run(ctx: &Ctx) -> Outcome {
     let dups: Vec<(&String, &Vec<(String, _)>)> =
         seen.iter().filter(|(_, v)| v.len() > 1).collect();
     if dups.is_empty() {
-        return Outcome::fail("bench: no proxy is reported twice in this scenario");
+        return Err(fail("bench: no proxy is reported twice in this scenario"));
     }
-    let got = match ctx.merged().await {
-        Ok((_, ccs)) => ccs,
-        Err(e) => return Outcome::fail(e),
-    };
+    let (_, got) = ctx.merged().await?;
     let mut problems = Vec::new();
     for (id, reports) in dups {
         let mine: Vec<_> = got.iter().filter(|c| node_id(c) == id.as_str()).collect();
@@ -82,5 +75,5 @@ async fn run(ctx: &Ctx) -> Outcome {
             }
         }
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

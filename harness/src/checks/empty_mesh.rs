@@ -1,23 +1,22 @@
 //! `empty-mesh`: zero proxies give a valid, empty answer with a ControlPlane.
 
-use super::common::*;
+use crate::suite::prelude::*;
 use proto::IstioControlPlaneInstance;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "empty-mesh",
     profile: Profile::Core,
     description: "with no proxies connected, syncz answers OK: zero resources, ControlPlane <external>",
     features: &[],
     needs: &[Capability::ScriptedMesh],
     scenarios: &["empty-mesh"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
-async fn run(ctx: &Ctx) -> Outcome {
-    let resp = match ctx.syncz().await {
-        Ok(r) => r,
-        Err(e) => return Outcome::fail(format!("an empty mesh gave an error: {e}")),
-    };
+async fn run(ctx: &Ctx) -> Checked {
+    let resp = ctx
+        .syncz()
+        .await
+        .map_err(|e| format!("an empty mesh gave an error: {e}"))?;
     let mut problems = Vec::new();
     if !resp.resources.is_empty() {
         problems.push(format!(
@@ -36,5 +35,5 @@ async fn run(ctx: &Ctx) -> Outcome {
             "istioctl would show ISTIOD {id}, expected <external>"
         ));
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

@@ -1,34 +1,35 @@
 //! `external-identity`: the merged answer's ControlPlane is valid JSON with ID `<external>`,
 //! Component `istiod` and a version one of the replicas runs.
 
-use super::common::*;
+use crate::suite::prelude::*;
 use proto::control_plane::{EXTERNAL_ID, IstioControlPlaneInstance};
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "external-identity",
     profile: Profile::Core,
     description: "the ControlPlane identifier is JSON with ID <external>, Component istiod and a replica's version",
     features: &[],
     needs: &[],
     scenarios: &["three-replicas", "mixed-versions"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
-async fn run(ctx: &Ctx) -> Outcome {
-    let resp = match ctx.syncz().await {
-        Ok(r) => r,
-        Err(e) => return Outcome::fail(format!("syncz through the proxy failed: {e}")),
-    };
+async fn run(ctx: &Ctx) -> Checked {
+    let resp = ctx
+        .syncz()
+        .await
+        .map_err(|e| format!("syncz through the proxy failed: {e}"))?;
     let Some(cp) = resp.control_plane.as_ref() else {
-        return Outcome::fail("the answer has no control_plane: istioctl shows ISTIOD as MISSING");
+        return Err(fail(
+            "the answer has no control_plane: istioctl shows ISTIOD as MISSING",
+        ));
     };
     let id: IstioControlPlaneInstance = match serde_json::from_str(&cp.identifier) {
         Ok(i) => i,
         Err(e) => {
-            return Outcome::fail(format!(
+            return Err(fail(format!(
                 "control_plane.identifier is not IstioControlPlaneInstance JSON ({e}): istioctl shows INVALID; got {:?}",
                 cp.identifier
-            ));
+            )));
         }
     };
     let mut problems = Vec::new();
@@ -56,5 +57,5 @@ async fn run(ctx: &Ctx) -> Outcome {
             versions.join(", ")
         ));
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

@@ -2,21 +2,20 @@
 //! HTTP/1.1 request, an HTTP/2 preface followed by malformed frames), a
 //! normal istioctl client is still answered afterwards.
 
-use super::common::*;
-use super::robustness::{
+use crate::suite::attacks::{
     EXCHANGE_BOUND, MemoryBound, mib_bytes, normal_client_answered, under_memory_bound,
 };
+use crate::suite::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "garbage-bytes",
     profile: Profile::Robustness,
     description: "random bytes, HTTP/1.1 and malformed HTTP/2 frames on the port: a normal client is still answered",
     features: &[],
     needs: &[],
     scenarios: &["three-replicas"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -63,11 +62,11 @@ const MAX_GROWTH: MemoryBound = MemoryBound {
     process_tree: mib_bytes(32),
 };
 
-async fn run(ctx: &Ctx) -> Outcome {
+async fn run(ctx: &Ctx) -> Checked {
     under_memory_bound(ctx, MAX_GROWTH, "the garbage", attack(ctx)).await
 }
 
-async fn attack(ctx: &Ctx) -> Outcome {
+async fn attack(ctx: &Ctx) -> Checked {
     let mut problems = Vec::new();
     for (what, bytes) in payloads() {
         let sent = tokio::time::timeout(EXCHANGE_BOUND, async {
@@ -87,5 +86,5 @@ async fn attack(ctx: &Ctx) -> Outcome {
             problems.push(format!("after {what}: {e}"));
         }
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

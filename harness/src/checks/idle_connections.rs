@@ -4,21 +4,20 @@
 //! the harness (its soft open-file limit is raised to the hard limit) and, for
 //! an in-process proxy, as many again.
 
-use super::common::*;
-use super::robustness::{
+use crate::suite::attacks::{
     MemoryBound, mib_bytes, normal_client_answered_within, raise_fd_limit, under_memory_bound,
 };
+use crate::suite::prelude::*;
 use tokio::io::AsyncWriteExt;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "idle-connections",
     profile: Profile::Robustness,
     description: "2,000 idle connections open: a normal client is still answered within 5s; the proxy grows by at most 96 MiB",
     features: &[],
     needs: &[],
     scenarios: &["three-replicas"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
 const CONNECTIONS: usize = 2000;
 /// The normal client's bound.
@@ -33,20 +32,20 @@ const MAX_GROWTH: MemoryBound = MemoryBound {
     process_tree: mib_bytes(96),
 };
 
-async fn run(ctx: &Ctx) -> Outcome {
+async fn run(ctx: &Ctx) -> Checked {
     under_memory_bound(ctx, MAX_GROWTH, "the idle connections", attack(ctx)).await
 }
 
-async fn attack(ctx: &Ctx) -> Outcome {
+async fn attack(ctx: &Ctx) -> Checked {
     let limit = raise_fd_limit().unwrap_or(1024);
     // Both ends may live in this process (in-process proxy): keep headroom.
     let want = CONNECTIONS.min((limit as usize).saturating_sub(256) / 2);
     if want < CONNECTIONS {
-        return Outcome::Skip(format!(
+        return Err(skip(format!(
             "the open-file limit ({limit}) allows only {want} idle connections here; \
              raise `ulimit -Hn` to at least {}",
             CONNECTIONS * 2 + 256
-        ));
+        )));
     }
     let started = std::time::Instant::now();
     let mut open = Vec::with_capacity(want);
@@ -83,11 +82,11 @@ async fn attack(ctx: &Ctx) -> Outcome {
         }
     }
     let outcome = match normal_client_answered_within(ctx, BOUND).await {
-        Ok(_) => Outcome::Pass,
-        Err(e) => Outcome::fail(format!(
+        Ok(_) => Ok(()),
+        Err(e) => Err(fail(format!(
             "with {} idle connections open ({refused} could not be opened): {e}",
             open.len()
-        )),
+        ))),
     };
     drop(open);
     outcome

@@ -8,41 +8,36 @@
 //! istiod does) or ignoring it are both fine; ending the stream with an error
 //! or going silent is not.
 
-use super::common::*;
 use crate::client::{self, AfterAck};
-use crate::runner::context::{client_configs, node_id};
+use crate::suite::context::{client_configs, node_id};
+use crate::suite::prelude::*;
 use proto::{IstioVersion, IstioctlRules};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "istioctl-ack",
     profile: Profile::Core,
     description: "istioctl 1.8-1.15 ACK the syncz answer on the same stream: the first answer is complete and the proxy keeps serving after the ACK",
     features: &[],
     needs: &[],
     scenarios: &["three-replicas"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
 /// How long the bench waits for each step (well under istioctl's 30 s).
 const BOUND: Duration = Duration::from_secs(10);
 
-async fn run(ctx: &Ctx) -> Outcome {
-    let expected = match ctx.expected_ids().await {
-        Ok(ids) => ids,
-        Err(e) => return Outcome::fail(e),
-    };
+async fn run(ctx: &Ctx) -> Checked {
+    let expected = ctx.expected_ids().await?;
     let mut opts = ctx.istioctl();
     opts.istioctl = IstioctlRules::new(IstioVersion::new(1, 12, 1));
     let request = ctx.request(proto::type_url::SYNCZ, &[]);
     // After the ACK, one more request: a proxy that ignores ACKs still answers
     // it, so the bench never has to wait out a silence to pass a correct proxy.
     let follow_up = ctx.request(proto::type_url::SYNCZ, &[]);
-    let (first, after) = match client::ack_exchange(&opts, request, Some(follow_up), BOUND).await {
-        Ok(r) => r,
-        Err(e) => return Outcome::fail(format!("the first syncz answer did not come: {e}")),
-    };
+    let (first, after) = client::ack_exchange(&opts, request, Some(follow_up), BOUND)
+        .await
+        .map_err(|e| format!("the first syncz answer did not come: {e}"))?;
     let mut problems = Vec::new();
     match client_configs(&first) {
         Ok(ccs) => {
@@ -95,5 +90,5 @@ async fn run(ctx: &Ctx) -> Outcome {
             "after the ACK and one more syncz request on the same stream the proxy sent nothing within {BOUND:?}"
         )),
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

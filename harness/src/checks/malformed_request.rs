@@ -3,21 +3,20 @@
 //! closed with status OK and no answer (istioctl would then wait for its
 //! whole timeout), and the proxy keeps serving.
 
-use super::common::*;
-use super::robustness::{
+use crate::suite::attacks::{
     MemoryBound, RawOutcome, field, mib_bytes, normal_client_answered, raw_exchange,
     under_memory_bound,
 };
+use crate::suite::prelude::*;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "malformed-request",
     profile: Profile::Robustness,
     description: "undecodable protobuf and invalid UTF-8 get a gRPC error, not a silent OK; the proxy keeps serving",
     features: &[],
     needs: &[],
     scenarios: &["three-replicas"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
 /// How much the proxy's resident memory may grow during the attack: three
 /// tiny requests; the reference grew by under 1 MiB (README, "peak memory
@@ -26,11 +25,11 @@ const MAX_GROWTH: MemoryBound = MemoryBound {
     process_tree: mib_bytes(32),
 };
 
-async fn run(ctx: &Ctx) -> Outcome {
+async fn run(ctx: &Ctx) -> Checked {
     under_memory_bound(ctx, MAX_GROWTH, "the malformed requests", attack(ctx)).await
 }
 
-async fn attack(ctx: &Ctx) -> Outcome {
+async fn attack(ctx: &Ctx) -> Checked {
     let mut problems = Vec::new();
     let cases: [(&str, Vec<u8>); 3] = [
         (
@@ -53,5 +52,5 @@ async fn attack(ctx: &Ctx) -> Outcome {
     if let Err(e) = normal_client_answered(ctx).await {
         problems.push(format!("after the malformed requests: {e}"));
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

@@ -1,19 +1,18 @@
 //! `missing-token`: a request without a bearer token gets a clear Unauthenticated, and
 //! the proxy keeps serving (the sample crashed: index out of range).
 
-use super::common::*;
+use crate::suite::prelude::*;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "missing-token",
     profile: Profile::Security,
     description: "a request without a bearer token gets Unauthenticated, and the proxy keeps serving",
     features: &[],
     needs: &[],
     scenarios: &["three-replicas"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
-async fn run(ctx: &Ctx) -> Outcome {
+async fn run(ctx: &Ctx) -> Checked {
     let mut problems = Vec::new();
     match crate::client::fetch(&ctx.istioctl_with(None), proto::type_url::SYNCZ, &[]).await {
         Ok(r) => problems.push(format!(
@@ -28,5 +27,5 @@ async fn run(ctx: &Ctx) -> Outcome {
             "after the tokenless request, a valid caller fails (did the proxy crash?): {e}"
         ));
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

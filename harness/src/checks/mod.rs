@@ -4,7 +4,6 @@
 
 pub mod authz_matrix;
 pub mod bad_token;
-pub mod common;
 pub mod concurrent_clients;
 pub mod config_dump_owner;
 pub mod config_dump_unknown;
@@ -30,7 +29,6 @@ pub mod replica_killed;
 pub mod replica_partition;
 pub mod replica_restart;
 pub mod replica_slow;
-pub mod robustness;
 pub mod slow_readers;
 pub mod stream_flood;
 pub mod syncz_union;
@@ -40,146 +38,7 @@ pub mod type_url_echo;
 pub mod unsupported;
 pub mod version;
 
-use futures::future::BoxFuture;
-use serde::Serialize;
-use std::fmt;
-
-pub use crate::runner::context::CheckContext;
-pub use crate::topology::Capability;
-
-/// A profile groups checks like gateway-api's conformance profiles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Profile {
-    /// What every istioctl user needs.
-    Core,
-    /// Faults of replicas, scale and concurrency.
-    Resilience,
-    /// Authentication, authorization and transport security.
-    Security,
-    /// Hostile clients: garbage, malformed and oversized requests, floods of
-    /// connections, and every request type against every caller namespace.
-    Robustness,
-}
-
-impl Profile {
-    pub const ALL: [Profile; 4] = [
-        Profile::Core,
-        Profile::Resilience,
-        Profile::Security,
-        Profile::Robustness,
-    ];
-    pub fn name(self) -> &'static str {
-        match self {
-            Profile::Core => "core",
-            Profile::Resilience => "resilience",
-            Profile::Security => "security",
-            Profile::Robustness => "robustness",
-        }
-    }
-}
-
-impl fmt::Display for Profile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Optional behaviours a proxy may support; a check that requires one the
-/// proxy does not claim (`--supported-features`) is skipped, visibly.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    clap::ValueEnum,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Feature {
-    /// Serves TLS.
-    Tls,
-    /// Answers `istio.io/debug/config_dump` (istioctl proxy-status <pod>.<ns>).
-    ConfigDump,
-    /// Finds its replicas by DNS (a headless Service's name) and follows
-    /// them as they come and go (the docker topology's dns-discovery check).
-    DnsDiscovery,
-}
-
-impl Feature {
-    pub const ALL: [Feature; 3] = [Feature::Tls, Feature::ConfigDump, Feature::DnsDiscovery];
-    pub fn name(self) -> &'static str {
-        match self {
-            Feature::Tls => "tls",
-            Feature::ConfigDump => "config-dump",
-            Feature::DnsDiscovery => "dns-discovery",
-        }
-    }
-}
-
-impl fmt::Display for Feature {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// What one check concluded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Pass,
-    /// Why, in words a proxy author can act on (may span several lines, e.g. a diff).
-    Fail(String),
-    /// Why the check did not run.
-    Skip(String),
-}
-
-impl Outcome {
-    pub fn fail(msg: impl Into<String>) -> Self {
-        Outcome::Fail(msg.into())
-    }
-    /// `Pass` when every problem list is empty, else `Fail` with them all.
-    pub fn from_problems(problems: Vec<String>) -> Self {
-        if problems.is_empty() {
-            Outcome::Pass
-        } else {
-            Outcome::Fail(problems.join("\n"))
-        }
-    }
-}
-
-/// The async body of a check.
-pub type CheckFn = for<'a> fn(&'a CheckContext) -> BoxFuture<'a, Outcome>;
-
-/// One conformance check.
-pub struct Check {
-    /// Stable id (used by `--run-check`, `--skip-check` and in reports).
-    pub id: &'static str,
-    pub profile: Profile,
-    pub description: &'static str,
-    /// Features the proxy must claim for the check to run.
-    pub features: &'static [Feature],
-    /// What the topology must be able to do for the check to run (on one
-    /// that cannot, the check is skipped with the reason).
-    pub needs: &'static [Capability],
-    /// Scenario names (files in `scenarios/` without `.yaml`) it runs on, in
-    /// order, on a topology with a scripted mesh; elsewhere it runs once, on
-    /// the live mesh.
-    pub scenarios: &'static [&'static str],
-    pub run: CheckFn,
-}
-
-impl fmt::Debug for Check {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Check")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
-}
+pub use crate::suite::{Capability, Check, CheckContext, Feature, Outcome, Profile};
 
 /// Every check, in report order (core, resilience, security, robustness).
 pub fn catalog() -> Vec<&'static Check> {

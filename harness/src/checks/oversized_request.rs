@@ -4,21 +4,20 @@
 //! on one connection) must be refused with a gRPC error, and the proxy must
 //! keep serving.
 
-use super::common::*;
-use super::robustness::{
+use crate::suite::attacks::{
     MemoryBound, RawOutcome, field, mib_bytes, normal_client_answered, raw_exchange,
     under_memory_bound,
 };
+use crate::suite::prelude::*;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "oversized-request",
     profile: Profile::Robustness,
     description: "8 MiB requests (valid protobuf, 8 at once) are refused by the proxy itself (ResourceExhausted or InvalidArgument); the proxy keeps serving and grows by at most 32 MiB",
     features: &[],
     needs: &[],
     scenarios: &["three-replicas"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
 /// Size and count: bounded, well above anything istioctl sends.
 const SIZE: usize = 8 * 1024 * 1024;
@@ -34,11 +33,11 @@ const MAX_GROWTH: MemoryBound = MemoryBound {
     process_tree: mib_bytes(32),
 };
 
-async fn run(ctx: &Ctx) -> Outcome {
+async fn run(ctx: &Ctx) -> Checked {
     under_memory_bound(ctx, MAX_GROWTH, "the oversized requests", attack(ctx)).await
 }
 
-async fn attack(ctx: &Ctx) -> Outcome {
+async fn attack(ctx: &Ctx) -> Checked {
     // A request with one huge resource name, of a type URL no proxy serves:
     // a proxy that reads it in full answers Unimplemented (or passes it on),
     // one that refuses it unread says ResourceExhausted.
@@ -77,5 +76,5 @@ async fn attack(ctx: &Ctx) -> Outcome {
     if let Err(e) = normal_client_answered(ctx).await {
         problems.push(format!("after the oversized requests: {e}"));
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

@@ -1,20 +1,19 @@
 //! `passthrough-fidelity`: each ClientConfig (status, metadata, error state) is what its
 //! owning replica sent.
 
-use super::common::*;
-use crate::runner::context::node_id;
+use crate::suite::context::node_id;
+use crate::suite::prelude::*;
 use proto::envoy::envoy::service::status::v3::ClientConfig;
 use std::collections::BTreeMap;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "passthrough-fidelity",
     profile: Profile::Core,
     description: "every ClientConfig through the proxy equals the owning replica's (statuses, metadata, error details)",
     features: &[],
     needs: &[],
     scenarios: &["three-replicas", "mixed-versions", "three-replicas-1-19"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
 /// A ClientConfig as sorted lines (map order in Debug output is random).
 fn canonical(cc: &ClientConfig) -> String {
@@ -45,11 +44,8 @@ fn canonical(cc: &ClientConfig) -> String {
     lines.join("\n") + "\n"
 }
 
-async fn run(ctx: &Ctx) -> Outcome {
-    let truth = match ctx.ground_truth().await {
-        Ok(t) => t,
-        Err(e) => return Outcome::fail(e),
-    };
+async fn run(ctx: &Ctx) -> Checked {
+    let truth = ctx.ground_truth().await?;
     let owner: BTreeMap<String, (String, _)> = truth
         .into_iter()
         .flat_map(|(r, ccs)| {
@@ -57,10 +53,7 @@ async fn run(ctx: &Ctx) -> Outcome {
                 .map(move |c| (node_id(&c).to_string(), (r.name.clone(), c)))
         })
         .collect();
-    let got = match ctx.merged().await {
-        Ok((_, ccs)) => ccs,
-        Err(e) => return Outcome::fail(e),
-    };
+    let (_, got) = ctx.merged().await?;
     let mut problems = Vec::new();
     for cc in &got {
         let id = node_id(cc);
@@ -70,7 +63,7 @@ async fn run(ctx: &Ctx) -> Outcome {
         if cc != want {
             problems.push(format!(
                 "{id}: differs from what {replica} sent:\n{}",
-                crate::runner::snapshots::diff(&canonical(want), &canonical(cc))
+                crate::suite::snapshots::diff(&canonical(want), &canonical(cc))
             ));
         }
         if problems.len() >= 3 {
@@ -78,5 +71,5 @@ async fn run(ctx: &Ctx) -> Outcome {
             break;
         }
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

@@ -1,19 +1,18 @@
 //! `replica-churn`: replicas that go away or come back, and proxies that move between
 //! replicas, are picked up between requests.
 
-use super::common::*;
-use crate::runner::context::node_id;
+use crate::suite::context::node_id;
+use crate::suite::prelude::*;
 use fake_istiod::scenario::Fault;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "replica-churn",
     profile: Profile::Resilience,
     description: "a replica that goes down, comes back, or a proxy that moves replica, shows in the next answer",
     features: &[],
     needs: &[Capability::ReplicaFaults, Capability::MoveProxies],
     scenarios: &["three-replicas"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
 async fn full_answer(ctx: &Ctx, step: &str) -> Result<(), String> {
     let expected = ctx.expected_ids().await?;
@@ -27,30 +26,28 @@ async fn full_answer(ctx: &Ctx, step: &str) -> Result<(), String> {
     }
 }
 
-async fn run(ctx: &Ctx) -> Outcome {
-    let mesh = match ctx.scripted() {
-        Ok(m) => m,
-        Err(skip) => return skip,
-    };
+async fn run(ctx: &Ctx) -> Checked {
+    let mesh = ctx.scripted()?;
     let replicas = ctx.replicas();
     let Some(last) = replicas.last().cloned() else {
-        return Outcome::fail("bench: no replicas");
+        return Err(fail("bench: no replicas"));
     };
     let mut problems = Vec::new();
     if let Err(e) = full_answer(ctx, "before any change").await {
         problems.push(e);
     }
     // 1. The last replica goes down.
-    if let Err(e) = mesh.set_fault(&last.name, Some(Fault::Down)).await {
-        return Outcome::fail(format!("bench: cannot take {} down: {e}", last.name));
-    }
-    if let Outcome::Fail(why) = never_silently_partial(ctx, std::slice::from_ref(&last)).await {
+    mesh.set_fault(&last.name, Some(Fault::Down))
+        .await
+        .map_err(|e| format!("bench: cannot take {} down: {e}", last.name))?;
+    if let Err(Verdict::Fail(why)) = never_silently_partial(ctx, std::slice::from_ref(&last)).await
+    {
         problems.push(format!("after {} went down: {why}", last.name));
     }
     // 2. It comes back: its proxies must be back in the next answer.
-    if let Err(e) = mesh.set_fault(&last.name, None).await {
-        return Outcome::fail(format!("bench: cannot bring {} back: {e}", last.name));
-    }
+    mesh.set_fault(&last.name, None)
+        .await
+        .map_err(|e| format!("bench: cannot bring {} back: {e}", last.name))?;
     if let Err(e) = full_answer(ctx, &format!("after {} came back", last.name)).await {
         problems.push(e);
     }
@@ -78,5 +75,5 @@ async fn run(ctx: &Ctx) -> Outcome {
             }
         }
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

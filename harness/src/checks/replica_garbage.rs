@@ -1,19 +1,18 @@
 //! `replica-garbage`: with a replica that sends resources of a wrong type and a ControlPlane that is not JSON, the answer comes within
 //! istioctl's timeout and is never silently partial.
 
-use super::common::*;
+use crate::suite::prelude::*;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "replica-garbage",
     profile: Profile::Resilience,
     description: "with a replica that sends resources of a wrong type and a ControlPlane that is not JSON: an error naming it, or the rest plus a row naming it; never silently partial",
     features: &[],
     needs: &[Capability::ScriptedMesh, Capability::ReplicaFaults],
     scenarios: &["fault-garbage"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
-async fn run(ctx: &Ctx) -> Outcome {
+async fn run(ctx: &Ctx) -> Checked {
     let failed = failing_replicas(ctx);
     never_silently_partial(ctx, &failed).await
 }

@@ -6,32 +6,28 @@
 //! while it is still being asked. The replica is started again afterwards
 //! (a new container and address) for the checks that follow.
 
-use super::common::*;
+use crate::suite::prelude::*;
 use std::time::Duration;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "replica-killed",
     profile: Profile::Resilience,
     description: "a replica whose container is removed (address and DNS record gone): the next answers are complete for the others and name it, or leave it out once discovery says it is gone",
     features: &[],
     needs: &[Capability::AddRemoveReplicas],
     scenarios: &["network-faults"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
 /// Besides the refresh interval: time for one request.
 const SLACK: Duration = Duration::from_secs(3);
 
-async fn run(ctx: &Ctx) -> Outcome {
+async fn run(ctx: &Ctx) -> Checked {
     let (net, victim) =
-        match network_victim(ctx, "the topology cannot remove replicas", "the removal").await {
-            Ok(v) => v,
-            Err(outcome) => return outcome,
-        };
-    let lost = match net.remove(&victim.name).await {
-        Ok(r) => r,
-        Err(e) => return Outcome::fail(format!("bench: cannot remove {}: {e}", victim.name)),
-    };
+        network_victim(ctx, "the topology cannot remove replicas", "the removal").await?;
+    let lost = net
+        .remove(&victim.name)
+        .await
+        .map_err(|e| format!("bench: cannot remove {}: {e}", victim.name))?;
     let mut problems = Vec::new();
     // At once, and again once a discovering proxy has had its refresh.
     let later = ctx.proxy.discovery_refresh + SLACK;
@@ -58,5 +54,5 @@ async fn run(ctx: &Ctx) -> Outcome {
         }
         Err(e) => problems.push(format!("bench: cannot start {} again: {e}", victim.name)),
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

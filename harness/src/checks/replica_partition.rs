@@ -6,32 +6,28 @@
 //! replicas, naming the lost one (or, a discovering proxy that already saw its
 //! record go, without asking it). Once the network heals, the full mesh again.
 
-use super::common::*;
+use crate::suite::prelude::*;
 use std::time::Duration;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "replica-partition",
     profile: Profile::Resilience,
     description: "a replica cut off by the network (connections hang, no RST): an answer within istioctl's timeout, complete for the others, naming it; the full mesh again once the network heals",
     features: &[],
     needs: &[Capability::NetworkPartitions],
     scenarios: &["network-faults"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
 /// After the network heals: the replica serves at once; a discovering proxy
 /// may need its refresh interval, plus this.
 const HEAL_SLACK: Duration = Duration::from_secs(5);
 
-async fn run(ctx: &Ctx) -> Outcome {
+async fn run(ctx: &Ctx) -> Checked {
     let (net, victim) =
-        match network_victim(ctx, "the topology has no network to cut", "the partition").await {
-            Ok(v) => v,
-            Err(outcome) => return outcome,
-        };
-    if let Err(e) = net.partition(&victim.name).await {
-        return Outcome::fail(format!("bench: cannot partition {}: {e}", victim.name));
-    }
+        network_victim(ctx, "the topology has no network to cut", "the partition").await?;
+    net.partition(&victim.name)
+        .await
+        .map_err(|e| format!("bench: cannot partition {}: {e}", victim.name))?;
     let mut problems = Vec::new();
     let (judged, took) = timed(answer_without(ctx, &victim)).await;
     match judged {
@@ -48,7 +44,7 @@ async fn run(ctx: &Ctx) -> Outcome {
     }
     if let Err(e) = net.heal(&victim.name).await {
         problems.push(format!("bench: cannot reconnect {}: {e}", victim.name));
-        return Outcome::from_problems(problems);
+        return verdict(problems);
     }
     let bound = ctx.proxy.discovery_refresh + HEAL_SLACK;
     match converges(bound, || full_answer(ctx)).await {
@@ -58,5 +54,5 @@ async fn run(ctx: &Ctx) -> Outcome {
             bound
         )),
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

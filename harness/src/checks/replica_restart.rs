@@ -5,52 +5,36 @@
 //! must be the full mesh again within a bound: a proxy that resolved its
 //! replicas once, or keeps a dead connection, never recovers.
 
-use super::common::*;
-use crate::topology::TopologyKind;
-use std::time::Duration;
+use crate::suite::prelude::*;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "replica-restart",
     profile: Profile::Resilience,
     description: "a replica that restarts (on a cluster: a new pod, name and address) while istioctl asks is asked again: soon after its successor serves, the answer is the full mesh",
     features: &[],
     needs: &[Capability::RestartReplicas],
     scenarios: &["network-faults"],
-    run: |ctx| Box::pin(run(ctx)),
-};
-
-/// How long the answer may take to converge after the successor serves: the
-/// mesh's sidecars reconnect (with Envoy's backoff) and a discovering proxy
-/// sees the new pod; a real cluster needs seconds, the fakes none.
-fn converge(kind: TopologyKind) -> Duration {
-    match kind {
-        TopologyKind::Local => Duration::from_secs(5),
-        // A new container, a new address: a discovering proxy needs its
-        // refresh interval (the check adds it below).
-        TopologyKind::Docker => Duration::from_secs(5),
-        TopologyKind::Cluster => Duration::from_secs(60),
-    }
 }
 
 /// Requests sent through the proxy while the replica restarts.
 const OUTAGE_ASKS: usize = 3;
 
-async fn run(ctx: &Ctx) -> Outcome {
+async fn run(ctx: &Ctx) -> Checked {
     let before = ctx.replicas();
     let Some(victim) = before.last().cloned() else {
-        return Outcome::fail("bench: no replicas");
+        return Err(fail("bench: no replicas"));
     };
     // A proxy already wrong before the restart fails here (waiting out the
     // bound after it would tell nothing more).
-    if let Err(e) = full_answer(ctx).await {
-        return Outcome::fail(format!("before the restart: {e}"));
-    }
+    full_answer(ctx)
+        .await
+        .map_err(|e| format!("before the restart: {e}"))?;
     let mut problems = Vec::new();
     let Some(restart) = ctx.control_plane.restart(&victim.name) else {
-        return Outcome::Skip(format!(
+        return Err(skip(format!(
             "the {} topology was set up without a way to restart replicas",
-            ctx.control_plane.kind()
-        ));
+            ctx.control_plane.topology()
+        )));
     };
     // istioctl users keep asking while the replica restarts: the proxy sees
     // it fail (answers in the outage are not judged: on a real cluster the
@@ -62,9 +46,7 @@ async fn run(ctx: &Ctx) -> Outcome {
         }
     })
     .await;
-    if let Err(e) = restarted {
-        return Outcome::fail(format!("bench: cannot restart {}: {e}", victim.name));
-    }
+    restarted.map_err(|e| format!("bench: cannot restart {}: {e}", victim.name))?;
     let successor = ctx
         .replicas()
         .into_iter()
@@ -72,7 +54,7 @@ async fn run(ctx: &Ctx) -> Outcome {
         .map(|r| format!("{} ({})", r.name, r.tls_addr))
         .unwrap_or_else(|| format!("{} (the same address)", victim.name));
     // Converges: wait for the condition, bounded.
-    let bound = converge(ctx.control_plane.kind()) + ctx.proxy.discovery_refresh;
+    let bound = ctx.control_plane.converge_after_restart() + ctx.proxy.discovery_refresh;
     match converges(bound, || full_answer(ctx)).await {
         Ok(t) => ctx.note(format!(
             "{} ({}) restarted as {successor}; full mesh {t:.1?} after it served",
@@ -84,5 +66,5 @@ async fn run(ctx: &Ctx) -> Outcome {
             victim.name
         )),
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

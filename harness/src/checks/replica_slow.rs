@@ -1,24 +1,20 @@
 //! `replica-slow`: slow replicas (each answering after a delay) still give the full
 //! answer, in about one delay, not the sum (fan-out must be parallel).
 
-use super::common::*;
-use crate::runner::context::client_configs;
+use crate::suite::context::client_configs;
+use crate::suite::prelude::*;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "replica-slow",
     profile: Profile::Resilience,
     description: "replicas that each answer after a delay give the full answer in about one delay (parallel fan-out)",
     features: &[],
     needs: &[Capability::ScriptedMesh, Capability::ReplicaFaults],
     scenarios: &["slow-replicas"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
-async fn run(ctx: &Ctx) -> Outcome {
-    let mesh = match ctx.scripted() {
-        Ok(m) => m,
-        Err(skip) => return skip,
-    };
+async fn run(ctx: &Ctx) -> Checked {
+    let mesh = ctx.scripted()?;
     let delays: Vec<u64> = mesh
         .scenario()
         .replicas
@@ -29,15 +25,14 @@ async fn run(ctx: &Ctx) -> Outcome {
         })
         .collect();
     let (Some(&slowest), sum) = (delays.iter().max(), delays.iter().sum::<u64>()) else {
-        return Outcome::fail("bench: the scenario has no delayed replica");
+        return Err(fail("bench: the scenario has no delayed replica"));
     };
     if delays.len() < 2 {
-        return Outcome::fail("bench: the scenario needs at least two delayed replicas");
+        return Err(fail(
+            "bench: the scenario needs at least two delayed replicas",
+        ));
     }
-    let expected = match ctx.expected_ids().await {
-        Ok(e) => e,
-        Err(e) => return Outcome::fail(e),
-    };
+    let expected = ctx.expected_ids().await?;
     let (answer, took) = timed(ctx.syncz()).await;
     let mut problems = Vec::new();
     match answer {
@@ -58,5 +53,5 @@ async fn run(ctx: &Ctx) -> Outcome {
             delays.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("/"),
         ));
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

@@ -19,15 +19,15 @@
 //! than noise; with 2.5 MB answers the attack gets through all 40, and
 //! holding them (~100 MB and more) stands well above computing a few.
 
-use super::common::*;
-use super::robustness::{
+use crate::client;
+use crate::suite::attacks::{
     EXCHANGE_BOUND, MemoryBound, mib_bytes, normal_client_answered_within, with_memory_bound,
 };
-use crate::client;
+use crate::suite::prelude::*;
 use prost::Message;
 use std::time::{Duration, Instant};
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "slow-readers",
     profile: Profile::Robustness,
     description: "40 clients ask for a 2.5 MB syncz answer and never read it: the proxy holds at most 8 of their answers, answers a normal client within 10s, and grows by at most 96 MiB",
@@ -36,8 +36,7 @@ pub static CHECK: Check = Check {
     // of 6,000 proxies that only a scripted mesh provides.
     needs: &[Capability::ScriptedMesh],
     scenarios: &["medium-mesh"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
 /// Clients that never read (each on its own connection: per-connection
 /// limits must not be what saves the proxy).
@@ -75,7 +74,7 @@ const CENSUS_BOUND: Duration = Duration::from_secs(2);
 /// (sampling memory): answers the proxy computes late still show.
 const LINGER: Duration = Duration::from_millis(500);
 
-async fn run(ctx: &Ctx) -> Outcome {
+async fn run(ctx: &Ctx) -> Checked {
     let mut problems = Vec::new();
     let result = with_memory_bound(
         ctx,
@@ -86,7 +85,7 @@ async fn run(ctx: &Ctx) -> Outcome {
     )
     .await;
     problems.extend(result.err());
-    Outcome::from_problems(problems)
+    verdict(problems)
 }
 
 /// What one slow reader came to.

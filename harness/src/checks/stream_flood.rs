@@ -4,23 +4,22 @@
 //! (HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`: the rest then wait in the
 //! flooding client); what it may not do is let them starve everyone else.
 
-use super::common::*;
-use super::robustness::{
+use crate::client;
+use crate::suite::attacks::{
     EXCHANGE_BOUND, MemoryBound, Raw, mib_bytes, normal_client_answered, under_memory_bound,
 };
-use crate::client;
+use crate::suite::prelude::*;
 use futures::StreamExt;
 use std::time::Duration;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "stream-flood",
     profile: Profile::Robustness,
     description: "2,000 silent streams on one connection: a normal client is still answered within 10s; the proxy grows by at most 64 MiB",
     features: &[],
     needs: &[],
     scenarios: &["three-replicas"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
 const STREAMS: usize = 2000;
 /// How long the flood is given to land before the normal client asks (an
@@ -35,16 +34,16 @@ const MAX_GROWTH: MemoryBound = MemoryBound {
     process_tree: mib_bytes(64),
 };
 
-async fn run(ctx: &Ctx) -> Outcome {
+async fn run(ctx: &Ctx) -> Checked {
     under_memory_bound(ctx, MAX_GROWTH, "the stream flood", attack(ctx)).await
 }
 
-async fn attack(ctx: &Ctx) -> Outcome {
+async fn attack(ctx: &Ctx) -> Checked {
     let opts = ctx.istioctl();
     let channel = match tokio::time::timeout(EXCHANGE_BOUND, client::connect(&opts)).await {
         Ok(Ok(c)) => c,
-        Ok(Err(e)) => return Outcome::fail(format!("the flooding client cannot connect: {e}")),
-        Err(_) => return Outcome::fail("the flooding client cannot connect within 10s"),
+        Ok(Err(e)) => return Err(fail(format!("the flooding client cannot connect: {e}"))),
+        Err(_) => return Err(fail("the flooding client cannot connect within 10s")),
     };
     let token = opts.credentials.token().map(str::to_string);
     let (release_tx, release_rx) = tokio::sync::watch::channel(false);
@@ -82,10 +81,10 @@ async fn attack(ctx: &Ctx) -> Outcome {
     }
     tokio::time::sleep(LAND).await;
     let outcome = match normal_client_answered(ctx).await {
-        Ok(_) => Outcome::Pass,
-        Err(e) => Outcome::fail(format!(
+        Ok(_) => Ok(()),
+        Err(e) => Err(fail(format!(
             "with {STREAMS} silent streams open on one connection: {e}"
-        )),
+        ))),
     };
     let _ = release_tx.send(true);
     for t in tasks {

@@ -1,32 +1,25 @@
 //! `syncz-union`: one ClientConfig per proxy, every replica's proxies present, none invented.
 
-use super::common::*;
-use crate::runner::context::node_id;
+use crate::suite::context::node_id;
+use crate::suite::prelude::*;
 use std::collections::BTreeSet;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "syncz-union",
     profile: Profile::Core,
     description: "syncz through the proxy lists every proxy of every replica exactly once, and no other",
     features: &[],
     needs: &[],
     scenarios: &["three-replicas", "mixed-versions", "blog-walkthrough"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
-async fn run(ctx: &Ctx) -> Outcome {
-    let truth = match ctx.ground_truth().await {
-        Ok(t) => t,
-        Err(e) => return Outcome::fail(e),
-    };
+async fn run(ctx: &Ctx) -> Checked {
+    let truth = ctx.ground_truth().await?;
     let expected: BTreeSet<String> = truth
         .iter()
         .flat_map(|(_, ccs)| ccs.iter().map(|c| node_id(c).to_string()))
         .collect();
-    let got = match ctx.merged().await {
-        Ok((_, ccs)) => ccs,
-        Err(e) => return Outcome::fail(e),
-    };
+    let (_, got) = ctx.merged().await?;
     let mut problems = Vec::new();
     compare_ids(&got, &expected, &mut problems);
     if let Some(p) = problems.first_mut() {
@@ -44,5 +37,5 @@ async fn run(ctx: &Ctx) -> Outcome {
             ));
         }
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

@@ -1,10 +1,10 @@
 //! `table-snapshot`: what istioctl prints through the proxy equals the scenario's
 //! snapshot, for every selected istioctl family (and its `-v 1` / `-o json` views).
 
-use super::common::*;
-use crate::runner::snapshots::{View, compare_view, snapshot_name};
+use crate::suite::prelude::*;
+use crate::suite::snapshots::{View, compare_view, snapshot_name};
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "table-snapshot",
     profile: Profile::Core,
     description: "istioctl proxy-status through the proxy prints exactly the expected table, per istioctl version",
@@ -17,18 +17,14 @@ pub static CHECK: Check = Check {
         "empty-mesh",
         "three-replicas-1-19",
     ],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
-async fn run(ctx: &Ctx) -> Outcome {
-    let mesh = match ctx.scripted() {
-        Ok(m) => m,
-        Err(skip) => return skip,
-    };
-    let resp = match ctx.syncz().await {
-        Ok(r) => r,
-        Err(e) => return Outcome::fail(format!("syncz through the proxy failed: {e}")),
-    };
+async fn run(ctx: &Ctx) -> Checked {
+    let mesh = ctx.scripted()?;
+    let resp = ctx
+        .syncz()
+        .await
+        .map_err(|e| format!("syncz through the proxy failed: {e}"))?;
     let mut problems = Vec::new();
     for family in &ctx.families {
         for view in View::of(*family) {
@@ -37,7 +33,7 @@ async fn run(ctx: &Ctx) -> Outcome {
                 problems.push(format!("no snapshot {name}.snap to compare with"));
                 continue;
             };
-            let actual = match crate::runner::tables::render_view(
+            let actual = match crate::suite::tables::render_view(
                 *family,
                 *view,
                 &resp,
@@ -57,5 +53,5 @@ async fn run(ctx: &Ctx) -> Outcome {
             }
         }
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

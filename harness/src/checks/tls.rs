@@ -1,19 +1,18 @@
 //! `tls`: the proxy serves TLS, and does not also answer plaintext on the same port.
 
-use super::common::*;
+use crate::suite::prelude::*;
 use std::time::Duration;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "tls",
     profile: Profile::Security,
     description: "the proxy serves TLS and refuses plaintext HTTP/2 on its port",
     features: &[Feature::Tls],
     needs: &[],
     scenarios: &["three-replicas"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
-async fn run(ctx: &Ctx) -> Outcome {
+async fn run(ctx: &Ctx) -> Checked {
     let mut problems = Vec::new();
     if let Err(e) = ctx.syncz().await {
         problems.push(format!("a TLS client (istioctl's default mode) fails: {e}"));
@@ -29,5 +28,5 @@ async fn run(ctx: &Ctx) -> Outcome {
             r.resources.len()
         ));
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

@@ -1,20 +1,19 @@
 //! `type-url-echo`: each response carries the request's type URL, one response per request,
 //! also with several requests on one stream.
 
-use super::common::*;
+use crate::suite::prelude::*;
 use std::time::Duration;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "type-url-echo",
     profile: Profile::Core,
     description: "several debug requests on one stream get one response each, with the request's type URL",
     features: &[],
     needs: &[],
     scenarios: &["three-replicas"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
-async fn run(ctx: &Ctx) -> Outcome {
+async fn run(ctx: &Ctx) -> Checked {
     let types = [
         (proto::type_url::SYNCZ, vec![]),
         (proto::type_url::CONNECTIONS, vec![]),
@@ -25,7 +24,7 @@ async fn run(ctx: &Ctx) -> Outcome {
         .map(|(t, names)| ctx.request(t, names))
         .collect();
     // Then listen a little longer: an extra response is a defect too.
-    let responses = match ctx
+    let responses = ctx
         .stream(
             requests,
             types.len(),
@@ -33,10 +32,7 @@ async fn run(ctx: &Ctx) -> Outcome {
             Duration::from_millis(300),
         )
         .await
-    {
-        Ok(r) => r,
-        Err(e) => return Outcome::fail(format!("the stream failed: {e}")),
-    };
+        .map_err(|e| format!("the stream failed: {e}"))?;
     let mut problems = Vec::new();
     if responses.len() != types.len() {
         problems.push(format!(
@@ -54,5 +50,5 @@ async fn run(ctx: &Ctx) -> Outcome {
             ));
         }
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

@@ -1,21 +1,20 @@
 //! `unsupported`: other type URLs and the Delta API give a gRPC error, and the proxy
 //! keeps serving.
 
-use super::common::*;
+use crate::suite::prelude::*;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "unsupported",
     profile: Profile::Core,
     description: "unknown type URLs and Delta xDS get a gRPC error naming the problem; the proxy keeps serving",
     features: &[],
     needs: &[],
     scenarios: &["three-replicas"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
 const ODD_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 
-async fn run(ctx: &Ctx) -> Outcome {
+async fn run(ctx: &Ctx) -> Checked {
     let mut problems = Vec::new();
     match ctx.fetch(ODD_TYPE, &[]).await {
         Ok(r) => problems.push(format!(
@@ -39,5 +38,5 @@ async fn run(ctx: &Ctx) -> Outcome {
     if let Err(e) = ctx.syncz().await {
         problems.push(format!("after the unsupported requests, syncz fails: {e}"));
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

@@ -1,20 +1,19 @@
 //! `version`: `istio.io/connections` (istioctl x version up to 1.20) and the syncz-based
 //! version (since 1.21) work through the proxy.
 
-use super::common::*;
+use crate::suite::prelude::*;
 use proto::IstioControlPlaneInstance;
 
-pub static CHECK: Check = Check {
+crate::check! {
     id: "version",
     profile: Profile::Core,
     description: "istioctl x version works: connections and syncz answers carry a replica's version",
     features: &[],
     needs: &[],
     scenarios: &["three-replicas", "mixed-versions"],
-    run: |ctx| Box::pin(run(ctx)),
-};
+}
 
-async fn run(ctx: &Ctx) -> Outcome {
+async fn run(ctx: &Ctx) -> Checked {
     let versions: Vec<String> = ctx
         .replicas()
         .iter()
@@ -54,5 +53,5 @@ async fn run(ctx: &Ctx) -> Outcome {
             },
         }
     }
-    Outcome::from_problems(problems)
+    verdict(problems)
 }

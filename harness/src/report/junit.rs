@@ -1,7 +1,7 @@
 //! JUnit XML for CI systems: one testsuite per profile, one testcase per check.
 
 use super::RunReport;
-use crate::checks::Outcome;
+use crate::suite::Outcome;
 use std::fmt::Write;
 
 /// Escapes text for XML attribute and element content.

@@ -5,7 +5,7 @@ pub mod junit;
 pub mod terminal;
 pub mod yaml;
 
-use crate::checks::{Outcome, Profile};
+use crate::suite::{Outcome, Profile};
 use std::time::Duration;
 
 /// Who is being tested (from `--implementation-*` flags).

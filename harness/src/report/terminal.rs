@@ -2,7 +2,7 @@
 //! Colour only when writing to a terminal (and `NO_COLOR` is unset).
 
 use super::{CheckResult, ProfileResult, RunReport};
-use crate::checks::Outcome;
+use crate::suite::Outcome;
 use std::io::IsTerminal;
 
 /// ANSI styling, off unless the output is a TTY.

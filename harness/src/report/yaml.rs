@@ -1,7 +1,7 @@
 //! The machine-readable report, in the style of gateway-api's ConformanceReport.
 
 use super::{ProfileResult, RunReport};
-use crate::checks::Outcome;
+use crate::suite::Outcome;
 use serde::Serialize;
 
 #[derive(Serialize)]

@@ -3,11 +3,13 @@
 //! a bounded "is a normal client still answered" probe. Loopback only; every
 //! loop is bounded in count and time.
 
+use super::context::CheckContext;
+use super::memory::{MemoryProbe, PeakSampler, mib};
+use super::{Checked, Verdict, verdict};
 use crate::client::{self, ClientError, ClientOptions};
-use crate::runner::context::CheckContext;
-use crate::runner::memory::{MemoryProbe, PeakSampler, mib};
 use futures::StreamExt;
 use std::time::{Duration, Instant};
+
 pub use crate::client::raw::Raw;
 
 /// How long a hostile exchange may take before the check gives up on it.
@@ -299,16 +301,15 @@ pub async fn under_memory_bound(
     ctx: &CheckContext,
     bound: MemoryBound,
     what: &str,
-    body: impl std::future::Future<Output = crate::checks::Outcome>,
-) -> crate::checks::Outcome {
-    use crate::checks::Outcome;
+    body: impl std::future::Future<Output = Checked>,
+) -> Checked {
     let mut problems = Vec::new();
     match with_memory_bound(ctx, bound, what, &mut problems, body).await {
-        Outcome::Pass => Outcome::from_problems(problems),
-        Outcome::Fail(why) => {
+        Ok(()) => verdict(problems),
+        Err(Verdict::Fail(why)) => {
             problems.insert(0, why);
-            Outcome::from_problems(problems)
+            verdict(problems)
         }
-        Outcome::Skip(why) => Outcome::Skip(why),
+        Err(skip) => Err(skip),
     }
 }

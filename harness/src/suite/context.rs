@@ -2,11 +2,11 @@
 //! directly as the ground truth; tokens; a scripted mesh where the topology has
 //! one), the proxy under test (asked as istioctl asks), and the expected tables.
 
-use crate::checks::Outcome;
+use super::Verdict;
+use super::control_plane::{Capability, ControlPlane, Replica, ScriptedMesh};
+use super::output_log::OutputLog;
+use super::snapshots::Snapshots;
 use crate::client::{self, ClientError, ClientOptions, Credentials};
-use crate::runner::process::OutputLog;
-use crate::runner::snapshots::Snapshots;
-use crate::topology::{Capability, ControlPlane, Replica, ScriptedMesh};
 use fake_istiod::TokenSpec;
 use prost::Message;
 use proto::IstioctlFamily;
@@ -40,7 +40,7 @@ pub struct CheckContext {
     /// Output of the proxy process, when it is one.
     pub proxy_output: Option<OutputLog>,
     /// Where the proxy's memory can be read (`None` for --proxy-addr).
-    pub memory: Option<crate::runner::memory::MemoryProbe>,
+    pub memory: Option<super::memory::MemoryProbe>,
     /// What a check measured, for the report also when it passes (e.g. the
     /// proxy's peak memory under an attack); the runner takes them after each check.
     pub notes: std::sync::Mutex<Vec<String>>,
@@ -95,11 +95,11 @@ impl CheckContext {
     /// The scripted mesh, or the Skip outcome a check returns on a topology
     /// without one (the runner skips checks that declare
     /// [`Capability::ScriptedMesh`] before they run; this is the backstop).
-    pub fn scripted(&self) -> Result<&dyn ScriptedMesh, Outcome> {
+    pub fn scripted(&self) -> Result<&dyn ScriptedMesh, Verdict> {
         self.control_plane.scripted().ok_or_else(|| {
-            Outcome::Skip(format!(
+            Verdict::Skip(format!(
                 "the {} topology has no {}",
-                self.control_plane.kind(),
+                self.control_plane.topology(),
                 Capability::ScriptedMesh
             ))
         })

@@ -1,15 +1,13 @@
 //! Helpers several checks share.
 
-use crate::runner::context::{CheckContext, ISTIOCTL_TIMEOUT, client_configs, node_id};
-use crate::topology::Replica;
+use super::context::ClientErrorExt;
+use super::context::{CheckContext, ISTIOCTL_TIMEOUT, client_configs, node_id};
+use super::control_plane::{NetworkFaults, Replica};
+use super::{Checked, Verdict, fail, verdict};
 use fake_istiod::scenario::Fault;
 use proto::envoy::envoy::service::status::v3::ClientConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-
-pub use crate::checks::{Capability, Check, Feature, Outcome, Profile};
-pub use crate::runner::context::CheckContext as Ctx;
-pub use crate::runner::context::ClientErrorExt;
 
 /// Does `text` name the replica (pod name, or one of its addresses)?
 pub fn names_replica(text: &str, r: &Replica) -> bool {
@@ -105,9 +103,11 @@ pub fn failing_replicas(ctx: &CheckContext) -> Vec<Replica> {
 /// and must never be silently partial — either a gRPC error naming every failed
 /// replica, or every healthy replica's proxies plus a marker row naming each
 /// failed one.
-pub async fn never_silently_partial(ctx: &CheckContext, failed: &[Replica]) -> Outcome {
+pub async fn never_silently_partial(ctx: &CheckContext, failed: &[Replica]) -> Checked {
     if failed.is_empty() {
-        return Outcome::fail("the scenario has no failing replica: the bench is misconfigured");
+        return Err(fail(
+            "the scenario has no failing replica: the bench is misconfigured",
+        ));
     }
     // Ground truth from the healthy replicas only.
     let mut expected = BTreeSet::new();
@@ -118,10 +118,13 @@ pub async fn never_silently_partial(ctx: &CheckContext, failed: &[Replica]) -> O
         match ctx.replica_fetch(&r, proto::type_url::SYNCZ, &[]).await {
             Ok(resp) => match client_configs(&resp) {
                 Ok(ccs) => expected.extend(ccs.iter().map(|c| node_id(c).to_string())),
-                Err(e) => return Outcome::fail(format!("bench: replica {}: {e}", r.name)),
+                Err(e) => return Err(fail(format!("bench: replica {}: {e}", r.name))),
             },
             Err(e) => {
-                return Outcome::fail(format!("bench: cannot ask healthy replica {}: {e}", r.name));
+                return Err(fail(format!(
+                    "bench: cannot ask healthy replica {}: {e}",
+                    r.name
+                )));
             }
         }
     }
@@ -130,14 +133,14 @@ pub async fn never_silently_partial(ctx: &CheckContext, failed: &[Replica]) -> O
     let answer = ctx.syncz().await;
     let took = t0.elapsed();
     if took >= ISTIOCTL_TIMEOUT {
-        return Outcome::fail(format!(
+        return Err(fail(format!(
             "answered after {took:.1?}: istioctl gives up at {ISTIOCTL_TIMEOUT:?} (timeout, still waiting for updates)"
-        ));
+        )));
     }
     match answer {
-        Err(e) if e.is_timeout() => Outcome::fail(format!(
+        Err(e) if e.is_timeout() => Err(fail(format!(
             "no answer within istioctl's {ISTIOCTL_TIMEOUT:?} timeout while {names} failed"
-        )),
+        ))),
         Err(e) => {
             let text = e.to_string();
             let unnamed: Vec<&str> = failed
@@ -146,21 +149,21 @@ pub async fn never_silently_partial(ctx: &CheckContext, failed: &[Replica]) -> O
                 .map(|r| r.name.as_str())
                 .collect();
             if unnamed.is_empty() {
-                Outcome::Pass
+                Ok(())
             } else {
-                Outcome::fail(format!(
+                Err(fail(format!(
                     "the error does not say which replica failed (expected {} or its address): {text}",
                     unnamed.join(", ")
-                ))
+                )))
             }
         }
         Ok(resp) => {
             let ccs = match client_configs(&resp) {
                 Ok(c) => c,
                 Err(e) => {
-                    return Outcome::fail(format!(
+                    return Err(fail(format!(
                         "the answer carries what a failing replica sent without checking it: {e}"
-                    ));
+                    )));
                 }
             };
             let mut problems = Vec::new();
@@ -184,7 +187,7 @@ pub async fn never_silently_partial(ctx: &CheckContext, failed: &[Replica]) -> O
                     ));
                 }
             }
-            Outcome::from_problems(problems)
+            verdict(problems)
         }
     }
 }
@@ -308,15 +311,15 @@ pub async fn network_victim<'a>(
     ctx: &'a CheckContext,
     skip: &str,
     change: &str,
-) -> Result<(&'a dyn crate::topology::NetworkFaults, Replica), Outcome> {
+) -> Result<(&'a dyn NetworkFaults, Replica), Verdict> {
     let Some(net) = ctx.control_plane.network() else {
-        return Err(Outcome::Skip(skip.to_string()));
+        return Err(Verdict::Skip(skip.to_string()));
     };
     let Some(victim) = ctx.replicas().last().cloned() else {
-        return Err(Outcome::fail("bench: no replicas"));
+        return Err(fail("bench: no replicas"));
     };
     if let Err(e) = full_answer(ctx).await {
-        return Err(Outcome::fail(format!("before {change}: {e}")));
+        return Err(fail(format!("before {change}: {e}")));
     }
     Ok((net, victim))
 }

@@ -1,7 +1,7 @@
 //! How the runner renders an answer for a snapshot view (a thin layer over `render`).
 
+use super::snapshots::View;
 use crate::render::{self, OutputFormat, RenderError, RenderOptions};
-use crate::runner::snapshots::View;
 use proto::IstioctlFamily;
 use proto::envoy::envoy::service::discovery::v3::DiscoveryResponse;
 use std::time::SystemTime;

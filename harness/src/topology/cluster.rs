@@ -6,15 +6,20 @@
 //! capability beyond that: no scripted mesh, no fake faults, no forged tokens
 //! (the issuer's key is the cluster's).
 
-use super::{ControlPlane, Replica, ReplicaTrust, TokenSpec, TopologyError, TopologyKind};
+use super::bench::{ProxyError, Session};
+use super::{Capability, ControlPlane, Replica, ReplicaTrust, TopologyError};
+use super::{ConnectCluster, Hooks, OpenError, ProxyMode, ProxyUnderTest, Topology};
 use crate::client::{self, ClientOptions, Credentials};
-use crate::runner::context::{BENCH_NODE_IP, client_configs, node_id};
+use crate::suite::context::{BENCH_NODE_IP, client_configs, node_id};
+use crate::suite::context::{CheckContext, ProxyEndpoint};
 use cluster::kubeops::{self, KubeError};
 use cluster::live::{self, Live, LiveOptions, LiveReplica};
+use fake_istiod::TokenSpec;
 use futures::future::BoxFuture;
 use kube::Client;
 use proto::{IstioControlPlaneInstance, IstioVersion};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -58,6 +63,103 @@ pub struct ClusterOptions {
     /// The remote cluster (the mesh, and the API server that issues tokens).
     pub remote_context: String,
     pub live: LiveOptions,
+}
+
+/// The topology's name: its one mesh is the live one.
+pub const NAME: &str = "cluster";
+
+/// What a real cluster lets the bench do: restart an istiod pod.
+pub const CAPABILITIES: &[Capability] = &[Capability::RestartReplicas];
+
+/// The cluster topology: a real external control plane (`proxy-conformance
+/// cluster up`), its istiod pods as the ground truth, the deployed proxy (or
+/// the one at `--proxy-addr`) under test. One session: the live mesh.
+pub struct ClusterTopology {
+    proxy: ProxyUnderTest,
+    options: ClusterOptions,
+    connect: Option<ConnectCluster>,
+}
+
+impl ClusterTopology {
+    pub fn new(proxy: ProxyUnderTest, options: ClusterOptions, hooks: &Hooks) -> Self {
+        ClusterTopology {
+            proxy,
+            options,
+            connect: hooks.connect_cluster.clone(),
+        }
+    }
+
+    /// The cluster topology: the proxy deployed in the external cluster (its
+    /// Service port-forwarded) or the one at `--proxy-addr`, against the real
+    /// istiod pods. One bench for the whole run: the live mesh.
+    pub async fn connect(&self) -> Result<Session, ProxyError> {
+        let c = &self.options;
+        let proxy = &self.proxy;
+        let connected = match &self.connect {
+            Some(connect) => connect().await,
+            None => ClusterControlPlane::connect(c).await,
+        };
+        let cp = connected.map_err(|e| {
+            ProxyError::Setup(format!(
+                "cannot connect to the external control plane (contexts {} and {}, namespace {}): {e}",
+                c.external_context, c.remote_context, c.live.namespace
+            ))
+        })?;
+        let address = match (&proxy.mode, cp.proxy_addr()) {
+            (ProxyMode::Address(a), _) => a.clone(),
+            (_, Some(a)) => a.to_string(),
+            (_, None) => {
+                return Err(ProxyError::Setup(
+                    "no proxy to test: give --proxy-addr or --proxy-service".to_string(),
+                ));
+            }
+        };
+        let ctx = CheckContext {
+            memory: None,
+            scenario_name: NAME.to_string(),
+            control_plane: Arc::new(cp),
+            proxy: ProxyEndpoint {
+                address,
+                plaintext: proxy.plaintext,
+                discovery_refresh: proxy.discovery_refresh,
+            },
+            families: proxy.families.clone(),
+            snapshots: proxy.snapshots.clone(),
+            proxy_output: None,
+            notes: Default::default(),
+        };
+        Session::new(ctx, None, vec![], None)
+            .ready(proxy.ready_timeout)
+            .await
+    }
+}
+
+impl Topology for ClusterTopology {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn capabilities(&self) -> &'static [Capability] {
+        CAPABILITIES
+    }
+
+    fn mode(&self) -> String {
+        match self.proxy.mode {
+            ProxyMode::Address(_) => "cluster address".to_string(),
+            _ => "cluster service".to_string(),
+        }
+    }
+
+    fn prepare<'a>(
+        &'a mut self,
+        _scenarios: &'a [&'static str],
+    ) -> BoxFuture<'a, Result<Vec<String>, ProxyError>> {
+        Box::pin(async { Ok(vec![]) })
+    }
+
+    fn open<'a>(&'a self, _live: &'a str) -> BoxFuture<'a, Result<Session, OpenError>> {
+        Box::pin(async move { Ok(self.connect().await?) })
+    }
 }
 
 /// A restarted pod's successor, and the port-forward that reaches it (kept
@@ -261,8 +363,18 @@ impl ClusterControlPlane {
 }
 
 impl ControlPlane for ClusterControlPlane {
-    fn kind(&self) -> TopologyKind {
-        TopologyKind::Cluster
+    fn topology(&self) -> &'static str {
+        NAME
+    }
+
+    fn capabilities(&self) -> &'static [Capability] {
+        CAPABILITIES
+    }
+
+    /// A new istiod pod, a restarted port-forward, sidecars reconnecting
+    /// with Envoy's backoff: a real cluster needs seconds.
+    fn converge_after_restart(&self) -> Duration {
+        Duration::from_secs(60)
     }
 
     fn replicas(&self) -> Vec<Replica> {

@@ -14,14 +14,20 @@ pub mod cluster;
 pub mod docker;
 pub mod local;
 
-use fake_istiod::TokenSpec;
-use fake_istiod::scenario::{Fault, Scenario};
+pub mod bench;
+pub mod process;
+pub mod scenarios;
+
+use crate::suite::snapshots::Snapshots;
 use futures::future::BoxFuture;
-use proto::IstioVersion;
+use proto::IstioctlFamily;
 use serde::Serialize;
 use std::fmt;
-use std::net::SocketAddr;
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use crate::suite::control_plane::*;
+pub use bench::{ProxyError, Session};
 
 /// Which topology a run uses (`proxy-conformance run --topology`).
 #[derive(
@@ -49,14 +55,6 @@ impl TopologyKind {
             TopologyKind::Cluster => "cluster",
         }
     }
-    /// What this kind of topology can do.
-    pub fn capabilities(self) -> &'static [Capability] {
-        match self {
-            TopologyKind::Local => &Capability::LOCAL,
-            TopologyKind::Docker => docker::CAPABILITIES,
-            TopologyKind::Cluster => &[Capability::RestartReplicas],
-        }
-    }
 }
 
 impl fmt::Display for TopologyKind {
@@ -65,173 +63,130 @@ impl fmt::Display for TopologyKind {
     }
 }
 
-/// What a topology may be able to do beyond replicas, ground truth and tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Capability {
-    /// The mesh is a scenario file: its proxies, statuses and clock are known
-    /// in advance, so expected tables and scale (25,000 proxies) can be set up.
-    ScriptedMesh,
-    /// Replicas fail on request in scripted ways (down, reset, hang, gRPC
-    /// errors, garbage, truncated answers, delays, duplicate claims).
-    ReplicaFaults,
-    /// A proxy moves from one replica to another between two requests.
-    MoveProxies,
-    /// Tokens with any defect: expired, wrong audience, signed by an unknown
-    /// key (a real cluster's issuer key is out of the bench's reach).
-    ForgedTokens,
-    /// A replica restarts: a real cluster deletes its pod and its Deployment
-    /// makes a new one (a new name and address); docker starts a new
-    /// container under the same name (a new address); the local fakes stop
-    /// serving and start again on the same address.
-    RestartReplicas,
-    /// A replica cut off by the network: packets to it go nowhere (no RST),
-    /// its DNS record disappears; later it is connected again.
-    NetworkPartitions,
-    /// A replica removed (its address and DNS record gone) and one added
-    /// under the shared DNS name, as a Deployment scales.
-    AddRemoveReplicas,
+/// How the proxy under test is run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// The bundled reference proxy, in process.
+    Bundled,
+    /// A command started per scenario.
+    Command(String),
+    /// Already running at this address.
+    Address(String),
+    /// A container of this image (the docker topology).
+    Image(String),
 }
 
-impl Capability {
-    /// Everything the local topology can do.
-    pub const LOCAL: [Capability; 5] = [
-        Capability::ScriptedMesh,
-        Capability::ReplicaFaults,
-        Capability::MoveProxies,
-        Capability::ForgedTokens,
-        Capability::RestartReplicas,
-    ];
-    pub fn name(self) -> &'static str {
+impl ProxyMode {
+    pub fn name(&self) -> &'static str {
         match self {
-            Capability::ScriptedMesh => "scripted-mesh",
-            Capability::ReplicaFaults => "replica-faults",
-            Capability::MoveProxies => "move-proxies",
-            Capability::ForgedTokens => "forged-tokens",
-            Capability::RestartReplicas => "restart-replicas",
-            Capability::NetworkPartitions => "network-partitions",
-            Capability::AddRemoveReplicas => "add-remove-replicas",
+            ProxyMode::Bundled => "bundled",
+            ProxyMode::Command(_) => "command",
+            ProxyMode::Address(_) => "address",
+            ProxyMode::Image(_) => "image",
         }
     }
 }
 
-impl fmt::Display for Capability {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// One istiod replica as the harness reaches it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Replica {
-    /// Its pod name (what istiod reports as its ControlPlane ID).
-    pub name: String,
-    pub version: IstioVersion,
-    /// Where the harness reaches its TLS xDS port (15012).
-    pub tls_addr: SocketAddr,
-    /// Where the harness reaches its plaintext xDS port (15010), if it can.
-    pub plaintext_addr: Option<SocketAddr>,
-}
-
-impl Replica {
-    /// Does `text` name this replica (its pod name or an address)?
-    pub fn named_in(&self, text: &str) -> bool {
-        text.contains(&self.name)
-            || text.contains(&self.tls_addr.to_string())
-            || self
-                .plaintext_addr
-                .is_some_and(|a| text.contains(&a.to_string()))
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum TopologyError {
-    /// The topology cannot do this at all (a missing capability).
-    #[error("the {topology} topology cannot {what}")]
-    Unsupported {
-        topology: &'static str,
-        what: String,
-    },
-    #[error("{0}")]
-    Failed(String),
-}
-
-/// How the harness verifies a replica's serving certificate.
+/// What every topology needs to know about the proxy under test.
 #[derive(Debug, Clone)]
-pub struct ReplicaTrust {
-    /// PEM of the CA that signs every replica's serving certificate.
-    pub ca_pem: String,
-    /// The name to expect in it, when the address is not in the certificate
-    /// (a port-forward to a pod whose certificate names `istiod.<ns>.svc`).
-    pub server_name: Option<String>,
+pub struct ProxyUnderTest {
+    pub mode: ProxyMode,
+    /// The proxy serves plaintext (`--proxy-plaintext`).
+    pub plaintext: bool,
+    /// How long it may take to take its first request.
+    pub ready_timeout: Duration,
+    /// How often it says it re-discovers its replicas.
+    pub discovery_refresh: Duration,
+    /// The istioctl versions the checks ask as.
+    pub families: Vec<IstioctlFamily>,
+    /// The expected tables.
+    pub snapshots: Arc<Snapshots>,
 }
 
-/// The control plane of one run (or one scenario of a local run).
-pub trait ControlPlane: Send + Sync {
-    /// Which topology this is.
-    fn kind(&self) -> TopologyKind;
-    /// The replicas, in a stable order.
-    fn replicas(&self) -> Vec<Replica>;
-    /// istiod's namespace (istioctl's `--istioNamespace`).
-    fn istio_namespace(&self) -> &str;
-    /// How to verify the replicas' TLS.
-    fn replica_trust(&self) -> ReplicaTrust;
-    /// A bearer token the replicas (and so the proxy) accept for this caller;
-    /// a defective one where the spec asks for a defect.
-    fn token(&self, spec: &TokenSpec) -> Result<String, TopologyError>;
-    /// The scripted mesh, on a topology with [`Capability::ScriptedMesh`].
-    fn scripted(&self) -> Option<&dyn ScriptedMesh> {
-        None
-    }
-    /// Restarts a replica, on a topology with [`Capability::RestartReplicas`];
-    /// the future ends when its successor is serving (and listed by
-    /// [`ControlPlane::replicas`]). `None` elsewhere.
-    fn restart<'a>(
-        &'a self,
-        _replica: &'a str,
-    ) -> Option<BoxFuture<'a, Result<(), TopologyError>>> {
-        None
-    }
-    /// Network faults, on a topology with [`Capability::NetworkPartitions`]
-    /// or [`Capability::AddRemoveReplicas`].
-    fn network(&self) -> Option<&dyn NetworkFaults> {
-        None
-    }
-    /// Whether this control plane has the capability.
-    fn has(&self, capability: Capability) -> bool {
-        self.kind().capabilities().contains(&capability)
+/// Adjusts the bundled proxy's configuration (tests use it to inject defects).
+pub type Customize = Arc<dyn Fn(&mut istioctl_proxy::ProxyConfig) + Send + Sync>;
+
+/// Connects the cluster topology another way (tests: fake replicas standing
+/// in for a cluster's istiod pods).
+pub type ConnectCluster = Arc<
+    dyn Fn() -> BoxFuture<'static, Result<cluster::ClusterControlPlane, TopologyError>>
+        + Send
+        + Sync,
+>;
+
+/// Called with each scenario's context once its session is up.
+pub type AfterSetup = Arc<dyn Fn(&crate::suite::CheckContext) + Send + Sync>;
+
+/// Test-only levers of a run; users have none of these.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    pub customize_bundled: Option<Customize>,
+    /// With `--topology cluster`: instead of the kubeconfig contexts.
+    pub connect_cluster: Option<ConnectCluster>,
+    /// With `--proxy-addr`: give every scenario this many replicas (idle ones
+    /// added), so the replica addresses the proxy was configured with never
+    /// change. Unset: the most any selected scenario has.
+    pub pad_replicas_to: Option<usize>,
+    /// Called once a scenario's session is up, before its checks (tests: a
+    /// panic in the middle of a run).
+    pub after_setup: Option<AfterSetup>,
+}
+
+impl fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hooks")
+            .field("customize_bundled", &self.customize_bundled.is_some())
+            .field("connect_cluster", &self.connect_cluster.is_some())
+            .finish()
     }
 }
 
-/// A mesh the bench writes itself (the local topology's scenarios).
-pub trait ScriptedMesh: Send + Sync {
-    /// The scenario the replicas were started with.
-    fn scenario(&self) -> &Scenario;
-    /// The instant the scenario's relative ages count from.
-    fn scenario_time(&self) -> SystemTime;
-    /// Makes a replica fail (or clears it with `None`).
-    fn set_fault<'a>(
-        &'a self,
-        replica: &'a str,
-        fault: Option<Fault>,
-    ) -> BoxFuture<'a, Result<(), TopologyError>>;
-    /// Moves a proxy to another replica.
-    fn move_proxy<'a>(
-        &'a self,
-        proxy_id: &'a str,
-        to_replica: &'a str,
-    ) -> BoxFuture<'a, Result<(), TopologyError>>;
+/// Why a topology could not open a scenario (or the live mesh).
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The scenario could not be read.
+    #[error("{0}")]
+    Scenario(String),
+    /// The control plane or the proxy did not come up.
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
 }
 
-/// What a real network does to replicas (the docker topology).
-pub trait NetworkFaults: Send + Sync {
-    /// Cuts the replica off: connections to it hang, its DNS record goes.
-    fn partition<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<(), TopologyError>>;
-    /// Connects it again (its address may change); ends once it serves.
-    fn heal<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<(), TopologyError>>;
-    /// Removes the replica (address and DNS record gone); returns it as it was.
-    fn remove<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<Replica, TopologyError>>;
-    /// Starts a removed replica again under the shared DNS name (a new
-    /// address); ends once it serves, and returns it.
-    fn add<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<Replica, TopologyError>>;
+impl OpenError {
+    /// The proxy itself did not come up (as opposed to the bench around it).
+    pub fn is_not_ready(&self) -> bool {
+        matches!(self, OpenError::Proxy(e) if e.is_not_ready())
+    }
+}
+
+/// A place where the control plane and the proxy under test live: it opens a
+/// scenario (or its live mesh) and hands back a [`Session`], the control
+/// plane and the proxy, ready for the checks. A new topology is a module here
+/// that implements this, plus a [`TopologyKind`] variant.
+pub trait Topology: Send + Sync {
+    /// Its name (`--topology`).
+    fn name(&self) -> &'static str;
+    /// What it can do; checks that need more are skipped with the reason.
+    fn capabilities(&self) -> &'static [Capability];
+    /// Whether it runs scenarios (a scripted mesh: each check on its
+    /// scenarios) or one live mesh (each check once, on it).
+    fn scripted(&self) -> bool {
+        self.capabilities().contains(&Capability::ScriptedMesh)
+    }
+    /// How the proxy under test runs here, for the report (`bundled`,
+    /// `docker image`, `cluster service`...).
+    fn mode(&self) -> String;
+    /// Once, before the first scenario (their names, in run order): what all
+    /// of them need (images, a fixed setup). Returns lines for the user.
+    fn prepare<'a>(
+        &'a mut self,
+        scenarios: &'a [&'static str],
+    ) -> BoxFuture<'a, Result<Vec<String>, ProxyError>>;
+    /// Opens a scenario by name (on a live mesh: the topology's name) and
+    /// waits until the proxy under test takes requests.
+    fn open<'a>(&'a self, scenario: &'a str) -> BoxFuture<'a, Result<Session, OpenError>>;
+    /// After the last scenario: removes whatever the run left behind.
+    fn finish(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }

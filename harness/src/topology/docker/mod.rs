@@ -18,15 +18,19 @@
 pub mod engine;
 pub mod proxy;
 
-use super::{
-    Capability, ControlPlane, Replica, ReplicaTrust, ScriptedMesh, TopologyError, TopologyKind,
-};
+use super::bench::{ProxyError, Session, Shared, serving_cert};
+use super::{Capability, ControlPlane, Replica, ReplicaTrust, ScriptedMesh, TopologyError};
+use super::{OpenError, ProxyMode, ProxyUnderTest, Topology};
+use crate::suite::context::{CheckContext, ProxyEndpoint};
+use crate::suite::memory::MemoryProbe;
 use engine::{Engine, RUN_LABEL};
 use fake_istiod::TokenSpec;
 use fake_istiod::scenario::{Fault, Scenario};
 use futures::future::BoxFuture;
+use proxy::{ProxyContainer, ProxyFiles, ProxySpec};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use testcontainers::core::WaitFor;
@@ -77,6 +81,24 @@ impl From<DockerError> for TopologyError {
         TopologyError::Failed(e.to_string())
     }
 }
+
+/// How `--topology docker` runs the replicas and the proxy image.
+#[derive(Debug, Clone)]
+pub struct DockerRunOptions {
+    pub replicas: DockerOptions,
+    /// `--proxy-args`; `None`: the reference proxy's.
+    pub proxy_args: Option<String>,
+    pub proxy_env: Vec<(String, String)>,
+    pub discovery_refresh: Duration,
+    /// Labels every container and network of this run (and names them), so
+    /// that whatever is left after Ctrl-C or a crash is found and removed.
+    pub run_id: String,
+}
+
+/// The reference proxy's arguments in a container: it finds the replicas by
+/// DNS (the shared name, re-resolved every {discovery_refresh}), as it
+/// would through a headless Service.
+pub const REFERENCE_PROXY_ARGS: &str = "--listen {listen} --health-listen off --discovery dns --istiod {istiod_dns} --dns-refresh {discovery_refresh} --cert {cert} --key {key} --istiod-ca {ca} --istiod-server-name istiod.{namespace}.svc --identity passthrough --token-public-key {token_issuer_key} --replica-timeout 2s --request-timeout 4s";
 
 /// Where the docker topology's pieces come from.
 #[derive(Debug, Clone)]
@@ -560,8 +582,12 @@ impl DockerControlPlane {
 }
 
 impl ControlPlane for DockerControlPlane {
-    fn kind(&self) -> TopologyKind {
-        TopologyKind::Docker
+    fn topology(&self) -> &'static str {
+        NAME
+    }
+
+    fn capabilities(&self) -> &'static [Capability] {
+        CAPABILITIES
     }
 
     fn replicas(&self) -> Vec<Replica> {
@@ -731,18 +757,187 @@ pub fn new_run_id() -> String {
     format!("pc-{}-{:08x}", std::process::id(), nanos)
 }
 
-/// Reads a scenario's YAML from `dir/<name>.yaml`, else the embedded copy.
-pub fn scenario_text(dir: Option<&Path>, name: &str) -> Result<String, String> {
-    match dir {
-        Some(d) => {
-            let p = d.join(format!("{name}.yaml"));
-            std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+/// The topology's name (`--topology docker`).
+pub const NAME: &str = "docker";
+
+/// The docker topology: per scenario, its replicas as containers on a network
+/// of their own and the proxy image as a container on it.
+pub struct DockerTopology {
+    proxy: ProxyUnderTest,
+    options: DockerRunOptions,
+    /// `--scenarios`; `None`: the embedded ones.
+    scenarios: Option<PathBuf>,
+    /// Connected in [`Topology::prepare`], once for the run.
+    engine: Option<Engine>,
+}
+
+impl DockerTopology {
+    pub fn new(
+        proxy: ProxyUnderTest,
+        options: DockerRunOptions,
+        scenarios: Option<PathBuf>,
+    ) -> Self {
+        DockerTopology {
+            proxy,
+            options,
+            scenarios,
+            engine: None,
         }
-        None => crate::runner::snapshots::EMBEDDED_SCENARIOS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, t)| t.to_string())
-            .ok_or_else(|| format!("{name} is not among the embedded scenarios")),
+    }
+
+    /// The docker topology: the scenario's replicas as containers on a
+    /// network of their own, and the proxy image as a container on it.
+    pub async fn start(
+        &self,
+        engine: Engine,
+        name: &str,
+        scenario: Scenario,
+        text: String,
+    ) -> Result<Session, ProxyError> {
+        let proxy = &self.proxy;
+        let config = &self.options;
+        let run_id = &config.run_id;
+        let ProxyMode::Image(image) = &proxy.mode else {
+            return Err(ProxyError::Setup(
+                "the docker topology runs the proxy from an image (--proxy-image)".to_string(),
+            ));
+        };
+        let namespace = scenario.istiod.namespace.clone();
+        let cp = DockerControlPlane::start(
+            engine,
+            run_id,
+            name,
+            scenario,
+            text,
+            config.replicas.clone(),
+        )
+        .await
+        .map_err(|e| ProxyError::Setup(e.to_string()))?;
+        let cp = Arc::new(cp);
+        let fail = |cp: Arc<DockerControlPlane>, e: String| async move {
+            if let Ok(cp) = Arc::try_unwrap(cp) {
+                cp.stop().await;
+            }
+            ProxyError::Setup(e)
+        };
+        let (cert_pem, key_pem) = match serving_cert(&["localhost", "istioctl-proxy"]) {
+            Ok(c) => c,
+            Err(e) => return Err(fail(cp, e.to_string()).await),
+        };
+        let files = ProxyFiles {
+            cert_pem,
+            key_pem,
+            token: cp
+                .authority()
+                .mint(&TokenSpec::new(namespace.as_str(), "istioctl-proxy")),
+            token_issuer_key: cp.authority().public_pem().to_string(),
+        };
+        let spec = ProxySpec {
+            image: image.clone(),
+            args: config
+                .proxy_args
+                .clone()
+                .unwrap_or_else(|| REFERENCE_PROXY_ARGS.to_string()),
+            env: config.proxy_env.clone(),
+            discovery_refresh: config.discovery_refresh,
+        };
+        let proxy_container = match ProxyContainer::start(&cp, name, &spec, &files).await {
+            Ok(p) => p,
+            Err(e) => return Err(fail(cp, e.to_string()).await),
+        };
+        let memory = proxy_container.pid(&cp).await.map(MemoryProbe::Tree);
+        let ctx = CheckContext {
+            memory,
+            notes: Default::default(),
+            scenario_name: name.to_string(),
+            control_plane: cp.clone(),
+            proxy: ProxyEndpoint {
+                address: proxy_container.address.to_string(),
+                plaintext: proxy.plaintext,
+                discovery_refresh: config.discovery_refresh,
+            },
+            families: proxy.families.clone(),
+            snapshots: proxy.snapshots.clone(),
+            proxy_output: Some(proxy_container.output.clone()),
+        };
+        let teardown = Shared(cp, |cp: DockerControlPlane| Box::pin(cp.stop()));
+        Session::new(
+            ctx,
+            Some(Box::new(proxy_container)),
+            vec![Box::new(teardown)],
+            None,
+        )
+        .ready(proxy.ready_timeout)
+        .await
+    }
+}
+
+impl Topology for DockerTopology {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn capabilities(&self) -> &'static [Capability] {
+        CAPABILITIES
+    }
+
+    fn mode(&self) -> String {
+        format!("docker {}", self.proxy.mode.name())
+    }
+
+    /// The engine, and both images, once: a missing one stops the run at once.
+    fn prepare<'a>(
+        &'a mut self,
+        scenarios: &'a [&'static str],
+    ) -> BoxFuture<'a, Result<Vec<String>, ProxyError>> {
+        Box::pin(async move {
+            if scenarios.is_empty() {
+                return Ok(vec![]);
+            }
+            let setup = |e: DockerError| ProxyError::Setup(e.to_string());
+            let engine = Engine::connect().await.map_err(setup)?;
+            engine
+                .require_image(&self.options.replicas.replica_image, BUILD_REPLICA_IMAGE)
+                .await
+                .map_err(setup)?;
+            if let ProxyMode::Image(image) = &self.proxy.mode {
+                engine
+                    .require_image(image, BUILD_PROXY_IMAGE)
+                    .await
+                    .map_err(setup)?;
+            }
+            self.engine = Some(engine);
+            Ok(vec![])
+        })
+    }
+
+    fn open<'a>(&'a self, scenario: &'a str) -> BoxFuture<'a, Result<Session, OpenError>> {
+        Box::pin(async move {
+            let dir = self.scenarios.as_deref();
+            let parsed = super::scenarios::load(dir, scenario).map_err(OpenError::Scenario)?;
+            let (text, _) = super::scenarios::text(dir, scenario).map_err(OpenError::Scenario)?;
+            let Some(engine) = &self.engine else {
+                return Err(ProxyError::Setup("no docker engine".to_string()).into());
+            };
+            Ok(self.start(engine.clone(), scenario, parsed, text).await?)
+        })
+    }
+
+    /// Anything of this run's still on the engine (a scenario that failed
+    /// half-way) goes now.
+    fn finish(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let Some(engine) = &self.engine else { return };
+            match engine.sweep(&self.options.run_id).await {
+                Ok((0, 0)) => {}
+                Ok((c, n)) => tracing::warn!(
+                    containers = c,
+                    networks = n,
+                    "removed what the run left behind"
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot sweep the run's containers"),
+            }
+        })
     }
 }
 

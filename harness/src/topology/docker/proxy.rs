@@ -4,7 +4,9 @@
 
 use super::engine::RUN_LABEL;
 use super::{DockerControlPlane, DockerError, FILES_DIR, REPLICA_ALIAS, TLS_PORT, data, file};
-use crate::runner::process::{OutputLog, Placeholders, fill};
+use crate::suite::output_log::OutputLog;
+use crate::topology::bench::StartedProxy;
+use crate::topology::process::{Placeholders, fill};
 use std::net::SocketAddr;
 use testcontainers::core::WaitFor;
 use testcontainers::runners::AsyncRunner;
@@ -157,5 +159,26 @@ impl ProxyContainer {
         if let Err(e) = self.container.rm().await {
             tracing::warn!(container = %self.container_name, error = %e, "cannot remove the proxy container");
         }
+    }
+}
+
+impl StartedProxy for ProxyContainer {
+    fn describe(&self, address: &str) -> String {
+        format!(
+            "the proxy container {} (`{}`, on {address})",
+            self.container_name,
+            self.args.join(" ")
+        )
+    }
+    fn exited(&mut self) -> futures::future::BoxFuture<'_, Option<(String, String)>> {
+        Box::pin(async move {
+            let status = ProxyContainer::exited(self).await?;
+            // Let the log readers catch the last lines.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            Some((status, self.output.tail(40)))
+        })
+    }
+    fn stop(self: Box<Self>) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(async move { ProxyContainer::stop(*self).await })
     }
 }
