@@ -185,12 +185,16 @@ impl Recorder {
 
     /// The kept requests of `replica`, oldest first.
     pub(crate) fn asked(&self, replica: &str) -> Vec<Asked> {
-        self.get(replica).map(|l| l.snapshot().0).unwrap_or_default()
+        self.get(replica)
+            .map(|l| l.snapshot().0)
+            .unwrap_or_default()
     }
 
     /// How many requests `replica` received since the last clear (kept or not).
     pub(crate) fn count(&self, replica: &str) -> u64 {
-        self.get(replica).map(|l| l.snapshot().1).unwrap_or_default()
+        self.get(replica)
+            .map(|l| l.snapshot().1)
+            .unwrap_or_default()
     }
 
     pub(crate) fn all(&self) -> BTreeMap<String, Vec<Asked>> {

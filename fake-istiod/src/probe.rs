@@ -140,7 +140,10 @@ pub async fn ask_on(
 }
 
 /// The first `n` answers, or an error if fewer came.
-fn all_answers(mut got: Vec<DiscoveryResponse>, n: usize) -> Result<Vec<DiscoveryResponse>, Status> {
+fn all_answers(
+    mut got: Vec<DiscoveryResponse>,
+    n: usize,
+) -> Result<Vec<DiscoveryResponse>, Status> {
     if got.len() < n {
         return Err(Status::unavailable(format!(
             "stream closed before all answers ({} of {n})",

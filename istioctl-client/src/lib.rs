@@ -213,11 +213,15 @@ pub fn host_ip() -> IpAddr {
 
 /// `time.Now().String()` as adsc puts it in `response_nonce`.
 fn go_now_string() -> String {
-    let (secs, nanos) = match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
-        Err(_) => (0, 0),
-    };
-    let (date, time) = utc_date_time(secs);
+    let now = time::OffsetDateTime::now_utc();
+    let nanos = now.nanosecond();
+    let date = format!(
+        "{:04}-{:02}-{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day()
+    );
+    let time = format!("{:02}:{:02}:{:02}", now.hour(), now.minute(), now.second());
     let mut frac = format!("{nanos:09}");
     while frac.ends_with('0') && frac.len() > 1 {
         frac.pop();
@@ -227,30 +231,6 @@ fn go_now_string() -> String {
         .map(|d| d.subsec_nanos())
         .unwrap_or_default();
     format!("{date} {time}.{frac} +0000 UTC m=+0.{monotonic:09}")
-}
-
-/// `2006-01-02` and `15:04:05` of a Unix time, UTC (Howard Hinnant's days-to-civil).
-fn utc_date_time(seconds: i64) -> (String, String) {
-    let days = seconds.div_euclid(86_400);
-    let secs = seconds.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        format!("{y:04}-{m:02}-{d:02}"),
-        format!(
-            "{:02}:{:02}:{:02}",
-            secs / 3600,
-            (secs % 3600) / 60,
-            secs % 60
-        ),
-    )
 }
 
 /// The request istioctl sends for `type_url`.
@@ -890,19 +870,6 @@ mod tests {
             "timeout, still waiting for updates: istio.io/debug/syncz"
         );
         assert_eq!(go_code_name(tonic::Code::Cancelled), "Canceled");
-    }
-
-    #[test]
-    fn dates_are_utc_civil_dates() {
-        assert_eq!(utc_date_time(0), ("1970-01-01".into(), "00:00:00".into()));
-        assert_eq!(
-            utc_date_time(951_827_696),
-            ("2000-02-29".into(), "12:34:56".into())
-        );
-        assert_eq!(
-            utc_date_time(-1),
-            ("1969-12-31".into(), "23:59:59".into())
-        );
     }
 
     #[test]

@@ -17,7 +17,9 @@ fn scenario(name: &str) -> Scenario {
 
 #[tokio::test]
 async fn blog_replica_answers_syncz_with_the_three_proxies() {
-    let fake = testing::start_shipped("blog-walkthrough.yaml").await.unwrap();
+    let fake = testing::start_shipped("blog-walkthrough.yaml")
+        .await
+        .unwrap();
     let r = &fake.replicas()[0];
     assert_eq!(r.name, "istiod-666fb6694d-jklkt");
     assert_eq!(r.plaintext_addr.ip().to_string(), "127.0.0.2");
@@ -321,7 +323,9 @@ async fn version_info_and_nonce(#[case] version: &str, #[case] prefixed: bool) {
 async fn delta_xds_serves_debug_types() {
     use proto::envoy::envoy::service::discovery::v3::DeltaDiscoveryRequest;
     use proto::envoy::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-    let fake = testing::start_shipped("blog-walkthrough.yaml").await.unwrap();
+    let fake = testing::start_shipped("blog-walkthrough.yaml")
+        .await
+        .unwrap();
     let ch = fake_istiod::probe::channel(fake.replicas()[0].plaintext_addr, &Dial::default())
         .await
         .unwrap();
