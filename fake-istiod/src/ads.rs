@@ -1,6 +1,7 @@
 //! The ADS service each replica serves: debug type URLs answered one by one,
 //! istiod's authentication and authorization, and the faults that act on answers.
 
+use crate::asked::{self, Asked, Method, Outcome, ReplicaLog, Transport};
 use crate::auth::{Identity, TokenAuthority};
 use crate::mesh::{FaultState, ReplicaIdentity, SharedMesh, SplitMix};
 use crate::scenario::{Fault, Proxy};
@@ -18,7 +19,7 @@ use proto::{IstioVersion, type_url};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -34,6 +35,8 @@ pub struct Ads {
     pub authority: Arc<TokenAuthority>,
     pub pushes: Arc<AtomicU64>,
     pub started: SystemTime,
+    /// Where this replica's requests are recorded (both ports share it).
+    pub asked: Arc<ReplicaLog>,
 }
 
 /// Who is asking, after authentication and authorization.
@@ -45,6 +48,43 @@ struct Caller {
 impl Ads {
     fn current_fault(&self) -> Option<Fault> {
         self.fault.borrow().fault.clone()
+    }
+
+    fn transport(&self) -> Transport {
+        if self.tls {
+            Transport::Tls
+        } else {
+            Transport::Plaintext
+        }
+    }
+
+    /// Records a request on arrival; its outcome follows with `ReplicaLog::finish`.
+    fn record(
+        &self,
+        method: Method,
+        type_url: &str,
+        node_id: &str,
+        resource_names: &[String],
+        caller: &Caller,
+    ) -> asked::Ticket {
+        self.asked.record(Asked {
+            type_url: asked::clip(type_url),
+            node_id: asked::clip(node_id),
+            resource_names: asked::clip_names(resource_names),
+            caller: caller.identity.clone(),
+            transport: self.transport(),
+            method,
+            outcome: Outcome::Pending,
+            at: Instant::now(),
+        })
+    }
+
+    /// Authentication at stream start, a refusal recorded (no request was read yet).
+    fn authenticate_recorded<T>(&self, req: &Request<T>, method: Method) -> Result<Caller, Status> {
+        self.authenticate(req).inspect_err(|st| {
+            let ticket = self.record(method, "", "", &[], &Caller { identity: None });
+            self.asked.finish(ticket, Outcome::Refused(st.code()));
+        })
     }
 
     /// A random UUID-shaped string, as Go's `uuid.New().String()`.
@@ -335,7 +375,7 @@ impl AggregatedDiscoveryService for Ads {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let caller = self.authenticate(&request)?;
+        let caller = self.authenticate_recorded(&request, Method::StateOfTheWorld)?;
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel::<Result<DiscoveryResponse, Status>>(4);
         let this = self.clone();
@@ -346,8 +386,16 @@ impl AggregatedDiscoveryService for Ads {
                     Ok(Some(r)) => r,
                     Ok(None) | Err(_) => break,
                 };
+                let ticket = this.record(
+                    Method::StateOfTheWorld,
+                    &req.type_url,
+                    req.node.as_ref().map(|n| n.id.as_str()).unwrap_or_default(),
+                    &req.resource_names,
+                    &caller,
+                );
                 if !authorized {
                     if let Err(st) = check_node(&req, &caller, &this.version()) {
+                        this.asked.finish(ticket, Outcome::Refused(st.code()));
                         let _ = tx.send(Err(st)).await;
                         break;
                     }
@@ -357,6 +405,7 @@ impl AggregatedDiscoveryService for Ads {
                     r = this.answer(&req, &caller) => r,
                     _ = tx.closed() => break,
                 };
+                this.asked.finish(ticket, outcome(&result));
                 match result {
                     Ok(Some(resp)) => {
                         if tx.send(Ok(resp)).await.is_err() {
@@ -385,7 +434,7 @@ impl AggregatedDiscoveryService for Ads {
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let caller = self.authenticate(&request)?;
+        let caller = self.authenticate_recorded(&request, Method::Delta)?;
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel::<Result<DeltaDiscoveryResponse, Status>>(4);
         let this = self.clone();
@@ -396,14 +445,25 @@ impl AggregatedDiscoveryService for Ads {
                     Ok(Some(r)) => r,
                     Ok(None) | Err(_) => break,
                 };
+                let first = node.is_none();
                 // The node comes with the first request only.
-                if node.is_none() {
+                if first {
                     node = delta.node.clone();
+                }
+                let ticket = this.record(
+                    Method::Delta,
+                    &delta.type_url,
+                    node.as_ref().map(|n| n.id.as_str()).unwrap_or_default(),
+                    &delta.resource_names_subscribe,
+                    &caller,
+                );
+                if first {
                     let req = DiscoveryRequest {
                         node: node.clone(),
                         ..Default::default()
                     };
                     if let Err(st) = check_node(&req, &caller, &this.version()) {
+                        this.asked.finish(ticket, Outcome::Refused(st.code()));
                         let _ = tx.send(Err(st)).await;
                         break;
                     }
@@ -418,6 +478,7 @@ impl AggregatedDiscoveryService for Ads {
                     r = this.answer(&req, &caller) => r,
                     _ = tx.closed() => break,
                 };
+                this.asked.finish(ticket, outcome(&result));
                 match result {
                     Ok(Some(resp)) => {
                         if tx.send(Ok(to_delta(resp))).await.is_err() {
@@ -446,6 +507,15 @@ impl Ads {
             .ok()
             .and_then(|m| m.replicas.get(&self.replica).map(|r| r.version.clone()))
             .unwrap_or(IstioVersion::new(1, 30, 0))
+    }
+}
+
+/// What an answer's result means for the record.
+fn outcome(result: &Result<Option<DiscoveryResponse>, Status>) -> Outcome {
+    match result {
+        Ok(Some(_)) => Outcome::Answered,
+        Ok(None) => Outcome::Silent,
+        Err(st) => Outcome::Refused(st.code()),
     }
 }
 

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod ads;
+pub mod asked;
 pub mod auth;
 pub mod config_dump;
 mod conn;
@@ -25,9 +26,11 @@ pub mod probe;
 pub mod scenario;
 mod server;
 pub mod syncz;
+pub mod testing;
 pub mod timefmt;
 pub mod tls;
 
+pub use asked::{Asked, Outcome, Transport};
 pub use auth::{Identity, TokenAuthority, TokenSpec};
 pub use scenario::{Fault, Proxy, ProxyKind, Scenario, ScenarioError, SyncStatus, TypeStatus};
 pub use server::{

@@ -1,18 +1,20 @@
-//! A minimal istioctl-style client: open a stream, send one request, read the
-//! first answer. For tests, benches and quick checks (the harness has the
-//! faithful istioctl client).
+//! A minimal istioctl-style client for tests, benches and quick checks: open
+//! a stream, send requests, read the answers. The wire work is the
+//! `istioctl-client` crate's (the faithful istioctl client the harness uses);
+//! this keeps a small address-and-[`Dial`] front with `tonic::Status` errors.
 
+use istioctl_client::{ClientError, ClientOptions, Credentials};
 use prost::Message;
-use proto::envoy::envoy::service::discovery::v3::{
-    DiscoveryRequest, DiscoveryResponse,
-    aggregated_discovery_service_client::AggregatedDiscoveryServiceClient,
-};
+use proto::envoy::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use proto::envoy::envoy::service::status::v3::ClientConfig;
 use proto::node::IstioctlNode;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-use tonic::{Request, Status};
+use tonic::Status;
+use tonic::transport::Channel;
+
+/// How long [`ask_many`], [`ask_on`] and [`ask_first`] wait for all their answers.
+pub const ANSWERS_BOUND: Duration = Duration::from_secs(30);
 
 /// How to reach a replica.
 #[derive(Debug, Clone, Default)]
@@ -21,52 +23,80 @@ pub struct Dial {
     pub ca_pem: Option<String>,
     /// Bearer token sent as `authorization`.
     pub token: Option<String>,
-    /// Client certificate and key (PEM) for mutual TLS, istioctl's `--cert-dir`.
+    /// Client certificate and key (PEM) for mutual TLS, istioctl's `--cert-dir`
+    /// (used with `ca_pem` only).
     pub client_cert: Option<(String, String)>,
     /// Server name checked against the certificate (default: the IP address, which
     /// every serving certificate carries).
     pub domain: Option<String>,
 }
 
+impl Dial {
+    /// The client's credentials for this dial.
+    pub fn credentials(&self) -> Credentials {
+        let token = self.token.clone();
+        match (&self.ca_pem, &self.client_cert) {
+            (None, _) if token.is_none() => Credentials::Plaintext,
+            (None, _) => Credentials::PlaintextWithToken { token },
+            (Some(ca), None) => Credentials::VerifiedTls {
+                ca_pem: ca.clone().into_bytes(),
+                token,
+            },
+            (Some(ca), Some((cert, key))) => Credentials::VerifiedMutualTls {
+                ca_pem: ca.clone().into_bytes(),
+                cert_chain_pem: cert.clone().into_bytes(),
+                key_pem: key.clone().into_bytes(),
+                token,
+            },
+        }
+    }
+
+    /// The client's options to reach `addr` with this dial.
+    pub fn options(&self, addr: SocketAddr) -> ClientOptions {
+        ClientOptions {
+            credentials: self.credentials(),
+            authority: self.domain.clone(),
+            ..ClientOptions::plaintext(addr.to_string())
+        }
+    }
+}
+
+/// The node IP of [`istioctl_request`]'s node id.
+pub const NODE_IP: [u8; 4] = [10, 0, 0, 1];
+
 /// A request as istioctl builds it (node id with an IP, metadata GENERATOR,
-/// SERVICE_ACCOUNT=default, NAMESPACE, ISTIO_VERSION).
+/// SERVICE_ACCOUNT=default, NAMESPACE, ISTIO_VERSION; a timestamp nonce).
 pub fn istioctl_request(
     type_url: &str,
     resource_names: &[&str],
     namespace: &str,
 ) -> DiscoveryRequest {
-    DiscoveryRequest {
-        type_url: type_url.to_string(),
-        resource_names: resource_names.iter().map(|s| s.to_string()).collect(),
-        response_nonce: "2026-11-22T02:00:00Z".to_string(),
-        node: Some(IstioctlNode::new([10, 0, 0, 1].into(), namespace).to_node()),
-        ..Default::default()
+    let names: Vec<String> = resource_names.iter().map(|s| s.to_string()).collect();
+    istioctl_client::discovery_request(
+        &IstioctlNode::new(NODE_IP.into(), namespace),
+        type_url,
+        &names,
+    )
+}
+
+/// A client error as the gRPC status a caller of this module expects.
+pub fn status_of(e: ClientError) -> Status {
+    match e {
+        ClientError::Status { code, message } => Status::new(code, message),
+        ClientError::Dial(m) => Status::invalid_argument(m),
+        ClientError::Connect(m) => Status::unavailable(m),
+        ClientError::Timeout { type_url } => {
+            Status::deadline_exceeded(format!("no answer for {type_url}"))
+        }
+        ClientError::Eof => Status::unavailable("stream closed before any answer"),
     }
 }
 
+/// A channel to `addr` that reconnects when its connection is lost.
 pub async fn channel(addr: SocketAddr, dial: &Dial) -> Result<Channel, Status> {
-    let scheme = if dial.ca_pem.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))
-        .map_err(|e| Status::invalid_argument(e.to_string()))?
-        .connect_timeout(Duration::from_secs(5));
-    if let Some(ca) = &dial.ca_pem {
-        let mut tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(ca))
-            .domain_name(dial.domain.clone().unwrap_or_else(|| addr.ip().to_string()));
-        if let Some((cert, key)) = &dial.client_cert {
-            tls = tls.identity(Identity::from_pem(cert, key));
-        }
-        ep = ep
-            .tls_config(tls)
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-    }
-    ep.connect()
+    istioctl_client::reconnecting_channel(&dial.options(addr))
         .await
-        .map_err(|e| Status::unavailable(format!("connect {addr}: {e}")))
+        .map_err(status_of)
 }
 
 /// Sends requests on one stream and returns one answer per request, in order
@@ -76,8 +106,17 @@ pub async fn ask_many(
     dial: &Dial,
     requests: Vec<DiscoveryRequest>,
 ) -> Result<Vec<DiscoveryResponse>, Status> {
-    let ch = channel(addr, dial).await?;
-    ask_on(ch, dial, requests).await
+    let n = requests.len();
+    let got = istioctl_client::stream(
+        &dial.options(addr),
+        requests,
+        n,
+        ANSWERS_BOUND,
+        Duration::ZERO,
+    )
+    .await
+    .map_err(status_of)?;
+    all_answers(got, n)
 }
 
 /// As [`ask_many`], on an existing channel (connections are reused).
@@ -86,32 +125,33 @@ pub async fn ask_on(
     dial: &Dial,
     requests: Vec<DiscoveryRequest>,
 ) -> Result<Vec<DiscoveryResponse>, Status> {
-    let mut client = AggregatedDiscoveryServiceClient::new(ch)
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX);
     let n = requests.len();
-    let (tx, rx) = tokio::sync::mpsc::channel(n.max(1));
-    for r in requests {
-        let _ = tx.send(r).await;
+    let got = istioctl_client::stream_on(
+        ch,
+        dial.token.as_deref(),
+        requests,
+        n,
+        ANSWERS_BOUND,
+        Duration::ZERO,
+    )
+    .await
+    .map_err(status_of)?;
+    all_answers(got, n)
+}
+
+/// The first `n` answers, or an error if fewer came.
+fn all_answers(
+    mut got: Vec<DiscoveryResponse>,
+    n: usize,
+) -> Result<Vec<DiscoveryResponse>, Status> {
+    if got.len() < n {
+        return Err(Status::unavailable(format!(
+            "stream closed before all answers ({} of {n})",
+            got.len()
+        )));
     }
-    // Keep the sender alive: istioctl never closes its side.
-    let mut req = Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-    if let Some(t) = &dial.token {
-        let v = format!("Bearer {t}")
-            .parse()
-            .map_err(|_| Status::invalid_argument("token is not a valid header value"))?;
-        req.metadata_mut().insert("authorization", v);
-    }
-    let mut stream = client.stream_aggregated_resources(req).await?.into_inner();
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        match stream.message().await? {
-            Some(r) => out.push(r),
-            None => return Err(Status::unavailable("stream closed before all answers")),
-        }
-    }
-    drop(tx);
-    Ok(out)
+    got.truncate(n);
+    Ok(got)
 }
 
 /// Sends every request on one stream and returns the FIRST answer, whichever
@@ -122,37 +162,29 @@ pub async fn ask_first(
     dial: &Dial,
     requests: Vec<DiscoveryRequest>,
 ) -> Result<DiscoveryResponse, Status> {
-    let ch = channel(addr, dial).await?;
-    let mut client =
-        AggregatedDiscoveryServiceClient::new(ch).max_decoding_message_size(usize::MAX);
-    let (tx, rx) = tokio::sync::mpsc::channel(requests.len().max(1));
-    for r in requests {
-        let _ = tx.send(r).await;
-    }
-    let mut req = Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-    if let Some(t) = &dial.token {
-        let v = format!("Bearer {t}")
-            .parse()
-            .map_err(|_| Status::invalid_argument("token is not a valid header value"))?;
-        req.metadata_mut().insert("authorization", v);
-    }
-    let mut stream = client.stream_aggregated_resources(req).await?.into_inner();
-    let first = stream
-        .message()
-        .await?
-        .ok_or_else(|| Status::unavailable("stream closed before any answer"));
-    drop(tx);
-    first
+    let got = istioctl_client::stream(
+        &dial.options(addr),
+        requests,
+        1,
+        ANSWERS_BOUND,
+        Duration::ZERO,
+    )
+    .await
+    .map_err(status_of)?;
+    got.into_iter()
+        .next()
+        .ok_or_else(|| Status::unavailable("stream closed before any answer"))
 }
 
-/// One request, one answer.
+/// One request, one answer (the first of its type URL).
 pub async fn ask(
     addr: SocketAddr,
     dial: &Dial,
     request: DiscoveryRequest,
 ) -> Result<DiscoveryResponse, Status> {
-    let mut v = ask_many(addr, dial, vec![request]).await?;
-    v.pop().ok_or_else(|| Status::internal("no answer"))
+    istioctl_client::fetch_request(&dial.options(addr), request)
+        .await
+        .map_err(status_of)
 }
 
 /// The ClientConfigs of a syncz answer.

@@ -2,6 +2,7 @@
 //! with a plaintext (15010) and a TLS (15012) port.
 
 use crate::ads::Ads;
+use crate::asked::{Asked, Recorder};
 use crate::auth::{TokenAuthority, TokenSpec};
 use crate::conn::{Conn, accept_loop};
 use crate::mesh::{FaultState, MeshState, SharedMesh};
@@ -9,6 +10,7 @@ use crate::scenario::{Fault, Proxy, Replica, Scenario, TypeStatus};
 use crate::tls::Ca;
 use proto::IstioVersion;
 use proto::envoy::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -181,6 +183,8 @@ pub(crate) struct Inner {
     ca_file: PathBuf,
     opts: StartOptions,
     started: SystemTime,
+    /// What each replica was asked.
+    asked: Recorder,
 }
 
 /// A running set of emulated istiod replicas.
@@ -367,6 +371,7 @@ impl FakeIstiod {
             ca_file,
             opts: opts.clone(),
             started: SystemTime::now(),
+            asked: Recorder::default(),
         });
         start_replicas(&inner, &scenario).await?;
         let control = match opts.control_addr {
@@ -467,6 +472,44 @@ impl FakeIstiod {
     /// Replaces the whole mesh; replica listeners are re-created.
     pub async fn load_scenario(&self, scenario: Scenario) -> Result<(), Error> {
         self.inner.load_scenario(scenario).await
+    }
+
+    /// What `replica` was asked, oldest first: the last
+    /// [`KEPT_PER_REPLICA`](crate::asked::KEPT_PER_REPLICA) requests since
+    /// the last [`Self::clear_asked`] (empty for a replica never asked).
+    /// An answered or refused request is recorded before its caller
+    /// receives the answer or the error.
+    pub fn asked(&self, replica: &str) -> Vec<Asked> {
+        self.inner.asked.asked(replica)
+    }
+
+    /// How many requests `replica` received since the last clear, including
+    /// those no longer kept.
+    pub fn asked_count(&self, replica: &str) -> u64 {
+        self.inner.asked.count(replica)
+    }
+
+    /// [`Self::asked`] of every replica that was asked something, by name.
+    pub fn asked_all(&self) -> BTreeMap<String, Vec<Asked>> {
+        self.inner.asked.all()
+    }
+
+    /// Forgets what every replica was asked.
+    pub fn clear_asked(&self) {
+        self.inner.asked.clear()
+    }
+
+    /// Tells every listener and the control server to stop, without waiting
+    /// (for `Drop` of a test handle; [`Self::shutdown`] also waits).
+    pub(crate) fn stop_now(&self) {
+        if let Some((_, tx, _)) = &self.control {
+            let _ = tx.send(true);
+        }
+        if let Ok(rts) = self.inner.replicas.lock() {
+            for rt in rts.iter() {
+                let _ = rt.shutdown.send(true);
+            }
+        }
     }
 
     /// Stops every listener and the control server, and waits for them.
@@ -686,6 +729,7 @@ async fn start_replica(
     let (fault_tx, fault_rx) = watch::channel(FaultState::new(r.fault.clone()));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let pushes = Arc::new(AtomicU64::new(0));
+    let asked = inner.asked.replica(&r.name);
     let mut tasks = Vec::new();
     for (listener, addr, is_tls) in [(plain, plaintext_addr, false), (tls, tls_addr, true)] {
         let (conn_tx, conn_rx) = mpsc::channel::<io::Result<Conn>>(64);
@@ -697,6 +741,7 @@ async fn start_replica(
             authority: inner.authority.clone(),
             pushes: pushes.clone(),
             started: inner.started,
+            asked: asked.clone(),
         };
         let mut builder = Server::builder();
         if is_tls {

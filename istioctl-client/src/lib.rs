@@ -66,6 +66,16 @@ pub enum Credentials {
         cert_dir: PathBuf,
         insecure_skip_verify: bool,
     },
+    /// mTLS verified against `ca_pem`, with a client certificate chain and
+    /// key given as PEM instead of read from a `--cert-dir` (not in istioctl:
+    /// tests and fake-istiod's `ask` hold them in memory), plus an optional
+    /// bearer token.
+    VerifiedMutualTls {
+        ca_pem: Vec<u8>,
+        cert_chain_pem: Vec<u8>,
+        key_pem: Vec<u8>,
+        token: Option<String>,
+    },
 }
 
 impl Credentials {
@@ -73,7 +83,8 @@ impl Credentials {
         match self {
             Credentials::InsecureTlsWithToken { token }
             | Credentials::PlaintextWithToken { token }
-            | Credentials::VerifiedTls { token, .. } => token.as_deref(),
+            | Credentials::VerifiedTls { token, .. }
+            | Credentials::VerifiedMutualTls { token, .. } => token.as_deref(),
             _ => None,
         }
     }
@@ -204,7 +215,12 @@ pub fn host_ip() -> IpAddr {
 fn go_now_string() -> String {
     let now = time::OffsetDateTime::now_utc();
     let nanos = now.nanosecond();
-    let date = format!("{:04}-{:02}-{:02}", now.year(), u8::from(now.month()), now.day());
+    let date = format!(
+        "{:04}-{:02}-{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day()
+    );
     let time = format!("{:02}:{:02}:{:02}", now.hour(), now.minute(), now.second());
     let mut frac = format!("{nanos:09}");
     while frac.ends_with('0') && frac.len() > 1 {
@@ -377,8 +393,12 @@ pub async fn ack_exchange(
 /// A request with istioctl's `authorization: Bearer <token>` header, when the
 /// credentials carry a token.
 fn authorized<T>(opts: &ClientOptions, body: T) -> Result<tonic::Request<T>, ClientError> {
+    with_token(opts.credentials.token(), body)
+}
+
+fn with_token<T>(token: Option<&str>, body: T) -> Result<tonic::Request<T>, ClientError> {
     let mut req = tonic::Request::new(body);
-    if let Some(token) = opts.credentials.token() {
+    if let Some(token) = token {
         let value = MetadataValue::try_from(format!("Bearer {token}"))
             .map_err(|_| ClientError::Dial("the token is not a valid header value".to_string()))?;
         req.metadata_mut().insert("authorization", value);
@@ -405,6 +425,27 @@ pub async fn stream(
     linger: Duration,
 ) -> Result<Vec<DiscoveryResponse>, ClientError> {
     let channel = connect(opts).await?;
+    stream_on(
+        channel,
+        opts.credentials.token(),
+        requests,
+        wait_for,
+        bound,
+        linger,
+    )
+    .await
+}
+
+/// As [`stream`], on a channel already made (e.g. by [`reconnecting_channel`]),
+/// with `token` as the bearer token.
+pub async fn stream_on(
+    channel: Channel,
+    token: Option<&str>,
+    requests: Vec<DiscoveryRequest>,
+    wait_for: usize,
+    bound: Duration,
+    linger: Duration,
+) -> Result<Vec<DiscoveryResponse>, ClientError> {
     let mut client = AggregatedDiscoveryServiceClient::new(channel)
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);
@@ -412,7 +453,7 @@ pub async fn stream(
         tokio_stream::iter(requests),
         tokio_stream::pending::<DiscoveryRequest>(),
     );
-    let req = authorized(opts, outbound)?;
+    let req = with_token(token, outbound)?;
     let mut inbound =
         match tokio::time::timeout(bound, client.stream_aggregated_resources(req)).await {
             Ok(r) => r.map_err(status)?.into_inner(),
@@ -557,6 +598,30 @@ pub async fn connect(opts: &ClientOptions) -> Result<Channel, ClientError> {
         .map_err(|e| ClientError::Connect(format!("transport: {e}")))
 }
 
+/// A channel that dials again as [`dial`] does whenever its connection is
+/// lost (the channel of [`connect`] uses its one connection only): for a
+/// client that keeps a channel across a server going down and coming back.
+/// The first connection is made before it returns.
+pub async fn reconnecting_channel(opts: &ClientOptions) -> Result<Channel, ClientError> {
+    let uri = format!("http://{}", opts.address);
+    let endpoint = Endpoint::from_shared(uri)
+        .map_err(|e| ClientError::Dial(format!("address {}: {e}", opts.address)))?;
+    let opts = Arc::new(opts.clone());
+    let connector = tower::service_fn(move |_: Uri| {
+        let opts = opts.clone();
+        async move {
+            dial(&opts)
+                .await
+                .map(TokioIo::new)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        }
+    });
+    endpoint
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| ClientError::Connect(format!("transport: {e}")))
+}
+
 /// A connection as istioctl's options dial it (TCP, then TLS with ALPN h2
 /// if configured), for a client that speaks HTTP/2 itself.
 pub async fn dial(opts: &ClientOptions) -> Result<Conn, ClientError> {
@@ -573,7 +638,9 @@ pub async fn dial(opts: &ClientOptions) -> Result<Conn, ClientError> {
             // address's host. istioctl's default mode (`DialOptions`) never sets
             // it ("We don't set the XDSSAN"): the host, and no check anyway.
             let name = match &opts.credentials {
-                Credentials::MutualTls { .. } | Credentials::VerifiedTls { .. } => {
+                Credentials::MutualTls { .. }
+                | Credentials::VerifiedTls { .. }
+                | Credentials::VerifiedMutualTls { .. } => {
                     opts.authority.clone().unwrap_or_else(|| host.clone())
                 }
                 _ => host.clone(),
@@ -659,6 +726,23 @@ fn tls_config(opts: &ClientOptions) -> Result<Option<Arc<rustls::ClientConfig>>,
             };
             b.with_client_auth_cert(chain, key)
                 .map_err(|e| ClientError::Dial(format!("{}: {e}", key_path.display())))?
+        }
+        Credentials::VerifiedMutualTls {
+            ca_pem,
+            cert_chain_pem,
+            key_pem,
+            ..
+        } => {
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(cert_chain_pem)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| ClientError::Dial(format!("client certificate: {e}")))?;
+            let key = PrivateKeyDer::from_pem_slice(key_pem)
+                .map_err(|e| ClientError::Dial(format!("client key: {e}")))?;
+            builder()?
+                .with_root_certificates(root_store(ca_pem, "CA")?)
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| ClientError::Dial(format!("client key: {e}")))?
         }
     };
     cfg.alpn_protocols = vec![b"h2".to_vec()];

@@ -1,29 +1,23 @@
 //! Real gRPC on 127.0.0.x: each replica answers with exactly its own proxies.
 
+use crate::support::syncz_ids;
 use fake_istiod::probe::{Dial, ask, ask_many, control_plane_id, decode_syncz, istioctl_request};
-use fake_istiod::{FakeIstiod, Scenario, StartOptions, TokenSpec};
+use fake_istiod::testing::{self, TestMesh};
+use fake_istiod::{Scenario, StartOptions, TokenSpec};
 use proto::type_url;
-use std::path::PathBuf;
 
 /// TLS with istioctl's token (ServiceAccount default of the system namespace).
-fn istioctl_dial(fake: &FakeIstiod) -> Dial {
-    Dial {
-        ca_pem: Some(fake.ca_pem()),
-        token: Some(fake.mint_token(&TokenSpec::istioctl("istio-system"))),
-        ..Default::default()
-    }
+fn istioctl_dial(fake: &TestMesh) -> Dial {
+    fake.tls_dial(Some(fake.mint_token(&TokenSpec::istioctl("istio-system"))))
 }
 
 fn scenario(name: &str) -> Scenario {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../scenarios")
-        .join(name);
-    Scenario::load(&p).unwrap_or_else(|e| panic!("{e}"))
+    Scenario::load(testing::scenarios_dir().join(name)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]
 async fn blog_replica_answers_syncz_with_the_three_proxies() {
-    let fake = FakeIstiod::start(scenario("blog-walkthrough.yaml"), StartOptions::ephemeral())
+    let fake = testing::start_shipped("blog-walkthrough.yaml")
         .await
         .unwrap();
     let r = &fake.replicas()[0];
@@ -52,14 +46,8 @@ async fn blog_replica_answers_syncz_with_the_three_proxies() {
             .iter()
             .all(|a| a.type_url == type_url::CLIENT_CONFIG)
     );
-    let mut ids: Vec<String> = decode_syncz(&resp)
-        .unwrap()
-        .into_iter()
-        .map(|c| c.node.unwrap().id)
-        .collect();
-    ids.sort();
     assert_eq!(
-        ids,
+        syncz_ids(&resp),
         [
             "helloworld-v1-776f57d5f6-tmpkd.sample",
             "istio-ingressgateway-75bfd5668f-lggn4.external-istiod",
@@ -82,9 +70,7 @@ async fn each_replica_answers_with_exactly_its_own_proxies() {
             )
         })
         .collect();
-    let fake = FakeIstiod::start(s, StartOptions::ephemeral())
-        .await
-        .unwrap();
+    let fake = testing::start_scenario(s).await.unwrap();
     let replicas = fake.replicas();
     assert_eq!(replicas.len(), 3);
     for r in &replicas {
@@ -96,12 +82,7 @@ async fn each_replica_answers_with_exactly_its_own_proxies() {
         .await
         .unwrap();
         assert_eq!(control_plane_id(&resp), r.name);
-        let mut ids: Vec<String> = decode_syncz(&resp)
-            .unwrap()
-            .into_iter()
-            .map(|c| c.node.unwrap().id)
-            .collect();
-        ids.sort();
+        let ids = syncz_ids(&resp);
         let want = &expected.iter().find(|(n, _)| n == &r.name).unwrap().1;
         assert!(!want.is_empty());
         assert_eq!(&ids, want, "replica {}", r.name);
@@ -111,9 +92,7 @@ async fn each_replica_answers_with_exactly_its_own_proxies() {
 
 #[tokio::test]
 async fn config_dump_only_from_the_owning_replica_and_several_requests_per_stream() {
-    let fake = FakeIstiod::start(scenario("three-replicas.yaml"), StartOptions::ephemeral())
-        .await
-        .unwrap();
+    let fake = testing::start_shipped("three-replicas.yaml").await.unwrap();
     let id = "reviews-v1-545db77b95-hkh9p.bookinfo";
     for r in fake.replicas() {
         let answers = ask_many(
@@ -163,9 +142,7 @@ async fn config_dump_only_from_the_owning_replica_and_several_requests_per_strea
 
 #[tokio::test]
 async fn empty_mesh_answers_zero_resources() {
-    let fake = FakeIstiod::start(scenario("empty-mesh.yaml"), StartOptions::ephemeral())
-        .await
-        .unwrap();
+    let fake = testing::start_shipped("empty-mesh.yaml").await.unwrap();
     let r = &fake.replicas()[0];
     let resp = ask(
         r.tls_addr,
@@ -192,12 +169,7 @@ async fn connections_answers_zero_resources(#[case] version: &str, #[case] with_
     let yaml = format!(
         "istiod: {{ version: {version} }}\nauth: {{ debug_endpoint_auth: false }}\nreplicas: [ {{ name: istiod-a }} ]\nproxies: [ {{ id: a-1.default, replica: istiod-a }} ]\n"
     );
-    let fake = FakeIstiod::start(
-        Scenario::parse(&yaml, "c.yaml").unwrap(),
-        StartOptions::ephemeral(),
-    )
-    .await
-    .unwrap();
+    let fake = testing::start_named(&yaml, "c.yaml").await.unwrap();
     let resp = ask(
         fake.replicas()[0].plaintext_addr,
         &Dial::default(),
@@ -225,12 +197,7 @@ async fn config_dump_for_a_proxy_of_another_replica(#[case] version: &str, #[cas
     let yaml = format!(
         "istiod: {{ version: {version} }}\nauth: {{ debug_endpoint_auth: false }}\nreplicas: [ {{ name: istiod-a }}, {{ name: istiod-b }} ]\nproxies: [ {{ id: a-1.default, replica: istiod-a }} ]\n"
     );
-    let fake = FakeIstiod::start(
-        Scenario::parse(&yaml, "c.yaml").unwrap(),
-        StartOptions::ephemeral(),
-    )
-    .await
-    .unwrap();
+    let fake = testing::start_named(&yaml, "c.yaml").await.unwrap();
     let requests = || {
         vec![
             istioctl_request(type_url::CONFIG_DUMP, &["a-1.default"], "istio-system"),
@@ -270,9 +237,7 @@ async fn syncz_order_is_shuffled_reproducibly_and_lists_every_connection() {
     }
     yaml.push_str("  - { id: twice-1.default, replica: istiod-a, connections: 2 }\n");
     let orders = |s: Scenario| async move {
-        let fake = FakeIstiod::start(s, StartOptions::ephemeral())
-            .await
-            .unwrap();
+        let fake = testing::start_scenario(s).await.unwrap();
         let addr = fake.replicas()[0].plaintext_addr;
         let mut out = Vec::new();
         for _ in 0..3 {
@@ -325,12 +290,7 @@ async fn version_info_and_nonce(#[case] version: &str, #[case] prefixed: bool) {
     let yaml = format!(
         "istiod: {{ version: {version} }}\nauth: {{ debug_endpoint_auth: false }}\nreplicas: [ {{ name: istiod-a }} ]\nproxies: [ {{ id: a-1.default, replica: istiod-a }} ]\n"
     );
-    let fake = FakeIstiod::start(
-        Scenario::parse(&yaml, "v.yaml").unwrap(),
-        StartOptions::ephemeral(),
-    )
-    .await
-    .unwrap();
+    let fake = testing::start_named(&yaml, "v.yaml").await.unwrap();
     let addr = fake.replicas()[0].plaintext_addr;
     let syncz = || istioctl_request(type_url::SYNCZ, &[], "istio-system");
     let one = ask(addr, &Dial::default(), syncz()).await.unwrap();
@@ -363,7 +323,7 @@ async fn version_info_and_nonce(#[case] version: &str, #[case] prefixed: bool) {
 async fn delta_xds_serves_debug_types() {
     use proto::envoy::envoy::service::discovery::v3::DeltaDiscoveryRequest;
     use proto::envoy::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-    let fake = FakeIstiod::start(scenario("blog-walkthrough.yaml"), StartOptions::ephemeral())
+    let fake = testing::start_shipped("blog-walkthrough.yaml")
         .await
         .unwrap();
     let ch = fake_istiod::probe::channel(fake.replicas()[0].plaintext_addr, &Dial::default())
@@ -409,7 +369,8 @@ async fn ages_count_back_from_the_given_scenario_time() {
         scenario_time: Some(at),
         ..StartOptions::ephemeral()
     };
-    let fake = FakeIstiod::start(scenario("three-replicas.yaml"), opts)
+    let fake = testing::start_shipped("three-replicas.yaml")
+        .options(opts)
         .await
         .unwrap();
     assert_eq!(fake.scenario_time(), at);

@@ -166,8 +166,9 @@ generate:
 "#
 )]
 fn validation_errors(#[case] name: &str, #[case] yaml: &str) {
-    insta::with_settings!({ snapshot_suffix => name, description => yaml }, {
-        insta::assert_snapshot!("errors", errors(yaml));
+    // Named as when this was its own test binary (insta would prefix the module path).
+    insta::with_settings!({ snapshot_suffix => name, description => yaml, prepend_module_to_snapshot => false }, {
+        insta::assert_snapshot!("scenario_validation__errors", errors(yaml));
     });
 }
 

@@ -3,6 +3,7 @@
 //! only their own proxies under their own ID, accept the same tokens and
 //! verify against the same CA, and take faults through their own control API.
 
+use crate::support::{BIN, Child, scenarios};
 use fake_istiod::probe::{Dial, ask, control_plane_id, decode_syncz, istioctl_request};
 use fake_istiod::{CA_FILE, CA_KEY_FILE, SIGNING_KEY_FILE, Scenario};
 use proto::control as pb;
@@ -12,23 +13,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_fake-istiod");
 /// What a container would get as its network alias (`--dns-name`).
 const ALIAS: &str = "istiod-alias";
 const NAMESPACE: &str = "istio-system";
 
 fn scenario_file() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/three-replicas.yaml")
-}
-
-/// Kills the process on drop, so a failing assertion leaves nothing running.
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    scenarios().join("three-replicas.yaml")
 }
 
 struct Replica {

@@ -1,7 +1,7 @@
 //! The gRPC control API drives a running fake like the library calls do.
 
 use fake_istiod::probe::{Dial, ask, decode_syncz, istioctl_request};
-use fake_istiod::{FakeIstiod, Scenario, StartOptions};
+use fake_istiod::testing;
 use proto::control as pb;
 use proto::control::fake_istiod_control_client::FakeIstiodControlClient;
 use proto::type_url;
@@ -40,12 +40,10 @@ async fn ids(addr: SocketAddr) -> Vec<(String, Vec<i32>)> {
 
 #[tokio::test]
 async fn control_api_round_trip() {
-    let fake = FakeIstiod::start(
-        Scenario::parse(MESH, "mesh.yaml").unwrap(),
-        StartOptions::ephemeral().with_control(),
-    )
-    .await
-    .unwrap();
+    let fake = testing::start_named(MESH, "mesh.yaml")
+        .with_control()
+        .await
+        .unwrap();
     let addr = fake.control_addr().unwrap();
     let mut c = FakeIstiodControlClient::connect(format!("http://{addr}"))
         .await

@@ -1,27 +1,24 @@
 //! Each fault as a gRPC client sees it, from the shipped fault scenarios and
 //! set at runtime.
 
+use crate::support::eventually;
 use fake_istiod::probe::{Dial, ask, control_plane_id, decode_syncz, istioctl_request};
-use fake_istiod::{FakeIstiod, Fault, ReplicaInfo, Scenario, StartOptions};
+use fake_istiod::testing::{self, TestMesh};
+use fake_istiod::{Fault, ReplicaInfo};
 use proto::type_url;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tonic::Code;
 
 const HEALTHY: &str = "istiod-healthy-7c9d8b6f5-aaaaa";
 const FAULTY: &str = "istiod-faulty-7c9d8b6f5-bbbbb";
 
-async fn start(file: &str) -> FakeIstiod {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../scenarios")
-        .join(file);
-    let s = Scenario::load(&p).unwrap_or_else(|e| panic!("{e}"));
-    FakeIstiod::start(s, StartOptions::ephemeral())
+async fn start(file: &str) -> TestMesh {
+    testing::start_shipped(file)
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn replica(fake: &FakeIstiod, name: &str) -> ReplicaInfo {
+fn replica(fake: &TestMesh, name: &str) -> ReplicaInfo {
     fake.replica(name).unwrap()
 }
 
@@ -38,22 +35,6 @@ async fn syncz(
     )
     .await
     .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("test timeout")))
-}
-
-/// Retries `f` until it returns true, for at most `bound`.
-async fn eventually<F, Fut>(bound: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while start.elapsed() < bound {
-        if f().await {
-            return true;
-        }
-        tokio::task::yield_now().await;
-    }
-    false
 }
 
 #[tokio::test]

@@ -1,12 +1,15 @@
 //! istiod's authentication and debug-endpoint authorization, as a client sees it.
 
-use fake_istiod::probe::{Dial, ask, decode_syncz, istioctl_request};
-use fake_istiod::{FakeIstiod, Scenario, StartOptions, TokenSpec};
+use crate::support::syncz_ids;
+use fake_istiod::TokenSpec;
+use fake_istiod::probe::{Dial, ask, istioctl_request};
+use fake_istiod::testing::{self, TestMesh};
 use proto::type_url;
 use rstest::rstest;
 use tonic::Code;
 
-fn mesh(version: &str, auth: &str) -> Scenario {
+/// One replica of `version` with `auth` settings and three proxies.
+async fn mesh(version: &str, auth: &str) -> TestMesh {
     let yaml = format!(
         r#"
 istiod: {{ version: {version}, namespace: istio-system }}
@@ -18,7 +21,9 @@ proxies:
   - {{ id: istio-ingressgateway-5c4f8d9b6-x2x7q.istio-system, replica: istiod-7d4f9c6b8-abcde, kind: gateway }}
 "#
     );
-    Scenario::parse(&yaml, "auth.yaml").unwrap_or_else(|e| panic!("{e}"))
+    testing::start_named(&yaml, "auth.yaml")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -113,9 +118,7 @@ async fn syncz_auth(
     #[case] claimed_namespace: &str,
     #[case] expected: Result<&[&str], (Code, &str)>,
 ) {
-    let fake = FakeIstiod::start(mesh(version, auth), StartOptions::ephemeral())
-        .await
-        .unwrap();
+    let fake = mesh(version, auth).await;
     let r = &fake.replicas()[0];
     let token = match token {
         Token::None => None,
@@ -152,15 +155,7 @@ async fn syncz_auth(
     )
     .await;
     match (got, expected) {
-        (Ok(resp), Ok(want)) => {
-            let mut ids: Vec<String> = decode_syncz(&resp)
-                .unwrap()
-                .into_iter()
-                .map(|c| c.node.unwrap().id)
-                .collect();
-            ids.sort();
-            assert_eq!(ids, want);
-        }
+        (Ok(resp), Ok(want)) => assert_eq!(syncz_ids(&resp), want),
         (Err(st), Err((code, msg))) => {
             assert_eq!(st.code(), code, "{st:?}");
             assert_eq!(st.message(), msg);
@@ -172,9 +167,7 @@ async fn syncz_auth(
 
 #[tokio::test]
 async fn config_dump_of_another_namespace_is_invisible_to_a_scoped_caller() {
-    let fake = FakeIstiod::start(mesh("1.30.0", "{}"), StartOptions::ephemeral())
-        .await
-        .unwrap();
+    let fake = mesh("1.30.0", "{}").await;
     let r = &fake.replicas()[0];
     let dial = Dial {
         ca_pem: Some(fake.ca_pem()),
@@ -218,12 +211,7 @@ async fn config_dump_of_another_namespace_is_invisible_to_a_scoped_caller() {
 #[case::invalid_argument_1_30("1.30.0", Code::InvalidArgument)]
 #[tokio::test]
 async fn node_without_ip_is_rejected(#[case] version: &str, #[case] code: Code) {
-    let fake = FakeIstiod::start(
-        mesh(version, "{ debug_endpoint_auth: false }"),
-        StartOptions::ephemeral(),
-    )
-    .await
-    .unwrap();
+    let fake = mesh(version, "{ debug_endpoint_auth: false }").await;
     let mut req = istioctl_request(type_url::SYNCZ, &[], "istio-system");
     if let Some(n) = req.node.as_mut() {
         n.id = "sidecar~not-an-ip~x.y~y.svc.cluster.local".into();
@@ -252,9 +240,7 @@ async fn client_certificate_authenticates_like_a_token(
     #[case] claimed_namespace: &str,
     #[case] expected: Result<&[&str], (Code, &str)>,
 ) {
-    let fake = FakeIstiod::start(mesh("1.30.0", "{}"), StartOptions::ephemeral())
-        .await
-        .unwrap();
+    let fake = mesh("1.30.0", "{}").await;
     let cert = fake.issue_client_cert(cert_namespace, "default").unwrap();
     let dial = Dial {
         ca_pem: Some(fake.ca_pem()),
@@ -268,15 +254,7 @@ async fn client_certificate_authenticates_like_a_token(
     )
     .await;
     match (got, expected) {
-        (Ok(resp), Ok(want)) => {
-            let mut ids: Vec<String> = decode_syncz(&resp)
-                .unwrap()
-                .into_iter()
-                .map(|c| c.node.unwrap().id)
-                .collect();
-            ids.sort();
-            assert_eq!(ids, want);
-        }
+        (Ok(resp), Ok(want)) => assert_eq!(syncz_ids(&resp), want),
         (Err(st), Err((code, msg))) => {
             assert_eq!(st.code(), code, "{st:?}");
             assert_eq!(st.message(), msg);
@@ -313,12 +291,7 @@ async fn debug_type_rules(
     #[case] expected: Result<(), (Code, &str)>,
 ) {
     // debug_endpoint_auth off: istio.io/debug still wants an identity.
-    let fake = FakeIstiod::start(
-        mesh(version, "{ debug_endpoint_auth: false }"),
-        StartOptions::ephemeral(),
-    )
-    .await
-    .unwrap();
+    let fake = mesh(version, "{ debug_endpoint_auth: false }").await;
     let dial = Dial {
         ca_pem: Some(fake.ca_pem()),
         token: Some(fake.mint_token(&TokenSpec::new(namespace, "default"))),
@@ -377,12 +350,7 @@ proxies:
   - {{ id: productpage-v1-6b746f74dc-9stvs.bookinfo, replica: istiod-old-7d4f9c6b8-fghij }}
 "#
     );
-    let fake = FakeIstiod::start(
-        Scenario::parse(&yaml, "mixed.yaml").unwrap(),
-        StartOptions::ephemeral(),
-    )
-    .await
-    .unwrap();
+    let fake = testing::start_named(&yaml, "mixed.yaml").await.unwrap();
     let old = fake.replica("istiod-old-7d4f9c6b8-fghij").unwrap();
     let new = fake.replica("istiod-new-7d4f9c6b8-abcde").unwrap();
     for t in [
@@ -443,9 +411,7 @@ async fn identity_matching(
     #[case] node_id: &str,
     #[case] expected: Result<(), &str>,
 ) {
-    let fake = FakeIstiod::start(mesh("1.30.0", "{}"), StartOptions::ephemeral())
-        .await
-        .unwrap();
+    let fake = mesh("1.30.0", "{}").await;
     let mut req = istioctl_request(type_url::SYNCZ, &[], "istio-system");
     if let Some(n) = req.node.as_mut() {
         n.id = node_id.into();

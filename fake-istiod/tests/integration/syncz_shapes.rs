@@ -179,7 +179,8 @@ fn syncz_answer_per_istiod_version(#[case] version: &str) {
         },
         "client_configs": configs,
     });
-    insta::with_settings!({ snapshot_suffix => version }, {
-        insta::assert_yaml_snapshot!("syncz", doc);
+    // Named as when this was its own test binary (insta would prefix the module path).
+    insta::with_settings!({ snapshot_suffix => version, prepend_module_to_snapshot => false }, {
+        insta::assert_yaml_snapshot!("syncz_shapes__syncz", doc);
     });
 }

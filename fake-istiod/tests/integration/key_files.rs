@@ -3,7 +3,8 @@
 //! mint tokens the replicas (and a proxy trusting them) accept.
 
 use fake_istiod::scenario::Scenario;
-use fake_istiod::{CA_KEY_FILE, ClientCert, FakeIstiod, SIGNING_KEY_FILE, StartOptions};
+use fake_istiod::testing;
+use fake_istiod::{CA_KEY_FILE, ClientCert, SIGNING_KEY_FILE, StartOptions};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -25,7 +26,8 @@ async fn private_keys_are_owner_only_also_when_they_existed() {
     };
     let empty = || Scenario::empty(proto::IstioVersion::new(1, 30, 0));
     // No replicas: nothing binds a port.
-    let fake = FakeIstiod::start(empty(), opts())
+    let fake = testing::start_scenario(empty())
+        .options(opts())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     fake.shutdown().await;
@@ -39,7 +41,8 @@ async fn private_keys_are_owner_only_also_when_they_existed() {
         std::fs::set_permissions(state.join(f), std::fs::Permissions::from_mode(0o644))
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    let fake = FakeIstiod::start(empty(), opts())
+    let fake = testing::start_scenario(empty())
+        .options(opts())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     for f in [CA_KEY_FILE, SIGNING_KEY_FILE] {
@@ -60,12 +63,9 @@ async fn private_keys_are_owner_only_also_when_they_existed() {
 /// Without a state folder: a temporary one, owner-only (it was 0755).
 #[tokio::test]
 async fn the_temporary_state_folder_is_owner_only() {
-    let fake = FakeIstiod::start(
-        Scenario::empty(proto::IstioVersion::new(1, 30, 0)),
-        StartOptions::ephemeral(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let fake = testing::start_scenario(Scenario::empty(proto::IstioVersion::new(1, 30, 0)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let dir = fake.ca_file().parent().unwrap_or(Path::new("/"));
     assert_eq!(mode(dir), 0o700, "{}", dir.display());
     for f in [CA_KEY_FILE, SIGNING_KEY_FILE] {
@@ -82,14 +82,12 @@ async fn a_symlink_in_place_of_a_key_is_refused() {
     let target = tmp.path().join("elsewhere");
     std::os::unix::fs::symlink(&target, state.join(SIGNING_KEY_FILE))
         .unwrap_or_else(|e| panic!("{e}"));
-    let started = FakeIstiod::start(
-        Scenario::empty(proto::IstioVersion::new(1, 30, 0)),
-        StartOptions {
+    let started = testing::start_scenario(Scenario::empty(proto::IstioVersion::new(1, 30, 0)))
+        .options(StartOptions {
             state_dir: Some(state),
             ..StartOptions::ephemeral()
-        },
-    )
-    .await;
+        })
+        .await;
     assert!(started.is_err(), "wrote the key through a symlink");
     assert!(!target.exists(), "the symlink's target was written");
 }

@@ -1,17 +1,11 @@
 //! The `fake-istiod` binary: validate, token, and serve answering an
 //! istioctl-style syncz request (the "done when" of the crate).
 
-use fake_istiod::probe::{Dial, ask, control_plane_id, decode_syncz, istioctl_request};
+use crate::support::{BIN, Child, scenarios, syncz_ids};
+use fake_istiod::probe::{Dial, ask, control_plane_id, istioctl_request};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-
-const BIN: &str = env!("CARGO_BIN_EXE_fake-istiod");
-
-fn scenarios() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
-}
 
 #[test]
 fn validate_reports_file_line_and_field() {
@@ -130,15 +124,6 @@ fn validate_refuses_what_is_not_a_regular_file() {
     );
 }
 
-/// Kills the child on drop (the test started it).
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn serve_answers_the_blog_syncz() {
     let dir = tempfile::tempdir().unwrap();
@@ -208,14 +193,8 @@ async fn serve_answers_the_blog_syncz() {
     .await
     .unwrap();
     assert_eq!(control_plane_id(&resp), "istiod-666fb6694d-jklkt");
-    let mut ids: Vec<String> = decode_syncz(&resp)
-        .unwrap()
-        .into_iter()
-        .map(|c| c.node.unwrap().id)
-        .collect();
-    ids.sort();
     assert_eq!(
-        ids,
+        syncz_ids(&resp),
         [
             "helloworld-v1-776f57d5f6-tmpkd.sample",
             "istio-ingressgateway-75bfd5668f-lggn4.external-istiod",
