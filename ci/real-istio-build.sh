@@ -71,8 +71,14 @@ build() { # name package ldflags
   step "built $name in $(( $(date +%s) - t0 ))s ($(du -h "$bin/$name" | cut -f1))"
 }
 
+# kube-apiserver reports its version from these (k8s.io/component-base/version/base.go);
+# unstamped it says v0.0.0-master.
+K8S_VERSION="v1.36.3"
+kv=k8s.io/component-base/version
+k8s_ldflags="$ldflags -X $kv.gitVersion=$K8S_VERSION -X $kv.gitMajor=1 -X $kv.gitMinor=36 -X $kv.gitTreeState=clean -X $kv.buildDate=1970-01-01T00:00:00Z"
+
 build etcd ./cmd/etcd "$ldflags"
-build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$ldflags"
+build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags"
 build pilot-discovery istio.io/istio/pilot/cmd/pilot-discovery "$istio_ldflags"
 build pilot-agent istio.io/istio/pilot/cmd/pilot-agent "$istio_ldflags"
 build istioctl istio.io/istio/istioctl/cmd/istioctl "$istio_ldflags"

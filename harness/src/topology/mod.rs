@@ -16,6 +16,7 @@ pub mod local;
 
 pub mod bench;
 pub mod process;
+pub mod real_istio;
 pub mod scenarios;
 
 use crate::suite::snapshots::Snapshots;
