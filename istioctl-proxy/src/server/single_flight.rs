@@ -241,8 +241,6 @@ impl Drop for Landing {
 mod tests {
     use crate::ProxyConfig;
     use fake_istiod::{FakeIstiod, Fault, Scenario, StartOptions};
-    use futures::StreamExt;
-    use proto::envoy::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
     use proto::envoy::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
     use proto::envoy::envoy::service::status::v3::ClientConfig;
     use proto::node::IstioctlNode;
@@ -250,25 +248,13 @@ mod tests {
     use std::time::Duration;
 
     async fn syncz(addr: SocketAddr) -> DiscoveryResponse {
-        let ch = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let mut client =
-            AggregatedDiscoveryServiceClient::new(ch).max_decoding_message_size(usize::MAX);
         let req = DiscoveryRequest {
             type_url: proto::type_url::SYNCZ.into(),
             node: Some(IstioctlNode::new("10.1.2.3".parse().unwrap(), "istio-system").to_node()),
             ..Default::default()
         };
-        let outbound = futures::stream::once(async move { req }).chain(futures::stream::pending());
-        let mut inbound = client
-            .stream_aggregated_resources(outbound)
-            .await
-            .unwrap()
-            .into_inner();
-        inbound.message().await.unwrap().unwrap()
+        let istioctl = istioctl_client::ClientOptions::plaintext(addr.to_string());
+        istioctl_client::fetch_request(&istioctl, req).await.unwrap()
     }
 
     fn ids(resp: &DiscoveryResponse) -> Vec<String> {
