@@ -12,7 +12,6 @@ mod defect;
 mod seams;
 mod stream;
 
-pub(crate) use config_dump::{AskReplicas, BrokenRoute};
+pub(crate) use config_dump::AskReplicas;
 pub use defect::Defect;
 pub(crate) use seams::Defects;
-pub(crate) use stream::StreamSeam;

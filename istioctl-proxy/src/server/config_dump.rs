@@ -162,7 +162,6 @@ impl State {
         }
     }
 }
-}
 
 /// How a broken config_dump routing (a defect) asks the replicas: the
 /// request, token and deadline of the config_dump it answers.
