@@ -92,7 +92,11 @@ impl State {
     /// When the proxy calls with its own credentials, the node claims the
     /// proxy's service account (istiod checks the claim against the
     /// authenticated identity): the one its token names, else the configured one.
-    pub(super) fn upstream_request(&self, mut req: DiscoveryRequest, token: Option<&str>) -> DiscoveryRequest {
+    pub(super) fn upstream_request(
+        &self,
+        mut req: DiscoveryRequest,
+        token: Option<&str>,
+    ) -> DiscoveryRequest {
         let from_token = || token.and_then(crate::auth::unverified_identity);
         let claim = match &self.config.identity {
             IdentityMode::Passthrough => None,

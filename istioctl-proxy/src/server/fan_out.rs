@@ -78,7 +78,9 @@ impl State {
     ) -> Result<Answer, Status> {
         let token = self.upstream_token(caller)?;
         let request = self.upstream_request(req, token.as_deref());
-        let visibility = self.defects.visibility(&request.type_url, &caller.visibility);
+        let visibility = self
+            .defects
+            .visibility(&request.type_url, &caller.visibility);
         let ask = FanOut {
             request,
             token,
@@ -98,7 +100,11 @@ impl State {
             .unwrap_or_else(Instant::now);
         let state = self.clone();
         self.flights
-            .join(key, latest, move || async move { state.merged_now(&ask).await })
+            .join(
+                key,
+                latest,
+                move || async move { state.merged_now(&ask).await },
+            )
             .await
             .map(merge::answer_for_client)
     }

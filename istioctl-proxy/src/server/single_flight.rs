@@ -67,7 +67,11 @@ pub(crate) struct FlightKey {
 }
 
 impl FlightKey {
-    pub(super) fn new(req: &DiscoveryRequest, token: &Option<String>, visibility: &Visibility) -> Self {
+    pub(super) fn new(
+        req: &DiscoveryRequest,
+        token: &Option<String>,
+        visibility: &Visibility,
+    ) -> Self {
         use prost::Message;
         let mut node = req.node.clone().unwrap_or_default();
         let mut metadata: Vec<(String, Vec<u8>)> = node
@@ -96,7 +100,12 @@ impl Flights {
     /// Joins the open flight of `key` (one whose requests to the replicas
     /// have not gone out yet) or opens one, which runs `work()` once its turn
     /// comes (see [`Flights::fly`]); returns the flight's result.
-    pub(super) async fn join<W, F>(self: &Arc<Self>, key: FlightKey, latest: Instant, work: W) -> FlightResult
+    pub(super) async fn join<W, F>(
+        self: &Arc<Self>,
+        key: FlightKey,
+        latest: Instant,
+        work: W,
+    ) -> FlightResult
     where
         W: FnOnce() -> F,
         F: Future<Output = FlightResult> + Send + 'static,
@@ -254,7 +263,9 @@ mod tests {
             ..Default::default()
         };
         let istioctl = istioctl_client::ClientOptions::plaintext(addr.to_string());
-        istioctl_client::fetch_request(&istioctl, req).await.unwrap()
+        istioctl_client::fetch_request(&istioctl, req)
+            .await
+            .unwrap()
     }
 
     fn ids(resp: &DiscoveryResponse) -> Vec<String> {

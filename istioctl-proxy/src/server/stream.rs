@@ -254,4 +254,3 @@ impl AdsService {
         Ok(Response::new(PermitStream::new(ReceiverStream::new(rx))))
     }
 }
-

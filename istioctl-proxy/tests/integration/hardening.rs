@@ -3,9 +3,9 @@
 //! URLs, a request that outlives --request-timeout in the merge.
 use crate::support::*;
 use futures::StreamExt;
+use istioctl_client::raw::Raw;
 use proto::type_url;
 use std::time::Duration;
-use istioctl_client::raw::Raw;
 
 /// Sends one raw message on an ADS stream: the first answer or the error.
 async fn raw_ask(addr: std::net::SocketAddr, msg: Vec<u8>) -> Result<Vec<u8>, tonic::Status> {
