@@ -66,16 +66,15 @@ impl ProxyConfig {
         }
     }
 
-    /// Whether a defect is switched on (always false without `test-defects`).
-    #[allow(unused_variables)]
-    pub(crate) fn has_defect(&self, defect: crate::Defect) -> bool {
+    /// The deliberate defects switched on (none without `test-defects`).
+    pub(crate) fn defect_list(&self) -> &[crate::Defect] {
         #[cfg(feature = "test-defects")]
         {
-            self.defects.contains(&defect)
+            &self.defects
         }
         #[cfg(not(feature = "test-defects"))]
         {
-            false
+            &[]
         }
     }
 }

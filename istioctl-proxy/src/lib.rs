@@ -52,12 +52,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
-/// gRPC's default message limit, used only by the `Cap4MiB` defect.
-const GRPC_DEFAULT_MAX: usize = 4 * 1024 * 1024;
-/// HTTP/2 flow-control window: answers of many MiB need far more than 64 KiB
-/// in flight to be fast (istioctl's grpc-go sizes its window dynamically).
-/// Used for the upstream channels (what replicas may send us).
-pub(crate) const HTTP2_WINDOW: u32 = 8 * 1024 * 1024;
 /// What a CLIENT may send before the proxy reads it: requests are tiny, so a
 /// small receive window bounds what half-sent messages can make the proxy buffer.
 const CLIENT_STREAM_WINDOW: u32 = 64 * 1024;
@@ -163,7 +157,8 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
     }
     let tls = server_tls(&config.serve)?;
     let upstream = upstream::Upstream::new(&config.upstream, config.replica_timeout)?;
-    let discovery = discovery::start(&config.discovery, config.has_defect(Defect::DnsOnce)).await?;
+    let defects = defects::Defects::new(config.defect_list());
+    let discovery = discovery::start(&config.discovery, defects.resolves_dns_once()).await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -203,21 +198,16 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
         }
     };
 
-    let max_send = if config.has_defect(Defect::Cap4MiB) {
-        GRPC_DEFAULT_MAX
-    } else {
-        usize::MAX
-    };
     let plaintext = tls.is_none();
-    let unbounded = config.has_defect(Defect::UnboundedRequests);
     let mut config = config;
-    if config.has_defect(Defect::TinyConnectionCap) {
-        config.limits.max_connections = 32;
-        config.limits.idle_timeout = Duration::from_secs(3600);
-    }
-    let die_on_garbage = config
-        .has_defect(Defect::DieOnGarbage)
-        .then_some(!plaintext);
+    let correct = limits::Serving {
+        max_request_bytes: config.limits.max_request_bytes,
+        max_answer_bytes: usize::MAX,
+        client_windows: (CLIENT_STREAM_WINDOW, CLIENT_CONNECTION_WINDOW),
+        bounded_answers: true,
+        die_on_garbage: None,
+    };
+    let serving = defects.serving(correct, &mut config.limits, !plaintext);
     let state = Arc::new(server::State {
         upstream,
         replicas: discovery.replicas.clone(),
@@ -226,31 +216,21 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
         remembered: Mutex::new(Default::default()),
         shutdown: shutdown_rx.clone(),
         answer_slots: limits::AnswerSlots::new(config.limits.max_inflight_answers),
-        serial: Default::default(),
-        forgotten: Default::default(),
         flights: Default::default(),
+        defects,
         config,
     });
     let service = ads::AdsServer::new(
         server::AdsService {
             state: state.clone(),
         },
-        if unbounded {
-            usize::MAX
-        } else {
-            state.config.limits.max_request_bytes
-        },
-        max_send,
-        // Defect: answers handed to HTTP/2 as fast as it takes them.
-        !state.config.has_defect(Defect::UnboundedAnswers),
+        serving.max_request_bytes,
+        serving.max_answer_bytes,
+        serving.bounded_answers,
     );
 
     let lim = &state.config.limits;
-    let (stream_window, conn_window) = if unbounded {
-        (HTTP2_WINDOW, HTTP2_WINDOW)
-    } else {
-        (CLIENT_STREAM_WINDOW, CLIENT_CONNECTION_WINDOW)
-    };
+    let (stream_window, conn_window) = serving.client_windows;
     let mut builder = Server::builder()
         .initial_stream_window_size(Some(stream_window))
         .initial_connection_window_size(Some(conn_window))
@@ -272,7 +252,7 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
     let mut rx = shutdown_rx;
     // Our own accept loop: a cap on open connections, idle connections
     // closed, accept errors (EMFILE) backed off instead of spinning.
-    let incoming = limits::incoming(listener, &state.config.limits, die_on_garbage);
+    let incoming = limits::incoming(listener, &state.config.limits, serving.die_on_garbage);
     let grpc = tokio::spawn(builder.add_service(service).serve_with_incoming_shutdown(
         incoming,
         async move {

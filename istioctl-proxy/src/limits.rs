@@ -52,6 +52,24 @@ impl Default for Limits {
     }
 }
 
+/// How the listener serves, beyond [`Limits`] (set up at start; the
+/// `serving` seam of `crate::defects` may change it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Serving {
+    /// Largest request message read.
+    pub max_request_bytes: usize,
+    /// Largest answer message sent.
+    pub max_answer_bytes: usize,
+    /// HTTP/2 receive windows for clients: per stream, per connection.
+    pub client_windows: (u32, u32),
+    /// Whether answer chunks are held back while the client has not read
+    /// what it was handed (see `crate::ads`).
+    pub bounded_answers: bool,
+    /// `Some(tls)`: a connection whose first bytes are not a handshake ends
+    /// the accept loop (the `die-on-garbage` defect; see [`incoming`]).
+    pub die_on_garbage: Option<bool>,
+}
+
 /// Raises this process's soft open-file limit to its hard limit (so that
 /// `max_connections` is reachable); returns the soft limit in force.
 pub fn raise_fd_limit() -> Option<u64> {

@@ -13,6 +13,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+/// HTTP/2 flow-control window: answers of many MiB need far more than 64 KiB
+/// in flight to be fast (istioctl's grpc-go sizes its window dynamically).
+/// Used for the upstream channels (what replicas may send us).
+pub(crate) const HTTP2_WINDOW: u32 = 8 * 1024 * 1024;
+
 const ADS_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
 
@@ -90,8 +95,8 @@ impl Upstream {
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10))
             .keep_alive_while_idle(true)
-            .initial_stream_window_size(crate::HTTP2_WINDOW)
-            .initial_connection_window_size(crate::HTTP2_WINDOW);
+            .initial_stream_window_size(HTTP2_WINDOW)
+            .initial_connection_window_size(HTTP2_WINDOW);
         if let Some(tls) = &self.tls {
             endpoint = endpoint
                 .tls_config(tls.clone())

@@ -311,7 +311,7 @@ pub fn encode_any(any: &Any) -> Bytes {
 }
 
 /// What every client of one merged answer gets alike (shared between the
-/// callers of one fan-out, see `server::Flights`).
+/// callers of one fan-out, see `server::single_flight::Flights`).
 #[derive(Debug, Default)]
 pub struct Shared {
     /// The kept resources, exactly as the replicas sent them, in order.
@@ -324,7 +324,7 @@ pub struct Shared {
     /// answers, held as long as the answer (always empty otherwise).
     pub decoded_copies: DecodedCopies,
     /// Dropped with the last client's answer (the single flight's turn ends
-    /// there: see `server::Flights`).
+    /// there: see `server::single_flight::Flights`).
     pub hold: Hold,
 }
 

@@ -1,6 +1,5 @@
-//! Deliberate defects, so the conformance suite can prove each check fails on a
-//! broken proxy. Only settable with the `test-defects` cargo feature (never a
-//! flag of the real binary); without it [`crate::ProxyConfig`] has no `defects`.
+//! The defects by name: what each breaks, its kebab-case name, and the set of
+//! those switched on.
 
 use std::str::FromStr;
 
@@ -139,6 +138,28 @@ impl FromStr for Defect {
     }
 }
 
+/// The defects switched on (a bit per defect). Empty without the
+/// `test-defects` feature, whatever it was built from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Set(u32);
+
+impl Set {
+    pub fn of(defects: &[Defect]) -> Self {
+        Set(defects.iter().fold(0, |set, d| set | Self::bit(*d)))
+    }
+
+    const fn bit(d: Defect) -> u32 {
+        1 << d as u32
+    }
+
+    /// Whether `d` is on (never without `test-defects`).
+    pub fn has(self, d: Defect) -> bool {
+        cfg!(feature = "test-defects") && self.0 & Self::bit(d) != 0
+    }
+}
+
+const _: () = assert!(Defect::ALL.len() <= u32::BITS as usize);
+
 impl std::fmt::Display for Defect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -148,6 +169,17 @@ impl std::fmt::Display for Defect {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(feature = "test-defects")]
+    fn a_set_has_what_it_was_made_of() {
+        let set = Set::of(&[Defect::NoDedupe, Defect::BufferDecodedAnswers]);
+        for d in Defect::ALL {
+            let want = matches!(d, Defect::NoDedupe | Defect::BufferDecodedAnswers);
+            assert_eq!(set.has(d), want, "{d}");
+        }
+        assert!(!Set::default().has(Defect::NoDedupe));
+    }
 
     #[test]
     fn names_round_trip() {

@@ -12,8 +12,7 @@
 //!   caller's own namespace.
 //!
 //! Each test failed on the proxy before the fix (audit findings).
-mod common;
-use common::*;
+use crate::support::*;
 use fake_istiod::{FakeIstiod, TokenSpec};
 use istioctl_proxy::{IdentityMode, OwnIdentity, ProxyConfig, RunningProxy, UpstreamTransport};
 use prost::Message;
@@ -81,7 +80,7 @@ impl Setup {
         let mut req: DiscoveryRequest = istioctl_request(type_url, names);
         req.node =
             Some(proto::node::IstioctlNode::new("10.1.2.3".parse().unwrap(), namespace).to_node());
-        ask_on(channel(self.proxy.local_addr()).await, req, Some(&token)).await
+        ask_with(&client(self.proxy.local_addr(), Some(&token)), req).await
     }
 
     async fn stop(self) {

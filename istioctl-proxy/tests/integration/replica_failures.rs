@@ -1,7 +1,6 @@
 //! A replica down, hanging, slow, erroring or sending garbage, under both
 //! policies: the answer comes within the deadline and is never silently partial.
-mod common;
-use common::*;
+use crate::support::*;
 use fake_istiod::Fault;
 use istioctl_proxy::FailurePolicy;
 use proto::type_url;

@@ -1,7 +1,6 @@
 //! Caller authentication in both identity modes, TLS to the replicas, and
 //! namespace visibility in own-identity mode.
-mod common;
-use common::*;
+use crate::support::*;
 use fake_istiod::{FakeIstiod, TokenSpec};
 use istioctl_proxy::{IdentityMode, OwnIdentity, ProxyConfig, UpstreamTransport};
 use proto::type_url;
@@ -175,19 +174,15 @@ async fn own_identity_caller_sees_no_more_than_istiod_would_show_it() {
         || Some(proto::node::IstioctlNode::new("10.1.2.3".parse().unwrap(), "bookinfo").to_node());
     let mut istiod_shows = Vec::new();
     for r in fake.replicas() {
-        let tls = tonic::transport::ClientTlsConfig::new()
-            .ca_certificate(tonic::transport::Certificate::from_pem(fake.ca_pem()))
-            .domain_name("istiod.istio-system.svc");
-        let ch = tonic::transport::Channel::from_shared(format!("https://{}", r.tls_addr))
-            .unwrap()
-            .tls_config(tls)
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let replica = tls_client(
+            r.tls_addr,
+            fake.ca_pem().as_bytes(),
+            "istiod.istio-system.svc",
+            Some(&caller),
+        );
         let mut req = istioctl_request(type_url::SYNCZ, &[]);
         req.node = bookinfo_node();
-        istiod_shows.extend(node_ids(&ask_on(ch, req, Some(&caller)).await.unwrap()));
+        istiod_shows.extend(node_ids(&ask_with(&replica, req).await.unwrap()));
     }
     let istiod_shows = sorted(istiod_shows);
     // Through the proxy: only bookinfo's proxies.
@@ -195,7 +190,7 @@ async fn own_identity_caller_sees_no_more_than_istiod_would_show_it() {
     // A bookinfo caller's node claims its own namespace.
     req.node =
         Some(proto::node::IstioctlNode::new("10.1.2.3".parse().unwrap(), "bookinfo").to_node());
-    let resp = ask_on(channel(proxy.local_addr()).await, req, Some(&caller))
+    let resp = ask_with(&client(proxy.local_addr(), Some(&caller)), req)
         .await
         .unwrap();
     let ids = sorted(node_ids(&resp));
@@ -218,7 +213,7 @@ async fn own_identity_caller_sees_no_more_than_istiod_would_show_it() {
     );
     req.node =
         Some(proto::node::IstioctlNode::new("10.1.2.3".parse().unwrap(), "bookinfo").to_node());
-    let resp = ask_on(channel(proxy.local_addr()).await, req, Some(&caller))
+    let resp = ask_with(&client(proxy.local_addr(), Some(&caller)), req)
         .await
         .unwrap();
     assert!(resp.resources.is_empty());

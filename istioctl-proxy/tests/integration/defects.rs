@@ -1,8 +1,6 @@
 //! Each deliberate defect (feature `test-defects`) visibly breaks what it names,
 //! so the conformance suite's checks have something to catch.
-#![cfg(feature = "test-defects")]
-mod common;
-use common::*;
+use crate::support::*;
 use istioctl_proxy::{Defect, FailurePolicy};
 use proto::type_url;
 use std::time::{Duration, Instant};

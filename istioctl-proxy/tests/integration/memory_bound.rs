@@ -6,9 +6,7 @@
 //! past the same bound. The proxy runs as its own process (its /proc status
 //! is measured: VmHWM, the peak, against VmRSS once it serves).
 //! Latency is measured in the `merged_syncz` bench, not here.
-#![cfg(feature = "test-defects")]
-mod common;
-use common::*;
+use crate::support::*;
 use prost::Message;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -100,15 +98,12 @@ async fn growth(defects: &str, clients: usize) -> (u64, u64) {
     let fake = fake(mesh()).await;
     let proxy = Proxy::start(&fake, defects);
     let idle = proxy.status("VmRSS:");
-    let mut channels = Vec::new();
-    for _ in 0..clients {
-        channels.push(channel(proxy.addr).await);
-    }
+    let istioctls: Vec<_> = (0..clients).map(|_| client(proxy.addr, None)).collect();
     let mut size = 0;
     for _ in 0..2 {
-        let answers = futures::future::join_all(channels.iter().map(|ch| async {
+        let answers = futures::future::join_all(istioctls.iter().map(|opts| async {
             let req = istioctl_request(proto::type_url::SYNCZ, &[]);
-            let resp = ask_on(ch.clone(), req, None).await.expect("an answer");
+            let resp = ask_with(opts, req).await.expect("an answer");
             assert_eq!(resp.resources.len(), PROXIES, "complete answer");
             resp.encoded_len() as u64
         }))

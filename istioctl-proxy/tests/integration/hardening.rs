@@ -1,50 +1,11 @@
 //! Hostile requests get a gRPC error (not a silent OK), and the proxy keeps
 //! serving: undecodable bytes, invalid UTF-8, oversized messages and type
 //! URLs, a request that outlives --request-timeout in the merge.
-mod common;
-use common::*;
+use crate::support::*;
 use futures::StreamExt;
+use istioctl_client::raw::Raw;
 use proto::type_url;
 use std::time::Duration;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-
-/// A gRPC codec that sends and receives raw message bytes.
-#[derive(Default)]
-struct Raw;
-struct RawEnc;
-struct RawDec;
-
-impl Encoder for RawEnc {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        use prost::bytes::BufMut;
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-impl Decoder for RawDec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
-        use prost::bytes::Buf;
-        let mut v = vec![0; src.remaining()];
-        src.copy_to_slice(&mut v);
-        Ok(Some(v))
-    }
-}
-impl Codec for Raw {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawEnc;
-    type Decoder = RawDec;
-    fn encoder(&mut self) -> RawEnc {
-        RawEnc
-    }
-    fn decoder(&mut self) -> RawDec {
-        RawDec
-    }
-}
 
 /// Sends one raw message on an ADS stream: the first answer or the error.
 async fn raw_ask(addr: std::net::SocketAddr, msg: Vec<u8>) -> Result<Vec<u8>, tonic::Status> {

@@ -1,6 +1,5 @@
 //! TLS listener, health endpoints, graceful shutdown.
-mod common;
-use common::*;
+use crate::support::*;
 use istioctl_proxy::{ProxyConfig, ServeTransport};
 use proto::type_url;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,32 +23,18 @@ async fn serves_tls_and_refuses_plaintext_clients() {
     let mut config = plaintext_config(&fake);
     config.serve = ServeTransport::Tls { cert, key };
     let proxy = proxy(config).await;
-    let tls = tonic::transport::ClientTlsConfig::new()
-        .ca_certificate(tonic::transport::Certificate::from_pem(pem))
-        .domain_name("localhost");
-    let ch = tonic::transport::Channel::from_shared(format!("https://{}", proxy.local_addr()))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let resp = ask_on(ch, istioctl_request(type_url::SYNCZ, &[]), None)
+    let tls = tls_client(proxy.local_addr(), pem.as_bytes(), "localhost", None);
+    let resp = ask_with(&tls, istioctl_request(type_url::SYNCZ, &[]))
         .await
         .unwrap();
     assert_eq!(sorted(node_ids(&resp)), want);
     // A plaintext client gets nothing.
-    let plain = tonic::transport::Channel::from_shared(format!("http://{}", proxy.local_addr()))
-        .unwrap()
-        .connect()
-        .await;
-    if let Ok(ch) = plain {
-        assert!(
-            ask_on(ch, istioctl_request(type_url::SYNCZ, &[]), None)
-                .await
-                .is_err()
-        );
-    }
+    let plain = client(proxy.local_addr(), None);
+    assert!(
+        ask_with(&plain, istioctl_request(type_url::SYNCZ, &[]))
+            .await
+            .is_err()
+    );
     proxy.shutdown().await;
     fake.shutdown().await;
 }

@@ -1,6 +1,5 @@
 //! syncz through the proxy: every replica's proxies, once each, under `<external>`.
-mod common;
-use common::*;
+use crate::support::*;
 use futures::StreamExt;
 use proto::envoy::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use proto::type_url;

@@ -1,6 +1,5 @@
 //! config_dump for `pod.ns` returns the owning replica's answer, whichever it is.
-mod common;
-use common::*;
+use crate::support::*;
 use proto::type_url;
 
 /// The last replica's first proxy.

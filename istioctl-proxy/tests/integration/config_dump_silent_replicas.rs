@@ -3,8 +3,7 @@
 //! `xdsgen.go` `pushXds`): the owner, learned from syncz, answers at once;
 //! an unknown proxy gets an empty answer after a short bound, not istioctl's 30 s.
 
-mod common;
-use common::*;
+use crate::support::*;
 
 use proto::type_url;
 use std::time::{Duration, Instant};

@@ -1,6 +1,5 @@
 //! Many clients at once, and merged answers far above gRPC's 4 MiB default.
-mod common;
-use common::*;
+use crate::support::*;
 use fake_istiod::Scenario;
 use prost::Message;
 use proto::type_url;

@@ -1,13 +1,12 @@
 //! Shared helpers of the loopback tests: fake-istiod replicas on 127.0.0.x,
-//! the proxy on 127.0.0.1:0, and an istioctl-like client.
+//! the proxy on 127.0.0.1:0, and istioctl's client (`istioctl_client`).
 #![allow(dead_code)]
 
 use fake_istiod::scenario::Scenario;
 use fake_istiod::{FakeIstiod, StartOptions};
-use futures::StreamExt;
+use istioctl_client::{ClientError, ClientOptions, Credentials};
 use istioctl_proxy::{ProxyConfig, RunningProxy};
 use prost::Message;
-use proto::envoy::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use proto::envoy::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use proto::envoy::envoy::service::status::v3::ClientConfig;
 use proto::node::IstioctlNode;
@@ -75,10 +74,42 @@ pub fn istioctl_request(type_url: &str, resource_names: &[&str]) -> DiscoveryReq
     }
 }
 
+/// istioctl's client for `addr`: plaintext, with `token` as a bearer token
+/// if given, the node as [`istioctl_request`] has it.
+pub fn client(addr: SocketAddr, token: Option<&str>) -> ClientOptions {
+    let mut opts = ClientOptions::plaintext(addr.to_string());
+    opts.node_ip = Some("10.1.2.3".parse().unwrap());
+    opts.istio_namespace = "istio-system".to_string();
+    opts.timeout = PATIENCE;
+    if let Some(t) = token {
+        opts.credentials = Credentials::PlaintextWithToken {
+            token: Some(t.to_string()),
+        };
+    }
+    opts
+}
+
+/// istioctl's client for a TLS address whose certificate names `authority`
+/// and is signed by the CA `ca_pem`.
+pub fn tls_client(
+    addr: SocketAddr,
+    ca_pem: &[u8],
+    authority: &str,
+    token: Option<&str>,
+) -> ClientOptions {
+    let mut opts = client(addr, None);
+    opts.credentials = Credentials::VerifiedTls {
+        ca_pem: ca_pem.to_vec(),
+        token: token.map(str::to_string),
+    };
+    opts.authority = Some(authority.to_string());
+    opts
+}
+
+/// A connection to `addr` as istioctl dials it (for tests that drive a
+/// stream themselves).
 pub async fn channel(addr: SocketAddr) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
+    istioctl_client::connect(&client(addr, None))
         .await
         .expect("connects to the proxy")
 }
@@ -90,40 +121,34 @@ pub async fn ask(
     resource_names: &[&str],
     token: Option<&str>,
 ) -> Result<DiscoveryResponse, tonic::Status> {
-    ask_on(
-        channel(addr).await,
+    ask_with(
+        &client(addr, token),
         istioctl_request(type_url, resource_names),
-        token,
     )
     .await
 }
 
-pub async fn ask_on(
-    channel: Channel,
+/// Sends `req` as istioctl does (one stream, the request side open until
+/// the answer) and returns the first response of its type, or the error as
+/// a gRPC status.
+pub async fn ask_with(
+    opts: &ClientOptions,
     req: DiscoveryRequest,
-    token: Option<&str>,
 ) -> Result<DiscoveryResponse, tonic::Status> {
-    let mut client =
-        AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(usize::MAX);
-    // Like istioctl: the send side stays open until the answer; then the call ends.
-    let (_done, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let outbound = futures::stream::once(async move { req })
-        .chain(futures::stream::once(done_rx).filter_map(|_| async { None }));
-    let mut call = tonic::Request::new(outbound);
-    if let Some(t) = token {
-        call.metadata_mut()
-            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    match tokio::time::timeout(PATIENCE, istioctl_client::fetch_request(opts, req)).await {
+        Ok(answer) => answer.map_err(status),
+        Err(_) => Err(tonic::Status::deadline_exceeded("test patience exhausted")),
     }
-    let fut = async {
-        let mut inbound = client.stream_aggregated_resources(call).await?.into_inner();
-        match inbound.message().await? {
-            Some(r) => Ok(r),
-            None => Err(tonic::Status::unknown("stream ended without a response")),
-        }
-    };
-    tokio::time::timeout(PATIENCE, fut)
-        .await
-        .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("test patience exhausted")))
+}
+
+/// A client error as the gRPC status the tests look at.
+fn status(e: ClientError) -> tonic::Status {
+    match e {
+        ClientError::Status { code, message } => tonic::Status::new(code, message),
+        ClientError::Eof => tonic::Status::unknown("stream ended without a response"),
+        ClientError::Timeout { .. } => tonic::Status::deadline_exceeded("test patience exhausted"),
+        other => tonic::Status::unavailable(other.to_string()),
+    }
 }
 
 /// Node ids of a syncz answer, in answer order.

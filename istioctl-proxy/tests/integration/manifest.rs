@@ -4,7 +4,7 @@ use clap::Parser;
 use serde_yaml_ng::Value;
 
 fn docs() -> Vec<Value> {
-    let text = include_str!("../deploy/istioctl-proxy.yaml");
+    let text = include_str!("../../deploy/istioctl-proxy.yaml");
     assert!(
         !text.contains("PRIVATE KEY"),
         "no private key in the repository"
