@@ -1,10 +1,9 @@
 //! The table each istioctl family prints, from hand-built istiod responses.
-mod support;
 
 use harness::render::{self, OutputFormat, RenderOptions, key_by_control_plane, render_responses};
 use proto::IstioctlFamily;
 use proto::type_url::*;
-use support::*;
+use crate::support::syncz::*;
 
 fn opts() -> RenderOptions {
     RenderOptions::at(now())
@@ -19,7 +18,7 @@ fn table(
 
 #[test]
 fn blog_mesh_in_the_1_12_format_is_the_blogs_table() {
-    let want = include_str!("fixtures/blog-1.12-table.txt");
+    let want = include_str!("../fixtures/blog-1.12-table.txt");
     assert_eq!(table(IstioctlFamily::V1_12, &[blog_mesh()]), want);
 }
 

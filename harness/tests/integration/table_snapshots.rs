@@ -2,8 +2,7 @@
 //! reference proxy, per scenario, istioctl family and view. The runner compares
 //! any proxy's output with these same files (after the same redactions).
 
-mod run_support;
-use run_support as support;
+use crate::support::run;
 
 use harness::runner::proxy::{Bench, Hooks};
 use harness::runner::snapshots::{View, redact, snapshot_name};
@@ -30,7 +29,7 @@ fn node_id(any: &proto::envoy::google::protobuf::Any) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_through_the_reference_proxy() {
-    let config = support::config(Default::default());
+    let config = run::config(Default::default());
     for scenario in SCENARIOS {
         let s = match harness::runner::load_scenario(&config, scenario) {
             Ok(s) => s,
@@ -63,7 +62,7 @@ async fn tables_through_the_reference_proxy() {
                         Err(e) => panic!("{scenario} {family}: {e}"),
                     };
                 insta::with_settings!({
-                    snapshot_path => "../../snapshots",
+                    snapshot_path => "../../../snapshots",
                     prepend_module_to_snapshot => false,
                     omit_expression => true,
                     description => format!("istioctl {family} ({}) proxy-status{}, scenario {scenario}, through the reference proxy", family.covers(), match view { View::Table => "", View::Verbose => " -v 1", View::Json => " -o json" }),

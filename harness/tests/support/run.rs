@@ -1,5 +1,4 @@
-//! Shared by the harness's integration tests.
-#![allow(dead_code)]
+//! Run configurations and report helpers for tests that run the suite.
 
 use harness::checks::Outcome;
 use harness::report::RunReport;

@@ -2,8 +2,7 @@
 //! (test-only `test-defects` feature) each fail exactly the checks that target
 //! their defect, and pass the rest.
 
-mod run_support;
-use run_support as support;
+use crate::support::run;
 
 use harness::runner::proxy::Hooks;
 use istioctl_proxy::Defect;
@@ -119,7 +118,7 @@ async fn own_identity_authorization_has_teeth() {
         (vec![], vec![]),
         (vec![Defect::AuthzSynczOnly], vec!["authz-matrix"]),
     ] {
-        let config = support::config(harness::runner::options::RunArgs {
+        let config = run::config(harness::runner::options::RunArgs {
             run_check: checks.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         });
@@ -137,22 +136,22 @@ async fn own_identity_authorization_has_teeth() {
         };
         let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
         assert_eq!(
-            support::failed(&report),
+            run::failed(&report),
             expected,
             "{defects:?}: {}",
-            support::explain(&report)
+            run::explain(&report)
         );
         assert_eq!(
             report.results.len(),
             checks.len(),
             "{}",
-            support::explain(&report)
+            run::explain(&report)
         );
     }
 }
 
 async fn failures_with(defect: Defect) -> (BTreeSet<String>, String) {
-    let config = support::config(Default::default());
+    let config = run::config(Default::default());
     let hooks = Hooks {
         customize_bundled: Some(Arc::new(move |c: &mut istioctl_proxy::ProxyConfig| {
             c.defects = vec![defect];
@@ -160,7 +159,7 @@ async fn failures_with(defect: Defect) -> (BTreeSet<String>, String) {
         ..Hooks::default()
     };
     match harness::runner::run(&config, &hooks, |_| {}).await {
-        Ok(report) => (support::failed(&report), support::explain(&report)),
+        Ok(report) => (run::failed(&report), run::explain(&report)),
         Err(e) => panic!("{defect:?}: the run could not start: {e}"),
     }
 }

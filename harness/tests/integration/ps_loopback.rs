@@ -1,18 +1,11 @@
 //! `proxy-conformance ps` against fake-istiod replicas on 127.0.0.x (real gRPC).
 
+use crate::support::scenarios::scenario;
 use fake_istiod::{FakeIstiod, Scenario, StartOptions, TokenSpec};
 use harness::client::{self, ClientOptions, Credentials};
 use harness::ps::{self, PsArgs};
 use proto::{IstioctlFamily, type_url};
-use std::path::PathBuf;
 use std::time::Duration;
-
-fn scenario(name: &str) -> Scenario {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../scenarios")
-        .join(name);
-    Scenario::load(&p).unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn parse(argv: &[&str]) -> PsArgs {
     use clap::Parser;
@@ -86,7 +79,7 @@ async fn ps_prints_the_blog_table_through_every_family() {
     let addr = r.plaintext_addr.to_string();
     let out = ps::run(&args(&addr, "1.12.1")).await.unwrap();
     // A replica answers with its own pod name; through a proxy it would read <external>.
-    let want = include_str!("fixtures/blog-1.12-table.txt")
+    let want = include_str!("../fixtures/blog-1.12-table.txt")
         .replace("<external>", "istiod-666fb6694d-jklkt");
     let realigned = harness::render::render(
         IstioctlFamily::V1_12,

@@ -3,18 +3,9 @@
 //! child subreaper, so the daemon is re-parented to it and stopped with the
 //! proxy. Fails without the subreaper: the daemon lives on under init.
 
+use crate::support::process::running;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Is `pid` running (zombies do not count)?
-fn running(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
 
 #[test]
 fn a_daemonizing_proxy_leaves_nothing_behind() {

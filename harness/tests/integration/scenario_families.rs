@@ -3,6 +3,8 @@
 //! print through a correct aggregating proxy (`<external>`), in every family.
 //! Also: decoding of each ClientConfig shape fake-istiod produces per istiod family.
 
+use crate::support::scenarios::scenario;
+use crate::support::syncz::now;
 use fake_istiod::scenario::LastUpdated;
 use fake_istiod::{Proxy, ProxyKind, Scenario, SyncStatus, TypeStatus, syncz};
 use harness::decode::{self, ControlPlaneKind};
@@ -11,19 +13,7 @@ use proto::envoy::envoy::config::core::v3::ControlPlane;
 use proto::envoy::envoy::service::discovery::v3::DiscoveryResponse;
 use proto::type_url::*;
 use proto::{BuildInfo, IstioControlPlaneInstance, IstioVersion, IstioctlFamily};
-use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn now() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_750_000_000)
-}
-
-fn scenario(name: &str) -> Scenario {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../scenarios")
-        .join(name);
-    Scenario::load(&p).unwrap_or_else(|e| panic!("{e}"))
-}
+use std::time::Duration;
 
 fn syncz_response(id: &str, version: &IstioVersion, proxies: &[&Proxy]) -> DiscoveryResponse {
     DiscoveryResponse {
@@ -110,7 +100,7 @@ fn blog_scenario_through_a_proxy_is_the_blogs_table() {
         &RenderOptions::at(now()),
     )
     .unwrap();
-    assert_eq!(out, include_str!("fixtures/blog-1.12-table.txt"));
+    assert_eq!(out, include_str!("../fixtures/blog-1.12-table.txt"));
 }
 
 #[test]

@@ -3,8 +3,7 @@
 //! key), passes every scenario: the setup stays the same across scenarios.
 //! Uses the fixed replica ports 15010/15012 on 127.0.0.2 and up.
 
-mod run_support;
-use run_support as support;
+use crate::support::run;
 
 use harness::runner::options::RunArgs;
 use istioctl_proxy::config::{IdentityMode, ServeTransport, UpstreamTransport};
@@ -13,7 +12,7 @@ use std::net::SocketAddr;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_proxy_configured_once_passes_every_scenario() {
     let state = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-    let mut config = support::config(RunArgs {
+    let mut config = run::config(RunArgs {
         proxy_addr: Some("placeholder:1".to_string()),
         state_dir: Some(state.path().to_path_buf()),
         ..Default::default()
@@ -58,7 +57,7 @@ async fn a_running_proxy_configured_once_passes_every_scenario() {
     };
     proxy.shutdown().await;
     assert_eq!(report.mode, "address");
-    if let Err(e) = support::passes_where_it_can(&report, harness::topology::TopologyKind::Local) {
+    if let Err(e) = run::passes_where_it_can(&report, harness::topology::TopologyKind::Local) {
         panic!("failures against a proxy configured once:\n{e}");
     }
 }

@@ -1,18 +1,9 @@
 //! Ctrl-C during a run stops the proxy command's whole process group: no
 //! orphaned proxies.
 
+use crate::support::process::running;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Is `pid` running (zombies do not count)?
-fn running(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
 
 fn wait_for(what: &str, bound: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + bound;

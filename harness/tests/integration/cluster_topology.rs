@@ -8,8 +8,7 @@
 //! reference proxy passes the rest. (The kube side, the port-forwards and the
 //! TokenRequests, is tested against a scripted API server in `cluster`.)
 
-mod run_support;
-use run_support as support;
+use crate::support::run;
 
 use cluster::live::{Live, LiveReplica};
 use fake_istiod::{FakeIstiod, StartOptions, TokenSpec};
@@ -87,7 +86,7 @@ const SKIPPED_ON_A_CLUSTER: &[&str] = &[
 async fn run_on_fake_cluster(
     defects: Vec<istioctl_proxy::Defect>,
 ) -> (harness::report::RunReport, Vec<String>) {
-    let text = include_str!("../../scenarios/three-replicas.yaml");
+    let text = include_str!("../../../scenarios/three-replicas.yaml");
     let scenario = fake_istiod::Scenario::parse(text, "scenarios/three-replicas.yaml")
         .unwrap_or_else(|e| panic!("{e}"));
     let namespace = scenario.istiod.namespace.clone();
@@ -141,7 +140,7 @@ async fn run_on_fake_cluster(
                 .map(|cp| cp.with_restarter(Box::new(FakeRestarter(f.clone()))))
         })
     }));
-    let config = support::config(RunArgs {
+    let config = run::config(RunArgs {
         topology: Some(TopologyKind::Cluster),
         ..Default::default()
     });
@@ -188,12 +187,12 @@ async fn the_reference_proxy_passes_every_check_a_cluster_can_run() {
             .copied()
             .collect::<BTreeSet<_>>(),
         "\n{}",
-        support::explain(&report)
+        run::explain(&report)
     );
     assert!(
-        support::failed(&report).is_empty(),
+        run::failed(&report).is_empty(),
         "failures on the cluster topology:\n{}",
-        support::explain(&report)
+        run::explain(&report)
     );
     let ran = report.results.len() - skipped.len();
     assert!(ran >= 15, "only {ran} checks ran");
@@ -223,10 +222,10 @@ async fn broken_proxies_fail_on_the_cluster_topology_too() {
         let (report, _) = run_on_fake_cluster(vec![defect]).await;
         let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
         assert_eq!(
-            support::failed(&report),
+            run::failed(&report),
             expected,
             "{defect:?}:\n{}",
-            support::explain(&report)
+            run::explain(&report)
         );
     }
 }

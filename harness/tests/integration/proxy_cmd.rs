@@ -3,8 +3,7 @@
 //! the whole suite this way; a proxy that dies or never answers is reported
 //! with the reason and its output.
 
-mod run_support;
-use run_support as support;
+use crate::support::run;
 
 use harness::checks::Outcome;
 use harness::runner::options::RunArgs;
@@ -15,7 +14,7 @@ use std::time::Duration;
 /// `cargo test --workspace` and by ci/test.sh).
 fn istioctl_proxy_bin() -> PathBuf {
     let me = std::env::current_exe().unwrap_or_default();
-    // target/debug/deps/proxy_cmd-HASH -> target/debug/istioctl-proxy
+    // target/debug/deps/integration-HASH -> target/debug/istioctl-proxy
     let bin = me
         .parent()
         .and_then(|deps| deps.parent())
@@ -37,7 +36,7 @@ async fn the_istioctl_proxy_binary_passes_every_check_as_a_command() {
          --token-public-key {{token_issuer_key}} --replica-timeout 2s --request-timeout 4s",
         istioctl_proxy_bin().display()
     );
-    let config = support::config(RunArgs {
+    let config = run::config(RunArgs {
         proxy_cmd: Some(cmd),
         ..Default::default()
     });
@@ -46,7 +45,7 @@ async fn the_istioctl_proxy_binary_passes_every_check_as_a_command() {
         Err(e) => panic!("the run could not start: {e}"),
     };
     assert_eq!(report.mode, "command");
-    if let Err(e) = support::passes_where_it_can(&report, harness::topology::TopologyKind::Local) {
+    if let Err(e) = run::passes_where_it_can(&report, harness::topology::TopologyKind::Local) {
         panic!("failures with the proxy as a command:\n{e}");
     }
 }
@@ -54,7 +53,7 @@ async fn the_istioctl_proxy_binary_passes_every_check_as_a_command() {
 /// Runs the suite (`checks`, or all) with a proxy command that is expected
 /// never to come up; returns the run's error and how long it took.
 async fn never_ready(cmd: &str, ready: Duration, checks: &[&str]) -> (String, Duration) {
-    let config = support::config(RunArgs {
+    let config = run::config(RunArgs {
         proxy_cmd: Some(cmd.to_string()),
         run_check: checks.iter().map(|c| c.to_string()).collect(),
         proxy_ready_timeout: Some(ready),
@@ -62,7 +61,7 @@ async fn never_ready(cmd: &str, ready: Duration, checks: &[&str]) -> (String, Du
     });
     let t0 = std::time::Instant::now();
     match harness::runner::run(&config, &Default::default(), |_| {}).await {
-        Ok(r) => panic!("the run went on: {}", support::explain(&r)),
+        Ok(r) => panic!("the run went on: {}", run::explain(&r)),
         Err(e) => (e.to_string(), t0.elapsed()),
     }
 }
@@ -159,7 +158,7 @@ async fn a_huge_output_line_is_cut_in_the_report() {
          --identity passthrough --token-public-key {{token_issuer_key}} --replica-timeout 2s --request-timeout 4s",
         istioctl_proxy_bin().display()
     );
-    let config = support::config(RunArgs {
+    let config = run::config(RunArgs {
         proxy_cmd: Some(cmd),
         run_check: vec!["syncz-union".to_string()],
         ..Default::default()
@@ -169,7 +168,7 @@ async fn a_huge_output_line_is_cut_in_the_report() {
         Err(e) => panic!("the run could not start: {e}"),
     };
     let [r] = &report.results[..] else {
-        panic!("expected one result: {}", support::explain(&report));
+        panic!("expected one result: {}", run::explain(&report));
     };
     assert!(matches!(r.outcome, Outcome::Fail(_)), "{:?}", r.outcome);
     let out = r.proxy_output.clone().unwrap_or_default();
