@@ -162,6 +162,7 @@ async fn run_on_fake_cluster(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reference_proxy_passes_every_check_a_cluster_can_run() {
+    let _alone = run::alone().await;
     let (report, sessions) = run_on_fake_cluster(vec![]).await;
     assert_eq!(sessions, ["cluster"], "one session: the live mesh");
     assert_eq!(report.mode, "cluster service");
@@ -203,6 +204,7 @@ async fn the_reference_proxy_passes_every_check_a_cluster_can_run() {
 /// that keeps a replica's ControlPlane ID fails external-identity.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_proxies_fail_on_the_cluster_topology_too() {
+    let _alone = run::alone().await;
     use istioctl_proxy::Defect;
     for (defect, expected) in [
         (

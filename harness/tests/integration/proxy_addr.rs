@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_proxy_configured_once_passes_every_scenario() {
+    let _alone = run::alone().await;
     let state = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
     let mut config = run::config(RunArgs {
         proxy_addr: Some("placeholder:1".to_string()),

@@ -30,6 +30,7 @@ fn istioctl_proxy_bin() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_istioctl_proxy_binary_passes_every_check_as_a_command() {
+    let _alone = run::alone().await;
     let cmd = format!(
         "{} --listen {{listen}} --health-listen off --istiod {{istiod}} --cert {{cert}} --key {{key}} \
          --istiod-ca {{ca}} --istiod-server-name istiod.{{namespace}}.svc --identity passthrough \

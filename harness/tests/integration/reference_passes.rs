@@ -5,6 +5,7 @@ use crate::support::run;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reference_proxy_passes_every_check() {
+    let _alone = run::alone().await;
     let config = run::config(Default::default());
     let report = match harness::runner::run(&config, &Default::default(), |_| {}).await {
         Ok(r) => r,

@@ -166,6 +166,7 @@ async fn failures_with(defect: Defect) -> (BTreeSet<String>, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_broken_variant_fails_exactly_its_checks() {
+    let _alone = run::alone().await;
     use futures::StreamExt;
     // Two variants at a time: twice as fast, and still little enough load on
     // two cores for the latency check (replica-slow) to judge fairly.

@@ -5,6 +5,18 @@ use harness::report::RunReport;
 use harness::runner::options::{RunArgs, RunConfig};
 use std::collections::BTreeSet;
 
+/// Held by every test that runs the whole suite (or much of it).
+static SUITE_RUNS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits until no other whole-suite run of this test binary is on, and keeps
+/// others waiting while the guard lives. The suite's latency checks
+/// (`replica-slow`: the fan-out must not look sequential) judge wall time on
+/// a two-core machine; when each test file was a binary of its own, cargo ran
+/// them one after the other and such runs never overlapped.
+pub async fn alone() -> tokio::sync::MutexGuard<'static, ()> {
+    SUITE_RUNS.lock().await
+}
+
 /// The default run configuration (bundled proxy, all checks, all families), with
 /// the reports written nowhere that matters.
 pub fn config(args: RunArgs) -> RunConfig {
