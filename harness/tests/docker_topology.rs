@@ -100,11 +100,7 @@ async fn the_reference_image_passes_and_nothing_is_left() {
     let report = harness::runner::run(&config, &Hooks::default(), |_| {})
         .await
         .unwrap_or_else(|e| panic!("the run could not start: {e}"));
-    assert!(
-        run::failed(&report).is_empty(),
-        "{}",
-        run::explain(&report)
-    );
+    assert!(run::failed(&report).is_empty(), "{}", run::explain(&report));
     assert_eq!(report.results.len(), checks.len());
     assert_eq!(census(), before, "containers and networks before and after");
 }
@@ -139,12 +135,7 @@ async fn dns_once_fails_restart_and_discovery() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    assert_eq!(
-        run::failed(&report),
-        expected,
-        "{}",
-        run::explain(&report)
-    );
+    assert_eq!(run::failed(&report), expected, "{}", run::explain(&report));
     assert_eq!(census(), before, "containers and networks before and after");
 }
 

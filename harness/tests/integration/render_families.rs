@@ -1,9 +1,9 @@
 //! The table each istioctl family prints, from hand-built istiod responses.
 
+use crate::support::syncz::*;
 use harness::render::{self, OutputFormat, RenderOptions, key_by_control_plane, render_responses};
 use proto::IstioctlFamily;
 use proto::type_url::*;
-use crate::support::syncz::*;
 
 fn opts() -> RenderOptions {
     RenderOptions::at(now())
