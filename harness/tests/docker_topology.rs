@@ -12,8 +12,8 @@
 // tests run one at a time on their own runtimes, nothing else takes it.
 #![allow(clippy::await_holding_lock)]
 
-mod run_support;
-use run_support as support;
+mod support;
+use support::run;
 
 use harness::runner::options::RunArgs;
 use harness::runner::proxy::Hooks;
@@ -93,18 +93,14 @@ async fn the_reference_image_passes_and_nothing_is_left() {
         "replica-restart",
         "dns-discovery",
     ];
-    let config = support::config(docker_args(
+    let config = run::config(docker_args(
         image("PROXY_CONFORMANCE_PROXY_IMAGE", "istioctl-proxy:local"),
         &checks,
     ));
     let report = harness::runner::run(&config, &Hooks::default(), |_| {})
         .await
         .unwrap_or_else(|e| panic!("the run could not start: {e}"));
-    assert!(
-        support::failed(&report).is_empty(),
-        "{}",
-        support::explain(&report)
-    );
+    assert!(run::failed(&report).is_empty(), "{}", run::explain(&report));
     assert_eq!(report.results.len(), checks.len());
     assert_eq!(census(), before, "containers and networks before and after");
 }
@@ -131,7 +127,7 @@ async fn dns_once_fails_restart_and_discovery() {
         ],
     );
     args.proxy_env = vec!["ISTIOCTL_PROXY_DEFECTS=dns-once".into()];
-    let config = support::config(args);
+    let config = run::config(args);
     let report = harness::runner::run(&config, &Hooks::default(), |_| {})
         .await
         .unwrap_or_else(|e| panic!("the run could not start: {e}"));
@@ -139,12 +135,7 @@ async fn dns_once_fails_restart_and_discovery() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    assert_eq!(
-        support::failed(&report),
-        expected,
-        "{}",
-        support::explain(&report)
-    );
+    assert_eq!(run::failed(&report), expected, "{}", run::explain(&report));
     assert_eq!(census(), before, "containers and networks before and after");
 }
 
@@ -156,7 +147,7 @@ fn a_panic_leaves_nothing() {
         return;
     };
     let before = census();
-    let config = support::config(docker_args(
+    let config = run::config(docker_args(
         image("PROXY_CONFORMANCE_PROXY_IMAGE", "istioctl-proxy:local"),
         &["syncz-union"],
     ));

@@ -2,8 +2,9 @@
 //! group and its parent. As a child subreaper the runner still finds such
 //! processes, stops them and reaps them (no zombies of ours either).
 //!
-//! Being a subreaper is process-wide, so this file holds ONE test: its
-//! process is a subreaper, no other test's children can be adopted by it.
+//! Being a subreaper is process-wide, so this file is a test binary of its
+//! own (not a module of `integration`) and holds ONE test: its process is a
+//! subreaper, no other test's children can be adopted (and reaped) by it.
 
 use harness::runner::process::{Placeholders, ProxyProcess, become_subreaper};
 use std::time::{Duration, Instant};
