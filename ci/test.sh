@@ -2,9 +2,11 @@
 # The README's test command: installs what the tests need, then runs every test
 # of the workspace. CI (.ci/run) calls exactly this.
 #
-# Needs only Rust: the tests run fake istiod replicas, the reference proxy and
-# the harness on loopback (127.0.0.2, .3, ... are all routed to lo on Linux, no
-# setup), and build their certificates and tokens themselves.
+# The loopback tiers need only Rust: the tests run fake istiod replicas, the
+# reference proxy and the harness on loopback (127.0.0.2, .3, ... are all
+# routed to lo on Linux, no setup), and build their certificates and tokens
+# themselves. The docker tier installs Debian's docker.io; the real-istio
+# tier builds the real binaries with Go (both say SKIPPED where they cannot).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +22,17 @@ cargo build --workspace --bins --locked
 source ci/docker-setup.sh
 docker_ready=0
 if docker_setup; then docker_ready=1; fi
+
+# Tier 4, real Istio: the real binaries built from their Go modules
+# (real-istio/go.mod; cached, a warm run takes a second). The tests that need
+# them say SKIPPED where they are missing; here their absence fails them.
+# Only what the tests use so far: the Kubernetes API servers, istiod, istioctl.
+if command -v go >/dev/null 2>&1; then
+  bash ci/real-istio-build.sh etcd kube-apiserver pilot-discovery istioctl
+  export PROXY_CONFORMANCE_REAL_ISTIO_TESTS=1
+else
+  echo "==> SKIPPED real-istio tier: no Go toolchain on PATH (real-istio/go.mod needs go >= 1.26)"
+fi
 
 echo "==> cargo test --workspace"
 cargo test --workspace --locked "$@"

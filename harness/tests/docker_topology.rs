@@ -15,8 +15,8 @@
 mod support;
 use support::run;
 
-use harness::runner::options::RunArgs;
-use harness::runner::proxy::Hooks;
+use harness::config::RunArgs;
+use harness::topology::Hooks;
 use harness::topology::TopologyKind;
 use std::collections::BTreeSet;
 use std::process::Command;

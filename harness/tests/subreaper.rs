@@ -6,7 +6,7 @@
 //! own (not a module of `integration`) and holds ONE test: its process is a
 //! subreaper, no other test's children can be adopted (and reaped) by it.
 
-use harness::runner::process::{Placeholders, ProxyProcess, become_subreaper};
+use harness::topology::process::{Placeholders, ProxyProcess, become_subreaper};
 use std::time::{Duration, Instant};
 
 /// `Some(state letter)` while /proc/PID exists (`Z` = zombie).

@@ -56,6 +56,14 @@ impl TopologyKind {
             TopologyKind::Cluster => "cluster",
         }
     }
+    /// What this kind of topology can do (the same as its [`Topology::capabilities`]).
+    pub fn capabilities(self) -> &'static [Capability] {
+        match self {
+            TopologyKind::Local => &Capability::LOCAL,
+            TopologyKind::Docker => docker::CAPABILITIES,
+            TopologyKind::Cluster => cluster::CAPABILITIES,
+        }
+    }
 }
 
 impl fmt::Display for TopologyKind {

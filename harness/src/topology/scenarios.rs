@@ -26,7 +26,7 @@ pub fn text(dir: Option<&Path>, name: &str) -> Result<(String, String), String> 
 pub fn load(dir: Option<&Path>, name: &str) -> Result<Scenario, String> {
     match dir {
         // Scenario::load says which file and line.
-        Some(d) => Scenario::load(&d.join(format!("{name}.yaml"))).map_err(|e| e.to_string()),
+        Some(d) => Scenario::load(d.join(format!("{name}.yaml"))).map_err(|e| e.to_string()),
         None => {
             let (text, source) = text(None, name)?;
             Scenario::parse(&text, &source).map_err(|e| e.to_string())

@@ -14,8 +14,8 @@ use cluster::live::{Live, LiveReplica};
 use fake_istiod::{FakeIstiod, StartOptions, TokenSpec};
 use futures::future::BoxFuture;
 use harness::checks::Outcome;
-use harness::runner::options::RunArgs;
-use harness::runner::proxy::Hooks;
+use harness::config::RunArgs;
+use harness::topology::Hooks;
 use harness::topology::TopologyKind;
 use harness::topology::cluster::{ClusterControlPlane, PodRestarter, Successor, TokenSource};
 use std::collections::BTreeSet;
@@ -113,7 +113,7 @@ async fn run_on_fake_cluster(
         std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
     let mut pc =
-        harness::runner::proxy::bundled_config(&fake, &namespace, &crt, &key, &issuer, false);
+        harness::topology::local::bundled_config(&fake, &namespace, &crt, &key, &issuer, false);
     pc.defects = defects;
     let proxy = istioctl_proxy::start(pc)
         .await

@@ -24,6 +24,7 @@ mod proxy_addr;
 mod proxy_cmd;
 mod ps_loopback;
 mod readme_catalog;
+mod real_istio;
 mod reference_passes;
 mod render_families;
 mod scenario_families;

@@ -5,7 +5,7 @@
 
 use crate::support::run;
 
-use harness::runner::options::RunArgs;
+use harness::config::RunArgs;
 use istioctl_proxy::config::{IdentityMode, ServeTransport, UpstreamTransport};
 use std::net::SocketAddr;
 
@@ -19,7 +19,7 @@ async fn a_running_proxy_configured_once_passes_every_scenario() {
         ..Default::default()
     });
     // What the runner prints first (five replicas: the largest scenario).
-    let fixed = match harness::runner::proxy::prepare_fixed(&config, 5).await {
+    let fixed = match harness::topology::local::prepare_fixed(&config.state_dir, 5).await {
         Ok(f) => f,
         Err(e) => panic!("{e}"),
     };
@@ -44,14 +44,14 @@ async fn a_running_proxy_configured_once_passes_every_scenario() {
     };
     pc.identity = IdentityMode::Passthrough;
     pc.token_verification.public_keys = vec![fixed.token_issuer_key.clone()];
-    pc.replica_timeout = harness::runner::proxy::BUNDLED_REPLICA_TIMEOUT;
-    pc.request_timeout = harness::runner::proxy::BUNDLED_REQUEST_TIMEOUT;
+    pc.replica_timeout = harness::topology::local::BUNDLED_REPLICA_TIMEOUT;
+    pc.request_timeout = harness::topology::local::BUNDLED_REQUEST_TIMEOUT;
     let proxy = match istioctl_proxy::start(pc).await {
         Ok(p) => p,
         Err(e) => panic!("proxy: {e}"),
     };
 
-    config.proxy = harness::runner::options::ProxyMode::Address(proxy.local_addr().to_string());
+    config.proxy = harness::config::ProxyMode::Address(proxy.local_addr().to_string());
     let report = match harness::runner::run(&config, &Default::default(), |_| {}).await {
         Ok(r) => r,
         Err(e) => panic!("the run could not start: {e}"),

@@ -6,7 +6,7 @@
 use crate::support::run;
 
 use harness::checks::Outcome;
-use harness::runner::options::RunArgs;
+use harness::config::RunArgs;
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -12,7 +12,7 @@ fn readme_catalog_matches_the_code() {
         panic!("README.md has no {begin:?} ... {end:?} section");
     };
     let current = &readme[start..stop];
-    let generated = harness::run::catalog_text(true);
+    let generated = harness::run_command::catalog_text(true);
     assert!(
         current == generated,
         "README.md's check catalog is out of date: replace the section with the output of \

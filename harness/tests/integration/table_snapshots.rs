@@ -4,8 +4,8 @@
 
 use crate::support::run;
 
-use harness::runner::proxy::{Bench, Hooks};
-use harness::runner::snapshots::{View, redact, snapshot_name};
+use harness::suite::snapshots::{View, redact, snapshot_name};
+use harness::topology::Hooks;
 use proto::IstioctlFamily;
 use std::sync::Arc;
 
@@ -30,16 +30,12 @@ fn node_id(any: &proto::envoy::google::protobuf::Any) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_through_the_reference_proxy() {
     let config = run::config(Default::default());
+    let topology = config.topology(&Hooks::default(), Arc::default());
     for scenario in SCENARIOS {
-        let s = match harness::runner::load_scenario(&config, scenario) {
-            Ok(s) => s,
-            Err(e) => panic!("{e}"),
+        let bench = match topology.open(scenario).await {
+            Ok(b) => b,
+            Err(e) => panic!("{scenario}: {e}"),
         };
-        let bench =
-            match Bench::start(&config, &Hooks::default(), scenario, s, Arc::default()).await {
-                Ok(b) => b,
-                Err(e) => panic!("{scenario}: {e}"),
-            };
         let Ok(mesh) = bench.ctx.scripted() else {
             panic!("{scenario}: the local topology has a scripted mesh");
         };
@@ -55,12 +51,15 @@ async fn tables_through_the_reference_proxy() {
         resp.resources.sort_by_key(node_id);
         for family in IstioctlFamily::ALL {
             for view in View::of(family) {
-                let table =
-                    match harness::runner::tables::render_view(family, *view, &resp, scenario_time)
-                    {
-                        Ok(t) => t,
-                        Err(e) => panic!("{scenario} {family}: {e}"),
-                    };
+                let table = match harness::suite::tables::render_view(
+                    family,
+                    *view,
+                    &resp,
+                    scenario_time,
+                ) {
+                    Ok(t) => t,
+                    Err(e) => panic!("{scenario} {family}: {e}"),
+                };
                 insta::with_settings!({
                     snapshot_path => "../../../snapshots",
                     prepend_module_to_snapshot => false,

@@ -4,7 +4,7 @@
 
 use crate::support::run;
 
-use harness::runner::proxy::Hooks;
+use harness::topology::Hooks;
 use istioctl_proxy::Defect;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -118,7 +118,7 @@ async fn own_identity_authorization_has_teeth() {
         (vec![], vec![]),
         (vec![Defect::AuthzSynczOnly], vec!["authz-matrix"]),
     ] {
-        let config = run::config(harness::runner::options::RunArgs {
+        let config = run::config(harness::config::RunArgs {
             run_check: checks.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         });

@@ -1,8 +1,8 @@
 //! Run configurations and report helpers for tests that run the suite.
 
 use harness::checks::Outcome;
+use harness::config::{RunArgs, RunConfig};
 use harness::report::RunReport;
-use harness::runner::options::{RunArgs, RunConfig};
 use std::collections::BTreeSet;
 
 /// Held by every test that runs the whole suite (or much of it).

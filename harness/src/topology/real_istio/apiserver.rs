@@ -94,7 +94,12 @@ impl ApiServer {
         write(&f("serving.crt"), &serving.pem())?;
         write(&f("serving.key"), &key.serialize_pem())?;
         write(&f("sa.key"), &sa_key.serialize_pem())?;
-        write(&f("tokens.csv"), &format!("{admin_token},admin,admin,system:masters\n"))?;
+        // The verifying side wants a public key (it reads no PKCS#8 private key).
+        write(&f("sa.pub"), &sa_key.public_key_pem())?;
+        write(
+            &f("tokens.csv"),
+            &format!("{admin_token},admin,admin,system:masters\n"),
+        )?;
 
         let etcd_port = free_port(ip)?;
         let peer_port = free_port(ip)?;
@@ -126,7 +131,7 @@ impl ApiServer {
              --secure-port={port} --tls-cert-file={dir}/serving.crt \
              --tls-private-key-file={dir}/serving.key --client-ca-file={dir}/ca.crt \
              --token-auth-file={dir}/tokens.csv --authorization-mode=RBAC \
-             --service-account-issuer={issuer} --service-account-key-file={dir}/sa.key \
+             --service-account-issuer={issuer} --service-account-key-file={dir}/sa.pub \
              --service-account-signing-key-file={dir}/sa.key \
              --api-audiences={issuer},istio-ca --service-cluster-ip-range=10.96.0.0/16 \
              --allow-privileged=true --disable-admission-plugins=ServiceAccount \
@@ -148,6 +153,7 @@ impl ApiServer {
             apiserver,
             dir: dir.to_path_buf(),
         };
+        let mut server = server;
         match server.wait_serving().await {
             Ok(()) => Ok(server),
             Err(e) => {
@@ -172,7 +178,7 @@ impl ApiServer {
 
     /// Waits (bounded) until `/version` answers; says what the processes
     /// printed when it does not.
-    async fn wait_serving(&self) -> Result<(), RealIstioError> {
+    async fn wait_serving(&mut self) -> Result<(), RealIstioError> {
         let client = self.client()?;
         let deadline = Instant::now() + START_BOUND;
         let mut pause = Duration::from_millis(50);
@@ -181,7 +187,15 @@ impl ApiServer {
                 Ok(_) => return Ok(()),
                 Err(e) => e.to_string(),
             };
-            if Instant::now() >= deadline {
+            let exited = [self.etcd.exited(), self.apiserver.exited()];
+            if Instant::now() >= deadline || exited.iter().any(Option::is_some) {
+                let last = match exited {
+                    [Some(s), _] => format!("etcd exited: {s}"),
+                    [_, Some(s)] => format!("kube-apiserver exited: {s}"),
+                    _ => last,
+                };
+                self.etcd.drain_output(Duration::from_secs(2)).await;
+                self.apiserver.drain_output(Duration::from_secs(2)).await;
                 return Err(RealIstioError::NotServing {
                     what: format!("the {} API server at {}", self.name, self.url),
                     bound: START_BOUND,

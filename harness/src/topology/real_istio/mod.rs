@@ -7,6 +7,7 @@
 
 pub mod apiserver;
 pub mod binaries;
+pub mod istiod;
 
 use std::time::Duration;
 

@@ -1,0 +1,203 @@
+//! Tier 4: the real Kubernetes API servers of the real-istio topology (etcd +
+//! kube-apiserver, built by `ci/real-istio-build.sh`). SKIPPED, loudly, where
+//! the binaries are not built; `PROXY_CONFORMANCE_REAL_ISTIO_TESTS=1` (CI)
+//! makes their absence a failure.
+
+use harness::topology::real_istio::apiserver::{ApiServer, kubeconfig};
+use harness::topology::real_istio::binaries::Binaries;
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::{Api, PostParams};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+fn binaries() -> Option<Binaries> {
+    binaries_for(&["etcd", "kube-apiserver"])
+}
+
+fn binaries_for(needed: &[&str]) -> Option<Binaries> {
+    match Binaries::find(needed) {
+        Ok(b) => Some(b),
+        Err(e) if std::env::var_os("PROXY_CONFORMANCE_REAL_ISTIO_TESTS").is_some() => {
+            panic!("{e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED real-istio API server test: {e}");
+            None
+        }
+    }
+}
+
+/// Two API servers, one kubeconfig; a token minted on the remote cluster for
+/// `external-istiod/istiod` with istiod's audience is reviewed as that
+/// service account there (what istiod does with every debug caller's token).
+#[tokio::test]
+async fn two_api_servers_mint_and_review_service_account_tokens() {
+    let Some(bins) = binaries() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let external = ApiServer::start(
+        &bins,
+        "external",
+        Ipv4Addr::new(127, 0, 10, 1),
+        &dir.path().join("external"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let remote = ApiServer::start(
+        &bins,
+        "remote",
+        Ipv4Addr::new(127, 0, 10, 2),
+        &dir.path().join("remote"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let config = kubeconfig(&[&external, &remote]);
+    assert!(config.contains("current-context: external"), "{config}");
+    assert!(config.contains("- name: remote\n  context:"), "{config}");
+
+    let client = remote.client().unwrap_or_else(|e| panic!("{e}"));
+    let ns: Api<Namespace> = Api::all(client.clone());
+    let mut n = Namespace::default();
+    n.metadata.name = Some("external-istiod".into());
+    ns.create(&PostParams::default(), &n)
+        .await
+        .expect("namespace");
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "external-istiod");
+    let mut sa = ServiceAccount::default();
+    sa.metadata.name = Some("istiod".into());
+    sas.create(&PostParams::default(), &sa)
+        .await
+        .expect("service account");
+
+    let token = cluster::kubeops::token_request(
+        &client,
+        "external-istiod",
+        "istiod",
+        "istio-ca",
+        Duration::from_secs(600),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let reviews: Api<TokenReview> = Api::all(client.clone());
+    let review = TokenReview {
+        spec: TokenReviewSpec {
+            token: Some(token.clone()),
+            audiences: Some(vec!["istio-ca".into()]),
+        },
+        ..Default::default()
+    };
+    let got = reviews
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("token review");
+    let status = got.status.expect("status");
+    assert_eq!(status.authenticated, Some(true), "{status:?}");
+    assert_eq!(
+        status.user.and_then(|u| u.username).as_deref(),
+        Some("system:serviceaccount:external-istiod:istiod")
+    );
+    // The external cluster's issuer key is its own: it does not accept the token.
+    let other: Api<TokenReview> = Api::all(external.client().unwrap_or_else(|e| panic!("{e}")));
+    let got = other
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("token review");
+    assert_ne!(got.status.and_then(|s| s.authenticated), Some(true));
+
+    external.stop().await;
+    remote.stop().await;
+}
+
+/// A real istiod replica, configured as the external control plane's, on the
+/// remote API server; the real istioctl and `proxy-conformance ps` (as that
+/// istioctl's version) ask it directly and print the same bytes, table and
+/// `-o json` (nonces aside: istiod makes a new one per answer).
+#[tokio::test]
+async fn real_istioctl_and_ps_print_the_same_for_a_real_istiod() {
+    use harness::topology::real_istio::istiod::{Istiod, IstiodSpec};
+    let Some(bins) = binaries_for(&["etcd", "kube-apiserver", "pilot-discovery", "istioctl"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let remote = ApiServer::start(&bins, "remote", Ipv4Addr::new(127, 0, 10, 3), &dir.path().join("remote"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let kubeconfig_file = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig_file, kubeconfig(&[&remote])).expect("kubeconfig");
+    let kubeconfig = kubeconfig_file;
+    let client = remote.client().unwrap_or_else(|e| panic!("{e}"));
+    // Istio's CRDs (copied beside the binaries by the build), the namespace,
+    // and istioctl's service account.
+    let crds_file = bins.dir.join("../istio-crds.yaml");
+    let crds = std::fs::read_to_string(&crds_file)
+        .unwrap_or_else(|e| panic!("{}: {e}", crds_file.display()));
+    let docs = cluster::manifests::parse_yaml_docs("istio-crds.yaml", &crds).unwrap_or_else(|e| panic!("{e}"));
+    cluster::kubeops::apply_documents(&client, &docs, None, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ns: Api<Namespace> = Api::all(client.clone());
+    let mut n = Namespace::default();
+    n.metadata.name = Some("external-istiod".into());
+    ns.create(&PostParams::default(), &n).await.expect("namespace");
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "external-istiod");
+    let mut sa = ServiceAccount::default();
+    sa.metadata.name = Some("default".into());
+    sas.create(&PostParams::default(), &sa).await.expect("service account");
+
+    let spec = IstiodSpec {
+        name: "istiod-real-0".into(),
+        namespace: "external-istiod".into(),
+        ip: Ipv4Addr::new(127, 0, 11, 1),
+        cluster_id: "remote".into(),
+        kubeconfig: kubeconfig.clone(),
+    };
+    let istiod = Istiod::start(&bins, &spec, &dir.path().join("istiod-0"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let token = cluster::kubeops::token_request(&client, "external-istiod", "default", "istio-ca", Duration::from_secs(600))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, &token).expect("token file");
+    let xds = istiod.tls_addr().to_string();
+
+    // istioctl mints its own token on the current context (remote), as the blog runs it.
+    let istioctl = |extra: &[&str]| {
+        let out = std::process::Command::new(bins.path("istioctl"))
+            .args(["proxy-status", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .args(["--xds-address", &xds, "-i", "external-istiod"])
+            .args(extra)
+            .output()
+            .expect("istioctl runs");
+        assert!(out.status.success(), "istioctl {extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ps = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_proxy-conformance"))
+            .args(["ps", "--xds-address", &xds, "-i", "external-istiod", "--istioctl-version", "1.32", "--token-file"])
+            .arg(&token_file)
+            .args(extra)
+            .output()
+            .expect("proxy-conformance runs");
+        assert!(out.status.success(), "ps {extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The nonce is new with every answer (`<push version>/<uuid>`).
+    let without_nonce = |json: String| -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+        v.as_object_mut().map(|o| o.remove("nonce"));
+        v
+    };
+    assert_eq!(istioctl(&[]), ps(&[]), "default table");
+    assert_eq!(istioctl(&["-v", "1"]), ps(&["-v", "1"]), "-v 1");
+    let real = without_nonce(istioctl(&["-o", "json"]));
+    assert_eq!(real, without_nonce(ps(&["-o", "json"])), "-o json");
+    // What istiod says of itself: the pod name as ID, the stamped version.
+    let identifier = real["controlPlane"]["identifier"].as_str().unwrap_or_default();
+    assert!(identifier.contains("\"ID\":\"istiod-real-0\""), "{identifier}");
+    assert!(identifier.contains("\"version\":\"1.32.0-dev\""), "{identifier}");
+
+    istiod.stop().await;
+    remote.stop().await;
+}
