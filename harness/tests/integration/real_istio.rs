@@ -115,13 +115,19 @@ async fn two_api_servers_mint_and_review_service_account_tokens() {
 #[tokio::test]
 async fn real_istioctl_and_ps_print_the_same_for_a_real_istiod() {
     use harness::topology::real_istio::istiod::{Istiod, IstiodSpec};
-    let Some(bins) = binaries_for(&["etcd", "kube-apiserver", "pilot-discovery", "istioctl"]) else {
+    let Some(bins) = binaries_for(&["etcd", "kube-apiserver", "pilot-discovery", "istioctl"])
+    else {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    let remote = ApiServer::start(&bins, "remote", Ipv4Addr::new(127, 0, 10, 3), &dir.path().join("remote"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let remote = ApiServer::start(
+        &bins,
+        "remote",
+        Ipv4Addr::new(127, 0, 10, 3),
+        &dir.path().join("remote"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let kubeconfig_file = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig_file, kubeconfig(&[&remote])).expect("kubeconfig");
     let kubeconfig = kubeconfig_file;
@@ -131,18 +137,23 @@ async fn real_istioctl_and_ps_print_the_same_for_a_real_istiod() {
     let crds_file = bins.dir.join("../istio-crds.yaml");
     let crds = std::fs::read_to_string(&crds_file)
         .unwrap_or_else(|e| panic!("{}: {e}", crds_file.display()));
-    let docs = cluster::manifests::parse_yaml_docs("istio-crds.yaml", &crds).unwrap_or_else(|e| panic!("{e}"));
+    let docs = cluster::manifests::parse_yaml_docs("istio-crds.yaml", &crds)
+        .unwrap_or_else(|e| panic!("{e}"));
     cluster::kubeops::apply_documents(&client, &docs, None, Duration::from_secs(60))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let ns: Api<Namespace> = Api::all(client.clone());
     let mut n = Namespace::default();
     n.metadata.name = Some("external-istiod".into());
-    ns.create(&PostParams::default(), &n).await.expect("namespace");
+    ns.create(&PostParams::default(), &n)
+        .await
+        .expect("namespace");
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "external-istiod");
     let mut sa = ServiceAccount::default();
     sa.metadata.name = Some("default".into());
-    sas.create(&PostParams::default(), &sa).await.expect("service account");
+    sas.create(&PostParams::default(), &sa)
+        .await
+        .expect("service account");
 
     let spec = IstiodSpec {
         name: "istiod-real-0".into(),
@@ -154,9 +165,15 @@ async fn real_istioctl_and_ps_print_the_same_for_a_real_istiod() {
     let istiod = Istiod::start(&bins, &spec, &dir.path().join("istiod-0"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let token = cluster::kubeops::token_request(&client, "external-istiod", "default", "istio-ca", Duration::from_secs(600))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let token = cluster::kubeops::token_request(
+        &client,
+        "external-istiod",
+        "default",
+        "istio-ca",
+        Duration::from_secs(600),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, &token).expect("token file");
     let xds = istiod.tls_addr().to_string();
@@ -170,22 +187,40 @@ async fn real_istioctl_and_ps_print_the_same_for_a_real_istiod() {
             .args(extra)
             .output()
             .expect("istioctl runs");
-        assert!(out.status.success(), "istioctl {extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "istioctl {extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let ps = |extra: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_proxy-conformance"))
-            .args(["ps", "--xds-address", &xds, "-i", "external-istiod", "--istioctl-version", "1.32", "--token-file"])
+            .args([
+                "ps",
+                "--xds-address",
+                &xds,
+                "-i",
+                "external-istiod",
+                "--istioctl-version",
+                "1.32",
+                "--token-file",
+            ])
             .arg(&token_file)
             .args(extra)
             .output()
             .expect("proxy-conformance runs");
-        assert!(out.status.success(), "ps {extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "ps {extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     // The nonce is new with every answer (`<push version>/<uuid>`).
     let without_nonce = |json: String| -> serde_json::Value {
-        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+        let mut v: serde_json::Value =
+            serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
         v.as_object_mut().map(|o| o.remove("nonce"));
         v
     };
@@ -194,9 +229,17 @@ async fn real_istioctl_and_ps_print_the_same_for_a_real_istiod() {
     let real = without_nonce(istioctl(&["-o", "json"]));
     assert_eq!(real, without_nonce(ps(&["-o", "json"])), "-o json");
     // What istiod says of itself: the pod name as ID, the stamped version.
-    let identifier = real["controlPlane"]["identifier"].as_str().unwrap_or_default();
-    assert!(identifier.contains("\"ID\":\"istiod-real-0\""), "{identifier}");
-    assert!(identifier.contains("\"version\":\"1.32.0-dev\""), "{identifier}");
+    let identifier = real["controlPlane"]["identifier"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        identifier.contains("\"ID\":\"istiod-real-0\""),
+        "{identifier}"
+    );
+    assert!(
+        identifier.contains("\"version\":\"1.32.0-dev\""),
+        "{identifier}"
+    );
 
     istiod.stop().await;
     remote.stop().await;
