@@ -28,6 +28,23 @@ fn binaries_for(needed: &[&str]) -> Option<Binaries> {
     }
 }
 
+/// Creates the namespace and a service account in it (no controller makes
+/// `default` here).
+async fn create_account(client: &kube::Client, namespace: &str, name: &str) {
+    let ns: Api<Namespace> = Api::all(client.clone());
+    let mut n = Namespace::default();
+    n.metadata.name = Some(namespace.into());
+    ns.create(&PostParams::default(), &n)
+        .await
+        .expect("namespace");
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let mut sa = ServiceAccount::default();
+    sa.metadata.name = Some(name.into());
+    sas.create(&PostParams::default(), &sa)
+        .await
+        .expect("service account");
+}
+
 /// Two API servers, one kubeconfig; a token minted on the remote cluster for
 /// `external-istiod/istiod` with istiod's audience is reviewed as that
 /// service account there (what istiod does with every debug caller's token).
@@ -56,18 +73,7 @@ async fn two_api_servers_mint_and_review_service_account_tokens() {
     assert!(config.contains("- name: remote\n  context:"), "{config}");
 
     let client = remote.client().unwrap_or_else(|e| panic!("{e}"));
-    let ns: Api<Namespace> = Api::all(client.clone());
-    let mut n = Namespace::default();
-    n.metadata.name = Some("external-istiod".into());
-    ns.create(&PostParams::default(), &n)
-        .await
-        .expect("namespace");
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "external-istiod");
-    let mut sa = ServiceAccount::default();
-    sa.metadata.name = Some("istiod".into());
-    sas.create(&PostParams::default(), &sa)
-        .await
-        .expect("service account");
+    create_account(&client, "external-istiod", "istiod").await;
 
     let token = cluster::kubeops::token_request(
         &client,
@@ -142,18 +148,7 @@ async fn real_istioctl_and_ps_print_the_same_for_a_real_istiod() {
     cluster::kubeops::apply_documents(&client, &docs, None, Duration::from_secs(60))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let ns: Api<Namespace> = Api::all(client.clone());
-    let mut n = Namespace::default();
-    n.metadata.name = Some("external-istiod".into());
-    ns.create(&PostParams::default(), &n)
-        .await
-        .expect("namespace");
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "external-istiod");
-    let mut sa = ServiceAccount::default();
-    sa.metadata.name = Some("default".into());
-    sas.create(&PostParams::default(), &sa)
-        .await
-        .expect("service account");
+    create_account(&client, "external-istiod", "default").await;
 
     let spec = IstiodSpec {
         name: "istiod-real-0".into(),
