@@ -121,6 +121,7 @@ async fn two_api_servers_mint_and_review_service_account_tokens() {
 #[tokio::test]
 async fn real_istioctl_and_ps_print_the_same_for_a_real_istiod() {
     use harness::topology::real_istio::istiod::{Istiod, IstiodSpec};
+    use harness::topology::real_istio::sidecar::{Sidecar, SidecarSpec};
     let Some(bins) = binaries_for(&["etcd", "kube-apiserver", "pilot-discovery", "istioctl"])
     else {
         return;
@@ -160,6 +161,51 @@ async fn real_istioctl_and_ps_print_the_same_for_a_real_istiod() {
     let istiod = Istiod::start(&bins, &spec, &dir.path().join("istiod-0"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // The mesh: light sidecars (pilot-agent's node and metadata, the pod's
+    // token) in `sample`, connected and ACKing, verified against the mesh root.
+    let root = mesh_root(&client).await;
+    create_account(&client, "sample", "sleep").await;
+    let pods = [
+        ("sleep-7b9f8c5d4-x2x7q", "sleep"),
+        ("helloworld-v1-6d6d8f7b9-k4k2l", "helloworld"),
+        ("helloworld-v1-6d6d8f7b9-p9p8o", "helloworld"),
+    ];
+    let mut sidecars = Vec::new();
+    for (i, (pod, app)) in pods.into_iter().enumerate() {
+        let token = cluster::kubeops::token_request(
+            &client,
+            "sample",
+            "sleep",
+            "istio-ca",
+            Duration::from_secs(600),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let spec = SidecarSpec {
+            pod: pod.into(),
+            namespace: "sample".into(),
+            service_account: "sleep".into(),
+            ip: Ipv4Addr::new(10, 244, 0, 10 + i as u8),
+            cluster_id: "remote".into(),
+            istio_version: "1.32.0-dev".into(),
+            app: app.into(),
+        };
+        let mut sidecar = Sidecar::connect(
+            istiod.tls_addr(),
+            &root,
+            "istiod.external-istiod.svc",
+            &token,
+            &spec,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        sidecar
+            .synced(Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nistiod:\n{}", istiod.output(30)));
+        sidecars.push(sidecar);
+    }
+
     let token = cluster::kubeops::token_request(
         &client,
         "external-istiod",
@@ -212,17 +258,41 @@ async fn real_istioctl_and_ps_print_the_same_for_a_real_istiod() {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    // The nonce is new with every answer (`<push version>/<uuid>`).
-    let without_nonce = |json: String| -> serde_json::Value {
+    // The nonce is new with every answer (`<push version>/<uuid>`), and
+    // istiod lists the ClientConfigs in map order, which nothing fixes (the
+    // conformance check compares them keyed by node id too): both normalised.
+    let normalised = |json: String| -> serde_json::Value {
         let mut v: serde_json::Value =
             serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
-        v.as_object_mut().map(|o| o.remove("nonce"));
+        if let Some(o) = v.as_object_mut() {
+            o.remove("nonce");
+            if let Some(serde_json::Value::Array(rows)) = o.get_mut("resources") {
+                rows.sort_by_key(|r| r["node"]["id"].as_str().unwrap_or_default().to_string());
+            }
+        }
         v
     };
-    assert_eq!(istioctl(&[]), ps(&[]), "default table");
-    assert_eq!(istioctl(&["-v", "1"]), ps(&["-v", "1"]), "-v 1");
-    let real = without_nonce(istioctl(&["-o", "json"]));
-    assert_eq!(real, without_nonce(ps(&["-o", "json"])), "-o json");
+    let table = istioctl(&[]);
+    assert_eq!(table, ps(&[]), "default table");
+    assert_eq!(
+        table.lines().count(),
+        4,
+        "a header and the three sidecars:\n{table}"
+    );
+    assert!(table.contains("sleep-7b9f8c5d4-x2x7q.sample"), "{table}");
+    // `-v 1` prints ages (`SYNCED (3s)`): the two are asked back to back,
+    // again (bounded) when a second ticked between them.
+    let mut verbose = (String::new(), String::new());
+    for _ in 0..5 {
+        verbose = (istioctl(&["-v", "1"]), ps(&["-v", "1"]));
+        if verbose.0 == verbose.1 {
+            break;
+        }
+    }
+    assert_eq!(verbose.0, verbose.1, "-v 1");
+    assert!(verbose.0.contains("SYNCED"), "{}", verbose.0);
+    let real = normalised(istioctl(&["-o", "json"]));
+    assert_eq!(real, normalised(ps(&["-o", "json"])), "-o json");
     // What istiod says of itself: the pod name as ID, the stamped version.
     let identifier = real["controlPlane"]["identifier"]
         .as_str()
@@ -236,6 +306,23 @@ async fn real_istioctl_and_ps_print_the_same_for_a_real_istiod() {
         "{identifier}"
     );
 
+    drop(sidecars);
     istiod.stop().await;
     remote.stop().await;
+}
+
+/// The mesh's root certificate: istiod's self-signed CA, which the first
+/// replica writes to `istio-ca-secret` in its namespace.
+async fn mesh_root(client: &kube::Client) -> String {
+    use k8s_openapi::api::core::v1::Secret;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "external-istiod");
+    let secret = secrets
+        .get("istio-ca-secret")
+        .await
+        .expect("istio-ca-secret");
+    let pem = secret
+        .data
+        .and_then(|d| d.get("ca-cert.pem").cloned())
+        .expect("ca-cert.pem in istio-ca-secret");
+    String::from_utf8(pem.0).expect("PEM")
 }

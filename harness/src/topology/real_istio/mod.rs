@@ -8,6 +8,7 @@
 pub mod apiserver;
 pub mod binaries;
 pub mod istiod;
+pub mod sidecar;
 
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ pub enum RealIstioError {
     Missing { dir: String, missing: String },
     #[error("cannot {step}: {error}")]
     Step { step: String, error: String },
-    #[error("{what} did not serve within {bound:?} ({last}); its output:\n{output}")]
+    #[error("{what} is not serving: {last} (waited at most {bound:?}); its output:\n{output}")]
     NotServing {
         what: String,
         bound: Duration,
