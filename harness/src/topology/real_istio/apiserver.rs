@@ -82,11 +82,11 @@ impl ApiServer {
             .map_err(|e| RealIstioError::step(&step("sign the serving certificate"), e))?;
         let sa_key = rcgen::KeyPair::generate()
             .map_err(|e| RealIstioError::step(&step("generate the service-account key"), e))?;
-        // Random enough for a token that only ever crosses loopback.
+        // Random enough for a token that only ever crosses loopback: the
+        // standard library's per-process random hash keys.
         let admin_token = {
             use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u128(Instant::now().elapsed().as_nanos());
+            let h = std::collections::hash_map::RandomState::new().build_hasher();
             format!("admin-{:016x}", h.finish())
         };
         let f = |n: &str| dir.join(n);

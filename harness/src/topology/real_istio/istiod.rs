@@ -75,6 +75,16 @@ impl Istiod {
         v.insert("kubeconfig", spec.kubeconfig.display().to_string());
         v.insert("mesh", mesh_file.display().to_string());
         v.insert("ip", spec.ip.to_string());
+        for (name, port) in [
+            ("plaintext", PLAINTEXT_PORT),
+            ("tls", TLS_PORT),
+            ("webhook", WEBHOOK_PORT),
+            ("monitoring", MONITORING_PORT),
+            ("http", HTTP_PORT),
+            ("ctrlz", CTRLZ_PORT),
+        ] {
+            v.insert(name, port.to_string());
+        }
         // EXTERNAL_ISTIOD, CLUSTER_ID, SHARED_MESH_CONFIG as the guide sets
         // them (clusters.md step 4). Not LOCAL_CLUSTER_SECRET_WATCHER: it
         // needs an in-cluster config of the cluster istiod runs in, and
@@ -86,9 +96,10 @@ impl Istiod {
              EXTERNAL_ISTIOD=true CLUSTER_ID={cluster} SHARED_MESH_CONFIG=istio \
              PILOT_ENABLE_ALPN_FILTER=false PILOT_ENABLE_METADATA_EXCHANGE=false \
              {bin} discovery --kubeconfig {kubeconfig} --clusterID {cluster} \
-             --meshConfig {mesh} --grpcAddr {ip}:15010 --secureGRPCAddr {ip}:15012 \
-             --httpsAddr {ip}:15017 --monitoringAddr {ip}:15014 --httpAddr {ip}:8080 \
-             --ctrlz_address {ip} --ctrlz_port 9876 --log_output_level default:warn",
+             --meshConfig {mesh} --grpcAddr {ip}:{plaintext} --secureGRPCAddr {ip}:{tls} \
+             --httpsAddr {ip}:{webhook} --monitoringAddr {ip}:{monitoring} \
+             --httpAddr {ip}:{http} --ctrlz_address {ip} --ctrlz_port {ctrlz} \
+             --log_output_level default:warn",
             &v,
         )
         .map_err(|e| RealIstioError::step(&step("start pilot-discovery"), e))?;

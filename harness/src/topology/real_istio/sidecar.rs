@@ -80,7 +80,10 @@ impl SidecarSpec {
             "PROXY_CONFIG".into(),
             object(&[
                 ("discoveryAddress", s(discovery_address)),
-                ("serviceCluster", s(&format!("{}.{}", self.app, self.namespace))),
+                (
+                    "serviceCluster",
+                    s(&format!("{}.{}", self.app, self.namespace)),
+                ),
             ]),
         );
         Node {
@@ -145,8 +148,8 @@ impl Sidecar {
             .parse()
             .map_err(|e| RealIstioError::step(&step("its token as a header"), e))?;
         req.metadata_mut().insert("authorization", bearer);
-        let mut ads = AggregatedDiscoveryServiceClient::new(channel)
-            .max_decoding_message_size(usize::MAX);
+        let mut ads =
+            AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(usize::MAX);
         let mut answers = ads
             .stream_aggregated_resources(req)
             .await
@@ -205,7 +208,12 @@ impl Sidecar {
         let id = self.node_id.clone();
         tokio::time::timeout(bound, self.acked.wait_for(|n| *n >= want))
             .await
-            .map_err(|_| RealIstioError::step(&format!("sync sidecar {id}"), format!("fewer than {want} answers ACKed within {bound:?}")))?
+            .map_err(|_| {
+                RealIstioError::step(
+                    &format!("sync sidecar {id}"),
+                    format!("fewer than {want} answers ACKed within {bound:?}"),
+                )
+            })?
             .map(|_| ())
             .map_err(|_| RealIstioError::step(&format!("sync sidecar {id}"), "its stream ended"))
     }
