@@ -707,6 +707,65 @@ pub async fn delete_pods(client: &Client, ns: &str, selector: &str) -> Result<()
     })
 }
 
+/// Plays kubelet for a pod no kubelet runs (the real-istio topology's
+/// processes): writes its status as Running and Ready with this pod IP, the
+/// fields istiod and the proxies' discovery read.
+pub async fn write_pod_running(
+    client: &Client,
+    ns: &str,
+    pod: &str,
+    ip: &str,
+) -> Result<(), KubeError> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let now = chrono_now();
+    let status = serde_json::json!({
+        "status": {
+            "phase": "Running",
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "hostIP": ip,
+            "startTime": now,
+            "conditions": [
+                {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+                {"type": "Ready", "status": "True", "lastTransitionTime": now},
+            ],
+        }
+    });
+    api.patch_status(pod, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .map(|_| ())
+        .map_err(|source| KubeError::Api {
+            object: format!("Pod {ns}/{pod}"),
+            action: "write status",
+            source: Box::new(source),
+        })
+}
+
+/// Now, as Kubernetes writes its timestamps.
+fn chrono_now() -> Value {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    serde_json::to_value(Time(k8s_openapi::chrono::Utc::now())).unwrap_or(Value::Null)
+}
+
+/// Deletes one pod, at once (no grace: nothing runs in it to stop).
+pub async fn delete_pod(client: &Client, ns: &str, pod: &str) -> Result<(), KubeError> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let now = kube::api::DeleteParams {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    match api.delete(pod, &now).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(source) => Err(KubeError::Api {
+            object: format!("Pod {ns}/{pod}"),
+            action: "delete",
+            source: Box::new(source),
+        }),
+    }
+}
+
 /// A token for `ns/sa` from the TokenRequest API (audience `istio-ca`: what istiod accepts).
 pub async fn token_request(
     client: &Client,

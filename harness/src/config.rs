@@ -8,6 +8,7 @@ use crate::topology::cluster::ClusterTopology;
 use crate::topology::docker::DockerTopology;
 pub use crate::topology::docker::{DockerRunOptions, REFERENCE_PROXY_ARGS};
 use crate::topology::local::LocalTopology;
+use crate::topology::real_istio::RealIstioTopology;
 use crate::topology::{Hooks, ProxyUnderTest, Topology};
 pub use crate::topology::{ProxyMode, TopologyKind};
 use proto::IstioctlFamily;
@@ -28,9 +29,11 @@ pub struct RunArgs {
     /// Where the control plane lives: `local` (fake istiod replicas on
     /// 127.0.0.x, one scenario after the other), `docker` (fake istiod
     /// replicas as containers on a docker network per scenario, the proxy under
-    /// test as a container: see --proxy-image) or `cluster` (the real
+    /// test as a container: see --proxy-image), `cluster` (the real
     /// external control plane that `proxy-conformance cluster up` built; see
-    /// the `--cluster-*` options). Checks that need what the topology cannot do
+    /// the `--cluster-*` options) or `real-istio` (real istiod replicas,
+    /// kube-apiserver and etcd as processes here, built by
+    /// `bash ci/real-istio-build.sh`; see the `--real-istio-*` options). Checks that need what the topology cannot do
     /// (a scripted mesh, replica faults, forged tokens, network faults) are
     /// skipped with the reason. Default: local, or docker with --proxy-image.
     #[arg(long, value_enum)]
@@ -67,6 +70,16 @@ pub struct RunArgs {
     /// Default: fake-istiod:local (`bash fake-istiod/build-image.sh fake-istiod:local`).
     #[arg(long, value_name = "IMAGE")]
     pub replica_image: Option<String>,
+
+    /// With --topology real-istio: how many istiod replicas to run.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub real_istio_replicas: u16,
+
+    /// With --topology real-istio: light sidecars (ADS clients with
+    /// pilot-agent's node metadata, ACKing as Envoy does) beyond the blog's
+    /// three pods, spread over the replicas: a larger mesh.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=5000))]
+    pub real_istio_sidecars: u16,
 
     /// With --topology cluster: the kubeconfig context of the external cluster
     /// (istiod and the proxy under test). Default: kind-external (`cluster up`'s).
@@ -255,6 +268,8 @@ pub struct RunConfig {
     pub cluster: crate::topology::cluster::ClusterOptions,
     /// The containers of `--topology docker`.
     pub docker: DockerRunOptions,
+    /// The processes of `--topology real-istio`.
+    pub real_istio: crate::topology::real_istio::WorldOptions,
     pub proxy: ProxyMode,
     /// Persistent CA and token key for --proxy-addr.
     pub state_dir: PathBuf,
@@ -371,6 +386,11 @@ impl RunConfig {
             TopologyKind::Cluster => {
                 Box::new(ClusterTopology::new(proxy, self.cluster.clone(), hooks))
             }
+            TopologyKind::RealIstio => Box::new(RealIstioTopology::new(
+                proxy,
+                self.real_istio.clone(),
+                hooks,
+            )),
         }
     }
 
@@ -546,10 +566,16 @@ impl RunConfig {
                 .unwrap_or_else(|| "kind-remote".to_string()),
             live,
         };
+        let real_istio = crate::topology::real_istio::WorldOptions {
+            replicas: usize::from(args.real_istio_replicas),
+            extra_sidecars: usize::from(args.real_istio_sidecars),
+            dir: None,
+        };
         Ok(RunConfig {
             topology,
             cluster,
             docker,
+            real_istio,
             proxy,
             state_dir: args
                 .state_dir

@@ -104,11 +104,18 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
             "the live mesh of istiod in {} (contexts {} and {})",
             cluster.live.namespace, cluster.external_context, cluster.remote_context
         ),
+        TopologyKind::RealIstio => format!(
+            "the live mesh of {} real istiod replicas (processes on loopback)",
+            config.real_istio.replicas
+        ),
     };
     let report = runner::run(&config, &Default::default(), |p| match p {
         Progress::Start { checks, scenarios } => crate::say!(
             "proxy-conformance: {checks} checks on {} against {what}; istioctl {}",
-            if config.topology != TopologyKind::Cluster {
+            if !matches!(
+                config.topology,
+                TopologyKind::Cluster | TopologyKind::RealIstio
+            ) {
                 format!("{scenarios} {mesh}")
             } else {
                 mesh.clone()

@@ -45,11 +45,7 @@ async fn run(ctx: &Ctx) -> Checked {
             id.component
         ));
     }
-    let versions: Vec<String> = ctx
-        .replicas()
-        .iter()
-        .map(|r| r.version.to_string())
-        .collect();
+    let versions: Vec<String> = ctx.replicas().iter().map(|r| r.version_text()).collect();
     if !versions.contains(&id.info.version) {
         problems.push(format!(
             "Info.version is {:?}, not the version of any replica ({})",

@@ -14,11 +14,7 @@ crate::check! {
 }
 
 async fn run(ctx: &Ctx) -> Checked {
-    let versions: Vec<String> = ctx
-        .replicas()
-        .iter()
-        .map(|r| r.version.to_string())
-        .collect();
+    let versions: Vec<String> = ctx.replicas().iter().map(|r| r.version_text()).collect();
     let mut problems = Vec::new();
     // Does any replica attach a ControlPlane to connections (istiod < 1.25 does)?
     let mut replicas_attach = false;

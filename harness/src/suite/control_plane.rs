@@ -79,9 +79,20 @@ pub struct Replica {
     pub tls_addr: SocketAddr,
     /// Where the harness reaches its plaintext xDS port (15010), if it can.
     pub plaintext_addr: Option<SocketAddr>,
+    /// The version text it reports (`Info.version`, e.g. `1.32.0-dev`), when
+    /// known and not just `version` (a real istiod's build tag).
+    pub reported_version: Option<String>,
 }
 
 impl Replica {
+    /// What it reports as its version (`Info.version`): the text it was seen
+    /// to report, else its release.
+    pub fn version_text(&self) -> String {
+        self.reported_version
+            .clone()
+            .unwrap_or_else(|| self.version.to_string())
+    }
+
     /// Does `text` name this replica (its pod name or an address)?
     pub fn named_in(&self, text: &str) -> bool {
         text.contains(&self.name)

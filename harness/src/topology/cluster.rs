@@ -25,7 +25,7 @@ use std::time::Duration;
 
 /// The audience istioctl asks the TokenRequest API for, and istiod accepts
 /// (`1.30.0:istioctl/pkg/xds/client.go`, `tokenAudiences`).
-const AUDIENCE: &str = fake_istiod::auth::ISTIO_CA_AUDIENCE;
+pub const AUDIENCE: &str = fake_istiod::auth::ISTIO_CA_AUDIENCE;
 /// Lifetime of the tokens minted at connect time: longer than any run.
 const TOKEN_TTL: Duration = Duration::from_secs(3600);
 
@@ -200,6 +200,10 @@ impl PodRestarter for KubeRestarter {
 
 /// The connected control plane. Dropping it stops its port-forwards.
 pub struct ClusterControlPlane {
+    /// The topology it serves (`cluster`; `real-istio` runs the same control
+    /// plane as processes) and what that one can do.
+    topology: &'static str,
+    capabilities: &'static [Capability],
     /// The port-forwards (a restart adds one).
     live: Mutex<Live>,
     /// Where the proxy under test is reachable, if forwarded.
@@ -254,6 +258,13 @@ impl ClusterControlPlane {
             .map(|cp| cp.with_restarter(Box::new(restarter)))
     }
 
+    /// The same control plane as another topology's (its name, its capabilities).
+    pub fn as_topology(mut self, name: &'static str, capabilities: &'static [Capability]) -> Self {
+        self.topology = name;
+        self.capabilities = capabilities;
+        self
+    }
+
     /// Replicas restart through this ([`Capability::RestartReplicas`]).
     pub fn with_restarter(mut self, restarter: Box<dyn PodRestarter>) -> Self {
         self.restarter = Some(restarter);
@@ -300,17 +311,18 @@ impl ClusterControlPlane {
                 .await
                 .map_err(|e| {
                     TopologyError::Failed(format!(
-                        "istiod pod {namespace}/{} (port-forwarded to {}) does not answer syncz: {e}",
+                        "istiod pod {namespace}/{} (reached at {}) does not answer syncz: {e}",
                         r.pod, r.tls_addr
                     ))
                 })?;
-            let reported = answer
+            let reported_text = answer
                 .control_plane
                 .as_ref()
                 .and_then(|cp| {
                     serde_json::from_str::<IstioControlPlaneInstance>(&cp.identifier).ok()
                 })
-                .and_then(|id| release(&id.info.version));
+                .map(|id| id.info.version);
+            let reported = reported_text.as_deref().and_then(release);
             let version = reported
                 .or_else(|| live::release_of_image(&r.image).and_then(|v| release(&v)))
                 .ok_or_else(|| {
@@ -330,6 +342,7 @@ impl ClusterControlPlane {
                 version,
                 tls_addr: r.tls_addr,
                 plaintext_addr: None,
+                reported_version: reported_text,
             });
         }
         let mut refused = BTreeMap::new();
@@ -345,6 +358,8 @@ impl ClusterControlPlane {
             }
         }
         Ok(ClusterControlPlane {
+            topology: NAME,
+            capabilities: CAPABILITIES,
             proxy_addr: live.proxy_addr,
             live: Mutex::new(live),
             replicas: Mutex::new(replicas),
@@ -364,11 +379,11 @@ impl ClusterControlPlane {
 
 impl ControlPlane for ClusterControlPlane {
     fn topology(&self) -> &'static str {
-        NAME
+        self.topology
     }
 
     fn capabilities(&self) -> &'static [Capability] {
-        CAPABILITIES
+        self.capabilities
     }
 
     /// A new istiod pod, a restarted port-forward, sidecars reconnecting
@@ -404,6 +419,8 @@ impl ControlPlane for ClusterControlPlane {
                 version,
                 tls_addr: successor.tls_addr,
                 plaintext_addr: None,
+                // The same image: the same build tag.
+                reported_version: old.reported_version.clone(),
             };
             if let Ok(mut replicas) = self.replicas.lock()
                 && let Some(slot) = replicas.iter_mut().find(|r| r.name == replica)
@@ -424,7 +441,7 @@ impl ControlPlane for ClusterControlPlane {
 
     fn token(&self, spec: &TokenSpec) -> Result<String, TopologyError> {
         let unsupported = |what: &str| TopologyError::Unsupported {
-            topology: "cluster",
+            topology: self.topology,
             what: what.to_string(),
         };
         if spec.expired || spec.bad_signature || spec.subject.is_some() || spec.audience != AUDIENCE

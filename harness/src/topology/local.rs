@@ -402,6 +402,7 @@ impl ControlPlane for LocalControlPlane {
                 version: r.version,
                 tls_addr: r.tls_addr,
                 plaintext_addr: Some(r.plaintext_addr),
+                reported_version: None,
             })
             .collect()
     }

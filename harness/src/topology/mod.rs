@@ -9,6 +9,7 @@
 //! | `local` | [`local`] | fake-istiod replicas on 127.0.0.x, in process, driven by a scenario |
 //! | `docker` | [`docker`] | fake-istiod replicas as containers on a docker network, the proxy as a container |
 //! | `cluster` | [`cluster`] | real istiod pods of an external control plane, through port-forwards |
+//! | `real-istio` | [`real_istio`] | real istiod, kube-apiserver and etcd as processes on loopback |
 
 pub mod cluster;
 pub mod docker;
@@ -46,6 +47,10 @@ pub enum TopologyKind {
     /// A real external control plane (`proxy-conformance cluster up`): real
     /// istiod pods as the ground truth, the deployed proxy under test.
     Cluster,
+    /// Real istiod replicas, kube-apiserver and etcd built from their Go
+    /// modules (`ci/real-istio-build.sh`) and run as processes: the external
+    /// control plane on one machine, its live mesh of light sidecars.
+    RealIstio,
 }
 
 impl TopologyKind {
@@ -54,6 +59,7 @@ impl TopologyKind {
             TopologyKind::Local => "local",
             TopologyKind::Docker => "docker",
             TopologyKind::Cluster => "cluster",
+            TopologyKind::RealIstio => real_istio::NAME,
         }
     }
     /// What this kind of topology can do (the same as its [`Topology::capabilities`]).
@@ -62,6 +68,7 @@ impl TopologyKind {
             TopologyKind::Local => &Capability::LOCAL,
             TopologyKind::Docker => docker::CAPABILITIES,
             TopologyKind::Cluster => cluster::CAPABILITIES,
+            TopologyKind::RealIstio => real_istio::CAPABILITIES,
         }
     }
 }

@@ -189,6 +189,7 @@ async fn real_istioctl_and_ps_print_the_same_for_a_real_istiod() {
             cluster_id: "remote".into(),
             istio_version: "1.32.0-dev".into(),
             app: app.into(),
+            node_type: "sidecar".into(),
         };
         let mut sidecar = Sidecar::connect(
             istiod.tls_addr(),

@@ -166,6 +166,7 @@ impl ReplicaContainer {
             version: self.version.clone(),
             tls_addr: SocketAddr::from((self.ip, TLS_PORT)),
             plaintext_addr: Some(SocketAddr::from((self.ip, PLAINTEXT_PORT))),
+            reported_version: None,
         }
     }
 }

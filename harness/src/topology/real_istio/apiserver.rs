@@ -228,6 +228,13 @@ impl ApiServer {
         )
     }
 
+    /// Its processes (etcd's and kube-apiserver's).
+    pub fn pids(&self) -> Vec<i32> {
+        let mut p = self.etcd.pids();
+        p.extend(self.apiserver.pids());
+        p
+    }
+
     /// Where its files are.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -127,6 +127,11 @@ impl Istiod {
         SocketAddr::from((self.ip, PLAINTEXT_PORT))
     }
 
+    /// Its processes.
+    pub fn pids(&self) -> Vec<i32> {
+        self.process.pids()
+    }
+
     /// The last lines it printed.
     pub fn output(&self, lines: usize) -> String {
         self.process.output.tail(lines)

@@ -1,14 +1,19 @@
-//! The `real-istio` topology (issue 18, in progress): the real Istio and
-//! Kubernetes binaries, built from their Go modules by
-//! `ci/real-istio-build.sh`, run as processes on this machine. So far: the two
-//! Kubernetes API servers of the external control plane (external, remote)
-//! with one kubeconfig; istiod replicas, sidecars and the topology itself
-//! come next.
+//! The `real-istio` topology: the real Istio and Kubernetes binaries, built
+//! from their Go modules by `ci/real-istio-build.sh`, run as processes on
+//! this machine: two Kubernetes API servers ([`apiserver`]), istiod replicas
+//! ([`istiod`]), light sidecars ([`sidecar`]), put together as the external
+//! control plane ([`world`]) and offered to the checks ([`topology`]).
 
 pub mod apiserver;
 pub mod binaries;
 pub mod istiod;
+pub mod objects;
 pub mod sidecar;
+pub mod topology;
+pub mod world;
+
+pub use topology::{CAPABILITIES, NAME, RealIstioTopology};
+pub use world::{RealIstio, WorldOptions};
 
 use std::time::Duration;
 

@@ -38,14 +38,16 @@ pub struct SidecarSpec {
     pub istio_version: String,
     /// Its pod's `app` label.
     pub app: String,
+    /// `sidecar`, or `router` for a gateway.
+    pub node_type: String,
 }
 
 impl SidecarSpec {
     /// `sidecar~<ip>~<pod>.<ns>~<ns>.svc.cluster.local`, as pilot-agent sets it.
     pub fn node_id(&self) -> String {
         format!(
-            "sidecar~{}~{}.{}~{}.svc.cluster.local",
-            self.ip, self.pod, self.namespace, self.namespace
+            "{}~{}~{}.{}~{}.svc.cluster.local",
+            self.node_type, self.ip, self.pod, self.namespace, self.namespace
         )
     }
 
@@ -96,11 +98,24 @@ impl SidecarSpec {
     }
 }
 
-/// A connected light sidecar; dropping it closes its stream.
+/// How a sidecar verifies istiod: the mesh root, and the name in istiod's
+/// certificate (it is dialled by address).
+#[derive(Debug, Clone)]
+pub struct Trust {
+    pub ca_pem: String,
+    pub server_name: String,
+}
+
+/// A light sidecar; dropping it closes its stream. Like Envoy, it connects
+/// again (with a backoff) when its stream ends: to the replica in its slot of
+/// the current replica addresses, so a restarted replica's sidecars land on
+/// its successor.
 pub struct Sidecar {
     pub node_id: String,
-    /// How many answers it has ACKed.
+    /// How many answers it has ACKed (over all its connections).
     acked: watch::Receiver<usize>,
+    /// Why its last connection failed or ended.
+    last_error: std::sync::Arc<std::sync::Mutex<String>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -110,8 +125,11 @@ impl Drop for Sidecar {
     }
 }
 
+/// The longest pause between two connection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
 impl Sidecar {
-    /// Connects to istiod's TLS port (verified against the mesh root, as
+    /// Connects to one istiod's TLS port (verified against the mesh root, as
     /// `server_name`), with the pod's token, and subscribes.
     pub async fn connect(
         istiod: SocketAddr,
@@ -120,101 +138,159 @@ impl Sidecar {
         token: &str,
         spec: &SidecarSpec,
     ) -> Result<Sidecar, RealIstioError> {
-        let step = |what: &str| format!("sidecar {}.{}: {what}", spec.pod, spec.namespace);
-        let opts = ClientOptions {
-            credentials: Credentials::VerifiedTls {
-                ca_pem: ca_pem.as_bytes().to_vec(),
-                token: Some(token.to_string()),
-            },
-            authority: Some(server_name.to_string()),
-            timeout: Duration::from_secs(10),
-            ..ClientOptions::plaintext(istiod.to_string())
+        let (_keep, targets) = watch::channel(vec![istiod]);
+        let trust = Trust {
+            ca_pem: ca_pem.to_string(),
+            server_name: server_name.to_string(),
         };
-        let channel = client::connect(&opts)
-            .await
-            .map_err(|e| RealIstioError::step(&step(&format!("connect to {istiod}")), e))?;
-        let node = spec.node(&istiod.to_string());
-        let (tx, rx) = mpsc::channel::<DiscoveryRequest>(8);
-        let request = |type_url: &str| DiscoveryRequest {
-            node: Some(node.clone()),
-            type_url: type_url.to_string(),
-            ..Default::default()
-        };
-        tx.send(request(TYPES[0]))
-            .await
-            .map_err(|e| RealIstioError::step(&step("queue its first request"), e))?;
-        let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-        let bearer = format!("Bearer {token}")
-            .parse()
-            .map_err(|e| RealIstioError::step(&step("its token as a header"), e))?;
-        req.metadata_mut().insert("authorization", bearer);
-        let mut ads =
-            AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(usize::MAX);
-        let mut answers = ads
-            .stream_aggregated_resources(req)
-            .await
-            .map_err(|e| RealIstioError::step(&step("open its ADS stream"), e))?
-            .into_inner();
+        let sidecar = Sidecar::start(targets, 0, trust, token.to_string(), spec.clone());
+        // The receiver keeps the last addresses once `_keep` is gone.
+        Ok(sidecar)
+    }
+
+    /// Starts a sidecar that connects to `targets[slot % len]`, again after
+    /// every end of its stream.
+    pub fn start(
+        targets: watch::Receiver<Vec<SocketAddr>>,
+        slot: usize,
+        trust: Trust,
+        token: String,
+        spec: SidecarSpec,
+    ) -> Sidecar {
         let (acked_tx, acked) = watch::channel(0usize);
+        let last_error =
+            std::sync::Arc::new(std::sync::Mutex::new(String::from("not connected yet")));
         let node_id = spec.node_id();
-        let id = node_id.clone();
+        let errors = last_error.clone();
         let task = tokio::spawn(async move {
-            let mut next = 1;
-            let mut count = 0;
+            let mut pause = Duration::from_millis(100);
             loop {
-                let answer = match answers.message().await {
-                    Ok(Some(a)) => a,
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::warn!(sidecar = %id, error = %e, "its stream ended");
-                        break;
-                    }
+                let target = {
+                    let t = targets.borrow();
+                    (!t.is_empty()).then(|| t[slot % t.len()])
                 };
-                // The ACK: the version and nonce it applied, as Envoy sends them.
-                let ack = DiscoveryRequest {
-                    node: None,
-                    type_url: answer.type_url.clone(),
-                    version_info: answer.version_info.clone(),
-                    response_nonce: answer.nonce.clone(),
-                    ..Default::default()
+                let ended = match target {
+                    Some(addr) => match session(addr, &trust, &token, &spec, &acked_tx).await {
+                        Ok(acked) => {
+                            if acked > 0 {
+                                pause = Duration::from_millis(100);
+                            }
+                            format!("its stream to {addr} ended")
+                        }
+                        Err(e) => e,
+                    },
+                    None => "no replica to connect to".to_string(),
                 };
-                if tx.send(ack).await.is_err() {
-                    break;
+                tracing::debug!(sidecar = %spec.node_id(), reason = %ended, "reconnecting");
+                if let Ok(mut l) = errors.lock() {
+                    *l = ended;
                 }
-                count += 1;
-                acked_tx.send_replace(count);
-                if next < TYPES.len() && answer.type_url == TYPES[next - 1] {
-                    let r = DiscoveryRequest {
-                        type_url: TYPES[next].to_string(),
-                        ..Default::default()
-                    };
-                    if tx.send(r).await.is_err() {
-                        break;
-                    }
-                    next += 1;
-                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_BACKOFF);
             }
         });
-        Ok(Sidecar {
+        Sidecar {
             node_id,
             acked,
+            last_error,
             task,
-        })
+        }
     }
 
     /// Waits (bounded) until it has ACKed an answer of every type.
     pub async fn synced(&mut self, bound: Duration) -> Result<(), RealIstioError> {
         let want = TYPES.len();
         let id = self.node_id.clone();
-        tokio::time::timeout(bound, self.acked.wait_for(|n| *n >= want))
-            .await
-            .map_err(|_| {
-                RealIstioError::step(
-                    &format!("sync sidecar {id}"),
-                    format!("fewer than {want} answers ACKed within {bound:?}"),
-                )
-            })?
-            .map(|_| ())
-            .map_err(|_| RealIstioError::step(&format!("sync sidecar {id}"), "its stream ended"))
+        let waited = tokio::time::timeout(bound, self.acked.wait_for(|n| *n >= want)).await;
+        let last = self
+            .last_error
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default();
+        match waited {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(RealIstioError::step(
+                &format!("sync sidecar {id}"),
+                format!("fewer than {want} answers ACKed within {bound:?} (last: {last})"),
+            )),
+        }
     }
+}
+
+/// One connection: subscribes, ACKs every answer until the stream ends.
+/// Returns how many answers it ACKed; `Err` when it could not connect.
+async fn session(
+    istiod: SocketAddr,
+    trust: &Trust,
+    token: &str,
+    spec: &SidecarSpec,
+    acked: &watch::Sender<usize>,
+) -> Result<usize, String> {
+    let opts = ClientOptions {
+        credentials: Credentials::VerifiedTls {
+            ca_pem: trust.ca_pem.as_bytes().to_vec(),
+            token: Some(token.to_string()),
+        },
+        authority: Some(trust.server_name.clone()),
+        timeout: Duration::from_secs(10),
+        ..ClientOptions::plaintext(istiod.to_string())
+    };
+    let channel = client::connect(&opts)
+        .await
+        .map_err(|e| format!("cannot connect to {istiod}: {e}"))?;
+    let node = spec.node(&istiod.to_string());
+    let (tx, rx) = mpsc::channel::<DiscoveryRequest>(8);
+    let request = |type_url: &str| DiscoveryRequest {
+        node: Some(node.clone()),
+        type_url: type_url.to_string(),
+        ..Default::default()
+    };
+    tx.send(request(TYPES[0]))
+        .await
+        .map_err(|e| format!("cannot queue its first request: {e}"))?;
+    let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let bearer = format!("Bearer {token}")
+        .parse()
+        .map_err(|e| format!("its token as a header: {e}"))?;
+    req.metadata_mut().insert("authorization", bearer);
+    let mut ads =
+        AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(usize::MAX);
+    let mut answers = ads
+        .stream_aggregated_resources(req)
+        .await
+        .map_err(|e| format!("cannot open its ADS stream to {istiod}: {e}"))?
+        .into_inner();
+    let mut next = 1;
+    let mut count = 0;
+    loop {
+        let answer = match answers.message().await {
+            Ok(Some(a)) => a,
+            Ok(None) => break,
+            Err(e) => return Err(format!("its stream to {istiod} ended: {e}")),
+        };
+        // The ACK: the version and nonce it applied, as Envoy sends them.
+        let ack = DiscoveryRequest {
+            node: None,
+            type_url: answer.type_url.clone(),
+            version_info: answer.version_info.clone(),
+            response_nonce: answer.nonce.clone(),
+            ..Default::default()
+        };
+        if tx.send(ack).await.is_err() {
+            break;
+        }
+        count += 1;
+        acked.send_modify(|n| *n += 1);
+        if next < TYPES.len() && answer.type_url == TYPES[next - 1] {
+            let r = DiscoveryRequest {
+                type_url: TYPES[next].to_string(),
+                ..Default::default()
+            };
+            if tx.send(r).await.is_err() {
+                break;
+            }
+            next += 1;
+        }
+    }
+    Ok(count)
 }

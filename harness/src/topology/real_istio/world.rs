@@ -1,0 +1,590 @@
+//! The running external control plane, as processes on loopback (clusters.md,
+//! steps 1–5): two Kubernetes API servers (the external cluster, the remote
+//! cluster), Istio's CRDs and the remote's objects, N istiod replicas sharing
+//! one CA whose config cluster is the remote one, held by the external
+//! cluster as Pods of an `istiod` Deployment with a Service, and the blog's
+//! mesh (sleep and helloworld-v1 in `sample`, the ingress gateway) as Pods
+//! whose sidecars are light ADS clients spread over the replicas.
+
+use super::RealIstioError;
+use super::apiserver::{ApiServer, kubeconfig};
+use super::binaries::Binaries;
+use super::istiod::{Istiod, IstiodSpec};
+use super::objects::{self, ISTIO_NAMESPACE, SAMPLE_NAMESPACE};
+use super::sidecar::{Sidecar, SidecarSpec, Trust};
+use cluster::kubeops;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// The version `ci/real-istio-build.sh` stamps into istiod and istioctl
+/// (`ISTIO_VERSION` there): what the light sidecars report and the pods'
+/// image tags say.
+pub const STAMPED_VERSION: &str = "1.32.0-dev";
+/// The external cluster's name (kubeconfig context).
+pub const EXTERNAL: &str = "external";
+/// The remote cluster's name: the kubeconfig context, istiod's `CLUSTER_ID`.
+pub const REMOTE: &str = "remote";
+/// The name istiod's serving certificate always holds (it is dialled by IP).
+pub fn istiod_server_name() -> String {
+    cluster::live::istiod_server_name(ISTIO_NAMESPACE)
+}
+
+/// Bound of each API call batch and of the sidecars' first sync.
+const STEP_BOUND: Duration = Duration::from_secs(60);
+/// Lifetime of the sidecars' tokens: longer than any run.
+const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct WorldOptions {
+    /// istiod replicas (the guide's Deployment has 1; three show the fan-out).
+    pub replicas: usize,
+    /// Light sidecars beyond the blog's three (scale), spread over the replicas.
+    pub extra_sidecars: usize,
+    /// Where its files go; `None`: a temporary folder removed at stop.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for WorldOptions {
+    fn default() -> Self {
+        WorldOptions {
+            replicas: 3,
+            extra_sidecars: 0,
+            dir: None,
+        }
+    }
+}
+
+/// Says what is happening, with the time since the start.
+pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
+
+/// A random number for names and addresses (the standard library's
+/// per-process random hash keys: enough for names on loopback).
+fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.finish()
+}
+
+/// A pod name as a Deployment's ReplicaSet makes them: `<prefix>-<5 chars>`.
+fn pod_name(prefix: &str) -> String {
+    const CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut n = random();
+    let suffix: String = (0..5)
+        .map(|_| {
+            let c = CHARS[(n % CHARS.len() as u64) as usize] as char;
+            n /= CHARS.len() as u64;
+            c
+        })
+        .collect();
+    format!("{prefix}-{suffix}")
+}
+
+/// The loopback addresses of one topology: `127.A.B.x` with A.B random, so
+/// two topologies (tests side by side) do not meet. .1 external, .2 remote,
+/// .11 and up the istiod replicas (a restart takes the next one).
+#[derive(Debug)]
+struct Addresses {
+    a: u8,
+    b: u8,
+    next: Mutex<u8>,
+}
+
+impl Addresses {
+    fn pick() -> Addresses {
+        let r = random();
+        Addresses {
+            a: 100 + (r % 150) as u8,
+            b: (r >> 8) as u8,
+            next: Mutex::new(11),
+        }
+    }
+    fn ip(&self, last: u8) -> Ipv4Addr {
+        Ipv4Addr::new(127, self.a, self.b, last)
+    }
+    fn next_istiod(&self) -> Result<Ipv4Addr, RealIstioError> {
+        let mut n = self
+            .next
+            .lock()
+            .map_err(|_| RealIstioError::step("pick an address", "poisoned"))?;
+        if *n == 254 {
+            return Err(RealIstioError::step(
+                "pick an address for a new replica",
+                "no addresses left",
+            ));
+        }
+        let ip = self.ip(*n);
+        *n += 1;
+        Ok(ip)
+    }
+}
+
+/// The running topology. [`RealIstio::stop`] stops everything; dropping it
+/// kills the processes (their process groups) and removes a temporary folder.
+pub struct RealIstio {
+    pub external: ApiServer,
+    pub remote: ApiServer,
+    /// One kubeconfig, contexts `external` and `remote` (current).
+    pub kubeconfig: PathBuf,
+    /// The mesh root (istiod's self-signed CA, from `istio-ca-secret`).
+    pub mesh_root: String,
+    /// The same, as a file.
+    pub mesh_root_file: PathBuf,
+    pub dir: PathBuf,
+    bins: Binaries,
+    istiods: tokio::sync::Mutex<Vec<Istiod>>,
+    /// Where the sidecars connect (each to its slot in this list).
+    targets: watch::Sender<Vec<SocketAddr>>,
+    sidecars: Mutex<Vec<Sidecar>>,
+    addresses: Addresses,
+    started: Instant,
+    _temp: Option<tempfile::TempDir>,
+}
+
+fn kube_step(step: &str) -> impl Fn(kubeops::KubeError) -> RealIstioError + '_ {
+    move |e| RealIstioError::step(step, format!("{e} ({})", e.hint()))
+}
+
+impl RealIstio {
+    /// Starts it all and waits until every sidecar is SYNCED.
+    pub async fn start(
+        options: &WorldOptions,
+        progress: Progress<'_>,
+    ) -> Result<RealIstio, RealIstioError> {
+        let started = Instant::now();
+        let say = |what: &str| {
+            progress(&format!(
+                "[{:>5.1}s] {what}",
+                started.elapsed().as_secs_f64()
+            ))
+        };
+        let bins = Binaries::find(&["etcd", "kube-apiserver", "pilot-discovery"])?;
+        let (temp, dir) = match &options.dir {
+            Some(d) => {
+                std::fs::create_dir_all(d)
+                    .map_err(|e| RealIstioError::step(&format!("create {}", d.display()), e))?;
+                (None, d.clone())
+            }
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("real-istio-")
+                    .tempdir()
+                    .map_err(|e| RealIstioError::step("create a temporary folder", e))?;
+                let p = t.path().to_path_buf();
+                (Some(t), p)
+            }
+        };
+        let addresses = Addresses::pick();
+        say(&format!(
+            "starting the external and remote API servers (etcd + kube-apiserver) on {} and {}",
+            addresses.ip(1),
+            addresses.ip(2)
+        ));
+        let (external_dir, remote_dir) = (dir.join(EXTERNAL), dir.join(REMOTE));
+        let (external, remote) = tokio::join!(
+            ApiServer::start(&bins, EXTERNAL, addresses.ip(1), &external_dir),
+            ApiServer::start(&bins, REMOTE, addresses.ip(2), &remote_dir),
+        );
+        let (external, remote) = match (external, remote) {
+            (Ok(e), Ok(r)) => (e, r),
+            (Ok(s), Err(e)) | (Err(e), Ok(s)) => {
+                s.stop().await;
+                return Err(e);
+            }
+            (Err(e), Err(_)) => return Err(e),
+        };
+        let kubeconfig_file = dir.join("kubeconfig");
+        // istiod reads the current context: the remote, its config cluster.
+        let text = kubeconfig(&[&remote, &external]);
+        let (targets, _) = watch::channel(Vec::new());
+        let world = RealIstio {
+            external,
+            remote,
+            kubeconfig: kubeconfig_file.clone(),
+            mesh_root: String::new(),
+            mesh_root_file: dir.join("mesh-root.pem"),
+            dir: dir.clone(),
+            bins,
+            istiods: tokio::sync::Mutex::new(Vec::new()),
+            targets,
+            sidecars: Mutex::new(Vec::new()),
+            addresses,
+            started,
+            _temp: temp,
+        };
+        // From here on, a failure stops what runs.
+        match world.populate(options, &text, &say).await {
+            Ok(root) => Ok(RealIstio {
+                mesh_root: root,
+                ..world
+            }),
+            Err(e) => {
+                world.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Everything after the API servers; returns the mesh root.
+    async fn populate(
+        &self,
+        options: &WorldOptions,
+        kubeconfig_text: &str,
+        say: &(dyn Fn(&str) + Sync),
+    ) -> Result<String, RealIstioError> {
+        std::fs::write(&self.kubeconfig, kubeconfig_text)
+            .map_err(|e| RealIstioError::step("write the kubeconfig", e))?;
+        let remote = self.remote.client()?;
+        let external = self.external.client()?;
+
+        say("remote cluster: Istio's CRDs, namespaces, service accounts, mesh config");
+        let crds_file = self.bins.dir.join("../istio-crds.yaml");
+        let crds = std::fs::read_to_string(&crds_file).map_err(|e| {
+            RealIstioError::step(
+                &format!(
+                    "read Istio's CRDs at {} (written by `{}`)",
+                    crds_file.display(),
+                    super::binaries::BUILD
+                ),
+                e,
+            )
+        })?;
+        let mut docs = cluster::manifests::parse_yaml_docs("istio-crds.yaml", &crds)
+            .map_err(|e| RealIstioError::step("parse Istio's CRDs", e))?;
+        let mesh = mesh_config();
+        docs.extend([
+            objects::namespace(ISTIO_NAMESPACE),
+            objects::namespace(SAMPLE_NAMESPACE),
+            objects::mesh_config_map(ISTIO_NAMESPACE, &mesh),
+        ]);
+        for (ns, sa) in [
+            (ISTIO_NAMESPACE, "default"),
+            (ISTIO_NAMESPACE, "istiod"),
+            (ISTIO_NAMESPACE, "istio-ingressgateway-service-account"),
+            (SAMPLE_NAMESPACE, "default"),
+            (SAMPLE_NAMESPACE, "sleep"),
+            (SAMPLE_NAMESPACE, "helloworld"),
+        ] {
+            docs.push(objects::service_account(ns, sa));
+        }
+        kubeops::apply_documents(&remote, &docs, None, STEP_BOUND)
+            .await
+            .map_err(kube_step("apply Istio's CRDs and the remote's objects"))?;
+
+        say("external cluster: namespace, istiod's Deployment and Service");
+        let docs = vec![
+            objects::namespace(ISTIO_NAMESPACE),
+            objects::service_account(ISTIO_NAMESPACE, "istiod"),
+            objects::istiod_deployment(ISTIO_NAMESPACE, options.replicas, STAMPED_VERSION),
+            objects::istiod_service(ISTIO_NAMESPACE),
+        ];
+        kubeops::apply_documents(&external, &docs, None, STEP_BOUND)
+            .await
+            .map_err(kube_step("apply the external cluster's objects"))?;
+
+        // The first replica writes the CA (istio-ca-secret); the rest read it.
+        let n = options.replicas.max(1);
+        say(&format!("istiod 1/{n} (it creates the mesh CA)"));
+        self.start_istiod(&external).await?;
+        if n > 1 {
+            say(&format!("istiod 2..{n}/{n}"));
+            let rest: Vec<_> = (1..n).map(|_| self.start_istiod(&external)).collect();
+            for r in futures::future::join_all(rest).await {
+                r?;
+            }
+        }
+        let root = mesh_root(&remote).await?;
+        std::fs::write(&self.mesh_root_file, &root)
+            .map_err(|e| RealIstioError::step("write the mesh root", e))?;
+
+        let specs = mesh_sidecars(options.extra_sidecars);
+        say(&format!(
+            "the mesh: {} pods in the remote cluster, their light sidecars on {} replicas",
+            specs.len(),
+            n.min(specs.len())
+        ));
+        self.apply_mesh(&remote, &specs).await?;
+        let trust = Trust {
+            ca_pem: root.clone(),
+            server_name: istiod_server_name(),
+        };
+        let mut tokens = std::collections::BTreeMap::new();
+        let mut sidecars = Vec::new();
+        for (slot, spec) in specs.into_iter().enumerate() {
+            let key = (spec.namespace.clone(), spec.service_account.clone());
+            let token = match tokens.get(&key) {
+                Some(t) => String::clone(t),
+                None => {
+                    let t = kubeops::token_request(
+                        &remote,
+                        &key.0,
+                        &key.1,
+                        crate::topology::cluster::AUDIENCE,
+                        TOKEN_TTL,
+                    )
+                    .await
+                    .map_err(kube_step("mint a sidecar's token"))?;
+                    tokens.insert(key, t.clone());
+                    t
+                }
+            };
+            sidecars.push(Sidecar::start(
+                self.targets.subscribe(),
+                slot,
+                trust.clone(),
+                token,
+                spec,
+            ));
+        }
+        let waits = sidecars.iter_mut().map(|s| s.synced(STEP_BOUND));
+        for r in futures::future::join_all(waits).await {
+            r?;
+        }
+        if let Ok(mut s) = self.sidecars.lock() {
+            *s = sidecars;
+        }
+        say("every sidecar SYNCED");
+        Ok(root)
+    }
+
+    /// Starts one replica under a new pod name on the next address, creates
+    /// its Pod in the external cluster and writes its status once istiod is
+    /// ready; the sidecars' targets then include it.
+    async fn start_istiod(
+        &self,
+        external: &kube::Client,
+    ) -> Result<(String, SocketAddr), RealIstioError> {
+        let name = pod_name(&format!("istiod-{:x}", random() % 0xfff_ffff | 0x100_0000));
+        let ip = self.addresses.next_istiod()?;
+        let spec = IstiodSpec {
+            name: name.clone(),
+            namespace: ISTIO_NAMESPACE.to_string(),
+            ip,
+            cluster_id: REMOTE.to_string(),
+            kubeconfig: self.kubeconfig.clone(),
+        };
+        let pod = objects::istiod_pod(ISTIO_NAMESPACE, &name, STAMPED_VERSION);
+        kubeops::apply_documents(external, &[pod], None, STEP_BOUND)
+            .await
+            .map_err(kube_step("create an istiod pod"))?;
+        let istiod = Istiod::start(&self.bins, &spec, &self.dir.join(&name)).await?;
+        let addr = istiod.tls_addr();
+        kubeops::write_pod_running(external, ISTIO_NAMESPACE, &name, &ip.to_string())
+            .await
+            .map_err(kube_step("write an istiod pod's status"))?;
+        let mut istiods = self.istiods.lock().await;
+        istiods.push(istiod);
+        self.publish(&istiods);
+        Ok((name, addr))
+    }
+
+    fn publish(&self, istiods: &[Istiod]) {
+        let addrs: Vec<SocketAddr> = istiods.iter().map(Istiod::tls_addr).collect();
+        self.targets.send_replace(addrs);
+    }
+
+    /// The blog's pods (and the extra ones) with their status, Services and
+    /// EndpointSlices.
+    async fn apply_mesh(
+        &self,
+        remote: &kube::Client,
+        specs: &[SidecarSpec],
+    ) -> Result<(), RealIstioError> {
+        let mut docs = Vec::new();
+        let mut by_app: std::collections::BTreeMap<(String, String), Vec<(String, String)>> =
+            Default::default();
+        for s in specs {
+            docs.push(objects::workload_pod(
+                &s.namespace,
+                &s.pod,
+                &s.app,
+                &s.service_account,
+            ));
+            by_app
+                .entry((s.namespace.clone(), s.app.clone()))
+                .or_default()
+                .push((s.pod.clone(), s.ip.to_string()));
+        }
+        for ((ns, app), pods) in &by_app {
+            docs.push(objects::workload_service(ns, app, 5000));
+            docs.push(objects::endpoint_slice(ns, app, 5000, pods));
+        }
+        kubeops::apply_documents(remote, &docs, None, STEP_BOUND)
+            .await
+            .map_err(kube_step("apply the mesh's pods and services"))?;
+        let ips: Vec<String> = specs.iter().map(|s| s.ip.to_string()).collect();
+        let writes = specs
+            .iter()
+            .zip(&ips)
+            .map(|(s, ip)| kubeops::write_pod_running(remote, &s.namespace, &s.pod, ip));
+        for r in futures::future::join_all(writes).await {
+            r.map_err(kube_step("write a pod's status"))?;
+        }
+        Ok(())
+    }
+
+    /// The replicas now: (pod name, TLS xDS address), in start order.
+    pub async fn replicas(&self) -> Vec<(String, SocketAddr)> {
+        self.istiods
+            .lock()
+            .await
+            .iter()
+            .map(|i| (i.name.clone(), i.tls_addr()))
+            .collect()
+    }
+
+    /// Restarts a replica as a Deployment would: its process stops and its
+    /// Pod goes; a successor under a new name, on a new address, starts and
+    /// becomes Ready. Its sidecars reconnect (to the successor). Returns the
+    /// successor's name and address.
+    pub async fn restart(&self, name: &str) -> Result<(String, SocketAddr), RealIstioError> {
+        let external = self.external.client()?;
+        let old = {
+            let mut istiods = self.istiods.lock().await;
+            let at = istiods.iter().position(|i| i.name == name).ok_or_else(|| {
+                RealIstioError::step(&format!("restart {name}"), "no such replica")
+            })?;
+            let old = istiods.remove(at);
+            self.publish(&istiods);
+            old
+        };
+        old.stop().await;
+        kubeops::delete_pod(&external, ISTIO_NAMESPACE, name)
+            .await
+            .map_err(kube_step("delete the restarted pod"))?;
+        self.start_istiod(&external).await
+    }
+
+    /// The resident memory of every process of the topology (API servers,
+    /// etcd, istiod), in bytes; the light sidecars live in this process.
+    pub async fn rss_bytes(&self) -> u64 {
+        let mut pids = self.external.pids();
+        pids.extend(self.remote.pids());
+        for i in self.istiods.lock().await.iter() {
+            pids.extend(i.pids());
+        }
+        pids.iter().map(|p| rss_of(*p)).sum()
+    }
+
+    /// How long it has been running.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The last lines every istiod printed (for a failure's message).
+    pub async fn istiod_output(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for i in self.istiods.lock().await.iter() {
+            out.push_str(&format!("istiod {}:\n{}\n", i.name, i.output(lines)));
+        }
+        out
+    }
+
+    /// Stops the sidecars, the replicas, then the API servers.
+    pub async fn stop(self) {
+        if let Ok(mut s) = self.sidecars.lock() {
+            s.clear();
+        }
+        let istiods = std::mem::take(&mut *self.istiods.lock().await);
+        futures::future::join_all(istiods.into_iter().map(Istiod::stop)).await;
+        tokio::join!(self.external.stop(), self.remote.stop());
+    }
+}
+
+/// VmRSS of one process, in bytes (0 when it is gone).
+fn rss_of(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// The mesh config: the external control plane's root namespace is istiod's
+/// (clusters.md step 4, `meshConfig.rootNamespace`).
+fn mesh_config() -> String {
+    format!("rootNamespace: {ISTIO_NAMESPACE}\ntrustDomain: cluster.local\n")
+}
+
+/// The blog's mesh: sleep and helloworld-v1 in `sample`, the ingress gateway
+/// in istiod's namespace; then `extra` more helloworld pods.
+pub fn mesh_sidecars(extra: usize) -> Vec<SidecarSpec> {
+    let spec =
+        |pod: String, ns: &str, sa: &str, app: &str, i: usize, node_type: &str| SidecarSpec {
+            pod,
+            namespace: ns.to_string(),
+            service_account: sa.to_string(),
+            ip: Ipv4Addr::new(10, 244, (i / 250) as u8, (i % 250) as u8 + 2),
+            cluster_id: REMOTE.to_string(),
+            istio_version: STAMPED_VERSION.to_string(),
+            app: app.to_string(),
+            node_type: node_type.to_string(),
+        };
+    let mut out = vec![
+        spec(
+            pod_name("sleep-7b9f8c5d4"),
+            SAMPLE_NAMESPACE,
+            "sleep",
+            "sleep",
+            0,
+            "sidecar",
+        ),
+        spec(
+            pod_name("helloworld-v1-6d6d8f7b9"),
+            SAMPLE_NAMESPACE,
+            "helloworld",
+            "helloworld",
+            1,
+            "sidecar",
+        ),
+        spec(
+            pod_name("istio-ingressgateway-5c8d9f7b6"),
+            ISTIO_NAMESPACE,
+            "istio-ingressgateway-service-account",
+            "istio-ingressgateway",
+            2,
+            "router",
+        ),
+    ];
+    for i in 0..extra {
+        out.push(spec(
+            format!("helloworld-load-{i:05}"),
+            SAMPLE_NAMESPACE,
+            "helloworld",
+            "helloworld",
+            3 + i,
+            "sidecar",
+        ));
+    }
+    out
+}
+
+/// The mesh's root certificate: istiod's self-signed CA, which the first
+/// replica writes to `istio-ca-secret` in its namespace of the config cluster.
+async fn mesh_root(client: &kube::Client) -> Result<String, RealIstioError> {
+    use k8s_openapi::api::core::v1::Secret;
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(client.clone(), ISTIO_NAMESPACE);
+    let step = "read the mesh root (istio-ca-secret, key ca-cert.pem)";
+    let secret = secrets
+        .get("istio-ca-secret")
+        .await
+        .map_err(|e| RealIstioError::step(step, e))?;
+    let pem = secret
+        .data
+        .and_then(|d| d.get("ca-cert.pem").cloned())
+        .ok_or_else(|| RealIstioError::step(step, "no ca-cert.pem"))?;
+    String::from_utf8(pem.0).map_err(|e| RealIstioError::step(step, e))
+}
