@@ -75,18 +75,22 @@ fn random() -> u64 {
     h.finish()
 }
 
-/// A pod name as a Deployment's ReplicaSet makes them: `<prefix>-<5 chars>`.
-fn pod_name(prefix: &str) -> String {
+/// `n` random characters of the alphabet Kubernetes names pods with.
+fn random_chars(n: usize) -> String {
     const CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut n = random();
-    let suffix: String = (0..5)
+    let mut r = random();
+    (0..n)
         .map(|_| {
-            let c = CHARS[(n % CHARS.len() as u64) as usize] as char;
-            n /= CHARS.len() as u64;
+            let c = CHARS[(r % CHARS.len() as u64) as usize] as char;
+            r /= CHARS.len() as u64;
             c
         })
-        .collect();
-    format!("{prefix}-{suffix}")
+        .collect()
+}
+
+/// A pod name as a Deployment's ReplicaSet makes them: `<prefix>-<5 chars>`.
+fn pod_name(prefix: &str) -> String {
+    format!("{prefix}-{}", random_chars(5))
 }
 
 /// The loopback addresses of one topology: `127.A.B.x` with A.B random, so
@@ -146,6 +150,8 @@ pub struct RealIstio {
     targets: watch::Sender<Vec<SocketAddr>>,
     sidecars: Mutex<Vec<Sidecar>>,
     addresses: Addresses,
+    /// The pod-template hash in the istiod pods' names (one ReplicaSet).
+    template_hash: String,
     started: Instant,
     _temp: Option<tempfile::TempDir>,
 }
@@ -218,6 +224,7 @@ impl RealIstio {
             targets,
             sidecars: Mutex::new(Vec::new()),
             addresses,
+            template_hash: random_chars(10),
             started,
             _temp: temp,
         };
@@ -363,7 +370,7 @@ impl RealIstio {
         &self,
         external: &kube::Client,
     ) -> Result<(String, SocketAddr), RealIstioError> {
-        let name = pod_name(&format!("istiod-{:x}", random() % 0xfff_ffff | 0x100_0000));
+        let name = pod_name(&format!("istiod-{}", self.template_hash));
         let ip = self.addresses.next_istiod()?;
         let spec = IstiodSpec {
             name: name.clone(),
