@@ -71,15 +71,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "IMAGE")]
     pub replica_image: Option<String>,
 
-    /// With --topology real-istio: how many istiod replicas to run.
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=100))]
-    pub real_istio_replicas: u16,
+    /// With --topology real-istio: how many istiod replicas to run. Default: 3.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub real_istio_replicas: Option<u16>,
 
     /// With --topology real-istio: light sidecars (ADS clients with
     /// pilot-agent's node metadata, ACKing as Envoy does) beyond the blog's
-    /// three pods, spread over the replicas: a larger mesh.
-    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=5000))]
-    pub real_istio_sidecars: u16,
+    /// three pods, spread over the replicas: a larger mesh. Default: 0.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=5000))]
+    pub real_istio_sidecars: Option<u16>,
 
     /// With --topology cluster: the kubeconfig context of the external cluster
     /// (istiod and the proxy under test). Default: kind-external (`cluster up`'s).
@@ -317,6 +317,8 @@ pub enum OptionsError {
     ProcessOnDocker,
     #[error("{0} needs --topology docker")]
     DockerOnly(&'static str),
+    #[error("{0} needs --topology real-istio")]
+    RealIstioOnly(&'static str),
     #[error(
         "--topology cluster tests the proxy deployed in the cluster (--proxy-service) or one at --proxy-addr; --proxy-cmd starts a local process, which cannot reach the cluster's istiod pods"
     )]
@@ -566,9 +568,19 @@ impl RunConfig {
                 .unwrap_or_else(|| "kind-remote".to_string()),
             live,
         };
+        if topology != TopologyKind::RealIstio {
+            for (given, flag) in [
+                (args.real_istio_replicas.is_some(), "--real-istio-replicas"),
+                (args.real_istio_sidecars.is_some(), "--real-istio-sidecars"),
+            ] {
+                if given {
+                    return Err(OptionsError::RealIstioOnly(flag));
+                }
+            }
+        }
         let real_istio = crate::topology::real_istio::WorldOptions {
-            replicas: usize::from(args.real_istio_replicas),
-            extra_sidecars: usize::from(args.real_istio_sidecars),
+            replicas: usize::from(args.real_istio_replicas.unwrap_or(3)),
+            extra_sidecars: usize::from(args.real_istio_sidecars.unwrap_or(0)),
             dir: None,
         };
         Ok(RunConfig {

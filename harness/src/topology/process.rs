@@ -326,6 +326,13 @@ impl ProxyProcess {
         }
     }
 
+    /// Sends `signal` to its whole process group (e.g. SIGSTOP, SIGCONT).
+    pub fn signal(&self, signal: i32) {
+        if let Some(pgid) = self.pgid {
+            signal_group(pgid, signal);
+        }
+    }
+
     /// The pid of the started `sh` (the root of the proxy's process tree).
     pub fn pid(&self) -> Option<u32> {
         self.child.id()

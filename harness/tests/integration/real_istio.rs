@@ -327,3 +327,126 @@ async fn mesh_root(client: &kube::Client) -> String {
         .expect("ca-cert.pem in istio-ca-secret");
     String::from_utf8(pem.0).expect("PEM")
 }
+
+/// The checks a live mesh of real istiod replicas cannot run, and why: no
+/// scripted mesh, no scripted faults, no forged tokens (the issuer's key is
+/// the API server's), no network faults.
+const SKIPPED_ON_REAL_ISTIO: &[&str] = &[
+    "table-snapshot",
+    "empty-mesh",
+    "replica-down",
+    "replica-hang",
+    "replica-slow",
+    "replica-error",
+    "replica-garbage",
+    "duplicate-proxy",
+    "large-mesh",
+    "replica-churn",
+    "replica-killed",
+    "dns-discovery",
+    "bad-token",
+    "slow-readers",
+];
+
+/// Runs the whole catalog on `--topology real-istio` with the bundled proxy
+/// (with these defects).
+async fn run_on_real_istio(defects: Vec<istioctl_proxy::Defect>) -> harness::report::RunReport {
+    use crate::support::run;
+    use harness::config::RunArgs;
+    use harness::topology::{Hooks, TopologyKind};
+    let mut hooks = Hooks::default();
+    hooks.customize_bundled = Some(std::sync::Arc::new(move |c| c.defects = defects.clone()));
+    let config = run::config(RunArgs {
+        topology: Some(TopologyKind::RealIstio),
+        ..Default::default()
+    });
+    harness::runner::run(&config, &hooks, |_| {})
+        .await
+        .unwrap_or_else(|e| panic!("the run could not start: {e}"))
+}
+
+/// The reference proxy passes every check the real-istio topology can run,
+/// and the rest are skipped for what the topology lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_proxy_passes_on_real_istio() {
+    use crate::support::run;
+    use harness::suite::Outcome;
+    use std::collections::BTreeSet;
+    if binaries_for(&["etcd", "kube-apiserver", "pilot-discovery"]).is_none() {
+        return;
+    }
+    let _alone = run::alone().await;
+    let report = run_on_real_istio(vec![]).await;
+    let skipped: BTreeSet<&str> = report
+        .results
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            Outcome::Skip(why) => {
+                assert!(
+                    why.contains("the real-istio topology"),
+                    "{}: skipped for another reason: {why}",
+                    r.id
+                );
+                Some(r.id.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        skipped,
+        SKIPPED_ON_REAL_ISTIO
+            .iter()
+            .copied()
+            .collect::<BTreeSet<_>>(),
+        "\n{}",
+        run::explain(&report)
+    );
+    assert!(
+        run::failed(&report).is_empty(),
+        "failures on real istiod:\n{}",
+        run::explain(&report)
+    );
+}
+
+/// The suite has teeth on real istiod too: each broken variant fails the
+/// checks that target its defect, and only those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_proxies_fail_on_real_istio() {
+    use crate::support::run;
+    use istioctl_proxy::Defect;
+    use std::collections::BTreeSet;
+    if binaries_for(&["etcd", "kube-apiserver", "pilot-discovery"]).is_none() {
+        return;
+    }
+    let _alone = run::alone().await;
+    for (defect, expected) in [
+        (
+            Defect::DropLastReplicaSilently,
+            &[
+                "syncz-union",
+                "istioctl-ack",
+                "concurrent-clients",
+                "replica-restart",
+            ][..],
+        ),
+        (
+            Defect::KeepReplicaControlPlaneId,
+            &["external-identity"][..],
+        ),
+        (
+            Defect::ConfigDumpFirstReplicaOnly,
+            &["config-dump-owner"][..],
+        ),
+        // A frozen replica fails one ask; forgotten, it is not seen again.
+        (Defect::ForgetFailedReplicas, &["replica-partition"][..]),
+    ] {
+        let report = run_on_real_istio(vec![defect]).await;
+        let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            run::failed(&report),
+            expected,
+            "{defect:?}:\n{}",
+            run::explain(&report)
+        );
+    }
+}

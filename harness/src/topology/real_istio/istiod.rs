@@ -127,6 +127,17 @@ impl Istiod {
         SocketAddr::from((self.ip, PLAINTEXT_PORT))
     }
 
+    /// Freezes it (SIGSTOP): connections to it hang, nothing is refused or
+    /// reset, as behind a partition or on a frozen node.
+    pub fn freeze(&self) {
+        self.process.signal(libc::SIGSTOP);
+    }
+
+    /// Lets it run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.process.signal(libc::SIGCONT);
+    }
+
     /// Its processes.
     pub fn pids(&self) -> Vec<i32> {
         self.process.pids()

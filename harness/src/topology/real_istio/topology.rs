@@ -17,9 +17,11 @@ use crate::topology::cluster::{ClusterControlPlane, PodRestarter, Successor, Tok
 use crate::topology::local::{BUNDLED_REPLICA_TIMEOUT, BUNDLED_REQUEST_TIMEOUT};
 use crate::topology::process::{Placeholders, ProxyProcess};
 use crate::topology::{
-    Capability, Customize, Hooks, OpenError, ProxyMode, ProxyUnderTest, Topology,
+    Capability, ControlPlane, Customize, Hooks, NetworkFaults, OpenError, ProxyMode,
+    ProxyUnderTest, Replica, ReplicaTrust, Topology, TopologyError,
 };
 use cluster::live::{Live, LiveReplica};
+use fake_istiod::TokenSpec;
 use futures::future::BoxFuture;
 use std::sync::{Arc, Mutex};
 
@@ -27,8 +29,10 @@ use std::sync::{Arc, Mutex};
 pub const NAME: &str = "real-istio";
 
 /// What real processes let the bench do: restart a replica (a new pod name
-/// and address, as a Deployment's restart gives).
-pub const CAPABILITIES: &[Capability] = &[Capability::RestartReplicas];
+/// and address, as a Deployment's restart gives); cut one off (its process
+/// frozen: connections hang, nothing refused, its pod still listed).
+pub const CAPABILITIES: &[Capability] =
+    &[Capability::RestartReplicas, Capability::NetworkPartitions];
 
 /// The real-istio topology: [`RealIstio`] started once (`prepare`), one live
 /// session on it, stopped at `finish`.
@@ -79,6 +83,10 @@ impl RealIstioTopology {
             .map_err(|e| ProxyError::Setup(format!("the real istiod replicas: {e}")))?
             .as_topology(NAME, CAPABILITIES)
             .with_restarter(Box::new(Restarter(world.clone())));
+        let cp = RealIstioControlPlane {
+            inner: cp,
+            world: world.clone(),
+        };
         let started = start_proxy(&self.proxy, &world, self.customize_bundled.as_ref()).await?;
         let ctx = CheckContext {
             memory: started.memory,
@@ -151,6 +159,77 @@ impl Topology for RealIstioTopology {
                     Err(w) => drop(w),
                 }
             }
+        })
+    }
+}
+
+/// The cluster topology's control plane, plus what only processes allow:
+/// freezing a replica ([`NetworkFaults::partition`]).
+struct RealIstioControlPlane {
+    inner: ClusterControlPlane,
+    world: Arc<RealIstio>,
+}
+
+impl ControlPlane for RealIstioControlPlane {
+    fn topology(&self) -> &'static str {
+        self.inner.topology()
+    }
+    fn capabilities(&self) -> &'static [Capability] {
+        self.inner.capabilities()
+    }
+    fn converge_after_restart(&self) -> std::time::Duration {
+        self.inner.converge_after_restart()
+    }
+    fn replicas(&self) -> Vec<Replica> {
+        self.inner.replicas()
+    }
+    fn istio_namespace(&self) -> &str {
+        self.inner.istio_namespace()
+    }
+    fn replica_trust(&self) -> ReplicaTrust {
+        self.inner.replica_trust()
+    }
+    fn token(&self, spec: &TokenSpec) -> Result<String, TopologyError> {
+        self.inner.token(spec)
+    }
+    fn restart<'a>(&'a self, replica: &'a str) -> Option<BoxFuture<'a, Result<(), TopologyError>>> {
+        self.inner.restart(replica)
+    }
+    fn network(&self) -> Option<&dyn NetworkFaults> {
+        Some(self)
+    }
+}
+
+impl RealIstioControlPlane {
+    async fn freeze(&self, replica: &str, frozen: bool) -> Result<(), TopologyError> {
+        self.world
+            .freeze(replica, frozen)
+            .await
+            .map_err(|e| TopologyError::Failed(e.to_string()))
+    }
+}
+
+impl NetworkFaults for RealIstioControlPlane {
+    fn partition<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<(), TopologyError>> {
+        Box::pin(self.freeze(replica, true))
+    }
+    fn heal<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<(), TopologyError>> {
+        Box::pin(self.freeze(replica, false))
+    }
+    fn remove<'a>(&'a self, _replica: &'a str) -> BoxFuture<'a, Result<Replica, TopologyError>> {
+        Box::pin(async {
+            Err(TopologyError::Unsupported {
+                topology: NAME,
+                what: "remove a replica (not yet: restart makes a new one)".into(),
+            })
+        })
+    }
+    fn add<'a>(&'a self, _replica: &'a str) -> BoxFuture<'a, Result<Replica, TopologyError>> {
+        Box::pin(async {
+            Err(TopologyError::Unsupported {
+                topology: NAME,
+                what: "add a replica".into(),
+            })
         })
     }
 }

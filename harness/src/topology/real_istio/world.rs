@@ -471,6 +471,23 @@ impl RealIstio {
         self.start_istiod(&external).await
     }
 
+    /// Freezes a replica (or lets it run again): its connections hang, as
+    /// behind a network partition; its pod stays listed, as it does until
+    /// Kubernetes' node controller notices (40 s and more).
+    pub async fn freeze(&self, name: &str, frozen: bool) -> Result<(), RealIstioError> {
+        let istiods = self.istiods.lock().await;
+        let i = istiods
+            .iter()
+            .find(|i| i.name == name)
+            .ok_or_else(|| RealIstioError::step(&format!("freeze {name}"), "no such replica"))?;
+        if frozen {
+            i.freeze()
+        } else {
+            i.thaw()
+        }
+        Ok(())
+    }
+
     /// The resident memory of every process of the topology (API servers,
     /// etcd, istiod), in bytes; the light sidecars live in this process.
     pub async fn rss_bytes(&self) -> u64 {
@@ -498,6 +515,9 @@ impl RealIstio {
 
     /// Stops the sidecars, the replicas, then the API servers.
     pub async fn stop(self) {
+        for i in self.istiods.lock().await.iter() {
+            i.thaw();
+        }
         if let Ok(mut s) = self.sidecars.lock() {
             s.clear();
         }
