@@ -20,6 +20,7 @@ pub mod missing_token;
 pub mod no_privilege_escalation;
 pub mod oversized_request;
 pub mod passthrough_fidelity;
+pub mod real_istioctl;
 pub mod replica_churn;
 pub mod replica_down;
 pub mod replica_error;
@@ -51,6 +52,7 @@ pub fn catalog() -> Vec<&'static Check> {
         &config_dump_owner::CHECK,
         &config_dump_unknown::CHECK,
         &version::CHECK,
+        &real_istioctl::CHECK,
         &table_snapshot::CHECK,
         &empty_mesh::CHECK,
         &unsupported::CHECK,

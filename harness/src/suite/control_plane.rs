@@ -39,6 +39,9 @@ pub enum Capability {
     /// A replica removed (its address and DNS record gone) and one added
     /// under the shared DNS name, as a Deployment scales.
     AddRemoveReplicas,
+    /// The real istioctl binary, with a kubeconfig whose API server mints
+    /// the tokens the replicas accept ([`ControlPlane::real_istioctl`]).
+    RealIstioctl,
 }
 
 impl Capability {
@@ -59,6 +62,7 @@ impl Capability {
             Capability::RestartReplicas => "restart-replicas",
             Capability::NetworkPartitions => "network-partitions",
             Capability::AddRemoveReplicas => "add-remove-replicas",
+            Capability::RealIstioctl => "real-istioctl",
         }
     }
 }
@@ -164,10 +168,25 @@ pub trait ControlPlane: Send + Sync {
     fn network(&self) -> Option<&dyn NetworkFaults> {
         None
     }
+    /// The real istioctl, on a topology with [`Capability::RealIstioctl`].
+    fn real_istioctl(&self) -> Option<RealIstioctl> {
+        None
+    }
     /// Whether this control plane has the capability.
     fn has(&self, capability: Capability) -> bool {
         self.capabilities().contains(&capability)
     }
+}
+
+/// The real istioctl and where it runs, as the blog runs it: a kubeconfig
+/// whose `context` is the cluster that mints its token (the remote one).
+#[derive(Debug, Clone)]
+pub struct RealIstioctl {
+    pub binary: std::path::PathBuf,
+    pub kubeconfig: std::path::PathBuf,
+    pub context: String,
+    /// Its version (`istioctl version --remote=false`).
+    pub version: IstioVersion,
 }
 
 /// A mesh the bench writes itself (the local topology's scenarios).

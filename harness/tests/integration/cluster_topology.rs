@@ -78,6 +78,7 @@ const SKIPPED_ON_A_CLUSTER: &[&str] = &[
     "replica-partition",
     "replica-killed",
     "dns-discovery",
+    "real-istioctl",
 ];
 
 /// Runs the whole catalog on the cluster topology, with the fake replicas of

@@ -18,7 +18,7 @@ use crate::topology::local::{BUNDLED_REPLICA_TIMEOUT, BUNDLED_REQUEST_TIMEOUT};
 use crate::topology::process::{Placeholders, ProxyProcess};
 use crate::topology::{
     Capability, ControlPlane, Customize, Hooks, NetworkFaults, OpenError, ProxyMode,
-    ProxyUnderTest, Replica, ReplicaTrust, Topology, TopologyError,
+    ProxyUnderTest, RealIstioctl, Replica, ReplicaTrust, Topology, TopologyError,
 };
 use cluster::live::{Live, LiveReplica};
 use fake_istiod::TokenSpec;
@@ -31,8 +31,11 @@ pub const NAME: &str = "real-istio";
 /// What real processes let the bench do: restart a replica (a new pod name
 /// and address, as a Deployment's restart gives); cut one off (its process
 /// frozen: connections hang, nothing refused, its pod still listed).
-pub const CAPABILITIES: &[Capability] =
-    &[Capability::RestartReplicas, Capability::NetworkPartitions];
+pub const CAPABILITIES: &[Capability] = &[
+    Capability::RestartReplicas,
+    Capability::NetworkPartitions,
+    Capability::RealIstioctl,
+];
 
 /// The real-istio topology: [`RealIstio`] started once (`prepare`), one live
 /// session on it, stopped at `finish`.
@@ -197,6 +200,18 @@ impl ControlPlane for RealIstioControlPlane {
     }
     fn network(&self) -> Option<&dyn NetworkFaults> {
         Some(self)
+    }
+    fn real_istioctl(&self) -> Option<RealIstioctl> {
+        let bins = super::binaries::Binaries::find(&["istioctl"]).ok()?;
+        Some(RealIstioctl {
+            binary: bins.path("istioctl"),
+            kubeconfig: self.world.kubeconfig.clone(),
+            context: world::REMOTE.to_string(),
+            version: world::STAMPED_VERSION
+                .split('-')
+                .next()
+                .and_then(|v| v.parse().ok())?,
+        })
     }
 }
 
