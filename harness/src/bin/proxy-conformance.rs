@@ -20,6 +20,8 @@ enum Command {
     Checks(harness::run_command::ChecksArgs),
     /// Show proxy status exactly as istioctl proxy-status would, through an xDS address.
     Ps(harness::ps::PsArgs),
+    /// Real istiod, kube-apiserver and etcd as processes on this machine (built by `bash ci/real-istio-build.sh`): up, walkthrough, down.
+    RealIstio(harness::real_istio_command::RealIstioArgs),
     /// Real clusters (kind, k3d, two contexts): the blog's external control plane with real istiod and istioctl.
     Cluster(ClusterCli),
 }
@@ -45,6 +47,7 @@ async fn main() -> std::process::ExitCode {
         Command::Run(a) => harness::run_command::main(*a).await,
         Command::Checks(a) => harness::run_command::checks(a).await,
         Command::Ps(a) => harness::ps::main(a).await,
+        Command::RealIstio(a) => harness::real_istio_command::main(a).await,
         Command::Cluster(ClusterCli {
             command: ClusterCommand::Steps(command),
         }) => cluster::cli::main(cluster::cli::ClusterArgs { command })

@@ -450,3 +450,65 @@ async fn broken_proxies_fail_on_real_istio() {
         );
     }
 }
+
+/// Processes whose command line mentions `needle` (ours: every process of a
+/// topology names its folder).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(needle))
+        .collect()
+}
+
+/// `real-istio up` leaves the topology running in the background and prints
+/// the istioctl command; `walkthrough` prints the real istioctl's table
+/// through the proxy; `down` stops every process and removes its files.
+#[test]
+fn up_walkthrough_down_leaves_nothing_behind() {
+    if binaries_for(&["etcd", "kube-apiserver", "pilot-discovery", "istioctl"]).is_none() {
+        return;
+    }
+    let state = tempfile::tempdir().expect("temp dir");
+    let dir = state.path().to_str().expect("utf-8 path").to_string();
+    let bin = env!("CARGO_BIN_EXE_proxy-conformance");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args(["real-istio"])
+            .args(args)
+            .args(["--state-dir", &dir])
+            .output()
+            .expect("proxy-conformance runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "real-istio {args:?}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let up = run(&["up"]);
+    assert!(up.contains("ISTIOCTL_XDS_ADDRESS="), "{up}");
+    assert!(up.contains("--context remote"), "{up}");
+    assert!(
+        !processes_mentioning(&dir).is_empty(),
+        "nothing runs after up"
+    );
+    let table = run(&["walkthrough"]);
+    assert_eq!(
+        table.lines().filter(|l| l.contains("<external>")).count(),
+        3,
+        "{table}"
+    );
+    run(&["down"]);
+    let left = processes_mentioning(&dir);
+    assert!(left.is_empty(), "left running after down: {left:?}");
+    assert!(
+        !state.path().join("world").exists(),
+        "the topology's files are left"
+    );
+}

@@ -38,6 +38,7 @@ impl Binaries {
             .filter(|b| !dir.join(b).is_file())
             .collect();
         if missing.is_empty() {
+            let dir = dir.canonicalize().unwrap_or(dir);
             Ok(Binaries { dir })
         } else {
             Err(RealIstioError::Missing {

@@ -499,6 +499,11 @@ impl RealIstio {
         pids.iter().map(|p| rss_of(*p)).sum()
     }
 
+    /// How many sidecars the mesh has.
+    pub fn sidecars(&self) -> usize {
+        self.sidecars.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
     /// How long it has been running.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
