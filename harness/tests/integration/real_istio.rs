@@ -354,8 +354,10 @@ async fn run_on_real_istio(defects: Vec<istioctl_proxy::Defect>) -> harness::rep
     use crate::support::run;
     use harness::config::RunArgs;
     use harness::topology::{Hooks, TopologyKind};
-    let mut hooks = Hooks::default();
-    hooks.customize_bundled = Some(std::sync::Arc::new(move |c| c.defects = defects.clone()));
+    let hooks = Hooks {
+        customize_bundled: Some(std::sync::Arc::new(move |c| c.defects = defects.clone())),
+        ..Default::default()
+    };
     let config = run::config(RunArgs {
         topology: Some(TopologyKind::RealIstio),
         ..Default::default()
