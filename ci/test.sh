@@ -27,9 +27,11 @@ if docker_setup; then docker_ready=1; fi
 # (real-istio/go.mod; cached, a warm run takes a second). The tests that need
 # them say SKIPPED where they are missing; here their absence fails them.
 # Only what the tests use so far: the Kubernetes API servers, istiod, istioctl.
+real_istio=0
 if command -v go >/dev/null 2>&1; then
   bash ci/real-istio-build.sh etcd kube-apiserver pilot-discovery istioctl
   export PROXY_CONFORMANCE_REAL_ISTIO_TESTS=1
+  real_istio=1
 else
   echo "==> SKIPPED real-istio tier: no Go toolchain on PATH (real-istio/go.mod needs go >= 1.26)"
 fi
@@ -42,6 +44,13 @@ cargo test --workspace --locked "$@"
 # versions) and the GitHub workflow through actionlint. See the script.
 bash ci/cluster-validate.sh
 # ---- end cluster ---------------------------------------------------------------
+
+# Tier 4 as a user runs it: the catalog against real istiod replicas (the
+# integration tests also run it, with the teeth).
+if [ "$real_istio" = 1 ]; then
+  echo "==> real-istio tier: proxy-conformance run --topology real-istio"
+  target/debug/proxy-conformance run --topology real-istio --report target/real-istio-report.yaml
+fi
 
 # Tier 3: the whole catalog on the docker topology (replicas and the proxy
 # image as containers).

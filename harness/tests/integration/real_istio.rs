@@ -427,13 +427,15 @@ async fn broken_proxies_fail_on_real_istio() {
             &[
                 "syncz-union",
                 "istioctl-ack",
+                "real-istioctl",
                 "concurrent-clients",
+                "replica-partition",
                 "replica-restart",
             ][..],
         ),
         (
             Defect::KeepReplicaControlPlaneId,
-            &["external-identity"][..],
+            &["external-identity", "real-istioctl"][..],
         ),
         (
             Defect::ConfigDumpFirstReplicaOnly,
