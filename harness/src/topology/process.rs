@@ -182,12 +182,34 @@ fn signal_group(pgid: i32, signal: i32) {
     }
 }
 
-/// Kills every proxy process still running, with whatever it started (used
-/// on Ctrl-C).
+/// Folders the processes worked in, removed by [`kill_all`] once they are dead.
+static WORK_DIRS: Mutex<Vec<std::path::PathBuf>> = Mutex::new(Vec::new());
+
+/// Removes `dir` on Ctrl-C too ([`kill_all`]), after its processes are killed.
+pub fn remove_on_interrupt(dir: &std::path::Path) {
+    if let Ok(mut d) = WORK_DIRS.lock() {
+        d.push(dir.to_path_buf());
+    }
+}
+
+/// `dir` is removed (or kept) by its owner: no longer on Ctrl-C.
+pub fn forget_on_interrupt(dir: &std::path::Path) {
+    if let Ok(mut d) = WORK_DIRS.lock() {
+        d.retain(|p| p != dir);
+    }
+}
+
+/// Kills every proxy process still running, with whatever it started, then
+/// removes the folders they worked in (used on Ctrl-C).
 pub fn kill_all() {
     if let Ok(mut g) = LIVE_GROUPS.lock() {
         for pgid in g.take().unwrap_or_default() {
             signal_all(pgid, libc::SIGKILL);
+        }
+    }
+    if let Ok(mut d) = WORK_DIRS.lock() {
+        for dir in d.drain(..) {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

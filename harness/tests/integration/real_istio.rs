@@ -441,8 +441,12 @@ async fn broken_proxies_fail_on_real_istio() {
             Defect::ConfigDumpFirstReplicaOnly,
             &["config-dump-owner"][..],
         ),
-        // A frozen replica fails one ask; forgotten, it is not seen again.
-        (Defect::ForgetFailedReplicas, &["replica-partition"][..]),
+        // A frozen replica fails one ask; forgotten, it is not seen again
+        // (nor by replica-restart, which runs next on the same live mesh).
+        (
+            Defect::ForgetFailedReplicas,
+            &["replica-partition", "replica-restart"][..],
+        ),
     ] {
         let report = run_on_real_istio(vec![defect]).await;
         let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
@@ -515,4 +519,76 @@ fn up_walkthrough_down_leaves_nothing_behind() {
         !state.path().join("world").exists(),
         "the topology's files are left"
     );
+}
+
+/// Ctrl-C in the middle of `run --topology real-istio` stops every process of
+/// the topology (API servers, etcd, istiod, the proxy command) and removes
+/// its folder.
+#[test]
+fn ctrl_c_leaves_no_real_istio_process_behind() {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+    if binaries_for(&["etcd", "kube-apiserver", "pilot-discovery"]).is_none() {
+        return;
+    }
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let pid_file = scratch.path().join("proxy.pid");
+    // A "proxy" that never answers: the run waits for it while we interrupt.
+    let cmd = format!("sleep 300 & echo $! > {}; wait", pid_file.display());
+    let mut runner = std::process::Command::new(env!("CARGO_BIN_EXE_proxy-conformance"))
+        .args([
+            "run",
+            "--topology",
+            "real-istio",
+            "--run-check",
+            "syncz-union",
+        ])
+        .args(["--proxy-ready-timeout", "120s", "--proxy-cmd", &cmd])
+        .args([
+            "--report",
+            &scratch.path().join("r.yaml").display().to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("proxy-conformance starts");
+    let stdout = runner.stdout.take().expect("stdout");
+    // The topology's folder, from the line that reports it up.
+    let mut world_dir = None;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("a line");
+        if let Some(k) = line.split("kubeconfig ").nth(1) {
+            world_dir = std::path::Path::new(k.trim())
+                .parent()
+                .map(|p| p.to_path_buf());
+            break;
+        }
+    }
+    let world_dir = world_dir.expect("the run reports the topology up");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&pid_file).map_or(true, |s| s.trim().is_empty()) {
+        assert!(Instant::now() < deadline, "the proxy command never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let needle = world_dir.display().to_string();
+    assert!(
+        !processes_mentioning(&needle).is_empty(),
+        "the topology runs"
+    );
+    // SAFETY: SIGINT to a process this test started.
+    unsafe {
+        libc::kill(runner.id() as i32, libc::SIGINT);
+    }
+    let status = runner.wait().expect("wait");
+    assert_eq!(status.code(), Some(130), "interrupted runs exit 130");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = processes_mentioning(&needle);
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left running: {left:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!world_dir.exists(), "{} is left", world_dir.display());
 }

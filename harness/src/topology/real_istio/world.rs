@@ -189,6 +189,7 @@ impl RealIstio {
                 (Some(t), p)
             }
         };
+        crate::topology::process::remove_on_interrupt(&dir);
         let addresses = Addresses::pick();
         say(&format!(
             "starting the external and remote API servers (etcd + kube-apiserver) on {} and {}",
@@ -529,6 +530,8 @@ impl RealIstio {
         let istiods = std::mem::take(&mut *self.istiods.lock().await);
         futures::future::join_all(istiods.into_iter().map(Istiod::stop)).await;
         tokio::join!(self.external.stop(), self.remote.stop());
+        crate::topology::process::forget_on_interrupt(&self.dir);
+        // A temporary folder goes when `_temp` drops, here.
     }
 }
 
