@@ -48,7 +48,8 @@ done
 
 # A binary is up to date when it exists and was built from these inputs.
 fresh() { [ $force = 0 ] && [ -x "$bin/$1" ] && [ "$(cat "$out/stamp.$1" 2>/dev/null)" = "$stamp" ] \
-  && { [ "$1" != pilot-discovery ] || [ -f "$out/istio-crds.yaml" ]; }; }
+  && { [ "$1" != pilot-discovery ] || [ -f "$out/istio-crds.yaml" ]; } \
+  && { [ "$1" != pilot-agent ] || [ -f "$out/envoy_bootstrap.json" ]; }; }
 todo=()
 for b in "${want[@]}"; do fresh "$b" || todo+=("$b"); done
 if [ ${#todo[@]} -eq 0 ]; then
@@ -96,6 +97,13 @@ if wanted pilot-discovery; then
   cp "$istio_dir/manifests/charts/base/files/crd-all.gen.yaml" "$out/istio-crds.yaml"
 fi
 build pilot-agent istio.io/istio/pilot/cmd/pilot-agent "$istio_ldflags"
+if wanted pilot-agent; then
+  # The Envoy bootstrap template pilot-agent renders (in the proxyv2 image at
+  # /var/lib/istio/envoy/envoy_bootstrap_tmpl.json; the topology puts it
+  # there, relative to each sidecar's folder).
+  istio_dir=$(cd real-istio && go list -m -f '{{.Dir}}' istio.io/istio)
+  cp "$istio_dir/tools/packaging/common/envoy_bootstrap.json" "$out/envoy_bootstrap.json"
+fi
 build istioctl istio.io/istio/istioctl/cmd/istioctl "$istio_ldflags"
 
 if wanted envoy; then

@@ -26,10 +26,10 @@ if docker_setup; then docker_ready=1; fi
 # Tier 4, real Istio: the real binaries built from their Go modules
 # (real-istio/go.mod; cached, a warm run takes a second). The tests that need
 # them say SKIPPED where they are missing; here their absence fails them.
-# Only what the tests use so far: the Kubernetes API servers, istiod, istioctl.
+# All six: the API servers, istiod, istioctl, and pilot-agent + Envoy (the real sidecars).
 real_istio=0
 if command -v go >/dev/null 2>&1; then
-  bash ci/real-istio-build.sh etcd kube-apiserver pilot-discovery istioctl
+  bash ci/real-istio-build.sh etcd kube-apiserver pilot-discovery pilot-agent istioctl envoy
   export PROXY_CONFORMANCE_REAL_ISTIO_TESTS=1
   real_istio=1
 else

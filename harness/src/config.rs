@@ -582,6 +582,7 @@ impl RunConfig {
             replicas: usize::from(args.real_istio_replicas.unwrap_or(3)),
             extra_sidecars: usize::from(args.real_istio_sidecars.unwrap_or(0)),
             dir: None,
+            real_sidecars: true,
         };
         Ok(RunConfig {
             topology,

@@ -216,6 +216,7 @@ async fn serve(a: UpArgs) -> anyhow::Result<i32> {
         replicas: usize::from(a.replicas),
         extra_sidecars: usize::from(a.sidecars),
         dir: Some(dir.join("world")),
+        real_sidecars: true,
     };
     let say = |line: &str| println!("real-istio: {line}");
     let started = Instant::now();
@@ -294,7 +295,7 @@ async fn first_full_answer(world: &RealIstio, address: &str) -> anyhow::Result<I
         Duration::from_secs(600),
     )
     .await?;
-    let want = world.sidecars();
+    let want = world.sidecars().await;
     let opts = crate::client::ClientOptions {
         credentials: crate::client::Credentials::InsecureTlsWithToken { token: Some(token) },
         istio_namespace: crate::topology::real_istio::objects::ISTIO_NAMESPACE.into(),

@@ -187,6 +187,9 @@ pub struct RealIstioctl {
     pub context: String,
     /// Its version (`istioctl version --remote=false`).
     pub version: IstioVersion,
+    /// Real sidecars (`<pod>.<ns>`) and their Envoy's admin address, for
+    /// `istioctl proxy-status <pod>.<ns> --file <Envoy's config dump>`.
+    pub envoys: Vec<(String, SocketAddr)>,
 }
 
 /// A mesh the bench writes itself (the local topology's scenarios).

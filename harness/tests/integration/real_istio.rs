@@ -157,6 +157,7 @@ async fn real_istioctl_and_ps_print_the_same_for_a_real_istiod() {
         ip: Ipv4Addr::new(127, 0, 11, 1),
         cluster_id: "remote".into(),
         kubeconfig: kubeconfig.clone(),
+        request_limit: None,
     };
     let istiod = Istiod::start(&bins, &spec, &dir.path().join("istiod-0"))
         .await

@@ -35,6 +35,10 @@ pub struct IstiodSpec {
     pub cluster_id: String,
     /// A kubeconfig whose current context is the config cluster.
     pub kubeconfig: PathBuf,
+    /// istiod's limit on new xDS requests per second
+    /// (`PILOT_MAX_REQUESTS_PER_SECOND`); `None`: its default, 15 + 5 per
+    /// core, at most 100 (`pilot/pkg/features/tuning.go`, `RequestLimit`).
+    pub request_limit: Option<u32>,
 }
 
 /// A running replica.
@@ -75,6 +79,9 @@ impl Istiod {
         v.insert("kubeconfig", spec.kubeconfig.display().to_string());
         v.insert("mesh", mesh_file.display().to_string());
         v.insert("ip", spec.ip.to_string());
+        // 0: istiod's own default ("If set to 0 or unset, the max will be
+        // automatically determined", pilot/pkg/features/tuning.go).
+        v.insert("limit", spec.request_limit.unwrap_or(0).to_string());
         for (name, port) in [
             ("plaintext", PLAINTEXT_PORT),
             ("tls", TLS_PORT),
@@ -94,7 +101,7 @@ impl Istiod {
         let process = ProxyProcess::spawn(
             "cd {dir} && exec env POD_NAME={pod} POD_NAMESPACE={ns} REVISION=default \
              EXTERNAL_ISTIOD=true CLUSTER_ID={cluster} SHARED_MESH_CONFIG=istio \
-             PILOT_ENABLE_ALPN_FILTER=false PILOT_ENABLE_METADATA_EXCHANGE=false \
+             PILOT_ENABLE_ALPN_FILTER=false PILOT_ENABLE_METADATA_EXCHANGE=false PILOT_MAX_REQUESTS_PER_SECOND={limit} \
              {bin} discovery --kubeconfig {kubeconfig} --clusterID {cluster} \
              --meshConfig {mesh} --grpcAddr {ip}:{plaintext} --secureGRPCAddr {ip}:{tls} \
              --httpsAddr {ip}:{webhook} --monitoringAddr {ip}:{monitoring} \
@@ -179,7 +186,7 @@ impl Istiod {
 }
 
 /// The status code of a plain HTTP/1.0 GET (istiod's readiness port).
-async fn http_status(addr: SocketAddr, path: &str) -> Result<u16, String> {
+pub(crate) async fn http_status(addr: SocketAddr, path: &str) -> Result<u16, String> {
     let exchange = async {
         let mut s = tokio::net::TcpStream::connect(addr)
             .await

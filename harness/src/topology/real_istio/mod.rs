@@ -4,10 +4,12 @@
 //! ([`istiod`]), light sidecars ([`sidecar`]), put together as the external
 //! control plane ([`world`]) and offered to the checks ([`topology`]).
 
+pub mod agent;
 pub mod apiserver;
 pub mod binaries;
 pub mod istiod;
 pub mod objects;
+pub mod service;
 pub mod sidecar;
 pub mod topology;
 pub mod world;

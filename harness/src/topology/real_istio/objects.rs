@@ -87,9 +87,21 @@ pub fn workload_service(ns: &str, app: &str, port: u16) -> Value {
                     "ports": [{"name": "http", "port": port}]}})
 }
 
-/// Its EndpointSlice: nobody generates them without a controller manager,
-/// and istiod reads endpoints from them.
-pub fn endpoint_slice(ns: &str, app: &str, port: u16, pods: &[(String, String)]) -> Value {
+/// Endpoints per EndpointSlice, as the EndpointSlice controller cuts them
+/// (`--max-endpoints-per-slice`, default 100; the API allows 1000).
+pub const ENDPOINTS_PER_SLICE: usize = 100;
+
+/// Its EndpointSlices, [`ENDPOINTS_PER_SLICE`] endpoints each: nobody
+/// generates them without a controller manager, and istiod reads endpoints
+/// from them.
+pub fn endpoint_slices(ns: &str, app: &str, port: u16, pods: &[(String, String)]) -> Vec<Value> {
+    pods.chunks(ENDPOINTS_PER_SLICE)
+        .enumerate()
+        .map(|(i, chunk)| endpoint_slice(ns, &format!("{app}-real-{i}"), app, port, chunk))
+        .collect()
+}
+
+fn endpoint_slice(ns: &str, name: &str, app: &str, port: u16, pods: &[(String, String)]) -> Value {
     let endpoints: Vec<Value> = pods
         .iter()
         .map(|(pod, ip)| {
@@ -98,7 +110,7 @@ pub fn endpoint_slice(ns: &str, app: &str, port: u16, pods: &[(String, String)])
         })
         .collect();
     json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-           "metadata": {"name": format!("{app}-real"), "namespace": ns,
+           "metadata": {"name": name, "namespace": ns,
                         "labels": {"kubernetes.io/service-name": app,
                                    "endpointslice.kubernetes.io/managed-by": "proxy-conformance"}},
            "addressType": "IPv4",
@@ -123,6 +135,20 @@ mod tests {
         assert_eq!(
             d["spec"]["selector"]["matchLabels"],
             d["spec"]["template"]["metadata"]["labels"]
+        );
+    }
+
+    #[test]
+    fn endpoint_slices_are_cut_as_the_controller_cuts_them() {
+        let pods: Vec<(String, String)> = (0..1001)
+            .map(|i| (format!("p{i}"), format!("10.244.{}.{}", i / 250, i % 250)))
+            .collect();
+        let slices = endpoint_slices(SAMPLE_NAMESPACE, "helloworld", 5000, &pods);
+        assert_eq!(slices.len(), 11);
+        assert_eq!(slices[10]["endpoints"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            slices[0]["metadata"]["labels"]["kubernetes.io/service-name"],
+            "helloworld"
         );
     }
 }

@@ -88,6 +88,7 @@ impl RealIstioTopology {
             .with_restarter(Box::new(Restarter(world.clone())));
         let cp = RealIstioControlPlane {
             inner: cp,
+            envoys: world.real_sidecars().await,
             world: world.clone(),
         };
         let started = start_proxy(&self.proxy, &world, self.customize_bundled.as_ref()).await?;
@@ -171,6 +172,8 @@ impl Topology for RealIstioTopology {
 struct RealIstioControlPlane {
     inner: ClusterControlPlane,
     world: Arc<RealIstio>,
+    /// The real sidecars' node ids and Envoy admin addresses.
+    envoys: Vec<(String, std::net::SocketAddr)>,
 }
 
 impl ControlPlane for RealIstioControlPlane {
@@ -204,6 +207,11 @@ impl ControlPlane for RealIstioControlPlane {
     fn real_istioctl(&self) -> Option<RealIstioctl> {
         let bins = super::binaries::Binaries::find(&["istioctl"]).ok()?;
         Some(RealIstioctl {
+            envoys: self
+                .envoys
+                .iter()
+                .map(|(id, admin)| (id.split('~').nth(2).unwrap_or(id).to_string(), *admin))
+                .collect(),
             binary: bins.path("istioctl"),
             kubeconfig: self.world.kubeconfig.clone(),
             context: world::REMOTE.to_string(),

@@ -7,10 +7,12 @@
 //! whose sidecars are light ADS clients spread over the replicas.
 
 use super::RealIstioError;
+use super::agent::Agent;
 use super::apiserver::{ApiServer, kubeconfig};
 use super::binaries::Binaries;
 use super::istiod::{Istiod, IstiodSpec};
 use super::objects::{self, ISTIO_NAMESPACE, SAMPLE_NAMESPACE};
+use super::service::ServiceAddress;
 use super::sidecar::{Sidecar, SidecarSpec, Trust};
 use cluster::kubeops;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -46,6 +48,9 @@ pub struct WorldOptions {
     pub extra_sidecars: usize,
     /// Where its files go; `None`: a temporary folder removed at stop.
     pub dir: Option<PathBuf>,
+    /// The blog's three pods get real sidecars (pilot-agent + Envoy) when
+    /// those are built; else (or `false`) light ones like the rest.
+    pub real_sidecars: bool,
 }
 
 impl Default for WorldOptions {
@@ -54,6 +59,7 @@ impl Default for WorldOptions {
             replicas: 3,
             extra_sidecars: 0,
             dir: None,
+            real_sidecars: true,
         }
     }
 }
@@ -146,9 +152,15 @@ pub struct RealIstio {
     pub dir: PathBuf,
     bins: Binaries,
     istiods: tokio::sync::Mutex<Vec<Istiod>>,
+    /// istiod's xDS request limit, raised for a large mesh of light sidecars.
+    request_limit: Option<u32>,
     /// Where the sidecars connect (each to its slot in this list).
     targets: watch::Sender<Vec<SocketAddr>>,
     sidecars: Mutex<Vec<Sidecar>>,
+    /// The real sidecars (pilot-agent + Envoy).
+    agents: tokio::sync::Mutex<Vec<Agent>>,
+    /// The `istiod` Service's address (the real sidecars' discovery address).
+    service: Mutex<Option<ServiceAddress>>,
     addresses: Addresses,
     /// The pod-template hash in the istiod pods' names (one ReplicaSet).
     template_hash: String,
@@ -224,8 +236,11 @@ impl RealIstio {
             istiods: tokio::sync::Mutex::new(Vec::new()),
             targets,
             sidecars: Mutex::new(Vec::new()),
+            agents: tokio::sync::Mutex::new(Vec::new()),
+            service: Mutex::new(None),
             addresses,
             template_hash: random_chars(10),
+            request_limit: request_limit(options.extra_sidecars),
             started,
             _temp: temp,
         };
@@ -314,13 +329,43 @@ impl RealIstio {
         std::fs::write(&self.mesh_root_file, &root)
             .map_err(|e| RealIstioError::step("write the mesh root", e))?;
 
-        let specs = mesh_sidecars(options.extra_sidecars);
+        let service = ServiceAddress::start(
+            SocketAddr::from((self.addresses.ip(10), super::istiod::TLS_PORT)),
+            self.targets.subscribe(),
+        )
+        .await?;
+        let service_addr = service.addr;
+        if let Ok(mut s) = self.service.lock() {
+            *s = Some(service);
+        }
+
+        let agents_bins = options
+            .real_sidecars
+            .then(|| Binaries::find(&["pilot-agent", "envoy"]).ok())
+            .flatten()
+            .filter(|b| b.dir.join(super::agent::BOOTSTRAP).is_file());
+        // With real sidecars (their replica is the Service's choice), one
+        // light sidecar per replica too: every replica owns a proxy.
+        let light = options.extra_sidecars + if agents_bins.is_some() { n } else { 0 };
+        let mut specs = mesh_sidecars(light);
+        let real: Vec<SidecarSpec> = match &agents_bins {
+            Some(_) => specs.drain(..BLOG_PODS.min(specs.len())).collect(),
+            None => Vec::new(),
+        };
         say(&format!(
-            "the mesh: {} pods in the remote cluster, their light sidecars on {} replicas",
+            "the mesh: {} pods in the remote cluster; {} real sidecars (pilot-agent + Envoy) through the istiod Service {service_addr}, {} light ones on {} replicas{}",
+            real.len() + specs.len(),
+            real.len(),
             specs.len(),
-            n.min(specs.len())
+            n.min(specs.len()),
+            if agents_bins.is_none() && options.real_sidecars {
+                " (no real ones: pilot-agent, envoy or the bootstrap template not built)"
+            } else {
+                ""
+            }
         ));
-        self.apply_mesh(&remote, &specs).await?;
+        let all: Vec<SidecarSpec> = real.iter().chain(specs.iter()).cloned().collect();
+        self.apply_mesh(&remote, &all).await?;
         let trust = Trust {
             ca_pem: root.clone(),
             server_name: istiod_server_name(),
@@ -360,6 +405,35 @@ impl RealIstio {
         if let Ok(mut s) = self.sidecars.lock() {
             *s = sidecars;
         }
+        if let Some(bins) = &agents_bins {
+            for spec in real {
+                let token = kubeops::token_request(
+                    &remote,
+                    &spec.namespace,
+                    &spec.service_account,
+                    crate::topology::cluster::AUDIENCE,
+                    TOKEN_TTL,
+                )
+                .await
+                .map_err(kube_step("mint a sidecar's token"))?;
+                let ports = (free_local_port()?, free_local_port()?);
+                let dir = self
+                    .dir
+                    .join(format!("sidecar-{}.{}", spec.pod, spec.namespace));
+                let agent = Agent::start(
+                    bins,
+                    &spec,
+                    service_addr,
+                    &istiod_server_name(),
+                    &token,
+                    &root,
+                    ports,
+                    &dir,
+                )
+                .await?;
+                self.agents.lock().await.push(agent);
+            }
+        }
         say("every sidecar SYNCED");
         Ok(root)
     }
@@ -379,6 +453,7 @@ impl RealIstio {
             ip,
             cluster_id: REMOTE.to_string(),
             kubeconfig: self.kubeconfig.clone(),
+            request_limit: self.request_limit,
         };
         let pod = objects::istiod_pod(ISTIO_NAMESPACE, &name, STAMPED_VERSION);
         kubeops::apply_documents(external, &[pod], None, STEP_BOUND)
@@ -424,7 +499,7 @@ impl RealIstio {
         }
         for ((ns, app), pods) in &by_app {
             docs.push(objects::workload_service(ns, app, 5000));
-            docs.push(objects::endpoint_slice(ns, app, 5000, pods));
+            docs.extend(objects::endpoint_slices(ns, app, 5000, pods));
         }
         kubeops::apply_documents(remote, &docs, None, STEP_BOUND)
             .await
@@ -497,12 +572,25 @@ impl RealIstio {
         for i in self.istiods.lock().await.iter() {
             pids.extend(i.pids());
         }
+        for a in self.agents.lock().await.iter() {
+            pids.extend(a.pids());
+        }
         pids.iter().map(|p| rss_of(*p)).sum()
     }
 
-    /// How many sidecars the mesh has.
-    pub fn sidecars(&self) -> usize {
-        self.sidecars.lock().map(|s| s.len()).unwrap_or(0)
+    /// How many sidecars the mesh has (real and light).
+    pub async fn sidecars(&self) -> usize {
+        self.sidecars.lock().map(|s| s.len()).unwrap_or(0) + self.agents.lock().await.len()
+    }
+
+    /// The real sidecars' node ids and Envoy admin addresses.
+    pub async fn real_sidecars(&self) -> Vec<(String, SocketAddr)> {
+        self.agents
+            .lock()
+            .await
+            .iter()
+            .map(|a| (a.node_id.clone(), a.admin))
+            .collect()
     }
 
     /// How long it has been running.
@@ -524,8 +612,13 @@ impl RealIstio {
         for i in self.istiods.lock().await.iter() {
             i.thaw();
         }
+        let agents = std::mem::take(&mut *self.agents.lock().await);
+        futures::future::join_all(agents.into_iter().map(Agent::stop)).await;
         if let Ok(mut s) = self.sidecars.lock() {
             s.clear();
+        }
+        if let Ok(mut s) = self.service.lock() {
+            s.take();
         }
         let istiods = std::mem::take(&mut *self.istiods.lock().await);
         futures::future::join_all(istiods.into_iter().map(Istiod::stop)).await;
@@ -533,6 +626,16 @@ impl RealIstio {
         crate::topology::process::forget_on_interrupt(&self.dir);
         // A temporary folder goes when `_temp` drops, here.
     }
+}
+
+/// istiod's limit on new xDS requests per second for a mesh with `extra`
+/// light sidecars: its default (25 on 2 cores) up to 100; above, one per
+/// two sidecars. With the default, a thousand sidecars reconnecting after a
+/// restart keep a replica refusing every new stream, the proxy's debug
+/// requests included, with ResourceExhausted ("request rate limit exceeded")
+/// for seconds: real istiod behaviour, but not what the checks measure.
+fn request_limit(extra: usize) -> Option<u32> {
+    (extra > 100).then(|| u32::try_from(extra / 2).unwrap_or(u32::MAX))
 }
 
 /// VmRSS of one process, in bytes (0 when it is gone).
@@ -552,6 +655,18 @@ fn rss_of(pid: i32) -> u64 {
 /// (clusters.md step 4, `meshConfig.rootNamespace`).
 fn mesh_config() -> String {
     format!("rootNamespace: {ISTIO_NAMESPACE}\ntrustDomain: cluster.local\n")
+}
+
+/// The blog's pods (the first of [`mesh_sidecars`]).
+const BLOG_PODS: usize = 3;
+
+/// A free port on 127.0.0.1 (an Envoy admin or agent status port).
+fn free_local_port() -> Result<u16, RealIstioError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| RealIstioError::step("find a free port", e))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| RealIstioError::step("find a free port", e))
 }
 
 /// The blog's mesh: sleep and helloworld-v1 in `sample`, the ingress gateway
