@@ -440,7 +440,7 @@ async fn broken_proxies_fail_on_real_istio() {
         ),
         (
             Defect::ConfigDumpFirstReplicaOnly,
-            &["config-dump-owner"][..],
+            &["config-dump-owner", "real-istioctl"][..],
         ),
         // A frozen replica fails one ask; forgotten, it is not seen again
         // (nor by replica-restart, which runs next on the same live mesh).
@@ -508,11 +508,15 @@ fn up_walkthrough_down_leaves_nothing_behind() {
         "nothing runs after up"
     );
     let table = run(&["walkthrough"]);
+    // The blog's three pods; with real sidecars built, one light sidecar per
+    // replica besides.
+    let real = Binaries::find(&["pilot-agent", "envoy"]).is_ok();
     assert_eq!(
         table.lines().filter(|l| l.contains("<external>")).count(),
-        3,
+        if real { 6 } else { 3 },
         "{table}"
     );
+    assert!(table.contains("sleep-7b9f8c5d4-"), "{table}");
     run(&["down"]);
     let left = processes_mentioning(&dir);
     assert!(left.is_empty(), "left running after down: {left:?}");
