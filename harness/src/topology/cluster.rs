@@ -371,6 +371,20 @@ impl ClusterControlPlane {
         })
     }
 
+    /// Takes a replica out of [`ControlPlane::replicas`] (it was removed).
+    pub fn forget_replica(&self, name: &str) -> Option<Replica> {
+        let mut replicas = self.replicas.lock().ok()?;
+        let at = replicas.iter().position(|r| r.name == name)?;
+        Some(replicas.remove(at))
+    }
+
+    /// Adds a replica to [`ControlPlane::replicas`] (one was started).
+    pub fn add_replica(&self, replica: Replica) {
+        if let Ok(mut replicas) = self.replicas.lock() {
+            replicas.push(replica);
+        }
+    }
+
     /// Where the proxy under test's Service is forwarded, if it was asked for.
     pub fn proxy_addr(&self) -> Option<std::net::SocketAddr> {
         self.proxy_addr

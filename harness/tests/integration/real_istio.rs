@@ -343,8 +343,6 @@ const SKIPPED_ON_REAL_ISTIO: &[&str] = &[
     "duplicate-proxy",
     "large-mesh",
     "replica-churn",
-    "replica-killed",
-    "dns-discovery",
     "bad-token",
     "slow-readers",
 ];

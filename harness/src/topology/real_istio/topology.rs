@@ -30,10 +30,12 @@ pub const NAME: &str = "real-istio";
 
 /// What real processes let the bench do: restart a replica (a new pod name
 /// and address, as a Deployment's restart gives); cut one off (its process
-/// frozen: connections hang, nothing refused, its pod still listed).
+/// frozen: connections hang, nothing refused, its pod still listed); remove
+/// one and add one (as a Deployment scales: a new pod name and address).
 pub const CAPABILITIES: &[Capability] = &[
     Capability::RestartReplicas,
     Capability::NetworkPartitions,
+    Capability::AddRemoveReplicas,
     Capability::RealIstioctl,
 ];
 
@@ -168,7 +170,8 @@ impl Topology for RealIstioTopology {
 }
 
 /// The cluster topology's control plane, plus what only processes allow:
-/// freezing a replica ([`NetworkFaults::partition`]).
+/// freezing a replica ([`NetworkFaults::partition`]), removing one and
+/// adding one as a Deployment scales.
 struct RealIstioControlPlane {
     inner: ClusterControlPlane,
     world: Arc<RealIstio>,
@@ -239,20 +242,38 @@ impl NetworkFaults for RealIstioControlPlane {
     fn heal<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<(), TopologyError>> {
         Box::pin(self.freeze(replica, false))
     }
-    fn remove<'a>(&'a self, _replica: &'a str) -> BoxFuture<'a, Result<Replica, TopologyError>> {
-        Box::pin(async {
-            Err(TopologyError::Unsupported {
-                topology: NAME,
-                what: "remove a replica (not yet: restart makes a new one)".into(),
-            })
+    fn remove<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<Replica, TopologyError>> {
+        Box::pin(async move {
+            self.world
+                .remove(replica)
+                .await
+                .map_err(|e| TopologyError::Failed(e.to_string()))?;
+            self.inner
+                .forget_replica(replica)
+                .ok_or_else(|| TopologyError::Failed(format!("no replica {replica}")))
         })
     }
+    /// A Deployment scaled up: a new pod (name and address), not the removed one.
     fn add<'a>(&'a self, _replica: &'a str) -> BoxFuture<'a, Result<Replica, TopologyError>> {
-        Box::pin(async {
-            Err(TopologyError::Unsupported {
-                topology: NAME,
-                what: "add a replica".into(),
-            })
+        Box::pin(async move {
+            let like = self
+                .inner
+                .replicas()
+                .into_iter()
+                .next()
+                .ok_or_else(|| TopologyError::Failed("no replica left to copy".into()))?;
+            let (name, tls_addr) = self
+                .world
+                .add()
+                .await
+                .map_err(|e| TopologyError::Failed(e.to_string()))?;
+            let added = Replica {
+                name,
+                tls_addr,
+                ..like
+            };
+            self.inner.add_replica(added.clone());
+            Ok(added)
         })
     }
 }

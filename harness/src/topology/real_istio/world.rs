@@ -530,11 +530,18 @@ impl RealIstio {
     /// becomes Ready. Its sidecars reconnect (to the successor). Returns the
     /// successor's name and address.
     pub async fn restart(&self, name: &str) -> Result<(String, SocketAddr), RealIstioError> {
+        self.remove(name).await?;
+        self.add().await
+    }
+
+    /// Removes a replica as a Deployment scaled down does: its process stops
+    /// and its Pod goes; its sidecars reconnect to the others.
+    pub async fn remove(&self, name: &str) -> Result<(), RealIstioError> {
         let external = self.external.client()?;
         let old = {
             let mut istiods = self.istiods.lock().await;
             let at = istiods.iter().position(|i| i.name == name).ok_or_else(|| {
-                RealIstioError::step(&format!("restart {name}"), "no such replica")
+                RealIstioError::step(&format!("remove {name}"), "no such replica")
             })?;
             let old = istiods.remove(at);
             self.publish(&istiods);
@@ -543,7 +550,13 @@ impl RealIstio {
         old.stop().await;
         kubeops::delete_pod(&external, ISTIO_NAMESPACE, name)
             .await
-            .map_err(kube_step("delete the restarted pod"))?;
+            .map_err(kube_step("delete the removed pod"))
+    }
+
+    /// Adds a replica as a Deployment scaled up does: a new pod name and
+    /// address; returns them once it is Ready.
+    pub async fn add(&self) -> Result<(String, SocketAddr), RealIstioError> {
+        let external = self.external.client()?;
         self.start_istiod(&external).await
     }
 
