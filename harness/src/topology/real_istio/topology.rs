@@ -25,6 +25,9 @@ use fake_istiod::TokenSpec;
 use futures::future::BoxFuture;
 use std::sync::{Arc, Mutex};
 
+/// How long the bundled proxy's pod watch may take to list the replicas.
+const DISCOVERY_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The topology's name (`--topology real-istio`), and its one live mesh's.
 pub const NAME: &str = "real-istio";
 
@@ -348,6 +351,19 @@ pub async fn start_proxy(
                     port: super::istiod::TLS_PORT,
                 },
             );
+            // A deployed proxy's watch has listed the pods before its
+            // readiness probe passes: the same here (bounded), so that the
+            // first check does not meet "no istiod replicas (yet)".
+            let want = world.replicas().await.len();
+            let mut seen = discovery.replicas.clone();
+            tokio::time::timeout(DISCOVERY_BOUND, seen.wait_for(|set| set.len() >= want))
+                .await
+                .map_err(|_| {
+                    ProxyError::Setup(format!(
+                        "the bundled proxy's Kubernetes discovery did not list the {want} istiod pods of the external cluster within {DISCOVERY_BOUND:?}"
+                    ))
+                })?
+                .map_err(|_| ProxyError::Setup("the bundled proxy's discovery stopped".into()))?;
             let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
             let mut c = ProxyConfig::plaintext_static(listen, vec![]);
             c.discovery = Discovery::Dynamic(discovery.replicas.clone());
