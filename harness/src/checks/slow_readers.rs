@@ -36,6 +36,8 @@ crate::check! {
     // of 6,000 proxies that only a scripted mesh provides.
     needs: &[Capability::ScriptedMesh],
     scenarios: &["medium-mesh"],
+    // Measures the proxy's memory under an attack.
+    isolation: Isolation::Alone,
 }
 
 /// Clients that never read (each on its own connection: per-connection

@@ -1,18 +1,21 @@
 //! The conformance runner: selects the checks, groups them by scenario, and
 //! for each scenario has the topology open a session (the control plane and
 //! the proxy under test), runs the checks on it, stops it, and collects a
-//! [`RunReport`]. It knows topologies only through [`Topology`].
+//! [`RunReport`]. Scenarios run side by side (`--jobs`, see [`schedule`])
+//! where the topology allows it. It knows topologies only through [`Topology`].
 
+mod schedule;
 mod tally;
 
 use crate::checks::{self, Check};
 use crate::config::RunConfig;
 use crate::report::{CheckResult, RunReport};
+use crate::suite::Capability;
 use crate::suite::snapshots::Snapshots;
-use crate::suite::{Capability, Outcome};
-use crate::topology::{Hooks, OpenError, ProxyError, Session, Topology};
+use crate::topology::{Hooks, OpenError, ProxyError};
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tally::Tally;
 
 pub use crate::suite::CHECK_BOUND;
@@ -23,8 +26,14 @@ pub enum Progress<'a> {
     /// What the topology needs the user to know before the run (e.g. how to
     /// configure a proxy at a fixed address), a line each.
     Prepared(&'a [String]),
-    /// The run is starting: how many checks, on how many scenarios.
-    Start { checks: usize, scenarios: usize },
+    /// The run is starting: how many checks, on how many scenarios, how many
+    /// of them open at once, and why only one when `--jobs` asked for more.
+    Start {
+        checks: usize,
+        scenarios: usize,
+        jobs: usize,
+        sequential: Option<&'a str>,
+    },
     /// A scenario's replicas and proxy are up.
     Scenario {
         name: &'a str,
@@ -32,13 +41,32 @@ pub enum Progress<'a> {
         total: usize,
         replicas: &'a [String],
     },
-    /// A check finished (all its scenarios done).
+    /// A check finished (all its scenarios done); in catalog order, `index`
+    /// its place there.
     Check {
         index: usize,
         total: usize,
         result: &'a CheckResult,
     },
+    /// While checks run (every [`PROGRESS_EVERY`]): how many are done, and
+    /// which run now and for how long.
+    Running {
+        done: usize,
+        total: usize,
+        running: &'a [Running],
+    },
 }
+
+/// A check running now.
+#[derive(Debug, Clone)]
+pub struct Running {
+    pub check: &'static str,
+    pub scenario: &'static str,
+    pub elapsed: Duration,
+}
+
+/// How often [`Progress::Running`] is sent.
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -60,6 +88,40 @@ pub enum RunError {
     /// would print it twice, proxy output and all.)
     #[error("the run stopped at its first scenario ({scenario}): {error}")]
     NeverReady { scenario: String, error: OpenError },
+    /// Interrupted (Ctrl-C).
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// A run that ended before every check ran: why, and the report of what
+/// ran so far (its `stopped` says why, in words).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Stopped {
+    pub error: RunError,
+    pub report: Box<RunReport>,
+}
+
+impl RunError {
+    /// The words a report of the run keeps.
+    fn reason(&self, unfinished: &[&str]) -> String {
+        let what = match self {
+            RunError::Interrupted => "interrupted (Ctrl-C)".to_string(),
+            RunError::NeverReady { scenario, .. } => {
+                format!("the proxy did not come up for its first scenario ({scenario})")
+            }
+            e => format!("{e}"),
+        };
+        if unfinished.is_empty() {
+            what
+        } else {
+            format!(
+                "{what}; {} checks did not finish: {}",
+                unfinished.len(),
+                unfinished.join(", ")
+            )
+        }
+    }
 }
 
 /// The checks a run selects, each with `Some(reason)` when it is skipped on a
@@ -122,13 +184,39 @@ fn group(
 pub async fn run(
     config: &RunConfig,
     hooks: &Hooks,
+    progress: impl FnMut(Progress<'_>),
+) -> Result<RunReport, Stopped> {
+    run_until(config, hooks, std::future::pending(), progress).await
+}
+
+/// Runs the suite until `interrupt` completes (Ctrl-C): then the checks
+/// still running are dropped and the report has what concluded before.
+pub async fn run_until(
+    config: &RunConfig,
+    hooks: &Hooks,
+    interrupt: impl Future<Output = ()>,
     mut progress: impl FnMut(Progress<'_>),
-) -> Result<RunReport, RunError> {
+) -> Result<RunReport, Stopped> {
     let started = Instant::now();
-    let snapshots = Arc::new(match &config.snapshots {
-        Some(dir) => Snapshots::from_dir(dir).map_err(|error| RunError::Snapshots {
-            path: dir.clone(),
+    let empty = |error: RunError| {
+        let reason = error.reason(&[]);
+        let report = Tally::new(&[], false).report(
+            config,
+            config.proxy.name().to_string(),
+            started.elapsed(),
+            Some(reason),
+        );
+        Stopped {
             error,
+            report: Box::new(report),
+        }
+    };
+    let snapshots = Arc::new(match &config.snapshots {
+        Some(dir) => Snapshots::from_dir(dir).map_err(|error| {
+            empty(RunError::Snapshots {
+                path: dir.clone(),
+                error,
+            })
         })?,
         None => Snapshots::embedded(),
     });
@@ -137,105 +225,55 @@ pub async fn run(
     let live = (!topology.scripted()).then(|| topology.name());
     let groups = group(&selected, live);
     let names: Vec<&'static str> = groups.iter().map(|(n, _)| *n).collect();
-    let notice = topology.prepare(&names).await.map_err(RunError::Prepare)?;
+    tokio::pin!(interrupt);
+    let prepared = tokio::select! {
+        biased;
+        () = &mut interrupt => return Err(empty(RunError::Interrupted)),
+        p = topology.prepare(&names) => p,
+    };
+    let notice = prepared.map_err(|e| empty(RunError::Prepare(e)))?;
     if !notice.is_empty() {
         progress(Progress::Prepared(&notice));
     }
+    let sequential = topology.sequential();
+    let jobs = match sequential {
+        Some(_) => 1,
+        None => config.jobs.max(1),
+    };
     progress(Progress::Start {
         checks: selected.len(),
         scenarios: groups.len(),
+        jobs,
+        sequential: sequential
+            .as_deref()
+            .filter(|_| config.jobs > 1 && groups.len() > 1),
     });
     let mut tally = Tally::new(&selected, live.is_some());
     tally.skipped(&selected, &mut progress);
-    let outcome = run_groups(&*topology, hooks, &groups, &mut tally, &mut progress).await;
-    topology.finish().await;
-    outcome?;
-    Ok(tally.report(config, topology.mode(), started.elapsed()))
-}
-
-/// Opens each scenario in turn and runs its checks.
-async fn run_groups(
-    topology: &dyn Topology,
-    hooks: &Hooks,
-    groups: &[(&'static str, Vec<&'static Check>)],
-    tally: &mut Tally,
-    progress: &mut dyn FnMut(Progress<'_>),
-) -> Result<(), RunError> {
-    let mut ever_ready = false;
-    for (i, (scenario, checks)) in groups.iter().enumerate() {
-        match topology.open(scenario).await {
-            Ok(session) => {
-                ever_ready = true;
-                progress(Progress::Scenario {
-                    name: scenario,
-                    index: i + 1,
-                    total: groups.len(),
-                    replicas: &replica_lines(&session),
-                });
-                if let Some(after_setup) = &hooks.after_setup {
-                    after_setup(&session.ctx);
-                }
-                for check in checks {
-                    run_check(&session, check, scenario, tally).await;
-                }
-                session.stop().await;
-            }
-            // The live mesh is the only one: nothing else to try.
-            Err(e) if !topology.scripted() => return Err(RunError::Live(e)),
-            // A proxy that never came up fails the run once, with its output,
-            // instead of every scenario after the same timeout (197 s seen).
-            Err(error) if !ever_ready && error.is_not_ready() => {
-                return Err(RunError::NeverReady {
-                    scenario: scenario.to_string(),
-                    error,
-                });
-            }
-            // Every check of this scenario fails with the reason.
-            Err(e) => tally.failed_to_open(checks, scenario, &e.to_string()),
-        }
-        tally.scenario_done(checks, progress);
+    let outcome = schedule::run_groups(
+        &*topology,
+        hooks,
+        &groups,
+        jobs,
+        &mut tally,
+        &mut progress,
+        interrupt,
+    )
+    .await;
+    if !matches!(outcome, Err(RunError::Interrupted)) {
+        topology.finish().await;
     }
-    Ok(())
-}
-
-/// One check on one session, bounded by [`CHECK_BOUND`].
-async fn run_check(session: &Session, check: &'static Check, scenario: &str, tally: &mut Tally) {
-    let ctx = &session.ctx;
-    let t0 = Instant::now();
-    let before = ctx.proxy_output.as_ref().map(|o| o.len()).unwrap_or(0);
-    let outcome = match tokio::time::timeout(CHECK_BOUND, (check.run)(ctx)).await {
-        Ok(checked) => Outcome::from(checked),
-        Err(_) => Outcome::Fail(format!(
-            "the check did not finish within {}s",
-            CHECK_BOUND.as_secs()
-        )),
-    };
-    // The proxy's output since the check began, when it failed.
-    let output = match (&outcome, &ctx.proxy_output) {
-        (Outcome::Fail(_), Some(out)) => {
-            Some(out.tail(out.len().saturating_sub(before).clamp(20, 60)))
+    let mode = topology.mode();
+    match outcome {
+        Ok(()) => Ok(tally.report(config, mode, started.elapsed(), None)),
+        Err(error) => {
+            tally.show_the_rest(&mut progress);
+            let reason = error.reason(&tally.unfinished());
+            let report = tally.report(config, mode, started.elapsed(), Some(reason));
+            Err(Stopped {
+                error,
+                report: Box::new(report),
+            })
         }
-        _ => None,
-    };
-    tally.record(
-        check,
-        scenario,
-        outcome,
-        t0.elapsed(),
-        ctx.take_notes(),
-        output,
-    );
-}
-
-/// The session's replicas as the progress line shows them.
-fn replica_lines(session: &Session) -> Vec<String> {
-    session
-        .ctx
-        .replicas()
-        .iter()
-        .map(|r| match r.plaintext_addr {
-            Some(p) => format!("{} {p} (tls {})", r.name, r.tls_addr),
-            None => format!("{} (tls {})", r.name, r.tls_addr),
-        })
-        .collect()
+    }
 }
