@@ -277,10 +277,10 @@ mod tests {
     fn shown_in_catalog_order() {
         let sel = selected(&["syncz-union", "type-url-echo", "replica-hang"]);
         let mut tally = Tally::new(&sel, false);
-        let mut shown = Vec::new();
+        let shown = std::cell::RefCell::new(Vec::new());
         let mut progress = |p: Progress<'_>| {
             if let Progress::Check { index, result, .. } = p {
-                shown.push((index, result.id.clone()));
+                shown.borrow_mut().push((index, result.id.clone()));
             }
         };
         let hang = sel[2].0;
@@ -293,11 +293,11 @@ mod tests {
         // syncz-union has three scenarios: nothing shown until all are done.
         let union = sel[0].0;
         for s in union.scenarios {
-            assert!(shown.is_empty(), "{shown:?}");
+            assert!(shown.borrow().is_empty(), "{shown:?}");
             tally.record(union, s, Outcome::Pass, Duration::ZERO, vec![], None, &mut progress);
         }
         assert_eq!(
-            shown,
+            *shown.borrow(),
             vec![
                 (1, "syncz-union".to_string()),
                 (2, "type-url-echo".to_string()),
@@ -312,17 +312,17 @@ mod tests {
     fn a_stopped_run_keeps_what_concluded() {
         let sel = selected(&["syncz-union", "type-url-echo"]);
         let mut tally = Tally::new(&sel, false);
-        let mut shown = Vec::new();
+        let shown = std::cell::RefCell::new(Vec::new());
         let mut progress = |p: Progress<'_>| {
             if let Progress::Check { index, result, .. } = p {
-                shown.push((index, result.id.clone()));
+                shown.borrow_mut().push((index, result.id.clone()));
             }
         };
         let echo = sel[1].0;
         tally.record(echo, "three-replicas", Outcome::Pass, Duration::ZERO, vec![], None, &mut progress);
-        assert!(shown.is_empty());
+        assert!(shown.borrow().is_empty());
         tally.show_the_rest(&mut progress);
-        assert_eq!(shown, vec![(2, "type-url-echo".to_string())]);
+        assert_eq!(*shown.borrow(), vec![(2, "type-url-echo".to_string())]);
         assert_eq!(tally.unfinished(), vec!["syncz-union"]);
     }
 }
