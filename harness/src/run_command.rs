@@ -55,6 +55,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
         crate::topology::docker::sweep_on_panic(run.clone());
     }
     let (interrupted_tx, mut interrupted) = tokio::sync::watch::channel(false);
+    let (cleaned_tx, cleaned) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             // First the runner: nothing that fails because its proxy is
@@ -79,6 +80,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
             } else {
                 eprintln!("\ninterrupted: proxy processes stopped");
             }
+            let _ = cleaned_tx.send(());
             // The reports are written on the main task; leave without them
             // if that takes longer than this (or at a second Ctrl-C).
             let _ = tokio::time::timeout(REPORTS_ON_INTERRUPT, tokio::signal::ctrl_c()).await;
@@ -201,6 +203,8 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
             Ok(if report.succeeded() { 0 } else { 1 })
         }
         Some(RunError::Interrupted) => {
+            // Not before the processes and containers are gone.
+            let _ = cleaned.await;
             written?;
             Ok(130)
         }

@@ -125,10 +125,10 @@ mod tests {
     fn a_stopped_run_says_so() {
         let mut report = crate::report::tests::sample();
         report.results.retain(|r| r.outcome == crate::suite::Outcome::Pass);
-        report.stopped = Some("interrupted (Ctrl-C); 1 checks did not finish: tls".into());
+        report.stopped = Some("interrupted (Ctrl-C); not finished: tls".into());
         let text = super::render(&report).expect("renders");
         assert!(
-            text.contains("stopped: 'interrupted (Ctrl-C); 1 checks did not finish: tls'"),
+            text.contains("stopped: 'interrupted (Ctrl-C); not finished: tls'"),
             "{text}"
         );
         assert!(text.contains("succeeded: false"), "{text}");

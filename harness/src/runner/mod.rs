@@ -115,11 +115,7 @@ impl RunError {
         if unfinished.is_empty() {
             what
         } else {
-            format!(
-                "{what}; {} checks did not finish: {}",
-                unfinished.len(),
-                unfinished.join(", ")
-            )
+            format!("{what}; not finished: {}", unfinished.join(", "))
         }
     }
 }
