@@ -123,7 +123,7 @@ pub struct RunArgs {
     /// each); 1 runs them one after the other. Checks that measure memory or
     /// load the machine on purpose still run alone. A proxy at --proxy-addr
     /// (one set of replica addresses) and the docker and cluster topologies
-    /// take one scenario at a time. Default: 8, enough to overlap the checks
+    /// take one scenario at a time. Default: 16, enough to overlap the checks
     /// that wait on hung and slow replicas.
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
@@ -194,7 +194,7 @@ Examples:
 /// Scenarios open at once unless `--jobs` says otherwise: enough that the
 /// scenarios whose checks wait on purpose (hung, slow and failing replicas,
 /// an unknown config_dump) all wait at the same time.
-pub const DEFAULT_JOBS: u16 = 8;
+pub const DEFAULT_JOBS: u16 = 16;
 
 /// The same options as a YAML file.
 #[derive(Debug, Default, Deserialize)]

@@ -155,10 +155,14 @@ pub fn select(
 
 /// Scenario -> the checks that run on it, in first-use order. A topology
 /// without a scripted mesh has one mesh, the live one: every check runs once
-/// on it, under the topology's name.
+/// on it, under the topology's name. With `side_by_side`, a scenario's
+/// checks that run alone ([`Isolation::Alone`](crate::suite::Isolation)) get a
+/// session of their own, right after the others': the others then need not
+/// wait for them (nor they for the others).
 fn group(
     selected: &[(&'static Check, Option<String>)],
     live: Option<&'static str>,
+    side_by_side: bool,
 ) -> Vec<(&'static str, Vec<&'static Check>)> {
     let mut groups: Vec<(&'static str, Vec<&'static Check>)> = Vec::new();
     for (check, _) in selected.iter().filter(|(_, skip)| skip.is_none()) {
@@ -173,7 +177,21 @@ fn group(
             }
         }
     }
-    groups
+    if !side_by_side || live.is_some() {
+        return groups;
+    }
+    let mut split = Vec::with_capacity(groups.len());
+    for (scenario, checks) in groups {
+        let (alone, others): (Vec<_>, Vec<_>) = checks
+            .into_iter()
+            .partition(|c| c.isolation == crate::suite::Isolation::Alone);
+        for part in [others, alone] {
+            if !part.is_empty() {
+                split.push((scenario, part));
+            }
+        }
+    }
+    split
 }
 
 /// Runs the suite.
@@ -219,8 +237,18 @@ pub async fn run_until(
     let mut topology = config.topology(hooks, snapshots);
     let selected = select(config, topology.name(), topology.capabilities());
     let live = (!topology.scripted()).then(|| topology.name());
-    let groups = group(&selected, live);
-    let names: Vec<&'static str> = groups.iter().map(|(n, _)| *n).collect();
+    let sequential = topology.sequential();
+    let jobs = match sequential {
+        Some(_) => 1,
+        None => config.jobs.max(1),
+    };
+    let groups = group(&selected, live, jobs > 1);
+    let mut names: Vec<&'static str> = Vec::new();
+    for (n, _) in &groups {
+        if !names.contains(n) {
+            names.push(n);
+        }
+    }
     tokio::pin!(interrupt);
     let prepared = tokio::select! {
         biased;
@@ -231,14 +259,9 @@ pub async fn run_until(
     if !notice.is_empty() {
         progress(Progress::Prepared(&notice));
     }
-    let sequential = topology.sequential();
-    let jobs = match sequential {
-        Some(_) => 1,
-        None => config.jobs.max(1),
-    };
     progress(Progress::Start {
         checks: selected.len(),
-        scenarios: groups.len(),
+        scenarios: names.len(),
         jobs,
         sequential: sequential
             .as_deref()

@@ -1,10 +1,11 @@
 //! Scenarios side by side: up to `jobs` sessions open at once, each running
-//! its own checks in catalog order. A check declared [`Isolation::Alone`]
-//! (memory measured, the machine loaded on purpose) runs while nothing else
-//! does: no other check, no scenario starting or stopping. The machine is a
-//! read-write lock: every other check, open and stop holds it shared, an
-//! `Alone` check holds it exclusively (the lock is fair: once an `Alone`
-//! check waits, what comes after it waits too).
+//! its own checks in catalog order. What a check declares ([`Isolation`])
+//! decides what may run beside it: an `Alone` check (memory measured, the
+//! machine loaded on purpose) runs while no other `Alone` or `Timed` check
+//! runs and no scenario starts or stops; `Shared` checks run beside anything.
+//! This is a read-write lock over the machine: `Timed` checks and every open
+//! and stop hold it shared, an `Alone` check exclusively (the lock is fair:
+//! once an `Alone` check waits, what asks after it waits too).
 
 use super::tally::Tally;
 use super::{CHECK_BOUND, PROGRESS_EVERY, Progress, RunError};
@@ -226,7 +227,8 @@ async fn run_group<'a>(
     for check in checks {
         let (mut beside, mut alone) = (None, None);
         match check.isolation {
-            Isolation::Shared => beside = Some(shared.machine.read().await),
+            Isolation::Shared => {}
+            Isolation::Timed => beside = Some(shared.machine.read().await),
             Isolation::Alone => alone = Some(shared.machine.write().await),
         }
         if shared.halt.load(Ordering::SeqCst) {

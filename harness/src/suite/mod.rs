@@ -212,14 +212,19 @@ pub struct Check {
 /// side, `run --jobs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Isolation {
-    /// Runs beside other checks: what it judges does not depend on the rest
-    /// of the machine being quiet.
+    /// Runs beside any other check: what it judges does not depend on the
+    /// rest of the machine (it waits on hung replicas, compares answers, or
+    /// has bounds far above what load could add).
     #[default]
     Shared,
+    /// Judges how fast the proxy answers against a bound that load could
+    /// blur (e.g. one replica's delay against the sum of all): never runs
+    /// beside an [`Alone`](Isolation::Alone) check.
+    Timed,
     /// Measures the proxy's memory or loads the machine on purpose (floods,
-    /// idle connections, slow readers, large meshes): it runs while no other
-    /// check runs and no scenario starts or stops, so its numbers mean what
-    /// they mean when it runs alone.
+    /// idle connections, slow readers, large meshes): never runs beside
+    /// another `Alone` or a `Timed` check, nor while a scenario starts or
+    /// stops, so its numbers mean what they mean when it runs alone.
     Alone,
 }
 
