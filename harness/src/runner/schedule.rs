@@ -85,7 +85,10 @@ pub(super) async fn run_groups<'a>(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(interrupt);
     loop {
-        while stopped.is_none() && open.len() < jobs {
+        // One scenario until a proxy has come up: a proxy that never does
+        // stops the run at its first scenario, started once.
+        let limit = if ever_ready { jobs } else { 1 };
+        while stopped.is_none() && open.len() < limit {
             let Some((i, (scenario, checks))) = next.next() else {
                 break;
             };

@@ -433,6 +433,35 @@ fn failed(e: fake_istiod::Error) -> TopologyError {
     TopologyError::Failed(e.to_string())
 }
 
+/// How long a replica whose fault was cleared may take to listen again.
+const BACK_BOUND: Duration = Duration::from_secs(5);
+
+impl LocalControlPlane {
+    /// Clears the replica's fault and waits (bounded) until it accepts
+    /// connections again: a fault that closed its listeners (down, reset,
+    /// flap) is over only once they are open again, whoever asks first.
+    async fn clear(&self, replica: &str) -> Result<(), TopologyError> {
+        self.fake.clear_fault(replica).await.map_err(failed)?;
+        let Some(r) = self.fake.replicas().into_iter().find(|r| r.name == replica) else {
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + BACK_BOUND;
+        for addr in [r.plaintext_addr, r.tls_addr] {
+            let mut pause = Duration::from_millis(2);
+            while tokio::net::TcpStream::connect(addr).await.is_err() {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(TopologyError::Failed(format!(
+                        "replica {replica} did not listen on {addr} again within {BACK_BOUND:?} of its fault being cleared"
+                    )));
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl ControlPlane for LocalControlPlane {
     fn topology(&self) -> &'static str {
         "local"
@@ -487,7 +516,7 @@ impl ControlPlane for LocalControlPlane {
             // The outage itself (not a wait for anything): clients asking
             // meanwhile find the replica down, as they would a restarting pod.
             tokio::time::sleep(RESTART_OUTAGE).await;
-            self.fake.clear_fault(replica).await.map_err(failed)
+            self.clear(replica).await
         }))
     }
 }
@@ -508,10 +537,9 @@ impl ScriptedMesh for LocalControlPlane {
     ) -> BoxFuture<'a, Result<(), TopologyError>> {
         Box::pin(async move {
             match fault {
-                Some(f) => self.fake.set_fault(replica, f).await,
-                None => self.fake.clear_fault(replica).await,
+                Some(f) => self.fake.set_fault(replica, f).await.map_err(failed),
+                None => self.clear(replica).await,
             }
-            .map_err(failed)
         })
     }
 
