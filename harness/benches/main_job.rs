@@ -72,7 +72,9 @@ fn run(jobs: usize, cmd: Option<&str>) -> Result<Measured, String> {
         c.arg("--proxy-cmd").arg(cmd);
     }
     let t0 = Instant::now();
-    let out = c.output().map_err(|e| format!("cannot start the runner: {e}"))?;
+    let out = c
+        .output()
+        .map_err(|e| format!("cannot start the runner: {e}"))?;
     let wall = t0.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let summary = stdout
@@ -132,7 +134,9 @@ fn main() {
     let proxies: Vec<(&str, Option<&str>)> = match &cmd {
         Some(c) => vec![("bundled", None), ("--proxy-cmd", Some(c.as_str()))],
         None => {
-            println!("(no istioctl-proxy binary beside the runner: the --proxy-cmd rows are left out)");
+            println!(
+                "(no istioctl-proxy binary beside the runner: the --proxy-cmd rows are left out)"
+            );
             vec![("bundled", None)]
         }
     };
@@ -159,14 +163,19 @@ fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    println!("\nmain job wall time (s), {runs} run(s) each, `run --jobs 1` vs `run --jobs {parallel}`:");
+    println!(
+        "\nmain job wall time (s), {runs} run(s) each, `run --jobs 1` vs `run --jobs {parallel}`:"
+    );
     println!("{:<12} {:>18} {:>18}", "proxy", "sequential", "parallel");
     for (name, seq, par) in &rows {
         println!("{name:<12} {:>18} {:>18}", secs(seq), secs(par));
     }
     for (name, seq, par) in &rows {
         if let (Some(s), Some(p)) = (seq.last(), par.last()) {
-            println!("\n{name}: sequential: {}\n{name}: parallel:   {}", s.summary, p.summary);
+            println!(
+                "\n{name}: sequential: {}\n{name}: parallel:   {}",
+                s.summary, p.summary
+            );
             println!("what the checks that run alone measured (sequential | parallel):");
             for id in ALONE {
                 let of = |m: &Measured| {

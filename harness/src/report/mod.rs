@@ -119,8 +119,8 @@ impl RunReport {
         self.stopped.is_none()
             && !self
                 .results
-            .iter()
-            .any(|r| matches!(r.outcome, Outcome::Fail(_)))
+                .iter()
+                .any(|r| matches!(r.outcome, Outcome::Fail(_)))
     }
 
     pub fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {

@@ -124,7 +124,9 @@ mod tests {
     #[test]
     fn a_stopped_run_says_so() {
         let mut report = crate::report::tests::sample();
-        report.results.retain(|r| r.outcome == crate::suite::Outcome::Pass);
+        report
+            .results
+            .retain(|r| r.outcome == crate::suite::Outcome::Pass);
         report.stopped = Some("interrupted (Ctrl-C); not finished: tls".into());
         let text = super::render(&report).expect("renders");
         assert!(

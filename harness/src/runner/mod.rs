@@ -180,17 +180,27 @@ fn group(
     if !side_by_side || live.is_some() {
         return groups;
     }
+    use crate::suite::Isolation;
     let mut split = Vec::with_capacity(groups.len());
     for (scenario, checks) in groups {
         let (alone, others): (Vec<_>, Vec<_>) = checks
             .into_iter()
-            .partition(|c| c.isolation == crate::suite::Isolation::Alone);
+            .partition(|c| c.isolation == Isolation::Alone);
         for part in [others, alone] {
             if !part.is_empty() {
                 split.push((scenario, part));
             }
         }
     }
+    // After the first (which alone opens until a proxy has come up), the
+    // sessions whose checks cannot run beside each other open first: they
+    // run one after the other, the rest fills in around them.
+    let first = split.len().min(1);
+    split[first..].sort_by_key(|(_, checks)| {
+        !checks
+            .iter()
+            .any(|c| matches!(c.isolation, Isolation::Alone | Isolation::Timed))
+    });
     split
 }
 
@@ -294,5 +304,59 @@ pub async fn run_until(
                 report: Box::new(report),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::Isolation;
+
+    fn selected(ids: &[&str]) -> Vec<(&'static Check, Option<String>)> {
+        ids.iter()
+            .map(|id| (checks::find(id).expect("a check"), None))
+            .collect()
+    }
+
+    /// Side by side, a scenario's checks that run alone get their own
+    /// session, and sessions that cannot overlap open first (after the first).
+    #[test]
+    fn grouping_side_by_side() {
+        let sel = selected(&[
+            "type-url-echo",
+            "replica-slow",
+            "stream-flood",
+            "replica-hang",
+        ]);
+        let one_by_one = group(&sel, None, false);
+        let names: Vec<_> = one_by_one.iter().map(|(s, c)| (*s, c.len())).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("three-replicas", 2),
+                ("slow-replicas", 1),
+                ("fault-hang", 1)
+            ]
+        );
+        let side = group(&sel, None, true);
+        let names: Vec<_> = side
+            .iter()
+            .map(|(s, c)| (*s, c.iter().map(|c| c.id).collect::<Vec<_>>()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("three-replicas", vec!["type-url-echo"]),
+                ("three-replicas", vec!["stream-flood"]),
+                ("slow-replicas", vec!["replica-slow"]),
+                ("fault-hang", vec!["replica-hang"]),
+            ]
+        );
+        assert!(
+            side[1].1.iter().all(|c| c.isolation == Isolation::Alone),
+            "the alone session holds only alone checks"
+        );
+        // The live mesh is one session, whatever the checks declare.
+        assert_eq!(group(&sel, Some("cluster"), true).len(), 1);
     }
 }

@@ -132,7 +132,9 @@ impl Tally {
     ) {
         for c in checks {
             if let Some(slot) = self.slot(c) {
-                slot.acc.problems.push(format!("scenario {scenario}: {why}"));
+                slot.acc
+                    .problems
+                    .push(format!("scenario {scenario}: {why}"));
             }
             self.scenario_done(c, progress);
         }
@@ -286,15 +288,39 @@ mod tests {
         let hang = sel[2].0;
         tally.started(hang, "fault-hang");
         assert_eq!(tally.running().len(), 1);
-        tally.record(hang, "fault-hang", Outcome::Pass, Duration::ZERO, vec![], None, &mut progress);
+        tally.record(
+            hang,
+            "fault-hang",
+            Outcome::Pass,
+            Duration::ZERO,
+            vec![],
+            None,
+            &mut progress,
+        );
         assert!(tally.running().is_empty());
         let echo = sel[1].0;
-        tally.record(echo, "three-replicas", Outcome::Pass, Duration::ZERO, vec![], None, &mut progress);
+        tally.record(
+            echo,
+            "three-replicas",
+            Outcome::Pass,
+            Duration::ZERO,
+            vec![],
+            None,
+            &mut progress,
+        );
         // syncz-union has three scenarios: nothing shown until all are done.
         let union = sel[0].0;
         for s in union.scenarios {
             assert!(shown.borrow().is_empty(), "{shown:?}");
-            tally.record(union, s, Outcome::Pass, Duration::ZERO, vec![], None, &mut progress);
+            tally.record(
+                union,
+                s,
+                Outcome::Pass,
+                Duration::ZERO,
+                vec![],
+                None,
+                &mut progress,
+            );
         }
         assert_eq!(
             *shown.borrow(),
@@ -319,7 +345,15 @@ mod tests {
             }
         };
         let echo = sel[1].0;
-        tally.record(echo, "three-replicas", Outcome::Pass, Duration::ZERO, vec![], None, &mut progress);
+        tally.record(
+            echo,
+            "three-replicas",
+            Outcome::Pass,
+            Duration::ZERO,
+            vec![],
+            None,
+            &mut progress,
+        );
         assert!(shown.borrow().is_empty());
         tally.show_the_rest(&mut progress);
         assert_eq!(*shown.borrow(), vec![(2, "type-url-echo".to_string())]);

@@ -66,7 +66,9 @@ fn ctrl_c_leaves_no_proxy_behind() {
         || !running(child),
     );
     // The reports, of nothing concluded, say why.
-    wait_for("the YAML report", Duration::from_secs(5), || report.exists());
+    wait_for("the YAML report", Duration::from_secs(5), || {
+        report.exists()
+    });
     let yaml = std::fs::read_to_string(&report).unwrap_or_default();
     assert!(
         yaml.contains("stopped: 'interrupted (Ctrl-C); not finished: empty-mesh'")
@@ -74,7 +76,10 @@ fn ctrl_c_leaves_no_proxy_behind() {
         "{yaml}"
     );
     let xml = std::fs::read_to_string(&junit).unwrap_or_default();
-    assert!(xml.contains("<error message=\"interrupted (Ctrl-C)"), "{xml}");
+    assert!(
+        xml.contains("<error message=\"interrupted (Ctrl-C)"),
+        "{xml}"
+    );
 }
 
 /// A proxy that exits at once stops the run at its first scenario: the run
@@ -86,7 +91,13 @@ fn a_run_that_stops_at_its_first_scenario_writes_its_reports() {
     let report = dir.path().join("r.yaml");
     let junit = dir.path().join("r.xml");
     let out = Command::new(env!("CARGO_BIN_EXE_proxy-conformance"))
-        .args(["run", "--run-check", "empty-mesh,tls", "--skip-check", "tls"])
+        .args([
+            "run",
+            "--run-check",
+            "empty-mesh,tls",
+            "--skip-check",
+            "tls",
+        ])
         .args(["--report", &report.display().to_string()])
         .args(["--junit", &junit.display().to_string()])
         .args(["--proxy-cmd", "echo cannot start; exit 3"])
