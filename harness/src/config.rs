@@ -131,6 +131,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub proxy_ready_timeout: Option<Duration>,
 
+    /// Scenarios open side by side, each with its own replicas, loopback
+    /// addresses and proxy (the bundled one, or one --proxy-cmd process
+    /// each); 1 runs them one after the other. Checks that measure memory or
+    /// load the machine on purpose still run alone. A proxy at --proxy-addr
+    /// (one set of replica addresses) and the docker and cluster topologies
+    /// take one scenario at a time. Default: 16, enough to overlap the checks
+    /// that wait on hung and slow replicas.
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+
     /// Only checks of these profiles (repeat or comma-separate).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub profile: Vec<Profile>,
@@ -194,6 +204,11 @@ Examples:
       your proxy image, with the replicas as containers (adds network faults)
   proxy-conformance run --config conformance.yaml --junit junit.xml";
 
+/// Scenarios open at once unless `--jobs` says otherwise: enough that the
+/// scenarios whose checks wait on purpose (hung, slow and failing replicas,
+/// an unknown config_dump) all wait at the same time.
+pub const DEFAULT_JOBS: u16 = 16;
+
 /// The same options as a YAML file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -216,6 +231,7 @@ pub struct OptionsFile {
     pub proxy_plaintext: Option<bool>,
     #[serde(default, with = "humantime_serde_opt")]
     pub proxy_ready_timeout: Option<Duration>,
+    pub jobs: Option<u16>,
     #[serde(default)]
     pub profile: Vec<Profile>,
     #[serde(default)]
@@ -275,6 +291,8 @@ pub struct RunConfig {
     pub state_dir: PathBuf,
     pub proxy_plaintext: bool,
     pub proxy_ready_timeout: Duration,
+    /// Scenarios open at once (`--jobs`, at least 1).
+    pub jobs: usize,
     pub profiles: Vec<Profile>,
     pub run_checks: Vec<String>,
     pub skip_checks: Vec<String>,
@@ -600,6 +618,7 @@ impl RunConfig {
                 .proxy_ready_timeout
                 .or(file.proxy_ready_timeout)
                 .unwrap_or(Duration::from_secs(15)),
+            jobs: usize::from(args.jobs.or(file.jobs).unwrap_or(DEFAULT_JOBS).max(1)),
             profiles: pick_vec(&args.profile, file.profile),
             run_checks,
             skip_checks,
@@ -642,6 +661,22 @@ mod tests {
         assert_eq!(c.families, IstioctlFamily::ALL.to_vec());
         assert_eq!(c.supported_features, Feature::ALL.to_vec());
         assert_eq!(c.report, PathBuf::from("reports/conformance-report.yaml"));
+        assert_eq!(c.jobs, usize::from(DEFAULT_JOBS));
+    }
+
+    #[test]
+    fn jobs_from_flag_or_file() {
+        let f = file("jobs: 3\n");
+        let args = RunArgs {
+            config: Some(f.path().to_path_buf()),
+            ..Default::default()
+        };
+        assert_eq!(RunConfig::resolve(&args, KNOWN).expect("resolves").jobs, 3);
+        let args = RunArgs {
+            jobs: Some(1),
+            ..args
+        };
+        assert_eq!(RunConfig::resolve(&args, KNOWN).expect("resolves").jobs, 1);
     }
 
     #[test]

@@ -3,12 +3,15 @@
 
 use crate::checks;
 use crate::config::RunConfig;
-use crate::report::{junit, terminal, yaml};
-use crate::runner::{self, Progress};
+use crate::report::live::LiveLine;
+use crate::report::{RunReport, junit, terminal, yaml};
+use crate::runner::{self, Progress, RunError};
 use crate::suite::Profile;
 use crate::topology::TopologyKind;
 use anyhow::Context;
+use std::io::IsTerminal;
 use std::path::Path;
+use std::time::Duration;
 
 pub use crate::config::RunArgs;
 
@@ -43,15 +46,21 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
         );
     }
 
-    // Ctrl-C: kill proxy processes (remove the run's containers and
-    // networks), then leave.
+    // Ctrl-C: the runner stops (the reports get what concluded before),
+    // proxy processes are killed (the run's containers and networks
+    // removed), and the run leaves once its reports are written.
     let docker_run =
         (config.topology == TopologyKind::Docker).then(|| config.docker.run_id.clone());
     if let Some(run) = &docker_run {
         crate::topology::docker::sweep_on_panic(run.clone());
     }
+    let (interrupted_tx, mut interrupted) = tokio::sync::watch::channel(false);
+    let (cleaned_tx, cleaned) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
+            // First the runner: nothing that fails because its proxy is
+            // killed below counts.
+            let _ = interrupted_tx.send(true);
             crate::topology::process::kill_all();
             if let Some(run) = docker_run {
                 let swept = match crate::topology::docker::engine::Engine::connect().await {
@@ -71,9 +80,16 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
             } else {
                 eprintln!("\ninterrupted: proxy processes stopped");
             }
+            let _ = cleaned_tx.send(());
+            // The reports are written on the main task; leave without them
+            // if that takes longer than this (or at a second Ctrl-C).
+            let _ = tokio::time::timeout(REPORTS_ON_INTERRUPT, tokio::signal::ctrl_c()).await;
             std::process::exit(130);
         }
     });
+    let interrupt = async move {
+        let _ = interrupted.wait_for(|i| *i).await;
+    };
 
     let cluster = &config.cluster;
     let what = match (config.topology, &config.proxy) {
@@ -109,27 +125,47 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
             config.real_istio.replicas
         ),
     };
-    let report = runner::run(&config, &Default::default(), |p| match p {
-        Progress::Start { checks, scenarios } => crate::say!(
-            "proxy-conformance: {checks} checks on {} against {what}; istioctl {}",
-            if !matches!(
-                config.topology,
-                TopologyKind::Cluster | TopologyKind::RealIstio
-            ) {
-                format!("{scenarios} {mesh}")
+    let mut live = LiveLine::new(std::io::stdout().is_terminal());
+    // Scenario lines only when scenarios open one at a time: side by side,
+    // they would say little between checks shown in catalog order.
+    let mut one_at_a_time = true;
+    let outcome = runner::run_until(&config, &Default::default(), interrupt, |p| match p {
+        Progress::Start {
+            checks,
+            scenarios,
+            jobs,
+            sequential,
+        } => {
+            one_at_a_time = jobs <= 1;
+            let side_by_side = if jobs > 1 && scenarios > 1 {
+                format!(", up to {} at once", jobs.min(scenarios))
             } else {
-                mesh.clone()
-            },
-            config
-                .families
-                .iter()
-                .map(|f| f.label())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+                String::new()
+            };
+            live.print(&format!(
+                "proxy-conformance: {checks} checks on {}{side_by_side} against {what}; istioctl {}\n",
+                if !matches!(
+                    config.topology,
+                    TopologyKind::Cluster | TopologyKind::RealIstio
+                ) {
+                    format!("{scenarios} {mesh}")
+                } else {
+                    mesh.clone()
+                },
+                config
+                    .families
+                    .iter()
+                    .map(|f| f.label())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            if let Some(why) = sequential {
+                live.print(&format!("scenarios run one at a time: {why}\n"));
+            }
+        }
         Progress::Prepared(lines) => {
             for line in lines {
-                crate::say!("{line}");
+                live.print(&format!("{line}\n"));
             }
         }
         Progress::Scenario {
@@ -138,10 +174,12 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
             total,
             replicas,
         } => {
-            crate::say!("-- scenario {index}/{total}: {name}");
+            if one_at_a_time {
+                live.print(&format!("-- scenario {index}/{total}: {name}\n"));
+            }
             if matches!(config.proxy, crate::config::ProxyMode::Address(_)) {
                 for r in replicas {
-                    crate::say!("   replica {r}");
+                    live.print(&format!("   replica {r}\n"));
                 }
             }
         }
@@ -149,18 +187,60 @@ pub async fn main(args: RunArgs) -> anyhow::Result<i32> {
             index,
             total,
             result,
-        } => crate::say!("{}", terminal::check_line(style, index, total, result)),
+        } => live.print(&format!(
+            "{}\n",
+            terminal::check_line(style, index, total, result)
+        )),
+        Progress::Running {
+            done,
+            total,
+            running,
+        } => live.running(done, total, running),
     })
-    .await?;
+    .await;
+    // Also a run that stopped early has its reports, of what concluded.
+    let (report, error) = match outcome {
+        Ok(report) => (report, None),
+        Err(runner::Stopped { error, report }) => (*report, Some(error)),
+    };
+    let written = write_reports(&config, style, &report);
+    match error {
+        None => {
+            written?;
+            Ok(if report.succeeded() { 0 } else { 1 })
+        }
+        Some(RunError::Interrupted) => {
+            // Not before the processes and containers are gone.
+            let _ = cleaned.await;
+            written?;
+            Ok(130)
+        }
+        Some(error) => {
+            if let Err(e) = written {
+                eprintln!("Error: {e:#}");
+            }
+            Err(error.into())
+        }
+    }
+}
 
-    crate::output::text(&terminal::summary(style, &report));
-    write_file(&config.report, &yaml::render(&report)?)?;
+/// Longest the reports may take after Ctrl-C before the run leaves without them.
+const REPORTS_ON_INTERRUPT: Duration = Duration::from_secs(10);
+
+/// The summary, then the YAML and JUnit reports.
+fn write_reports(
+    config: &RunConfig,
+    style: terminal::Style,
+    report: &RunReport,
+) -> anyhow::Result<()> {
+    crate::output::text(&terminal::summary(style, report));
+    write_file(&config.report, &yaml::render(report)?)?;
     crate::say!("YAML report: {}", config.report.display());
     if let Some(path) = &config.junit {
-        write_file(path, &junit::render(&report))?;
+        write_file(path, &junit::render(report))?;
         crate::say!("JUnit report: {}", path.display());
     }
-    Ok(if report.succeeded() { 0 } else { 1 })
+    Ok(())
 }
 
 /// The check catalog as text or Markdown.

@@ -11,6 +11,8 @@ crate::check! {
     features: &[],
     needs: &[],
     scenarios: &["three-replicas"],
+    // 50 clients at once load the machine on purpose.
+    isolation: Isolation::Alone,
 }
 
 const CLIENTS: usize = 50;

@@ -15,6 +15,8 @@ crate::check! {
     features: &[],
     needs: &[],
     scenarios: &["three-replicas"],
+    // Measures the proxy's memory under an attack.
+    isolation: Isolation::Alone,
 }
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

@@ -17,6 +17,8 @@ crate::check! {
     features: &[],
     needs: &[],
     scenarios: &["three-replicas"],
+    // Measures the proxy's memory under an attack.
+    isolation: Isolation::Alone,
 }
 
 const CONNECTIONS: usize = 2000;

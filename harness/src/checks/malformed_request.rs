@@ -16,6 +16,8 @@ crate::check! {
     features: &[],
     needs: &[],
     scenarios: &["three-replicas"],
+    // Measures the proxy's memory under an attack.
+    isolation: Isolation::Alone,
 }
 
 /// How much the proxy's resident memory may grow during the attack: three

@@ -11,6 +11,8 @@ crate::check! {
     features: &[],
     needs: &[Capability::ScriptedMesh, Capability::ReplicaFaults],
     scenarios: &["slow-replicas"],
+    // One delay against the sum of all: an attack beside it would blur that.
+    isolation: Isolation::Timed,
 }
 
 async fn run(ctx: &Ctx) -> Checked {

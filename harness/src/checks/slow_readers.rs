@@ -1,11 +1,18 @@
 //! `slow-readers`: clients that ask for a large answer and never read it. A
 //! proxy that computes and holds every such answer until its client reads it
 //! can be driven out of memory by a few dozen connections (40 clients not
-//! reading 12 MB answers took a proxy to 1 GB). Up to [`READERS`] clients,
-//! each on its own connection, ask for syncz of a 6,000-proxy mesh (about
-//! 2.5 MB) and read nothing beyond their first HTTP/2 window; then a normal
-//! istioctl client must be answered within [`BOUND`], and the proxy's memory
-//! (when the runner can read it) may grow by at most [`MAX_GROWTH`].
+//! reading 12 MB answers took a proxy to 1 GB). Clients, each on its own
+//! connection, ask for syncz of a 6,000-proxy mesh (about 2.5 MB) and read
+//! nothing beyond their first HTTP/2 window: [`PACE`] of them wait for their
+//! answer at a time, a new one starting as one is answered or refused, for
+//! [`ATTACK_TIME`] (at most [`READERS`]); each holds its connection and its
+//! stream to the end. Then a normal istioctl client must be answered within
+//! [`BOUND`], and the proxy's memory (when the runner can read it) may grow by
+//! at most [`MAX_GROWTH`]. How many slow readers a proxy lets in during the
+//! attack time is its own doing: the reference proxy takes about five (it
+//! makes each new one wait until a reader that stalls gives its answer slot
+//! up); one that holds every answer takes all it can compute, and is caught
+//! holding them.
 //!
 //! A proxy may refuse slow readers (ResourceExhausted), make them wait, or
 //! close their connections; what it may not do is hold all their answers or
@@ -21,7 +28,7 @@
 
 use crate::client;
 use crate::suite::attacks::{
-    EXCHANGE_BOUND, MemoryBound, mib_bytes, normal_client_answered_within, with_memory_bound,
+    MemoryBound, mib_bytes, normal_client_answered_within, with_memory_bound,
 };
 use crate::suite::prelude::*;
 use prost::Message;
@@ -30,12 +37,14 @@ use std::time::{Duration, Instant};
 crate::check! {
     id: "slow-readers",
     profile: Profile::Robustness,
-    description: "40 clients ask for a 2.5 MB syncz answer and never read it: the proxy holds at most 8 of their answers, answers a normal client within 10s, and grows by at most 96 MiB",
+    description: "clients that never read a 2.5 MB syncz answer, two waiting at a time for 2s (up to 40, each holding its connection): the proxy holds at most 8 of their answers, answers a normal client within 10s, and grows by at most 96 MiB",
     features: &[],
     // The attack needs answers far larger than the clients' windows: a mesh
     // of 6,000 proxies that only a scripted mesh provides.
     needs: &[Capability::ScriptedMesh],
     scenarios: &["medium-mesh"],
+    // Measures the proxy's memory under an attack.
+    isolation: Isolation::Alone,
 }
 
 /// Clients that never read (each on its own connection: per-connection
@@ -46,8 +55,11 @@ const READERS: usize = 40;
 /// holds them all then shows it), and the attack measures what slow readers
 /// make the proxy hold, not how fast it computes many at once.
 const PACE: usize = 2;
-/// No new slow reader starts after this long (the note says how many did).
-const ATTACK_TIME: Duration = Duration::from_secs(4);
+/// No new slow reader starts after this long, and those still waiting for
+/// their answer then are counted as such (the note says how many did what).
+/// The `unbounded-answers` defect has about 20 answers out in this time (a
+/// debug build), more than [`MAX_PENDING`].
+const ATTACK_TIME: Duration = Duration::from_secs(2);
 /// The normal client's bound (istioctl's own timeout is 30 s).
 const BOUND: Duration = Duration::from_secs(10);
 /// How much the proxy's resident memory may grow during the attack. The
@@ -247,7 +259,9 @@ async fn attack(ctx: &Ctx) -> Result<(), String> {
         if outstanding == 0 {
             break;
         }
-        match tokio::time::timeout(SETTLE_BOUND + EXCHANGE_BOUND, settled_rx.recv()).await {
+        // Readers still waiting at the end of the attack time count as such.
+        let left = ATTACK_TIME.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, settled_rx.recv()).await {
             Ok(Some(r)) => {
                 outcomes.push(r);
                 outstanding -= 1;
@@ -283,8 +297,9 @@ async fn attack(ctx: &Ctx) -> Result<(), String> {
     }
     let count = |f: fn(&Reader) -> bool| outcomes.iter().filter(|r| f(r)).count();
     let summary = format!(
-        "of {} slow readers, {} had their answer started, {} were refused, {} closed, {} still waiting after {:.1}s",
+        "of {} slow readers ({PACE} waiting at a time, started for {:.1}s), {} had their answer started, {} were refused, {} closed, {} still waiting after {:.1}s",
         launched,
+        ATTACK_TIME.as_secs_f64(),
         count(|r| *r == Reader::Arrived),
         count(|r| matches!(r, Reader::Refused(_))),
         count(|r| matches!(r, Reader::Closed(_))),

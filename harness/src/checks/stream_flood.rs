@@ -19,6 +19,8 @@ crate::check! {
     features: &[],
     needs: &[],
     scenarios: &["three-replicas"],
+    // Measures the proxy's memory under an attack.
+    isolation: Isolation::Alone,
 }
 
 const STREAMS: usize = 2000;

@@ -41,6 +41,16 @@ pub fn render(report: &RunReport) -> String {
         report.duration.as_secs_f64(),
         esc(&report.date)
     );
+    // A run that ended early: an error CI systems show, with why.
+    if let Some(why) = &report.stopped {
+        let _ = writeln!(
+            x,
+            "  <testsuite name=\"run\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\" time=\"{:.3}\">\n    <testcase classname=\"run\" name=\"stopped early\" time=\"{:.3}\">\n      <error message=\"{}\"/>\n    </testcase>\n  </testsuite>",
+            report.duration.as_secs_f64(),
+            report.duration.as_secs_f64(),
+            esc(why)
+        );
+    }
     for summary in report.profiles() {
         let results: Vec<_> = report
             .results
@@ -99,6 +109,20 @@ mod tests {
     #[test]
     fn junit_report() {
         insta::assert_snapshot!(super::render(&crate::report::tests::sample()));
+    }
+
+    #[test]
+    fn a_stopped_run_is_an_error() {
+        let mut report = crate::report::tests::sample();
+        let whole = super::render(&report);
+        assert!(!whole.contains("<error"), "{whole}");
+        report.stopped = Some("interrupted (Ctrl-C)".into());
+        let text = super::render(&report);
+        assert!(
+            text.contains("<testcase classname=\"run\" name=\"stopped early\"")
+                && text.contains("<error message=\"interrupted (Ctrl-C)\"/>"),
+            "{text}"
+        );
     }
 
     #[test]

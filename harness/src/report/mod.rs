@@ -1,7 +1,9 @@
 //! The results of a run and the three ways they are reported: the terminal
-//! (`terminal`), a gateway-api style YAML report (`yaml`) and JUnit XML (`junit`).
+//! (`terminal`, and `live` while checks run), a gateway-api style YAML report
+//! (`yaml`) and JUnit XML (`junit`).
 
 pub mod junit;
+pub mod live;
 pub mod terminal;
 pub mod yaml;
 
@@ -69,6 +71,10 @@ pub struct RunReport {
     pub istioctl_versions: Vec<String>,
     pub results: Vec<CheckResult>,
     pub duration: Duration,
+    /// Why the run ended before every selected check ran (interrupted, the
+    /// proxy never came up, a topology that could not start): `results`
+    /// then hold what concluded before. `None` for a whole run.
+    pub stopped: Option<String>,
 }
 
 impl RunReport {
@@ -107,12 +113,14 @@ impl RunReport {
             .collect()
     }
 
-    /// True when no selected check failed (skips do not fail a run, they make it partial).
+    /// True when the whole run ran and no selected check failed (skips do
+    /// not fail a run, they make it partial).
     pub fn succeeded(&self) -> bool {
-        !self
-            .results
-            .iter()
-            .any(|r| matches!(r.outcome, Outcome::Fail(_)))
+        self.stopped.is_none()
+            && !self
+                .results
+                .iter()
+                .any(|r| matches!(r.outcome, Outcome::Fail(_)))
     }
 
     pub fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {
@@ -163,6 +171,7 @@ pub(crate) mod tests {
                 r("tls", Profile::Security, Outcome::Pass, 5),
             ],
             duration: Duration::from_millis(1234),
+            stopped: None,
         }
     }
 

@@ -95,7 +95,10 @@ pub fn summary(style: Style, report: &RunReport) -> String {
     let passed = report.count(|o| matches!(o, Outcome::Pass));
     let failed = report.count(|o| matches!(o, Outcome::Fail(_)));
     let skipped = report.count(|o| matches!(o, Outcome::Skip(_)));
-    let verdict = if failed > 0 {
+    if let Some(why) = &report.stopped {
+        s.push_str(&format!("\n{} {why}\n", style.red("STOPPED:")));
+    }
+    let verdict = if failed > 0 || report.stopped.is_some() {
         style.red("FAILED")
     } else if skipped > 0 {
         style.yellow("PASSED (partial)")

@@ -14,6 +14,10 @@ struct Document<'a> {
     mode: &'a str,
     istioctl_versions: &'a [String],
     duration_seconds: f64,
+    /// Only in the report of a run that ended early: why, and which checks
+    /// did not finish (those that did are in `profiles`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stopped: Option<&'a str>,
     profiles: Vec<ProfileDoc>,
     succeeded: bool,
 }
@@ -102,6 +106,7 @@ pub fn render(report: &RunReport) -> Result<String, serde_yaml_ng::Error> {
         mode: &report.mode,
         istioctl_versions: &report.istioctl_versions,
         duration_seconds: (report.duration.as_secs_f64() * 1000.0).round() / 1000.0,
+        stopped: report.stopped.as_deref(),
         profiles,
         succeeded: report.succeeded(),
     })
@@ -113,6 +118,22 @@ mod tests {
     fn yaml_report() {
         let text = super::render(&crate::report::tests::sample()).expect("renders");
         insta::assert_snapshot!(text);
+    }
+
+    /// A run that stopped early says so, and does not succeed.
+    #[test]
+    fn a_stopped_run_says_so() {
+        let mut report = crate::report::tests::sample();
+        report
+            .results
+            .retain(|r| r.outcome == crate::suite::Outcome::Pass);
+        report.stopped = Some("interrupted (Ctrl-C); not finished: tls".into());
+        let text = super::render(&report).expect("renders");
+        assert!(
+            text.contains("stopped: 'interrupted (Ctrl-C); not finished: tls'"),
+            "{text}"
+        );
+        assert!(text.contains("succeeded: false"), "{text}");
     }
 
     /// What a check measured is in the report whatever its outcome, under

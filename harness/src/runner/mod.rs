@@ -1,18 +1,21 @@
 //! The conformance runner: selects the checks, groups them by scenario, and
 //! for each scenario has the topology open a session (the control plane and
 //! the proxy under test), runs the checks on it, stops it, and collects a
-//! [`RunReport`]. It knows topologies only through [`Topology`].
+//! [`RunReport`]. Scenarios run side by side (`--jobs`, see [`schedule`])
+//! where the topology allows it. It knows topologies only through [`Topology`].
 
+mod schedule;
 mod tally;
 
 use crate::checks::{self, Check};
 use crate::config::RunConfig;
 use crate::report::{CheckResult, RunReport};
+use crate::suite::Capability;
 use crate::suite::snapshots::Snapshots;
-use crate::suite::{Capability, Outcome};
-use crate::topology::{Hooks, OpenError, ProxyError, Session, Topology};
+use crate::topology::{Hooks, OpenError, ProxyError};
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tally::Tally;
 
 pub use crate::suite::CHECK_BOUND;
@@ -23,8 +26,14 @@ pub enum Progress<'a> {
     /// What the topology needs the user to know before the run (e.g. how to
     /// configure a proxy at a fixed address), a line each.
     Prepared(&'a [String]),
-    /// The run is starting: how many checks, on how many scenarios.
-    Start { checks: usize, scenarios: usize },
+    /// The run is starting: how many checks, on how many scenarios, how many
+    /// of them open at once, and why only one when `--jobs` asked for more.
+    Start {
+        checks: usize,
+        scenarios: usize,
+        jobs: usize,
+        sequential: Option<&'a str>,
+    },
     /// A scenario's replicas and proxy are up.
     Scenario {
         name: &'a str,
@@ -32,13 +41,32 @@ pub enum Progress<'a> {
         total: usize,
         replicas: &'a [String],
     },
-    /// A check finished (all its scenarios done).
+    /// A check finished (all its scenarios done); in catalog order, `index`
+    /// its place there.
     Check {
         index: usize,
         total: usize,
         result: &'a CheckResult,
     },
+    /// While checks run (every [`PROGRESS_EVERY`]): how many are done, and
+    /// which run now and for how long.
+    Running {
+        done: usize,
+        total: usize,
+        running: &'a [Running],
+    },
 }
+
+/// A check running now.
+#[derive(Debug, Clone)]
+pub struct Running {
+    pub check: &'static str,
+    pub scenario: &'static str,
+    pub elapsed: Duration,
+}
+
+/// How often [`Progress::Running`] is sent.
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -60,6 +88,36 @@ pub enum RunError {
     /// would print it twice, proxy output and all.)
     #[error("the run stopped at its first scenario ({scenario}): {error}")]
     NeverReady { scenario: String, error: OpenError },
+    /// Interrupted (Ctrl-C).
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// A run that ended before every check ran: why, and the report of what
+/// ran so far (its `stopped` says why, in words).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Stopped {
+    pub error: RunError,
+    pub report: Box<RunReport>,
+}
+
+impl RunError {
+    /// The words a report of the run keeps.
+    fn reason(&self, unfinished: &[&str]) -> String {
+        let what = match self {
+            RunError::Interrupted => "interrupted (Ctrl-C)".to_string(),
+            RunError::NeverReady { scenario, .. } => {
+                format!("the proxy did not come up for its first scenario ({scenario})")
+            }
+            e => format!("{e}"),
+        };
+        if unfinished.is_empty() {
+            what
+        } else {
+            format!("{what}; not finished: {}", unfinished.join(", "))
+        }
+    }
 }
 
 /// The checks a run selects, each with `Some(reason)` when it is skipped on a
@@ -97,10 +155,14 @@ pub fn select(
 
 /// Scenario -> the checks that run on it, in first-use order. A topology
 /// without a scripted mesh has one mesh, the live one: every check runs once
-/// on it, under the topology's name.
+/// on it, under the topology's name. With `side_by_side`, a scenario's
+/// checks that run alone ([`Isolation::Alone`](crate::suite::Isolation)) get a
+/// session of their own, right after the others': the others then need not
+/// wait for them (nor they for the others).
 fn group(
     selected: &[(&'static Check, Option<String>)],
     live: Option<&'static str>,
+    side_by_side: bool,
 ) -> Vec<(&'static str, Vec<&'static Check>)> {
     let mut groups: Vec<(&'static str, Vec<&'static Check>)> = Vec::new();
     for (check, _) in selected.iter().filter(|(_, skip)| skip.is_none()) {
@@ -115,127 +177,186 @@ fn group(
             }
         }
     }
-    groups
+    if !side_by_side || live.is_some() {
+        return groups;
+    }
+    use crate::suite::Isolation;
+    let mut split = Vec::with_capacity(groups.len());
+    for (scenario, checks) in groups {
+        let (alone, others): (Vec<_>, Vec<_>) = checks
+            .into_iter()
+            .partition(|c| c.isolation == Isolation::Alone);
+        for part in [others, alone] {
+            if !part.is_empty() {
+                split.push((scenario, part));
+            }
+        }
+    }
+    // After the first (which alone opens until a proxy has come up), the
+    // sessions whose checks cannot run beside each other open first: they
+    // run one after the other, the rest fills in around them.
+    let first = split.len().min(1);
+    split[first..].sort_by_key(|(_, checks)| {
+        !checks
+            .iter()
+            .any(|c| matches!(c.isolation, Isolation::Alone | Isolation::Timed))
+    });
+    split
 }
 
 /// Runs the suite.
 pub async fn run(
     config: &RunConfig,
     hooks: &Hooks,
+    progress: impl FnMut(Progress<'_>),
+) -> Result<RunReport, Stopped> {
+    run_until(config, hooks, std::future::pending(), progress).await
+}
+
+/// Runs the suite until `interrupt` completes (Ctrl-C): then the checks
+/// still running are dropped and the report has what concluded before.
+pub async fn run_until(
+    config: &RunConfig,
+    hooks: &Hooks,
+    interrupt: impl Future<Output = ()>,
     mut progress: impl FnMut(Progress<'_>),
-) -> Result<RunReport, RunError> {
+) -> Result<RunReport, Stopped> {
     let started = Instant::now();
-    let snapshots = Arc::new(match &config.snapshots {
-        Some(dir) => Snapshots::from_dir(dir).map_err(|error| RunError::Snapshots {
-            path: dir.clone(),
+    let empty = |error: RunError| {
+        let reason = error.reason(&[]);
+        let report = Tally::new(&[], false).report(
+            config,
+            config.proxy.name().to_string(),
+            started.elapsed(),
+            Some(reason),
+        );
+        Stopped {
             error,
+            report: Box::new(report),
+        }
+    };
+    let snapshots = Arc::new(match &config.snapshots {
+        Some(dir) => Snapshots::from_dir(dir).map_err(|error| {
+            empty(RunError::Snapshots {
+                path: dir.clone(),
+                error,
+            })
         })?,
         None => Snapshots::embedded(),
     });
     let mut topology = config.topology(hooks, snapshots);
     let selected = select(config, topology.name(), topology.capabilities());
     let live = (!topology.scripted()).then(|| topology.name());
-    let groups = group(&selected, live);
-    let names: Vec<&'static str> = groups.iter().map(|(n, _)| *n).collect();
-    let notice = topology.prepare(&names).await.map_err(RunError::Prepare)?;
+    let sequential = topology.sequential();
+    let jobs = match sequential {
+        Some(_) => 1,
+        None => config.jobs.max(1),
+    };
+    let groups = group(&selected, live, jobs > 1);
+    let mut names: Vec<&'static str> = Vec::new();
+    for (n, _) in &groups {
+        if !names.contains(n) {
+            names.push(n);
+        }
+    }
+    tokio::pin!(interrupt);
+    let prepared = tokio::select! {
+        biased;
+        () = &mut interrupt => return Err(empty(RunError::Interrupted)),
+        p = topology.prepare(&names) => p,
+    };
+    let notice = prepared.map_err(|e| empty(RunError::Prepare(e)))?;
     if !notice.is_empty() {
         progress(Progress::Prepared(&notice));
     }
     progress(Progress::Start {
         checks: selected.len(),
-        scenarios: groups.len(),
+        scenarios: names.len(),
+        jobs,
+        sequential: sequential
+            .as_deref()
+            .filter(|_| config.jobs > 1 && groups.len() > 1),
     });
     let mut tally = Tally::new(&selected, live.is_some());
     tally.skipped(&selected, &mut progress);
-    let outcome = run_groups(&*topology, hooks, &groups, &mut tally, &mut progress).await;
-    topology.finish().await;
-    outcome?;
-    Ok(tally.report(config, topology.mode(), started.elapsed()))
-}
-
-/// Opens each scenario in turn and runs its checks.
-async fn run_groups(
-    topology: &dyn Topology,
-    hooks: &Hooks,
-    groups: &[(&'static str, Vec<&'static Check>)],
-    tally: &mut Tally,
-    progress: &mut dyn FnMut(Progress<'_>),
-) -> Result<(), RunError> {
-    let mut ever_ready = false;
-    for (i, (scenario, checks)) in groups.iter().enumerate() {
-        match topology.open(scenario).await {
-            Ok(session) => {
-                ever_ready = true;
-                progress(Progress::Scenario {
-                    name: scenario,
-                    index: i + 1,
-                    total: groups.len(),
-                    replicas: &replica_lines(&session),
-                });
-                if let Some(after_setup) = &hooks.after_setup {
-                    after_setup(&session.ctx);
-                }
-                for check in checks {
-                    run_check(&session, check, scenario, tally).await;
-                }
-                session.stop().await;
-            }
-            // The live mesh is the only one: nothing else to try.
-            Err(e) if !topology.scripted() => return Err(RunError::Live(e)),
-            // A proxy that never came up fails the run once, with its output,
-            // instead of every scenario after the same timeout (197 s seen).
-            Err(error) if !ever_ready && error.is_not_ready() => {
-                return Err(RunError::NeverReady {
-                    scenario: scenario.to_string(),
-                    error,
-                });
-            }
-            // Every check of this scenario fails with the reason.
-            Err(e) => tally.failed_to_open(checks, scenario, &e.to_string()),
-        }
-        tally.scenario_done(checks, progress);
+    let outcome = schedule::run_groups(
+        &*topology,
+        hooks,
+        &groups,
+        jobs,
+        &mut tally,
+        &mut progress,
+        interrupt,
+    )
+    .await;
+    if !matches!(outcome, Err(RunError::Interrupted)) {
+        topology.finish().await;
     }
-    Ok(())
-}
-
-/// One check on one session, bounded by [`CHECK_BOUND`].
-async fn run_check(session: &Session, check: &'static Check, scenario: &str, tally: &mut Tally) {
-    let ctx = &session.ctx;
-    let t0 = Instant::now();
-    let before = ctx.proxy_output.as_ref().map(|o| o.len()).unwrap_or(0);
-    let outcome = match tokio::time::timeout(CHECK_BOUND, (check.run)(ctx)).await {
-        Ok(checked) => Outcome::from(checked),
-        Err(_) => Outcome::Fail(format!(
-            "the check did not finish within {}s",
-            CHECK_BOUND.as_secs()
-        )),
-    };
-    // The proxy's output since the check began, when it failed.
-    let output = match (&outcome, &ctx.proxy_output) {
-        (Outcome::Fail(_), Some(out)) => {
-            Some(out.tail(out.len().saturating_sub(before).clamp(20, 60)))
+    let mode = topology.mode();
+    match outcome {
+        Ok(()) => Ok(tally.report(config, mode, started.elapsed(), None)),
+        Err(error) => {
+            tally.show_the_rest(&mut progress);
+            let reason = error.reason(&tally.unfinished());
+            let report = tally.report(config, mode, started.elapsed(), Some(reason));
+            Err(Stopped {
+                error,
+                report: Box::new(report),
+            })
         }
-        _ => None,
-    };
-    tally.record(
-        check,
-        scenario,
-        outcome,
-        t0.elapsed(),
-        ctx.take_notes(),
-        output,
-    );
+    }
 }
 
-/// The session's replicas as the progress line shows them.
-fn replica_lines(session: &Session) -> Vec<String> {
-    session
-        .ctx
-        .replicas()
-        .iter()
-        .map(|r| match r.plaintext_addr {
-            Some(p) => format!("{} {p} (tls {})", r.name, r.tls_addr),
-            None => format!("{} (tls {})", r.name, r.tls_addr),
-        })
-        .collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::Isolation;
+
+    fn selected(ids: &[&str]) -> Vec<(&'static Check, Option<String>)> {
+        ids.iter()
+            .map(|id| (checks::find(id).expect("a check"), None))
+            .collect()
+    }
+
+    /// Side by side, a scenario's checks that run alone get their own
+    /// session, and sessions that cannot overlap open first (after the first).
+    #[test]
+    fn grouping_side_by_side() {
+        let sel = selected(&[
+            "type-url-echo",
+            "replica-slow",
+            "stream-flood",
+            "replica-hang",
+        ]);
+        let one_by_one = group(&sel, None, false);
+        let names: Vec<_> = one_by_one.iter().map(|(s, c)| (*s, c.len())).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("three-replicas", 2),
+                ("slow-replicas", 1),
+                ("fault-hang", 1)
+            ]
+        );
+        let side = group(&sel, None, true);
+        let names: Vec<_> = side
+            .iter()
+            .map(|(s, c)| (*s, c.iter().map(|c| c.id).collect::<Vec<_>>()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("three-replicas", vec!["type-url-echo"]),
+                ("three-replicas", vec!["stream-flood"]),
+                ("slow-replicas", vec!["replica-slow"]),
+                ("fault-hang", vec!["replica-hang"]),
+            ]
+        );
+        assert!(
+            side[1].1.iter().all(|c| c.isolation == Isolation::Alone),
+            "the alone session holds only alone checks"
+        );
+        // The live mesh is one session, whatever the checks declare.
+        assert_eq!(group(&sel, Some("cluster"), true).len(), 1);
+    }
 }

@@ -210,13 +210,20 @@ impl CheckContext {
         client::fetch(&self.replica_client(replica), type_url, resource_names).await
     }
 
-    /// syncz of every healthy replica, asked directly: (replica, its ClientConfigs).
+    /// syncz of every healthy replica, asked directly (all at once, as the
+    /// replicas of slow scenarios each take their delay): (replica, its
+    /// ClientConfigs), in the replicas' order.
     pub async fn ground_truth(&self) -> Result<Vec<(Replica, Vec<ClientConfig>)>, String> {
+        let replicas = self.replicas();
+        let answers = futures::future::join_all(
+            replicas
+                .iter()
+                .map(|r| self.replica_fetch(r, proto::type_url::SYNCZ, &[])),
+        )
+        .await;
         let mut out = Vec::new();
-        for r in self.replicas() {
-            let resp = self
-                .replica_fetch(&r, proto::type_url::SYNCZ, &[])
-                .await
+        for (r, resp) in replicas.into_iter().zip(answers) {
+            let resp = resp
                 .map_err(|e| format!("the bench could not ask replica {} directly: {e}", r.name))?;
             out.push((
                 r,

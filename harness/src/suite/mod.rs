@@ -25,7 +25,9 @@ pub use control_plane::Capability;
 pub mod prelude {
     pub use super::context::{CheckContext as Ctx, ClientErrorExt};
     pub use super::helpers::*;
-    pub use super::{Capability, Check, Checked, Feature, Profile, Verdict, fail, skip, verdict};
+    pub use super::{
+        Capability, Check, Checked, Feature, Isolation, Profile, Verdict, fail, skip, verdict,
+    };
 }
 
 /// Longest a single check may take on one scenario (istioctl's 30 s timeout
@@ -201,7 +203,44 @@ pub struct Check {
     /// order, on a topology with a scripted mesh; elsewhere it runs once, on
     /// the live mesh.
     pub scenarios: &'static [&'static str],
+    /// Whether it may run beside other checks (default: it may).
+    pub isolation: Isolation,
     pub run: CheckFn,
+}
+
+/// Whether a check may run while other checks run (scenarios run side by
+/// side, `run --jobs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Runs beside any other check: what it judges does not depend on the
+    /// rest of the machine (it waits on hung replicas, compares answers, or
+    /// has bounds far above what load could add).
+    #[default]
+    Shared,
+    /// Judges how fast the proxy answers against a bound that load could
+    /// blur (e.g. one replica's delay against the sum of all): never runs
+    /// beside an [`Alone`](Isolation::Alone) check.
+    Timed,
+    /// Measures the proxy's memory or loads the machine on purpose (floods,
+    /// idle connections, slow readers, large meshes): never runs beside
+    /// another `Alone` or a `Timed` check, nor while a scenario starts or
+    /// stops, so its numbers mean what they mean when it runs alone.
+    Alone,
+}
+
+impl Check {
+    /// What [`check!`](crate::check) fills in for the fields a check leaves
+    /// out (today only `isolation`).
+    pub const DEFAULTS: Check = Check {
+        id: "",
+        profile: Profile::Core,
+        description: "",
+        features: &[],
+        needs: &[],
+        scenarios: &[],
+        isolation: Isolation::Shared,
+        run: |_| Box::pin(async { Ok(()) }),
+    };
 }
 
 impl fmt::Debug for Check {
@@ -213,7 +252,8 @@ impl fmt::Debug for Check {
 }
 
 /// Declares a check module's `CHECK` from its fields; its body is the module's
-/// `async fn run(ctx: &CheckContext) -> Checked`.
+/// `async fn run(ctx: &CheckContext) -> Checked`. `isolation` may be left out
+/// ([`Isolation::Shared`]).
 ///
 /// ```ignore
 /// harness::check! {
@@ -223,14 +263,17 @@ impl fmt::Debug for Check {
 ///     features: &[],
 ///     needs: &[],
 ///     scenarios: &["three-replicas"],
+///     isolation: Isolation::Alone, // optional
 /// }
 /// ```
 #[macro_export]
 macro_rules! check {
     ($($field:ident: $value:expr),* $(,)?) => {
+        #[allow(clippy::needless_update)]
         pub static CHECK: $crate::suite::Check = $crate::suite::Check {
             $($field: $value,)*
             run: |ctx| ::std::boxed::Box::pin(run(ctx)),
+            ..$crate::suite::Check::DEFAULTS
         };
     };
 }

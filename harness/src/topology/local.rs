@@ -1,11 +1,15 @@
-//! The `local` topology: fake-istiod replicas on 127.0.0.x in this process,
-//! one scenario at a time. It has every capability: the mesh is scripted, the
+//! The `local` topology: fake-istiod replicas on loopback addresses in this
+//! process, each open scenario on its own block (127.0.K.x, see [`loopback`](super::loopback)),
+//! so scenarios run side by side; a proxy at a fixed address (`--proxy-addr`)
+//! has one scenario at a time on 127.0.0.x. It has every capability: the mesh is scripted, the
 //! fakes fail on request, proxies move, and the bench holds the token issuer's
 //! key.
 
 use super::bench::{
-    ProxyError, Session, Shared, StartedProxy, private_tempdir, serving_cert, write, write_private,
+    ProxyError, Session, Shared, StartedProxy, Teardown, private_tempdir, serving_cert, write,
+    write_private,
 };
+use super::loopback::LoopbackBlocks;
 use super::process::{Placeholders, ProxyProcess};
 use super::{Capability, ControlPlane, ReplicaTrust, ScriptedMesh, TopologyError};
 use super::{Customize, Hooks, OpenError, ProxyMode, ProxyUnderTest, Replica, Topology};
@@ -31,6 +35,11 @@ pub struct LocalTopology {
     scenarios: Option<PathBuf>,
     customize_bundled: Option<Customize>,
     pad_replicas_to: Option<usize>,
+    /// Each open scenario's own loopback block.
+    blocks: LoopbackBlocks,
+    /// Held by a scenario whose replicas have fixed addresses (`address:`)
+    /// while it is open: two of those are never open at once.
+    fixed_addresses: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl LocalTopology {
@@ -46,6 +55,8 @@ impl LocalTopology {
             scenarios,
             customize_bundled: hooks.customize_bundled.clone(),
             pad_replicas_to: hooks.pad_replicas_to,
+            blocks: LoopbackBlocks::default(),
+            fixed_addresses: Default::default(),
         }
     }
 
@@ -56,6 +67,7 @@ impl LocalTopology {
         if let Some(n) = self.pad_replicas_to {
             pad_replicas(&mut scenario, n);
         }
+        let mut teardown: Vec<Box<dyn Teardown>> = Vec::new();
         let opts = match proxy.mode {
             // A running proxy was configured once: fixed replica addresses, and
             // the CA and token key kept in the state folder.
@@ -63,8 +75,25 @@ impl LocalTopology {
                 state_dir: Some(self.state_dir.clone()),
                 ..StartOptions::default()
             },
-            _ => StartOptions::ephemeral(),
+            // This scenario's own loopback block.
+            _ => {
+                let block = self.blocks.claim().ok_or_else(|| {
+                    ProxyError::Setup(
+                        "no free loopback block (127.0.K.x) for another scenario".to_string(),
+                    )
+                })?;
+                let opts = StartOptions {
+                    base_address: block.base_address(),
+                    ..StartOptions::ephemeral()
+                };
+                teardown.push(Box::new(block));
+                opts
+            }
         };
+        if scenario.replicas.iter().any(|r| r.address.is_some()) {
+            let held = self.fixed_addresses.clone().lock_owned().await;
+            teardown.push(Box::new(FixedAddresses(held)));
+        }
         let fake = FakeIstiod::start(scenario.clone(), opts)
             .await
             .map_err(|e| {
@@ -148,16 +177,36 @@ impl LocalTopology {
             snapshots: proxy.snapshots.clone(),
             proxy_output: output,
         };
-        let teardown = Shared(fake, |f: FakeIstiod| Box::pin(f.shutdown()));
-        Session::new(ctx, started, vec![Box::new(teardown)], Some(f.dir))
+        // The replicas first, then their addresses are given back.
+        teardown.insert(
+            0,
+            Box::new(Shared(fake, |f: FakeIstiod| Box::pin(f.shutdown()))),
+        );
+        Session::new(ctx, started, teardown, Some(f.dir))
             .ready(proxy.ready_timeout)
             .await
+    }
+}
+
+/// Held while a scenario with fixed replica addresses is open.
+struct FixedAddresses(tokio::sync::OwnedMutexGuard<()>);
+
+impl Teardown for FixedAddresses {
+    fn teardown(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move { drop(self.0) })
     }
 }
 
 impl Topology for LocalTopology {
     fn name(&self) -> &'static str {
         "local"
+    }
+
+    fn sequential(&self) -> Option<String> {
+        matches!(self.proxy.mode, ProxyMode::Address(_)).then(|| {
+            "a proxy at --proxy-addr is configured once, for one set of replica addresses"
+                .to_string()
+        })
     }
 
     fn capabilities(&self) -> &'static [Capability] {
@@ -384,6 +433,35 @@ fn failed(e: fake_istiod::Error) -> TopologyError {
     TopologyError::Failed(e.to_string())
 }
 
+/// How long a replica whose fault was cleared may take to listen again.
+const BACK_BOUND: Duration = Duration::from_secs(5);
+
+impl LocalControlPlane {
+    /// Clears the replica's fault and waits (bounded) until it accepts
+    /// connections again: a fault that closed its listeners (down, reset,
+    /// flap) is over only once they are open again, whoever asks first.
+    async fn clear(&self, replica: &str) -> Result<(), TopologyError> {
+        self.fake.clear_fault(replica).await.map_err(failed)?;
+        let Some(r) = self.fake.replicas().into_iter().find(|r| r.name == replica) else {
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + BACK_BOUND;
+        for addr in [r.plaintext_addr, r.tls_addr] {
+            let mut pause = Duration::from_millis(2);
+            while tokio::net::TcpStream::connect(addr).await.is_err() {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(TopologyError::Failed(format!(
+                        "replica {replica} did not listen on {addr} again within {BACK_BOUND:?} of its fault being cleared"
+                    )));
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl ControlPlane for LocalControlPlane {
     fn topology(&self) -> &'static str {
         "local"
@@ -439,7 +517,7 @@ impl ControlPlane for LocalControlPlane {
             // The outage itself (not a wait for anything): clients asking
             // meanwhile find the replica down, as they would a restarting pod.
             tokio::time::sleep(RESTART_OUTAGE).await;
-            self.fake.clear_fault(replica).await.map_err(failed)
+            self.clear(replica).await
         }))
     }
 }
@@ -460,10 +538,9 @@ impl ScriptedMesh for LocalControlPlane {
     ) -> BoxFuture<'a, Result<(), TopologyError>> {
         Box::pin(async move {
             match fault {
-                Some(f) => self.fake.set_fault(replica, f).await,
-                None => self.fake.clear_fault(replica).await,
+                Some(f) => self.fake.set_fault(replica, f).await.map_err(failed),
+                None => self.clear(replica).await,
             }
-            .map_err(failed)
         })
     }
 

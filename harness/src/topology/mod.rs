@@ -16,6 +16,7 @@ pub mod docker;
 pub mod local;
 
 pub mod bench;
+pub mod loopback;
 pub mod process;
 pub mod real_istio;
 pub mod scenarios;
@@ -198,6 +199,15 @@ pub trait Topology: Send + Sync {
         &'a mut self,
         scenarios: &'a [&'static str],
     ) -> BoxFuture<'a, Result<Vec<String>, ProxyError>>;
+    /// `None` when scenarios may be open side by side (each with its own
+    /// replicas, addresses and proxy); otherwise why they are opened one at
+    /// a time.
+    fn sequential(&self) -> Option<String> {
+        Some(format!(
+            "the {} topology opens one scenario at a time",
+            self.name()
+        ))
+    }
     /// Opens a scenario by name (on a live mesh: the topology's name) and
     /// waits until the proxy under test takes requests.
     fn open<'a>(&'a self, scenario: &'a str) -> BoxFuture<'a, Result<Session, OpenError>>;

@@ -151,7 +151,12 @@ async fn own_identity_authorization_has_teeth() {
 }
 
 async fn failures_with(defect: Defect) -> (BTreeSet<String>, String) {
-    let config = run::config(Default::default());
+    // Scenarios one at a time: two suites run at once here (below), and the
+    // latency checks judge wall time on two cores.
+    let config = run::config(harness::config::RunArgs {
+        jobs: Some(1),
+        ..Default::default()
+    });
     let hooks = Hooks {
         customize_bundled: Some(Arc::new(move |c: &mut istioctl_proxy::ProxyConfig| {
             c.defects = vec![defect];
