@@ -150,6 +150,12 @@ pub struct Args {
     #[arg(long, default_value_t = 4)]
     pub max_inflight_answers: usize,
 
+    /// Largest answer read from one istiod replica, in bytes (default 512 MiB,
+    /// ten times a 100,000-proxy mesh's syncz answer); a larger one fails that
+    /// replica, named, and nothing is reserved before the bytes arrive.
+    #[arg(long, default_value_t = crate::upstream::DEFAULT_MAX_ANSWER_BYTES)]
+    pub max_replica_answer_bytes: usize,
+
     /// Close a client connection that sent nothing (not even a keepalive ack) for this long.
     #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
@@ -300,6 +306,7 @@ impl Args {
                 max_streams_per_connection: self.max_streams_per_connection,
                 max_request_bytes: self.max_request_bytes,
                 max_inflight_answers: self.max_inflight_answers,
+                max_replica_answer_bytes: self.max_replica_answer_bytes,
                 idle_timeout: self.idle_timeout,
                 keepalive_interval: self.keepalive_interval,
                 keepalive_timeout: self.keepalive_timeout,
