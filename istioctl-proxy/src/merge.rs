@@ -69,6 +69,11 @@ pub struct KeptRows {
 }
 
 impl KeptRows {
+    /// Whom the answer was for (a whole-mesh answer teaches every owner).
+    pub fn visibility(&self) -> &Visibility {
+        &self.visibility
+    }
+
     /// `(node id, replica name)` of every kept row, from the answers the
     /// merge was given.
     pub fn owners<'a>(

@@ -12,6 +12,7 @@ mod config_dump_silent_replicas;
 #[cfg(feature = "test-defects")]
 mod defects;
 mod hardening;
+mod hostile_replicas;
 mod manifest;
 #[cfg(feature = "test-defects")]
 mod memory_bound;
