@@ -84,7 +84,47 @@ fn expectations() -> Vec<(Defect, &'static [&'static str])> {
         // without a limit on answers in flight 50 concurrent clients are
         // answered as well (or better).
         (Defect::UnboundedAnswers, &["slow-readers"]),
+        // Rows and config_dump sections forwarded with only their framing
+        // checked (the reference before issue 22): istioctl cannot decode them.
+        (
+            Defect::ForwardUnchecked,
+            &["replica-poison", "replica-poison-config-dump"],
+        ),
     ]
+}
+
+/// The poisoned-row checks alone: the reference passes them, the proxy
+/// that checks only framing (its behaviour before issue 22) fails both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poisoned_rows_have_teeth() {
+    let checks = ["replica-poison", "replica-poison-config-dump"];
+    for (defects, expected) in [
+        (vec![], vec![]),
+        (vec![Defect::ForwardUnchecked], checks.to_vec()),
+    ] {
+        let config = run::config(harness::config::RunArgs {
+            run_check: checks.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        });
+        let d = defects.clone();
+        let hooks = Hooks {
+            customize_bundled: Some(Arc::new(move |c: &mut istioctl_proxy::ProxyConfig| {
+                c.defects = d.clone();
+            })),
+            ..Hooks::default()
+        };
+        let report = match harness::runner::run(&config, &hooks, |_| {}).await {
+            Ok(r) => r,
+            Err(e) => panic!("{defects:?}: the run could not start: {e}"),
+        };
+        let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            run::failed(&report),
+            expected,
+            "{defects:?}: {}",
+            run::explain(&report)
+        );
+    }
 }
 
 /// The bundled proxy switched to own-identity mode (the runner writes the
