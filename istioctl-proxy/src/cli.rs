@@ -317,6 +317,13 @@ impl Args {
     }
 }
 
+/// Prints the error a binary exits with, if stderr takes it (never a panic:
+/// `eprintln!` panics when stderr cannot be written).
+pub fn report_exit_error(e: &anyhow::Error) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "Error: {e:#}");
+}
+
 /// The binaries' main: parse, log, start, wait for SIGINT/SIGTERM, shut down.
 /// `customize` lets the defective binary add its defects.
 pub async fn run(
@@ -326,7 +333,13 @@ pub async fn run(
     use anyhow::Context;
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .with_context(|| format!("invalid --log filter {:?}", args.log))?;
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        // A log line that cannot be written (stdout full or closed) is
+        // dropped: by default the subscriber reports it with eprintln!,
+        // which panics when stderr fails too (the process exited 101).
+        .log_internal_errors(false)
+        .init();
     crate::limits::tune_allocator();
     let mut config = args.to_config()?;
     customize(&mut config)?;

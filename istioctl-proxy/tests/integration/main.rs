@@ -11,6 +11,7 @@ mod config_dump_owner;
 mod config_dump_silent_replicas;
 #[cfg(feature = "test-defects")]
 mod defects;
+mod full_disk;
 mod hardening;
 mod hostile_replicas;
 mod manifest;
