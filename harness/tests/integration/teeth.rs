@@ -24,9 +24,11 @@ fn expectations() -> Vec<(Defect, &'static [&'static str])> {
         // hangs on ≤1.19, whose non-owners send nothing: the owner's dump comes
         // only at the request deadline. (For an unknown proxy a short wait on
         // silent replicas is legitimate: config-dump-unknown allows 5 s.)
+        // (fault-poison: the owner's dump does not decode, and waiting for
+        // every replica answers empty instead of naming it.)
         (
             Defect::ConfigDumpWaitsForEveryReplica,
-            &["config-dump-owner"],
+            &["config-dump-owner", "replica-poison-config-dump"],
         ),
         (Defect::CrashOnMissingToken, &["missing-token"]),
         // Failing fast with an error that names the broken replica is a legal
@@ -48,6 +50,8 @@ fn expectations() -> Vec<(Defect, &'static [&'static str])> {
                 "large-mesh",
                 "replica-slow",
                 "duplicate-proxy",
+                // A poisoned replica dropped silently is not named.
+                "replica-poison",
             ],
         ),
         (
