@@ -13,6 +13,10 @@ cd "$(dirname "$0")/../fuzz"
 
 seconds="${FUZZ_SECONDS:-60}"
 toolchain="${FUZZ_TOOLCHAIN:-nightly}"
+# Safe Rust throughout: panics and the oracles' assertions are the findings,
+# so no sanitizer by default (several times the executions per second);
+# FUZZ_SANITIZER=address for unsafe code.
+sanitizer="${FUZZ_SANITIZER:-none}"
 
 if ! cargo "+$toolchain" fuzz --version >/dev/null 2>&1; then
   echo "fuzz: installing cargo-fuzz from crates.io"
@@ -31,7 +35,7 @@ for t in "${targets[@]}"; do
   log="work/$t.log"
   # -rss_limit_mb: a leak or an unbounded buffer is a failure too.
   set +e
-  cargo "+$toolchain" fuzz run "$t" "work/$t" "corpus/$t" -- \
+  cargo "+$toolchain" fuzz run --sanitizer "$sanitizer" "$t" "work/$t" "corpus/$t" -- \
     -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
     -print_final_stats=1 >"$log" 2>&1
   rc=$?

@@ -1,9 +1,9 @@
 //! `fake-istiod`: serve scenarios, mint tokens, validate scenario files.
 
 use anyhow::Context;
-use std::io::Write;
 use clap::{Parser, Subcommand};
 use fake_istiod::{FakeIstiod, Scenario, StartOptions, TokenAuthority, TokenSpec};
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -481,7 +481,11 @@ async fn serve(scenario: Scenario, opts: StartOptions) -> anyhow::Result<()> {
             .unwrap_or_default();
         say!(
             "replica {}  version {}  plaintext {}  tls {}  proxies {}{fault}",
-            r.name, r.version, r.plaintext_addr, r.tls_addr, r.proxy_count
+            r.name,
+            r.version,
+            r.plaintext_addr,
+            r.tls_addr,
+            r.proxy_count
         );
     }
     say!("CA certificate: {}", fake.ca_file().display());

@@ -119,7 +119,8 @@ mod tests {
     #[test]
     fn a_huge_announced_length_reserves_nothing() {
         let mut m = Messages::new(usize::MAX);
-        m.push(Bytes::from_static(&[0, 0xff, 0xff, 0xff, 0xff])).unwrap();
+        m.push(Bytes::from_static(&[0, 0xff, 0xff, 0xff, 0xff]))
+            .unwrap();
         m.push(Bytes::from_static(b"abc")).unwrap();
         assert!(m.capacity() < 4096, "{}", m.capacity());
         assert_eq!(m.next_message(), Ok(None));
@@ -131,7 +132,11 @@ mod tests {
         let e = m
             .push(Bytes::from_static(&[0, 0xff, 0xff, 0xff, 0xff]))
             .unwrap_err();
-        assert!(e.to_string().contains("--max-replica-answer-bytes (1024 bytes)"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("--max-replica-answer-bytes (1024 bytes)"),
+            "{e}"
+        );
         assert!(matches!(
             Messages::new(10).push(Bytes::from_static(&[1, 0, 0, 0, 1])),
             Err(FrameError::Compressed(1))

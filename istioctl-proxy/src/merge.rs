@@ -192,10 +192,11 @@ pub fn merge(
         let checked = match (&a.result, &a.prepared) {
             (Err(e), _) => Err(e.clone()),
             (Ok(resp), Some(p)) if syncz => Ok((resp, p.cp.clone(), Cow::Borrowed(&p.keys[..]))),
-            (Ok(resp), _) if syncz => prepare_syncz(resp, Checks::Full).map(|p| (resp, p.cp, Cow::Owned(p.keys))),
-            (Ok(resp), _) => {
-                validate(resp, false, Checks::Full, |_, _| {}).map(|cp| (resp, cp, Cow::Borrowed(&[][..])))
+            (Ok(resp), _) if syncz => {
+                prepare_syncz(resp, Checks::Full).map(|p| (resp, p.cp, Cow::Owned(p.keys)))
             }
+            (Ok(resp), _) => validate(resp, false, Checks::Full, |_, _| {})
+                .map(|cp| (resp, cp, Cow::Borrowed(&[][..]))),
         };
         match checked {
             Ok((received, cp, keys)) => valid.push(Valid {
@@ -1105,5 +1106,25 @@ mod tests {
         .unwrap();
         assert_eq!(resp.type_url, type_url::CONNECTIONS);
         assert_eq!(cp(&resp).info.version, "1.30.0");
+    }
+
+    #[test]
+    fn bad_rows_are_counted_with_the_first_shown() {
+        let mut rows: Vec<Any> = (0..5).map(|i| cc(&format!("p{i}.ns"), Some(1))).collect();
+        for i in [1, 3, 4] {
+            // The shape: a node, then garbage where generic_xds_configs starts.
+            rows[i].value.extend_from_slice(&[0x1a, 0x01, 0xff]);
+        }
+        let a = answer("istiod-1", "1.30.0", rows);
+        let Ok(resp) = &a.result else { panic!() };
+        let Err(ReplicaError::Invalid(why)) = prepare_syncz(resp, Checks::Full) else {
+            panic!("bad rows accepted")
+        };
+        assert!(
+            why.starts_with("3 of 5 resources do not decode as istioctl decodes them; first: row 1 (node p1.ns): ClientConfig does not decode"),
+            "{why}"
+        );
+        // The framing-only checks (forward-unchecked) let them through.
+        assert!(prepare_syncz(resp, Checks::Framing).is_ok());
     }
 }

@@ -160,20 +160,34 @@ pub fn config_dump_section(resource: &[u8]) -> Result<(), Malformed> {
         }
         "envoy.admin.v3.ListenersConfigDump" => {
             let d = admin::ListenersConfigDump::decode(value).map_err(|e| bad(name, e))?;
-            for any in d.static_listeners.iter().filter_map(|l| l.listener.as_ref()) {
+            for any in d
+                .static_listeners
+                .iter()
+                .filter_map(|l| l.listener.as_ref())
+            {
                 inner::<Listener>(any)?;
             }
             for l in &d.dynamic_listeners {
                 let states = [&l.active_state, &l.warming_state, &l.draining_state];
-                for any in states.into_iter().flatten().filter_map(|s| s.listener.as_ref()) {
+                for any in states
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s.listener.as_ref())
+                {
                     inner::<Listener>(any)?;
                 }
             }
         }
         "envoy.admin.v3.RoutesConfigDump" => {
             let d = admin::RoutesConfigDump::decode(value).map_err(|e| bad(name, e))?;
-            let statics = d.static_route_configs.iter().map(|r| r.route_config.as_ref());
-            let dynamics = d.dynamic_route_configs.iter().map(|r| r.route_config.as_ref());
+            let statics = d
+                .static_route_configs
+                .iter()
+                .map(|r| r.route_config.as_ref());
+            let dynamics = d
+                .dynamic_route_configs
+                .iter()
+                .map(|r| r.route_config.as_ref());
             for any in statics.chain(dynamics).flatten() {
                 inner::<RouteConfiguration>(any)?;
             }
@@ -262,7 +276,10 @@ mod tests {
         // …what istioctl decodes does not.
         let (node, e) = syncz_row(&row).unwrap_err();
         assert_eq!(node, Some("poison-1.hns1"));
-        assert!(e.to_string().contains("ClientConfig does not decode"), "{e}");
+        assert!(
+            e.to_string().contains("ClientConfig does not decode"),
+            "{e}"
+        );
         assert_eq!(syncz_row(&good("a.ns")).unwrap(), "a.ns");
     }
 

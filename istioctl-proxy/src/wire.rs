@@ -12,9 +12,7 @@
 
 use prost::Message;
 use prost::bytes::{BufMut, Bytes, BytesMut};
-use prost::encoding::{
-    WireType, decode_varint, encode_key, encode_varint, encoded_len_varint,
-};
+use prost::encoding::{WireType, decode_varint, encode_key, encode_varint, encoded_len_varint};
 use proto::envoy::envoy::config::core::v3::ControlPlane;
 use proto::envoy::envoy::service::discovery::v3::DiscoveryResponse;
 use proto::envoy::google::protobuf::Any;

@@ -421,8 +421,7 @@ fn replica(m: &Map, p: &mut Problems) -> Option<(Replica, usize)> {
     ))
 }
 
-const FAULT_KINDS: &str =
-    "down, reset, hang, delay_ms, grpc_error, garbage, truncated, duplicate, flap_period_ms, poison";
+const FAULT_KINDS: &str = "down, reset, hang, delay_ms, grpc_error, garbage, truncated, duplicate, flap_period_ms, poison";
 
 /// `down` | `{delay_ms: 500}` | `{grpc_error: {code: Unavailable, message: ...}}` | `{duplicate: pod.ns}` | ...
 pub fn fault_from_yaml(text: &str) -> Result<Fault, String> {
@@ -548,8 +547,10 @@ fn fault(node: &Node, field: &str, p: &mut Problems) -> Option<Fault> {
                     Node::Scalar(s) => match crate::poison::Poison::from_name(s.as_str()) {
                         Some(kind) => Some(Fault::Poison(kind)),
                         None => {
-                            let names: Vec<&str> =
-                                crate::poison::Poison::ALL.iter().map(|k| k.name()).collect();
+                            let names: Vec<&str> = crate::poison::Poison::ALL
+                                .iter()
+                                .map(|k| k.name())
+                                .collect();
                             p.add(
                                 kl,
                                 m.field("poison"),

@@ -234,10 +234,21 @@ async fn serve_survives_a_full_stdout() {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap();
-    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
     let mut child = Child(
         Command::new(BIN)
-            .args(["serve", "--tls-port", "0", "--no-control", "--plaintext-port"])
+            .args([
+                "serve",
+                "--tls-port",
+                "0",
+                "--no-control",
+                "--plaintext-port",
+            ])
             .arg(port.to_string())
             .arg("--scenario")
             .arg(scenarios().join("blog-walkthrough.yaml"))

@@ -28,7 +28,9 @@ crate::check! {
 fn section_decodes(any: &Any) -> Result<(), String> {
     fn inner<M: Message + Default>(a: Option<&Any>) -> Result<(), String> {
         match a {
-            Some(a) => M::decode(a.value.as_slice()).map(drop).map_err(|e| e.to_string()),
+            Some(a) => M::decode(a.value.as_slice())
+                .map(drop)
+                .map_err(|e| e.to_string()),
             None => Ok(()),
         }
     }
@@ -38,7 +40,11 @@ fn section_decodes(any: &Any) -> Result<(), String> {
     match name {
         "envoy.admin.v3.ClustersConfigDump" => {
             let d = admin::ClustersConfigDump::decode(v).map_err(e)?;
-            for c in d.dynamic_active_clusters.iter().chain(&d.dynamic_warming_clusters) {
+            for c in d
+                .dynamic_active_clusters
+                .iter()
+                .chain(&d.dynamic_warming_clusters)
+            {
                 inner::<Cluster>(c.cluster.as_ref())?;
             }
             for c in &d.static_clusters {
@@ -62,12 +68,18 @@ fn section_decodes(any: &Any) -> Result<(), String> {
                 inner::<RouteConfiguration>(r.route_config.as_ref())?;
             }
         }
-        "envoy.admin.v3.BootstrapConfigDump" => drop(admin::BootstrapConfigDump::decode(v).map_err(e)?),
-        "envoy.admin.v3.ScopedRoutesConfigDump" => {
-            drop(admin::ScopedRoutesConfigDump::decode(v).map_err(e)?)
+        "envoy.admin.v3.BootstrapConfigDump" => {
+            admin::BootstrapConfigDump::decode(v).map_err(e)?;
         }
-        "envoy.admin.v3.SecretsConfigDump" => drop(admin::SecretsConfigDump::decode(v).map_err(e)?),
-        "envoy.admin.v3.EcdsConfigDump" => drop(admin::EcdsConfigDump::decode(v).map_err(e)?),
+        "envoy.admin.v3.ScopedRoutesConfigDump" => {
+            admin::ScopedRoutesConfigDump::decode(v).map_err(e)?;
+        }
+        "envoy.admin.v3.SecretsConfigDump" => {
+            admin::SecretsConfigDump::decode(v).map_err(e)?;
+        }
+        "envoy.admin.v3.EcdsConfigDump" => {
+            admin::EcdsConfigDump::decode(v).map_err(e)?;
+        }
         _ => {}
     }
     Ok(())
@@ -93,7 +105,9 @@ async fn run(ctx: &Ctx) -> Checked {
     let mut problems = Vec::new();
     for (name, id) in poisoned {
         let Some(replica) = ctx.replicas().into_iter().find(|r| r.name == name) else {
-            return Err(fail(format!("bench: replica {name} is not in the topology")));
+            return Err(fail(format!(
+                "bench: replica {name} is not in the topology"
+            )));
         };
         match ctx
             .fetch(proto::type_url::CONFIG_DUMP, std::slice::from_ref(&id))

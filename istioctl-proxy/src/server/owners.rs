@@ -65,7 +65,8 @@ impl OwnerTable {
             Some(known) => *known = replica.to_string(),
             None if self.added < MAX_ADDED => {
                 self.added += 1;
-                self.owners.insert(id.as_bytes().into(), replica.to_string());
+                self.owners
+                    .insert(id.as_bytes().into(), replica.to_string());
             }
             None => {}
         }
@@ -145,6 +146,9 @@ mod tests {
         assert_eq!(t.len(), 0);
         t.remember("a.ns", "r1");
         t.remember("a.ns", "r3");
-        assert_eq!(t.owners.get(b"a.ns".as_slice()).map(String::as_str), Some("r3"));
+        assert_eq!(
+            t.owners.get(b"a.ns".as_slice()).map(String::as_str),
+            Some("r3")
+        );
     }
 }

@@ -204,7 +204,11 @@ async fn poisoned_rows_are_refused_and_the_replica_named() {
             .unwrap_or_else(|| panic!("{what}: no marker naming the replica: {ids:?}"));
         assert!(marker.contains("1 of 2 resources"), "{what}: {marker}");
         assert!(!ids.iter().any(|i| i == "good-1.hns1"), "{what}: {ids:?}");
-        assert_eq!(ids.len(), scenario_ids(&open_scenario("three-replicas.yaml")).len() + 1, "{what}");
+        assert_eq!(
+            ids.len(),
+            scenario_ids(&open_scenario("three-replicas.yaml")).len() + 1,
+            "{what}"
+        );
         p.shutdown().await;
         fake.shutdown().await;
     }
@@ -328,8 +332,14 @@ async fn a_4_gib_length_prefix_and_silence_reserve_nothing() {
     // raised to 4 GiB the proxy waits for bytes that never come, holding
     // only what arrived, until the replica timeout.
     for (extra, named) in [
-        (&[][..], "invalid answer: answer of 4294967295 bytes is larger than --max-replica-answer-bytes (536870912 bytes)"),
-        (&["--max-replica-answer-bytes", "4294967295"][..], "deadline exceeded"),
+        (
+            &[][..],
+            "invalid answer: answer of 4294967295 bytes is larger than --max-replica-answer-bytes (536870912 bytes)",
+        ),
+        (
+            &["--max-replica-answer-bytes", "4294967295"][..],
+            "deadline exceeded",
+        ),
     ] {
         let mut proxy = ProxyProcess::start(&istiod, "ulimit -v 2097152;", extra);
         let idle = proxy.status("VmRSS:");
@@ -339,7 +349,10 @@ async fn a_4_gib_length_prefix_and_silence_reserve_nothing() {
                 .expect("an answer with a marker row");
             let ids = node_ids(&resp);
             let marker = format!("istiod-hostile (unreachable: {named}");
-            assert!(ids.iter().any(|id| id.starts_with(&marker)), "{marker}: {ids:?}");
+            assert!(
+                ids.iter().any(|id| id.starts_with(&marker)),
+                "{marker}: {ids:?}"
+            );
             assert_eq!(
                 ids.len(),
                 scenario_ids(&open_scenario("three-replicas.yaml")).len() + 1
