@@ -40,12 +40,12 @@ for t in "${targets[@]}"; do
     -print_final_stats=1 >"$log" 2>&1
   rc=$?
   set -e
-  grep -E '^#[0-9]+ +(INITED|DONE)|^stat::|ERROR|panicked at|SUMMARY' "$log" || true
+  grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|ERROR|panicked at|SUMMARY' "$log" || true
   if [ "$rc" -ne 0 ] || grep -qE '^==[0-9]+==ERROR|panicked at|SUMMARY: libFuzzer' "$log"; then
     echo "fuzz: $t FAILED (exit $rc; input in fuzz/artifacts/$t/, log fuzz/$log)"
     status=1
   else
-    echo "fuzz: $t ok: $(grep -E '^#[0-9]+ +DONE' "$log" | tail -1)"
+    echo "fuzz: $t ok: $(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1)"
   fi
 done
 exit "$status"
