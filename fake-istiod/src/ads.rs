@@ -278,6 +278,14 @@ impl Ads {
                 identifier: format!("istiod {} (not JSON)", me.name),
             });
         }
+        if let Some(Fault::Poison(kind)) = fault {
+            if req.type_url == type_url::SYNCZ && kind.poisons_syncz() {
+                resp.resources.push(kind.syncz_row(&system_ns));
+            }
+            if req.type_url == type_url::CONFIG_DUMP {
+                kind.spoil_config_dump(&mut resp.resources);
+            }
+        }
         Ok(Some(resp))
     }
 }

@@ -93,6 +93,10 @@ pub fn fault_from_pb(f: &pb::Fault) -> Result<Fault, String> {
         Kind::FlapPeriodMs(ms) => Fault::Flap {
             period: Duration::from_millis(*ms),
         },
+        Kind::Poison(name) => Fault::Poison(
+            crate::poison::Poison::from_name(name)
+                .ok_or_else(|| format!("unknown poison {name:?}"))?,
+        ),
     })
 }
 
@@ -114,6 +118,7 @@ pub fn fault_to_pb(f: &Fault) -> pb::Fault {
             proxy_id: proxy_id.clone(),
         }),
         Fault::Flap { period } => Kind::FlapPeriodMs(period.as_millis() as u64),
+        Fault::Poison(p) => Kind::Poison(p.name().to_string()),
     };
     pb::Fault { kind: Some(kind) }
 }

@@ -22,6 +22,7 @@ mod conn;
 pub mod control;
 pub mod debug;
 pub mod mesh;
+pub mod poison;
 pub mod probe;
 pub mod scenario;
 mod server;

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fake_istiod::{FakeIstiod, Scenario, StartOptions, TokenAuthority, TokenSpec};
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -167,6 +168,14 @@ enum Command {
     },
 }
 
+/// `println!` for `serve`: a line stdout does not take (full, closed) is
+/// dropped; the replicas go on serving (`println!` panics there).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve { .. }) {
@@ -181,7 +190,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            // Not eprintln!: it panics when stderr cannot be written.
+            let _ = writeln!(std::io::stderr().lock(), "Error: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -462,24 +472,28 @@ async fn resolve(address: &str) -> anyhow::Result<SocketAddr> {
 async fn serve(scenario: Scenario, opts: StartOptions) -> anyhow::Result<()> {
     let source = scenario.source.clone();
     let fake = FakeIstiod::start(scenario, opts).await?;
-    println!("fake-istiod serving {source}");
+    say!("fake-istiod serving {source}");
     for r in fake.replicas() {
         let fault = r
             .fault
             .as_ref()
             .map(|f| format!("  fault: {}", f.name()))
             .unwrap_or_default();
-        println!(
+        say!(
             "replica {}  version {}  plaintext {}  tls {}  proxies {}{fault}",
-            r.name, r.version, r.plaintext_addr, r.tls_addr, r.proxy_count
+            r.name,
+            r.version,
+            r.plaintext_addr,
+            r.tls_addr,
+            r.proxy_count
         );
     }
-    println!("CA certificate: {}", fake.ca_file().display());
+    say!("CA certificate: {}", fake.ca_file().display());
     match fake.control_addr() {
-        Some(a) => println!("control API: {a}"),
-        None => println!("control API: off"),
+        Some(a) => say!("control API: {a}"),
+        None => say!("control API: off"),
     }
-    println!("Ctrl-C to stop");
+    say!("Ctrl-C to stop");
     // `docker stop` sends SIGTERM, and as PID 1 a process without a handler
     // ignores it: the container would only stop after docker's kill timeout.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

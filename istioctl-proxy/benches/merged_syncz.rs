@@ -6,6 +6,10 @@
 //! - proxy: the reference proxy (parallel fan-out, merge on the wire);
 //! - seq-ff: the blog sample's strategy (sequential, fail-fast: the
 //!   `sequential-fail-fast` defect);
+//! - before: the proxy before issue 22 in the same turns, so that one run
+//!   states the cost of checking every row as istioctl decodes it:
+//!   `BENCH_BEFORE_BIN` (an old build), else the `forward-unchecked` defect
+//!   (rows checked for framing only, as before);
 //!
 //! and the proxy's peak resident memory (VmHWM of the proxy's own process,
 //! a fresh one per size) against the merged answer's size. The proxy runs as
@@ -116,6 +120,15 @@ fn median_of(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// The "before" proxy: an old build (`BENCH_BEFORE_BIN`, no defects) or the
+/// defective binary with `forward-unchecked`.
+fn before() -> (String, &'static str) {
+    match std::env::var("BENCH_BEFORE_BIN") {
+        Ok(bin) => (bin, ""),
+        Err(_) => (proxy_bin(true), "forward-unchecked"),
+    }
+}
+
 /// A proxy in its own process.
 struct ProxyProcess {
     child: Child,
@@ -143,13 +156,17 @@ fn proxy_bin(defective: bool) -> String {
 
 impl ProxyProcess {
     async fn start(fake: &FakeIstiod, defects: &str) -> Self {
+        Self::start_bin(fake, &proxy_bin(!defects.is_empty()), defects).await
+    }
+
+    async fn start_bin(fake: &FakeIstiod, bin: &str, defects: &str) -> Self {
         let replicas: Vec<String> = fake
             .replicas()
             .iter()
             .map(|r| format!("{}={}", r.name, r.plaintext_addr))
             .collect();
         let port = free_port();
-        let child = Command::new(proxy_bin(!defects.is_empty()))
+        let child = Command::new(bin)
             .args([
                 "--plaintext",
                 "--istiod-plaintext",
@@ -276,18 +293,22 @@ async fn main() {
         "merged syncz, istiod 1.30 shape, loopback, release build; proxy: {}",
         proxy_bin(false)
     );
+    let (before_bin, before_defects) = before();
+    println!("before: {before_bin} {before_defects}");
     println!(
         "medians; RSS = the proxy process's peak (VmHWM) over one warm-up and the timed requests; \
          growth = peak - idle RSS; ratios to the merged answer's size"
     );
     println!(
-        "{:>3} {:>8} {:>9} | {:>10} {:>9} {:>9} | {:>12} {:>12} | {:>8} {:>9} {:>10} {:>10}",
+        "{:>3} {:>8} {:>9} | {:>10} {:>9} {:>9} {:>9} {:>8} | {:>12} {:>12} | {:>8} {:>9} {:>10} {:>10}",
         "R",
         "proxies",
         "answer MB",
         "all-dir ms",
+        "before ms",
         "proxy ms",
         "seq-ff ms",
+        "cost %",
         "proxy/alldir",
         "seq-ff/proxy",
         "RSS MB",
@@ -311,12 +332,15 @@ async fn main() {
             }
             let proxy = ProxyProcess::start(&fake, "").await;
             let seq_proxy = ProxyProcess::start(&fake, "sequential-fail-fast").await;
+            let before_proxy = ProxyProcess::start_bin(&fake, &before_bin, before_defects).await;
             let idle = proxy.rss();
             let (pch, sch) = (connect(proxy.addr).await, connect(seq_proxy.addr).await);
-            let (mut d, mut p, mut q) = (Vec::new(), Vec::new(), Vec::new());
+            let bch = connect(before_proxy.addr).await;
+            let (mut d, mut p, mut q, mut b) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             let mut size = 0;
             for round in 0..=n {
                 let dt = all_direct(&direct_channels, per_replica).await;
+                let (bt, _) = through(&bch, total).await;
                 let (pt, s) = through(&pch, total).await;
                 let (qt, _) = through(&sch, total).await;
                 size = s;
@@ -324,22 +348,27 @@ async fn main() {
                     d.push(dt);
                     p.push(pt);
                     q.push(qt);
+                    b.push(bt);
                 }
             }
             let peak = proxy.peak();
             drop(proxy);
             drop(seq_proxy);
+            drop(before_proxy);
             fake.shutdown().await;
             let (all_direct, par, seq) = (median_of(d), median_of(p), median_of(q));
+            let old = median_of(b);
             let size_b = size as f64;
             println!(
-                "{:>3} {:>8} {:>9.2} | {:>10.2} {:>9.2} {:>9.2} | {:>12.2} {:>12.2} | {:>8.1} {:>9.1} {:>10.2} {:>10.2}",
+                "{:>3} {:>8} {:>9.2} | {:>10.2} {:>9.2} {:>9.2} {:>9.2} {:>8.1} | {:>12.2} {:>12.2} | {:>8.1} {:>9.1} {:>10.2} {:>10.2}",
                 r,
                 total,
                 size_b / 1e6,
                 ms(all_direct),
+                ms(old),
                 ms(par),
                 ms(seq),
+                (par.as_secs_f64() / old.as_secs_f64() - 1.0) * 100.0,
                 par.as_secs_f64() / all_direct.as_secs_f64(),
                 seq.as_secs_f64() / par.as_secs_f64(),
                 mb(peak),

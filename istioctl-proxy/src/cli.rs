@@ -150,6 +150,12 @@ pub struct Args {
     #[arg(long, default_value_t = 4)]
     pub max_inflight_answers: usize,
 
+    /// Largest answer read from one istiod replica, in bytes (default 512 MiB,
+    /// ten times a 100,000-proxy mesh's syncz answer); a larger one fails that
+    /// replica, named, and nothing is reserved before the bytes arrive.
+    #[arg(long, default_value_t = crate::upstream::DEFAULT_MAX_ANSWER_BYTES)]
+    pub max_replica_answer_bytes: usize,
+
     /// Close a client connection that sent nothing (not even a keepalive ack) for this long.
     #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
@@ -300,6 +306,7 @@ impl Args {
                 max_streams_per_connection: self.max_streams_per_connection,
                 max_request_bytes: self.max_request_bytes,
                 max_inflight_answers: self.max_inflight_answers,
+                max_replica_answer_bytes: self.max_replica_answer_bytes,
                 idle_timeout: self.idle_timeout,
                 keepalive_interval: self.keepalive_interval,
                 keepalive_timeout: self.keepalive_timeout,
@@ -308,6 +315,13 @@ impl Args {
             defects: Vec::new(),
         })
     }
+}
+
+/// Prints the error a binary exits with, if stderr takes it (never a panic:
+/// `eprintln!` panics when stderr cannot be written).
+pub fn report_exit_error(e: &anyhow::Error) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "Error: {e:#}");
 }
 
 /// The binaries' main: parse, log, start, wait for SIGINT/SIGTERM, shut down.
@@ -319,7 +333,13 @@ pub async fn run(
     use anyhow::Context;
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .with_context(|| format!("invalid --log filter {:?}", args.log))?;
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        // A log line that cannot be written (stdout full or closed) is
+        // dropped: by default the subscriber reports it with eprintln!,
+        // which panics when stderr fails too (the process exited 101).
+        .log_internal_errors(false)
+        .init();
     crate::limits::tune_allocator();
     let mut config = args.to_config()?;
     customize(&mut config)?;

@@ -3,7 +3,7 @@
 //! sequentially, failing fast, like the blog's sample.
 
 use crate::discovery::Replica;
-use crate::merge::{self, Prepared};
+use crate::merge::{self, Checks, Prepared};
 use crate::upstream::{ReplicaError, Upstream};
 use crate::wire::Received;
 use futures::StreamExt;
@@ -98,18 +98,26 @@ async fn ask_one(
     timeout: Duration,
 ) -> Result<Got, ReplicaError> {
     let syncz = request.type_url == proto::type_url::SYNCZ;
+    let config_dump = request.type_url == proto::type_url::CONFIG_DUMP;
+    let checks = upstream.checks;
     let asked = async {
         let resp = upstream.ask(replica, request, token).await?;
+        if config_dump && checks == Checks::Full {
+            // Every section as istioctl's comparator reads it.
+            crate::validate::config_dump(&resp.resources)
+                .map_err(|bad| ReplicaError::Invalid(format!("config_dump: {bad}")))?;
+        }
         if !syncz {
             return Ok((resp, None));
         }
         if resp.resources.len() <= INLINE_ROWS {
-            let p = merge::prepare_syncz(&resp)?;
+            let p = merge::prepare_syncz(&resp, checks)?;
             return Ok((resp, Some(p)));
         }
-        // Off the async threads: a replica's answer can hold 100,000 rows.
+        // Off the async threads: a replica's answer can hold 100,000 rows,
+        // checked here while the other replicas still answer.
         let prepared = tokio::task::spawn_blocking(move || {
-            let p = merge::prepare_syncz(&resp);
+            let p = merge::prepare_syncz(&resp, checks);
             (resp, p)
         })
         .await;

@@ -28,11 +28,13 @@ mod defects;
 pub mod discovery;
 mod error;
 pub mod fanout;
+pub mod grpc_frames;
 mod health;
 pub mod limits;
 pub mod merge;
 mod server;
 pub mod upstream;
+pub mod validate;
 pub mod wire;
 
 pub use config::{
@@ -156,8 +158,10 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, Error> {
         );
     }
     let tls = server_tls(&config.serve)?;
-    let upstream = upstream::Upstream::new(&config.upstream, config.replica_timeout)?;
+    let mut upstream = upstream::Upstream::new(&config.upstream, config.replica_timeout)?;
     let defects = defects::Defects::new(config.defect_list());
+    upstream.max_answer_bytes = config.limits.max_replica_answer_bytes;
+    upstream.checks = defects.checks();
     let discovery = discovery::start(&config.discovery, defects.resolves_dns_once()).await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)

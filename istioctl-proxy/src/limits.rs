@@ -28,6 +28,9 @@ pub struct Limits {
     pub max_request_bytes: usize,
     /// Answers being computed or waiting to be read by their client, at once.
     pub max_inflight_answers: usize,
+    /// Largest answer read from one replica (its buffer grows with what
+    /// arrived, never to a length only announced).
+    pub max_replica_answer_bytes: usize,
     /// A connection from which nothing was read for this long is closed
     /// (HTTP/2 keepalive pings make live clients send something every
     /// `keepalive_interval`).
@@ -45,6 +48,7 @@ impl Default for Limits {
             max_streams_per_connection: 100,
             max_request_bytes: 64 * 1024,
             max_inflight_answers: 4,
+            max_replica_answer_bytes: crate::upstream::DEFAULT_MAX_ANSWER_BYTES,
             idle_timeout: Duration::from_secs(90),
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(20),

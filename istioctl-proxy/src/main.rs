@@ -7,7 +7,7 @@ async fn main() -> std::process::ExitCode {
     match istioctl_proxy::cli::run(args, |_| Ok(())).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            istioctl_proxy::cli::report_exit_error(&e);
             std::process::ExitCode::FAILURE
         }
     }

@@ -24,6 +24,7 @@ use crate::config::FailurePolicy;
 use crate::discovery::Replica;
 use crate::fanout::ReplicaAnswer;
 use crate::upstream::ReplicaError;
+use crate::validate as checked;
 use crate::wire::{self, Answer, Piece, RawResponse, Received, Shared, Stamp};
 use prost::Message;
 use prost::bytes::Bytes;
@@ -68,6 +69,11 @@ pub struct KeptRows {
 }
 
 impl KeptRows {
+    /// Whom the answer was for (a whole-mesh answer teaches every owner).
+    pub fn visibility(&self) -> &Visibility {
+        &self.visibility
+    }
+
     /// `(node id, replica name)` of every kept row, from the answers the
     /// merge was given.
     pub fn owners<'a>(
@@ -137,12 +143,23 @@ fn row_id(resource: &[u8]) -> Option<&str> {
     wire::client_config_id(value).ok()
 }
 
+/// How much of each row is checked before it is forwarded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Checks {
+    /// Every row decoded as istioctl decodes it ([`crate::validate`]).
+    #[default]
+    Full,
+    /// The envelope, each `Any`'s framing, the type URL and the node id only:
+    /// the `forward-unchecked` defect (the reference proxy before issue 22).
+    Framing,
+}
+
 /// Reads a syncz answer (checks, node ids, their hashes, sorted): done per
 /// replica as its answer arrives, so that the merge after the last one
 /// only has to find the duplicates among them.
-pub fn prepare_syncz(resp: &RawResponse) -> Result<Prepared, ReplicaError> {
+pub fn prepare_syncz(resp: &RawResponse, checks: Checks) -> Result<Prepared, ReplicaError> {
     let mut keys = Vec::with_capacity(resp.resources.len());
-    let cp = validate(resp, true, |index, id| {
+    let cp = validate(resp, true, checks, |index, id| {
         keys.push(Key {
             hash: ID_HASH.hash_one(id.as_bytes()),
             index: index as u32,
@@ -175,10 +192,11 @@ pub fn merge(
         let checked = match (&a.result, &a.prepared) {
             (Err(e), _) => Err(e.clone()),
             (Ok(resp), Some(p)) if syncz => Ok((resp, p.cp.clone(), Cow::Borrowed(&p.keys[..]))),
-            (Ok(resp), _) if syncz => prepare_syncz(resp).map(|p| (resp, p.cp, Cow::Owned(p.keys))),
-            (Ok(resp), _) => {
-                validate(resp, false, |_, _| {}).map(|cp| (resp, cp, Cow::Borrowed(&[][..])))
+            (Ok(resp), _) if syncz => {
+                prepare_syncz(resp, Checks::Full).map(|p| (resp, p.cp, Cow::Owned(p.keys)))
             }
+            (Ok(resp), _) => validate(resp, false, Checks::Full, |_, _| {})
+                .map(|cp| (resp, cp, Cow::Borrowed(&[][..]))),
         };
         match checked {
             Ok((received, cp, keys)) => valid.push(Valid {
@@ -302,11 +320,13 @@ pub fn answer_for_client(shared: Arc<Shared>) -> Answer {
 
 /// Checks one answer; returns the replica's build info if it sent a
 /// ControlPlane, and for syncz calls `row` with each resource's index and
-/// node id (a partial decode: see [`wire::client_config_id`]). Every
-/// resource must be a well-formed `Any`.
+/// node id. Every resource must be a well-formed `Any`; every syncz row a
+/// `ClientConfig` that decodes as istioctl decodes it (with [`Checks::Full`]).
+/// Bad rows are counted: the error says how many and shows the first.
 fn validate(
     resp: &RawResponse,
     syncz: bool,
+    checks: Checks,
     mut row: impl FnMut(usize, &str),
 ) -> Result<Option<IstioControlPlaneInstance>, ReplicaError> {
     let cp = match &resp.control_plane {
@@ -320,31 +340,49 @@ fn validate(
             }
         },
     };
-    let invalid = |e: wire::Malformed| ReplicaError::Invalid(e.to_string());
+    let mut tally = checked::Tally::default();
     for (i, r) in resp.resources.iter().enumerate() {
         if !syncz {
-            wire::scan_any(r).map_err(invalid)?;
+            if let Err(e) = wire::scan_any(r) {
+                tally.add(i, None, e);
+            }
             continue;
         }
-        let (type_url, value) = wire::scan_any_raw(r).map_err(invalid)?;
-        if type_url != type_url::CLIENT_CONFIG.as_bytes() {
-            return Err(ReplicaError::Invalid(format!(
-                "syncz resource of type {:?}, expected ClientConfig",
-                String::from_utf8_lossy(type_url)
-            )));
+        let checked = match checks {
+            Checks::Full => checked::syncz_row(r),
+            Checks::Framing => framing_only(r).map_err(|e| (None, e)),
+        };
+        match checked {
+            Ok(id) => row(i, id),
+            Err((node, e)) => tally.add(i, node, e),
         }
-        row(i, wire::client_config_id(value).map_err(invalid)?);
     }
+    tally
+        .finish(resp.resources.len())
+        .map_err(|bad| ReplicaError::Invalid(bad.to_string()))?;
     Ok(cp)
 }
 
-/// A row's newest update time. Its Any and node were checked in
-/// [`validate`]; bytes inside `generic_xds_configs` that do not decode count
-/// as no timestamp (logged).
-fn row_stamp(resource: &Bytes, owner: &Replica) -> Stamp {
+/// The checks of [`Checks::Framing`]: the `Any`, its type, the node id.
+fn framing_only(r: &[u8]) -> Result<&str, wire::Malformed> {
+    let (type_url, value) = wire::scan_any_raw(r)?;
+    if type_url != type_url::CLIENT_CONFIG.as_bytes() {
+        return Err(wire::Malformed::new(format!(
+            "syncz resource of type {:?}, expected ClientConfig",
+            checked::shown(&String::from_utf8_lossy(type_url))
+        )));
+    }
+    wire::client_config_id(value)
+}
+
+/// A row's newest update time. Its Any and node were checked on arrival
+/// (with [`Checks::Full`], the whole row); bytes inside
+/// `generic_xds_configs` that do not decode count as no timestamp, counted
+/// in `tally` (one log line per replica and request, not one per row).
+fn row_stamp(resource: &Bytes, index: u32, tally: &mut checked::Tally) -> Stamp {
     let stamp = wire::scan_any(resource).and_then(|(_, value)| wire::client_config_stamp(value));
     stamp.unwrap_or_else(|e| {
-        tracing::warn!(replica = %owner.name, error = %e, "a ClientConfig's update times do not decode; taken as none");
+        tally.add(index as usize, None, e);
         None
     })
 }
@@ -366,9 +404,21 @@ fn duplicates(valid: &[Valid<'_>]) -> (Vec<Vec<u32>>, Vec<u64>) {
     if valid.len() > 1 {
         all.sort_by_key(|e| e.0);
     }
+    let mut stamps: Vec<checked::Tally> = valid.iter().map(|_| Default::default()).collect();
     for group in all.chunk_by(|a, b| a.0 == b.0) {
         if group.len() > 1 {
-            drop_older_copies(group, valid, &mut dropped, &mut sums);
+            drop_older_copies(group, valid, &mut dropped, &mut sums, &mut stamps);
+        }
+    }
+    for (v, tally) in valid.iter().zip(stamps) {
+        let rows = v.received.resources.len();
+        if let Err(bad) = tally.finish(rows) {
+            tracing::warn!(
+                replica = %v.replica.name,
+                rows = bad.count,
+                first = %bad.first,
+                "update times of duplicate rows do not decode; taken as none"
+            );
         }
     }
     for d in &mut dropped {
@@ -385,6 +435,7 @@ fn drop_older_copies(
     valid: &[Valid<'_>],
     dropped: &mut [Vec<u32>],
     sums: &mut [u64],
+    stamps: &mut [checked::Tally],
 ) {
     let mut copies: Vec<(&str, u32, u32)> = group
         .iter()
@@ -402,9 +453,13 @@ fn drop_older_copies(
         if same.len() < 2 {
             continue;
         }
-        let stamp = |&(_, n, index): &(&str, u32, u32)| {
+        let mut stamp = |&(_, n, index): &(&str, u32, u32)| {
             let v = &valid[n as usize];
-            row_stamp(&v.received.resources[index as usize], v.replica)
+            row_stamp(
+                &v.received.resources[index as usize],
+                index,
+                &mut stamps[n as usize],
+            )
         };
         let mut best = 0;
         let mut newest = stamp(&same[0]);
@@ -1051,5 +1106,25 @@ mod tests {
         .unwrap();
         assert_eq!(resp.type_url, type_url::CONNECTIONS);
         assert_eq!(cp(&resp).info.version, "1.30.0");
+    }
+
+    #[test]
+    fn bad_rows_are_counted_with_the_first_shown() {
+        let mut rows: Vec<Any> = (0..5).map(|i| cc(&format!("p{i}.ns"), Some(1))).collect();
+        for i in [1, 3, 4] {
+            // The issue's shape: a node, then garbage where generic_xds_configs starts.
+            rows[i].value.extend_from_slice(&[0x1a, 0x01, 0xff]);
+        }
+        let a = answer("istiod-1", "1.30.0", rows);
+        let Ok(resp) = &a.result else { panic!() };
+        let Err(ReplicaError::Invalid(why)) = prepare_syncz(resp, Checks::Full) else {
+            panic!("bad rows accepted")
+        };
+        assert!(
+            why.starts_with("3 of 5 resources do not decode as istioctl decodes them; first: row 1 (node p1.ns): ClientConfig does not decode"),
+            "{why}"
+        );
+        // The framing-only checks (forward-unchecked) let them through.
+        assert!(prepare_syncz(resp, Checks::Framing).is_ok());
     }
 }

@@ -12,10 +12,7 @@
 
 use prost::Message;
 use prost::bytes::{BufMut, Bytes, BytesMut};
-use prost::encoding::{
-    DecodeContext, WireType, decode_varint, encode_key, encode_varint, encoded_len_varint,
-    skip_field,
-};
+use prost::encoding::{WireType, decode_varint, encode_key, encode_varint, encoded_len_varint};
 use proto::envoy::envoy::config::core::v3::ControlPlane;
 use proto::envoy::envoy::service::discovery::v3::DiscoveryResponse;
 use proto::envoy::google::protobuf::Any;
@@ -85,6 +82,12 @@ impl std::ops::Deref for Received {
 #[error("{0}")]
 pub struct Malformed(String);
 
+impl Malformed {
+    pub fn new(reason: impl Into<String>) -> Self {
+        Malformed(reason.into())
+    }
+}
+
 fn malformed(what: &str, e: impl std::fmt::Display) -> Malformed {
     Malformed(format!("{what}: {e}"))
 }
@@ -103,11 +106,77 @@ enum Field<'a> {
 /// errors are reported as prost reports them.
 struct Fields<'a> {
     buf: &'a [u8],
+    /// prost's recursion budget left for this message (its `DecodeContext`):
+    /// 100 for a message decoded on its own, one less per level of nesting.
+    left: u32,
 }
+
+/// prost's recursion limit (`prost::RECURSION_LIMIT`).
+const RECURSION_LIMIT: u32 = 100;
 
 impl<'a> Fields<'a> {
     fn new(buf: &'a [u8]) -> Self {
-        Fields { buf }
+        Fields {
+            buf,
+            left: RECURSION_LIMIT,
+        }
+    }
+
+    /// A message `levels` below the one decoded on its own.
+    fn nested(buf: &'a [u8], levels: u32) -> Self {
+        Fields {
+            buf,
+            left: RECURSION_LIMIT.saturating_sub(levels),
+        }
+    }
+
+    /// Skips a field as `prost::encoding::skip_field` does with a context
+    /// of `left` (so groups nest as deep as prost allows, no deeper).
+    fn skip_field(&mut self, wire_type: u64, tag: u32, left: u32) -> Result<(), String> {
+        if left == 0 {
+            return Err("recursion limit reached".into());
+        }
+        match wire_type {
+            0 => self.varint().map(drop),
+            1 => self.skip(8),
+            5 => self.skip(4),
+            2 => {
+                let len = self.varint()?;
+                if len > self.buf.len() as u64 {
+                    return Err("buffer underflow".into());
+                }
+                self.skip(len as usize)
+            }
+            3 => loop {
+                let (t, w) = self.key()?;
+                if w == 4 {
+                    if t != tag {
+                        return Err("unexpected end group tag".into());
+                    }
+                    return Ok(());
+                }
+                self.skip_field(w, t, left - 1)?;
+            },
+            4 => Err("unexpected end group tag".into()),
+            w => Err(format!("invalid wire type value: {w}")),
+        }
+    }
+
+    /// A field key, checked as `prost::encoding::decode_key` checks it.
+    fn key(&mut self) -> Result<(u32, u64), String> {
+        let key = self.varint()?;
+        if key > u64::from(u32::MAX) {
+            return Err(format!("invalid key value: {key}"));
+        }
+        let wire_type = key & 0x07;
+        if wire_type > 5 {
+            return Err(format!("invalid wire type value: {wire_type}"));
+        }
+        let tag = (key as u32) >> 3;
+        if tag == 0 {
+            return Err("invalid tag value: 0".into());
+        }
+        Ok((tag, wire_type))
     }
 
     /// A varint (one-byte fast path; longer ones as prost decodes them).
@@ -139,20 +208,9 @@ impl<'a> Fields<'a> {
         if self.buf.is_empty() {
             return Ok(None);
         }
-        let key = self.varint()?;
-        if key > u64::from(u32::MAX) {
-            return Err(format!("invalid key value: {key}"));
-        }
-        let tag = (key as u32) >> 3;
-        if tag == 0 {
-            return Err("invalid tag value: 0".into());
-        }
-        let field = match key & 0x07 {
+        let (tag, wire_type) = self.key()?;
+        let field = match wire_type {
             0 => Field::Varint(self.varint()?),
-            1 => {
-                self.skip(8)?;
-                Field::Skipped
-            }
             2 => {
                 let len = self.varint()?;
                 if len > self.buf.len() as u64 {
@@ -162,22 +220,10 @@ impl<'a> Fields<'a> {
                 self.buf = rest;
                 Field::Bytes(value)
             }
-            5 => {
-                self.skip(4)?;
+            w => {
+                self.skip_field(w, tag, self.left)?;
                 Field::Skipped
             }
-            3 => {
-                skip_field(
-                    WireType::StartGroup,
-                    tag,
-                    &mut self.buf,
-                    DecodeContext::default(),
-                )
-                .map_err(|e| e.to_string())?;
-                Field::Skipped
-            }
-            4 => return Err("unexpected end group tag".into()),
-            w => return Err(format!("invalid wire type value: {w}")),
         };
         Ok(Some((tag, field)))
     }
@@ -205,11 +251,20 @@ pub fn scan_any(any: &[u8]) -> Result<(&str, &[u8]), Malformed> {
 pub fn scan_any_raw(any: &[u8]) -> Result<(&[u8], &[u8]), Malformed> {
     let mut type_url: &[u8] = &[];
     let mut value: &[u8] = &[];
-    let mut fields = Fields::new(any);
+    // An Any is read as a resource of a DiscoveryResponse: one level down.
+    let mut fields = Fields::nested(any, 1);
     let scanned: Result<(), String> = (|| {
         while let Some((tag, field)) = fields.next_field()? {
             match (tag, field) {
-                (1, Field::Bytes(b)) => type_url = b,
+                // Every occurrence is a string istioctl's decoder checks
+                // (Go's proto3 strings must be UTF-8), not only the last one
+                // that wins: an earlier invalid one fails its decode too.
+                (1, Field::Bytes(b)) => {
+                    if !type_url.is_empty() {
+                        utf8(type_url, "Any.type_url")?;
+                    }
+                    type_url = b
+                }
                 (2, Field::Bytes(b)) => value = b,
                 (1, _) => return Err(wrong_type("Any.type_url")),
                 (2, _) => return Err(wrong_type("Any.value")),
@@ -237,7 +292,7 @@ pub fn client_config_id(value: &[u8]) -> Result<&str, Malformed> {
         while let Some((tag, field)) = fields.next_field()? {
             match (tag, field) {
                 (1, Field::Bytes(node)) => {
-                    let mut nf = Fields::new(node);
+                    let mut nf = Fields::nested(node, 1);
                     while let Some((t, f)) = nf.next_field()? {
                         match (t, f) {
                             (1, Field::Bytes(b)) => id = utf8(b, "Node.id")?,
@@ -269,12 +324,12 @@ pub fn client_config_stamp(value: &[u8]) -> Result<Stamp, Malformed> {
             match (tag, field) {
                 (3, Field::Bytes(generic)) => {
                     let mut stamp: Stamp = None;
-                    let mut gf = Fields::new(generic);
+                    let mut gf = Fields::nested(generic, 1);
                     while let Some((t, f)) = gf.next_field()? {
                         match (t, f) {
                             (5, Field::Bytes(ts)) => {
                                 let (mut s, mut n) = stamp.unwrap_or((0, 0));
-                                let mut tf = Fields::new(ts);
+                                let mut tf = Fields::nested(ts, 2);
                                 while let Some((tt, v)) = tf.next_field()? {
                                     match (tt, v) {
                                         (1, Field::Varint(v)) => s = v as i64,

@@ -348,6 +348,9 @@ pub enum Fault {
     Duplicate { proxy_id: String },
     /// Alternate between up and down, this long each.
     Flap { period: Duration },
+    /// Valid rows plus one istioctl cannot decode (or a config_dump section
+    /// that does not decode): see [`crate::poison`].
+    Poison(crate::poison::Poison),
 }
 
 impl Fault {
@@ -368,6 +371,7 @@ impl Fault {
             Fault::Truncated => "truncated",
             Fault::Duplicate { .. } => "duplicate",
             Fault::Flap { .. } => "flap",
+            Fault::Poison(_) => "poison",
         }
     }
 }
@@ -508,6 +512,7 @@ pub struct ScenarioError {
 }
 
 impl fmt::Display for ScenarioError {
+    /// One line per problem; whatever the file held is shown safely (see [`shown`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, p) in self.problems.iter().enumerate() {
             if i > 0 {
@@ -516,11 +521,55 @@ impl fmt::Display for ScenarioError {
             write!(
                 f,
                 "{}:{}: {}: {}",
-                self.source_name, p.line, p.field, p.message
+                self.source_name.escape_debug(),
+                p.line,
+                shown(&p.field),
+                shown_message(&p.message)
             )?;
         }
         Ok(())
     }
+}
+
+/// The longest value shown in full; longer ones are cut, with their length.
+const SHOWN_MAX: usize = 200;
+
+/// A value from a scenario as an error shows it: control characters
+/// escaped (ESC, NUL, newlines: nothing reaches the terminal raw), and cut
+/// after [`SHOWN_MAX`] characters with its length.
+pub fn shown(s: &str) -> String {
+    let n = s.chars().count();
+    let mut out: String = s
+        .chars()
+        .take(SHOWN_MAX)
+        .flat_map(|c| -> Box<dyn Iterator<Item = char>> {
+            if c.is_control() {
+                Box::new(c.escape_default())
+            } else {
+                Box::new(std::iter::once(c))
+            }
+        })
+        .collect();
+    if n > SHOWN_MAX {
+        out.push_str(&format!("… ({n} characters)"));
+    }
+    out
+}
+
+/// A whole message: control characters escaped, every word longer than
+/// [`SHOWN_MAX`] cut with its length, and the message itself cut at 1,000
+/// characters (a value quoted several times is shown short each time).
+fn shown_message(message: &str) -> String {
+    const MESSAGE_MAX: usize = 1_000;
+    let words: Vec<String> = message.split(' ').map(shown).collect();
+    let joined = words.join(" ");
+    let n = joined.chars().count();
+    if n <= MESSAGE_MAX {
+        return joined;
+    }
+    let mut cut: String = joined.chars().take(MESSAGE_MAX).collect();
+    cut.push_str(&format!("… ({n} characters)"));
+    cut
 }
 
 impl Scenario {

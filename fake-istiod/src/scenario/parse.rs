@@ -133,6 +133,7 @@ fn scenario(root: &Node, source: &str, p: &mut Problems) -> Option<Scenario> {
     // replicas
     let mut replicas: Vec<Replica> = Vec::new();
     let mut replica_lines: HashMap<String, usize> = HashMap::new();
+    let mut address_lines: HashMap<IpAddr, (usize, String)> = HashMap::new();
     match top.list("replicas", p) {
         Some([]) => p.add(
             top.get("replicas").map(line).unwrap_or(0),
@@ -163,6 +164,23 @@ fn scenario(root: &Node, source: &str, p: &mut Problems) -> Option<Scenario> {
                             ),
                         );
                     } else {
+                        // Two replicas cannot bind one address: refused
+                        // here, with the line, not later by `serve`.
+                        if let Some(a) = r.address {
+                            let al = m.get("address").map(line).unwrap_or(l);
+                            if let Some((first, other)) = address_lines.get(&a) {
+                                p.add(
+                                    al,
+                                    m.field("address"),
+                                    format!(
+                                        "address {a} is already replica {}'s (line {first}); each replica needs its own",
+                                        super::shown(other)
+                                    ),
+                                );
+                            } else {
+                                address_lines.insert(a, (al, r.name.clone()));
+                            }
+                        }
                         replica_lines.insert(r.name.clone(), l);
                         replicas.push(r);
                     }
@@ -403,8 +421,7 @@ fn replica(m: &Map, p: &mut Problems) -> Option<(Replica, usize)> {
     ))
 }
 
-const FAULT_KINDS: &str =
-    "down, reset, hang, delay_ms, grpc_error, garbage, truncated, duplicate, flap_period_ms";
+const FAULT_KINDS: &str = "down, reset, hang, delay_ms, grpc_error, garbage, truncated, duplicate, flap_period_ms, poison";
 
 /// `down` | `{delay_ms: 500}` | `{grpc_error: {code: Unavailable, message: ...}}` | `{duplicate: pod.ns}` | ...
 pub fn fault_from_yaml(text: &str) -> Result<Fault, String> {
@@ -523,6 +540,31 @@ fn fault(node: &Node, field: &str, p: &mut Problems) -> Option<Fault> {
                     }
                     _ => {
                         p.add(kl, m.field("duplicate"), "expected a proxy id");
+                        None
+                    }
+                },
+                "poison" => match value {
+                    Node::Scalar(s) => match crate::poison::Poison::from_name(s.as_str()) {
+                        Some(kind) => Some(Fault::Poison(kind)),
+                        None => {
+                            let names: Vec<&str> = crate::poison::Poison::ALL
+                                .iter()
+                                .map(|k| k.name())
+                                .collect();
+                            p.add(
+                                kl,
+                                m.field("poison"),
+                                format!(
+                                    "unknown poison {}; expected one of: {}",
+                                    super::shown(s.as_str()),
+                                    names.join(", ")
+                                ),
+                            );
+                            None
+                        }
+                    },
+                    _ => {
+                        p.add(kl, m.field("poison"), "expected a poison kind (e.g. wire)");
                         None
                     }
                 },

@@ -223,3 +223,68 @@ fn help_everywhere() {
         );
     }
 }
+
+/// Issue 22: a stdout that cannot be written (a full disk: /dev/full gives
+/// ENOSPC) never stops `serve`: the banner is dropped, the replicas answer,
+/// and SIGTERM still ends it cleanly.
+#[tokio::test]
+async fn serve_survives_a_full_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.2:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let mut child = Child(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--tls-port",
+                "0",
+                "--no-control",
+                "--plaintext-port",
+            ])
+            .arg(port.to_string())
+            .arg("--scenario")
+            .arg(scenarios().join("blog-walkthrough.yaml"))
+            .arg("--state-dir")
+            .arg(dir.path())
+            .env("RUST_LOG", "debug")
+            .stdout(full())
+            .stderr(full())
+            .spawn()
+            .unwrap(),
+    );
+    let addr: SocketAddr = format!("127.0.0.2:{port}").parse().unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let resp = loop {
+        match ask(
+            addr,
+            &Dial::default(),
+            istioctl_request(proto::type_url::SYNCZ, &[], "external-istiod"),
+        )
+        .await
+        {
+            Ok(r) => break r,
+            Err(e) => {
+                assert!(std::time::Instant::now() < until, "never answered: {e}");
+                if let Ok(Some(exit)) = child.0.try_wait() {
+                    panic!("serve exited with a full stdout: {exit}");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(syncz_ids(&resp).len(), 3);
+    // SAFETY: signalling our own child by its pid.
+    unsafe {
+        libc::kill(child.0.id() as i32, libc::SIGTERM);
+    }
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+}

@@ -443,3 +443,45 @@ fn only_regular_files_of_bounded_size_are_read() {
         "{e}"
     );
 }
+
+/// Issue 22: what a scenario holds never reaches the terminal raw: control
+/// characters escaped, long values cut with their length.
+#[test]
+fn errors_escape_control_characters_and_cut_long_values() {
+    let yaml = "istiod: { version: 1.30.0 }\nreplicas:\n  - name: \"evil\\e[31m\\0x\"\n    address: \"\\e]0;title\\a\"\n";
+    let text = errors(yaml);
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "raw control characters: {text:?}"
+    );
+    assert!(text.contains("\\u{1b}"), "{text}");
+    let long = "a".repeat(1_000_000);
+    let yaml = format!("istiod: {{ version: 1.30.0 }}\nreplicas:\n  - name: {long}\n");
+    let text = errors(&yaml);
+    assert!(text.len() < 2_000, "{} bytes", text.len());
+    // The value as quoted: its 1,000,000 characters and the two quotes.
+    assert!(text.contains("(1000002 characters)"), "{text}");
+}
+
+/// Issue 22: two replicas on one fixed address are refused by `validate`
+/// (file, line, field), not later by `serve`.
+#[test]
+fn duplicate_fixed_addresses_are_refused_with_their_line() {
+    let yaml = "istiod: { version: 1.30.0 }\nreplicas:\n  - name: istiod-a\n    address: 127.0.0.5\n  - name: istiod-b\n    address: 127.0.0.5\n";
+    let text = errors(yaml);
+    assert_eq!(
+        text,
+        "bad.yaml:6: replicas[1].address: address 127.0.0.5 is already replica istiod-a's (line 4); each replica needs its own"
+    );
+}
+
+/// The poison fault parses, and unknown kinds are named.
+#[test]
+fn poison_faults_parse() {
+    for kind in ["wire", "utf8", "varint", "nesting", "config_dump"] {
+        let f = Fault::parse(&format!("{{poison: {kind}}}")).expect(kind);
+        assert_eq!(f.name(), "poison");
+    }
+    let e = Fault::parse("{poison: nope}").unwrap_err();
+    assert!(e.contains("expected one of: wire, utf8"), "{e}");
+}

@@ -28,6 +28,8 @@ pub mod replica_garbage;
 pub mod replica_hang;
 pub mod replica_killed;
 pub mod replica_partition;
+pub mod replica_poison;
+pub mod replica_poison_config_dump;
 pub mod replica_restart;
 pub mod replica_slow;
 pub mod slow_readers;
@@ -61,6 +63,8 @@ pub fn catalog() -> Vec<&'static Check> {
         &replica_slow::CHECK,
         &replica_error::CHECK,
         &replica_garbage::CHECK,
+        &replica_poison::CHECK,
+        &replica_poison_config_dump::CHECK,
         &duplicate_proxy::CHECK,
         &large_mesh::CHECK,
         &concurrent_clients::CHECK,

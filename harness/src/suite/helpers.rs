@@ -76,11 +76,11 @@ pub fn makes_replica_fail(f: &Fault) -> bool {
             | Fault::GrpcError { .. }
             | Fault::Garbage
             | Fault::Truncated
-    )
+    ) || matches!(f, Fault::Poison(p) if p.poisons_syncz())
 }
 
 /// The replicas the scenario makes fail (down, reset, hang, gRPC error,
-/// garbage, truncated).
+/// garbage, truncated, a poisoned syncz row).
 pub fn failing_replicas(ctx: &CheckContext) -> Vec<Replica> {
     let Ok(mesh) = ctx.scripted() else {
         return Vec::new();

@@ -70,6 +70,8 @@ const SKIPPED_ON_A_CLUSTER: &[&str] = &[
     "replica-slow",
     "replica-error",
     "replica-garbage",
+    "replica-poison",
+    "replica-poison-config-dump",
     "duplicate-proxy",
     "large-mesh",
     "replica-churn",

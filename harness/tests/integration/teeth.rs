@@ -24,9 +24,11 @@ fn expectations() -> Vec<(Defect, &'static [&'static str])> {
         // hangs on ≤1.19, whose non-owners send nothing: the owner's dump comes
         // only at the request deadline. (For an unknown proxy a short wait on
         // silent replicas is legitimate: config-dump-unknown allows 5 s.)
+        // (fault-poison: the owner's dump does not decode, and waiting for
+        // every replica answers empty instead of naming it.)
         (
             Defect::ConfigDumpWaitsForEveryReplica,
-            &["config-dump-owner"],
+            &["config-dump-owner", "replica-poison-config-dump"],
         ),
         (Defect::CrashOnMissingToken, &["missing-token"]),
         // Failing fast with an error that names the broken replica is a legal
@@ -48,6 +50,8 @@ fn expectations() -> Vec<(Defect, &'static [&'static str])> {
                 "large-mesh",
                 "replica-slow",
                 "duplicate-proxy",
+                // A poisoned replica dropped silently is not named.
+                "replica-poison",
             ],
         ),
         (
@@ -84,7 +88,47 @@ fn expectations() -> Vec<(Defect, &'static [&'static str])> {
         // without a limit on answers in flight 50 concurrent clients are
         // answered as well (or better).
         (Defect::UnboundedAnswers, &["slow-readers"]),
+        // Rows and config_dump sections forwarded with only their framing
+        // checked (the reference before issue 22): istioctl cannot decode them.
+        (
+            Defect::ForwardUnchecked,
+            &["replica-poison", "replica-poison-config-dump"],
+        ),
     ]
+}
+
+/// The poisoned-row checks alone: the reference passes them, the proxy
+/// that checks only framing (its behaviour before issue 22) fails both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poisoned_rows_have_teeth() {
+    let checks = ["replica-poison", "replica-poison-config-dump"];
+    for (defects, expected) in [
+        (vec![], vec![]),
+        (vec![Defect::ForwardUnchecked], checks.to_vec()),
+    ] {
+        let config = run::config(harness::config::RunArgs {
+            run_check: checks.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        });
+        let d = defects.clone();
+        let hooks = Hooks {
+            customize_bundled: Some(Arc::new(move |c: &mut istioctl_proxy::ProxyConfig| {
+                c.defects = d.clone();
+            })),
+            ..Hooks::default()
+        };
+        let report = match harness::runner::run(&config, &hooks, |_| {}).await {
+            Ok(r) => r,
+            Err(e) => panic!("{defects:?}: the run could not start: {e}"),
+        };
+        let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            run::failed(&report),
+            expected,
+            "{defects:?}: {}",
+            run::explain(&report)
+        );
+    }
 }
 
 /// The bundled proxy switched to own-identity mode (the runner writes the

@@ -18,7 +18,7 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            istioctl_proxy::cli::report_exit_error(&e);
             std::process::ExitCode::FAILURE
         }
     }

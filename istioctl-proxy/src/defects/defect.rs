@@ -63,11 +63,16 @@ pub enum Defect {
     /// sample and the first reference proxy did) and the copy is held as
     /// long as the merged answer: memory far above the answer's size.
     BufferDecodedAnswers,
+    /// (t) replicas' answers checked as the reference did before issue 22:
+    /// the envelope, each `Any`'s framing, the last type URL and the node id;
+    /// the rest of a row forwarded as bytes, config_dump unchecked. One row
+    /// istioctl cannot decode then breaks the whole table, naming no replica.
+    ForwardUnchecked,
 }
 
 #[cfg_attr(not(feature = "test-defects"), allow(dead_code))]
 impl Defect {
-    pub const ALL: [Defect; 19] = [
+    pub const ALL: [Defect; 20] = [
         Defect::ConfigDumpFirstReplicaOnly,
         Defect::CrashOnMissingToken,
         Defect::SequentialFailFast,
@@ -87,6 +92,7 @@ impl Defect {
         Defect::UnboundedAnswers,
         Defect::DnsOnce,
         Defect::BufferDecodedAnswers,
+        Defect::ForwardUnchecked,
     ];
 
     /// The kebab-case name used in `ISTIOCTL_PROXY_DEFECTS`.
@@ -111,6 +117,7 @@ impl Defect {
             Defect::UnboundedAnswers => "unbounded-answers",
             Defect::DnsOnce => "dns-once",
             Defect::BufferDecodedAnswers => "buffer-decoded-answers",
+            Defect::ForwardUnchecked => "forward-unchecked",
         }
     }
 

@@ -13,6 +13,7 @@
 //! | `skips_authorization`, `visibility` | authorization, fan-out | authz-syncz-only               |
 //! | `replicas_to_ask`, `forget_failed`  | asking replicas        | forget-failed-replicas         |
 //! | `strategy`                | asking replicas      | sequential-fail-fast                     |
+//! | `checks`                  | answers on arrival   | forward-unchecked                        |
 //! | `merge_flaws`, `decoded_copies` | the merge      | no-dedupe, drop-last-replica-silently, keep-replica-control-plane-id, buffer-decoded-answers |
 //! | `config_dump_route` (+ [`BrokenRoute`]) | config_dump | config-dump-first-replica-only, config-dump-waits-for-every-replica |
 
@@ -23,7 +24,7 @@ use crate::auth::Visibility;
 use crate::discovery::Replica;
 use crate::fanout::{ReplicaAnswer, Strategy};
 use crate::limits::{Limits, Serving};
-use crate::merge::MergeFlaws;
+use crate::merge::{Checks, MergeFlaws};
 use crate::upstream::{HTTP2_WINDOW, ReplicaError};
 use crate::wire::DecodedCopies;
 use std::borrow::Cow;
@@ -168,6 +169,16 @@ impl Defects {
             Strategy::SequentialFailFast
         } else {
             Strategy::Parallel
+        }
+    }
+
+    /// How replicas' answers are checked on arrival (`forward-unchecked`:
+    /// the envelope, framing, type URL and node id only, as before issue 22).
+    pub fn checks(&self) -> Checks {
+        if self.has(Defect::ForwardUnchecked) {
+            Checks::Framing
+        } else {
+            Checks::Full
         }
     }
 

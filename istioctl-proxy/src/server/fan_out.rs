@@ -116,6 +116,13 @@ impl State {
         let answers = self
             .ask_all(&replicas, &params.request, token, params.deadline)
             .await?;
+        // One line per refused answer and request: how many rows were bad
+        // and the first (never a line per row).
+        for a in &answers {
+            if let Err(crate::upstream::ReplicaError::Invalid(why)) = &a.result {
+                tracing::warn!(replica = %a.replica.name, reason = %why, "a replica's answer was refused, not forwarded");
+            }
+        }
         let policy = match self.defects.strategy() {
             Strategy::SequentialFailFast => FailurePolicy::Fail,
             Strategy::Parallel => self.config.on_replica_failure,

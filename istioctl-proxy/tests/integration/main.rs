@@ -11,7 +11,9 @@ mod config_dump_owner;
 mod config_dump_silent_replicas;
 #[cfg(feature = "test-defects")]
 mod defects;
+mod full_disk;
 mod hardening;
+mod hostile_replicas;
 mod manifest;
 #[cfg(feature = "test-defects")]
 mod memory_bound;
