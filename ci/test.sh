@@ -58,6 +58,16 @@ if [ "$real_istio" = 1 ]; then
   target/debug/proxy-conformance run --topology real-istio --report target/real-istio-report.yaml
 fi
 
+# Fuzzing (issue 22): each cargo-fuzz target for a bounded time from the
+# checked-in seeds; fails on a crash or an oracle violation. cargo-fuzz needs
+# a nightly toolchain.
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  echo "==> fuzzing: ci/fuzz.sh (${FUZZ_SECONDS:-60} s per target)"
+  bash ci/fuzz.sh
+else
+  echo "==> SKIPPED fuzzing: no nightly Rust toolchain (rustup toolchain install nightly)"
+fi
+
 # Tier 3: the whole catalog on the docker topology (replicas and the proxy
 # image as containers).
 if [ "$docker_ready" = 1 ]; then

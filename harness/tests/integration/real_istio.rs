@@ -343,6 +343,8 @@ const SKIPPED_ON_REAL_ISTIO: &[&str] = &[
     "duplicate-proxy",
     "large-mesh",
     "replica-churn",
+    "replica-poison",
+    "replica-poison-config-dump",
     "bad-token",
     "slow-readers",
 ];
