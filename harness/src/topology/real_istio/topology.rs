@@ -140,7 +140,7 @@ impl Topology for RealIstioTopology {
                 .await
                 .map_err(|e| ProxyError::Setup(e.to_string()))?;
             let lines = vec![format!(
-                "real-istio: up in {:.1}s: {} istiod replicas, topology RSS {} MiB (API servers, etcd, istiod); kubeconfig {}",
+                "real-istio: up in {:.1}s: {} istiod replicas, topology RSS {} MiB (API servers, etcd, istiod, pilot-agents and Envoys); kubeconfig {}",
                 world.uptime().as_secs_f64(),
                 world.replicas().await.len(),
                 world.rss_bytes().await / (1 << 20),

@@ -366,30 +366,31 @@ impl RealIstio {
         ));
         let all: Vec<SidecarSpec> = real.iter().chain(specs.iter()).cloned().collect();
         self.apply_mesh(&remote, &all).await?;
+        let mut tokens = Tokens::new(&remote);
+        self.start_light_sidecars(specs, &root, &mut tokens).await?;
+        if let Some(bins) = &agents_bins {
+            self.start_agents(bins, real, service_addr, &root, &mut tokens)
+                .await?;
+        }
+        say("every sidecar SYNCED");
+        Ok(root)
+    }
+
+    /// The light sidecars, each on its slot among the replicas; returns once
+    /// every one has ACKed CDS and LDS.
+    async fn start_light_sidecars(
+        &self,
+        specs: Vec<SidecarSpec>,
+        root: &str,
+        tokens: &mut Tokens<'_>,
+    ) -> Result<(), RealIstioError> {
         let trust = Trust {
-            ca_pem: root.clone(),
+            ca_pem: root.to_string(),
             server_name: istiod_server_name(),
         };
-        let mut tokens = std::collections::BTreeMap::new();
         let mut sidecars = Vec::new();
         for (slot, spec) in specs.into_iter().enumerate() {
-            let key = (spec.namespace.clone(), spec.service_account.clone());
-            let token = match tokens.get(&key) {
-                Some(t) => String::clone(t),
-                None => {
-                    let t = kubeops::token_request(
-                        &remote,
-                        &key.0,
-                        &key.1,
-                        crate::topology::cluster::AUDIENCE,
-                        TOKEN_TTL,
-                    )
-                    .await
-                    .map_err(kube_step("mint a sidecar's token"))?;
-                    tokens.insert(key, t.clone());
-                    t
-                }
-            };
+            let token = tokens.get(&spec).await?;
             sidecars.push(Sidecar::start(
                 self.targets.subscribe(),
                 slot,
@@ -405,37 +406,39 @@ impl RealIstio {
         if let Ok(mut s) = self.sidecars.lock() {
             *s = sidecars;
         }
-        if let Some(bins) = &agents_bins {
-            for spec in real {
-                let token = kubeops::token_request(
-                    &remote,
-                    &spec.namespace,
-                    &spec.service_account,
-                    crate::topology::cluster::AUDIENCE,
-                    TOKEN_TTL,
-                )
-                .await
-                .map_err(kube_step("mint a sidecar's token"))?;
-                let ports = (free_local_port()?, free_local_port()?);
-                let dir = self
-                    .dir
-                    .join(format!("sidecar-{}.{}", spec.pod, spec.namespace));
-                let agent = Agent::start(
-                    bins,
-                    &spec,
-                    service_addr,
-                    &istiod_server_name(),
-                    &token,
-                    &root,
-                    ports,
-                    &dir,
-                )
-                .await?;
-                self.agents.lock().await.push(agent);
-            }
+        Ok(())
+    }
+
+    /// The real sidecars (pilot-agent + Envoy), through the istiod Service's
+    /// address; returns once each agent says Envoy is ready.
+    async fn start_agents(
+        &self,
+        bins: &Binaries,
+        specs: Vec<SidecarSpec>,
+        service_addr: SocketAddr,
+        root: &str,
+        tokens: &mut Tokens<'_>,
+    ) -> Result<(), RealIstioError> {
+        for spec in specs {
+            let token = tokens.get(&spec).await?;
+            let ports = (free_local_port()?, free_local_port()?);
+            let dir = self
+                .dir
+                .join(format!("sidecar-{}.{}", spec.pod, spec.namespace));
+            let agent = Agent::start(
+                bins,
+                &spec,
+                service_addr,
+                &istiod_server_name(),
+                &token,
+                root,
+                ports,
+                &dir,
+            )
+            .await?;
+            self.agents.lock().await.push(agent);
         }
-        say("every sidecar SYNCED");
-        Ok(root)
+        Ok(())
     }
 
     /// Starts one replica under a new pod name on the next address, creates
@@ -649,6 +652,40 @@ impl RealIstio {
 /// for seconds: real istiod behaviour, but not what the checks measure.
 fn request_limit(extra: usize) -> Option<u32> {
     (extra > 100).then(|| u32::try_from(extra / 2).unwrap_or(u32::MAX))
+}
+
+/// Pods' tokens (audience `istio-ca`) from the remote TokenRequest API, one
+/// per service account.
+struct Tokens<'a> {
+    remote: &'a kube::Client,
+    minted: std::collections::BTreeMap<(String, String), String>,
+}
+
+impl<'a> Tokens<'a> {
+    fn new(remote: &'a kube::Client) -> Self {
+        Tokens {
+            remote,
+            minted: Default::default(),
+        }
+    }
+
+    async fn get(&mut self, spec: &SidecarSpec) -> Result<String, RealIstioError> {
+        let key = (spec.namespace.clone(), spec.service_account.clone());
+        if let Some(t) = self.minted.get(&key) {
+            return Ok(t.clone());
+        }
+        let t = kubeops::token_request(
+            self.remote,
+            &key.0,
+            &key.1,
+            crate::topology::cluster::AUDIENCE,
+            TOKEN_TTL,
+        )
+        .await
+        .map_err(kube_step("mint a sidecar's token"))?;
+        self.minted.insert(key, t.clone());
+        Ok(t)
+    }
 }
 
 /// VmRSS of one process, in bytes (0 when it is gone).
