@@ -581,7 +581,8 @@ impl RealIstio {
     }
 
     /// The resident memory of every process of the topology (API servers,
-    /// etcd, istiod), in bytes; the light sidecars live in this process.
+    /// etcd, istiod, pilot-agents and Envoys), in bytes; the light sidecars
+    /// live in this process.
     pub async fn rss_bytes(&self) -> u64 {
         let mut pids = self.external.pids();
         pids.extend(self.remote.pids());
