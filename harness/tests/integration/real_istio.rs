@@ -485,11 +485,13 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
 /// `real-istio up` leaves the topology running in the background and prints
 /// the istioctl command; `walkthrough` prints the real istioctl's table
 /// through the proxy; `down` stops every process and removes its files.
-#[test]
-fn up_walkthrough_down_leaves_nothing_behind() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_walkthrough_down_leaves_nothing_behind() {
     if binaries_for(&["etcd", "kube-apiserver", "pilot-discovery", "istioctl"]).is_none() {
         return;
     }
+    // Not beside another whole suite run: on 2 cores their loads add up.
+    let _alone = crate::support::run::alone().await;
     let state = tempfile::tempdir().expect("temp dir");
     let dir = state.path().to_str().expect("utf-8 path").to_string();
     let bin = env!("CARGO_BIN_EXE_proxy-conformance");
@@ -537,13 +539,14 @@ fn up_walkthrough_down_leaves_nothing_behind() {
 /// Ctrl-C in the middle of `run --topology real-istio` stops every process of
 /// the topology (API servers, etcd, istiod, the proxy command) and removes
 /// its folder.
-#[test]
-fn ctrl_c_leaves_no_real_istio_process_behind() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_leaves_no_real_istio_process_behind() {
     use std::io::BufRead;
     use std::time::{Duration, Instant};
     if binaries_for(&["etcd", "kube-apiserver", "pilot-discovery"]).is_none() {
         return;
     }
+    let _alone = crate::support::run::alone().await;
     let scratch = tempfile::tempdir().expect("temp dir");
     let pid_file = scratch.path().join("proxy.pid");
     // A "proxy" that never answers: the run waits for it while we interrupt.
@@ -562,7 +565,7 @@ fn ctrl_c_leaves_no_real_istio_process_behind() {
             &scratch.path().join("r.yaml").display().to_string(),
         ])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(scratch.path().join("stderr")).expect("stderr file"))
         .spawn()
         .expect("proxy-conformance starts");
     let stdout = runner.stdout.take().expect("stdout");
@@ -577,7 +580,13 @@ fn ctrl_c_leaves_no_real_istio_process_behind() {
             break;
         }
     }
-    let world_dir = world_dir.expect("the run reports the topology up");
+    let world_dir = world_dir.unwrap_or_else(|| {
+        let _ = runner.wait();
+        panic!(
+            "the run did not report the topology up; its stderr:\n{}",
+            std::fs::read_to_string(scratch.path().join("stderr")).unwrap_or_default()
+        )
+    });
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::fs::read_to_string(&pid_file).map_or(true, |s| s.trim().is_empty()) {
         assert!(Instant::now() < deadline, "the proxy command never started");
