@@ -24,6 +24,9 @@ pub const READY_BOUND: Duration = Duration::from_secs(60);
 /// The Envoy bootstrap template, beside the binaries.
 pub const BOOTSTRAP: &str = "../envoy_bootstrap.json";
 
+/// What pilot-agent prints when a port it binds is taken.
+pub const PORT_TAKEN: &str = "address already in use";
+
 /// A running pilot-agent and its Envoy.
 pub struct Agent {
     pub node_id: String,
@@ -131,6 +134,15 @@ impl Agent {
                 Err(e) => e,
             };
             let exited = self.process.exited();
+            // pilot-agent keeps running when its status port is taken: say
+            // so at once (the caller tries other ports).
+            let taken = self.process.output.tail(200).contains(PORT_TAKEN);
+            if taken {
+                return Err(RealIstioError::step(
+                    &format!("start the sidecar {}", self.node_id),
+                    format!("its status port {}: {PORT_TAKEN}", self.status.port()),
+                ));
+            }
             if Instant::now() >= deadline || exited.is_some() {
                 self.process.drain_output(Duration::from_secs(2)).await;
                 return Err(RealIstioError::NotServing {

@@ -36,6 +36,8 @@ pub fn istiod_server_name() -> String {
 
 /// Bound of each API call batch and of the sidecars' first sync.
 const STEP_BOUND: Duration = Duration::from_secs(60);
+/// Attempts to start a real sidecar whose port was taken.
+const AGENT_ATTEMPTS: u32 = 3;
 /// Lifetime of the sidecars' tokens: longer than any run.
 const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -421,21 +423,38 @@ impl RealIstio {
     ) -> Result<(), RealIstioError> {
         for spec in specs {
             let token = tokens.get(&spec).await?;
-            let ports = (free_local_port()?, free_local_port()?);
             let dir = self
                 .dir
                 .join(format!("sidecar-{}.{}", spec.pod, spec.namespace));
-            let agent = Agent::start(
-                bins,
-                &spec,
-                service_addr,
-                &istiod_server_name(),
-                &token,
-                root,
-                ports,
-                &dir,
-            )
-            .await?;
+            // Its ports are picked free, then bound by pilot-agent and Envoy
+            // a moment later: another process may take one in between. Then
+            // a new pair, a few times.
+            let mut attempt = 1;
+            let agent = loop {
+                let ports = (free_local_port()?, free_local_port()?);
+                match Agent::start(
+                    bins,
+                    &spec,
+                    service_addr,
+                    &istiod_server_name(),
+                    &token,
+                    root,
+                    ports,
+                    &dir,
+                )
+                .await
+                {
+                    Ok(a) => break a,
+                    Err(e)
+                        if attempt < AGENT_ATTEMPTS
+                            && e.to_string().contains(super::agent::PORT_TAKEN) =>
+                    {
+                        tracing::warn!(sidecar = %spec.node_id(), error = %e, "a port was taken; again with new ports");
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
             self.agents.lock().await.push(agent);
         }
         Ok(())
@@ -711,9 +730,10 @@ fn mesh_config() -> String {
 /// The blog's pods (the first of [`mesh_sidecars`]).
 const BLOG_PODS: usize = 3;
 
-/// A free port on 127.0.0.1 (an Envoy admin or agent status port).
+/// A port free on every address (pilot-agent binds its status port on all
+/// of them: a port free on 127.0.0.1 alone may be another address's).
 fn free_local_port() -> Result<u16, RealIstioError> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")
+    let l = std::net::TcpListener::bind("0.0.0.0:0")
         .map_err(|e| RealIstioError::step("find a free port", e))?;
     l.local_addr()
         .map(|a| a.port())
