@@ -152,7 +152,7 @@ async fn up(a: UpArgs) -> anyhow::Result<i32> {
     if let Some(c) = &a.proxy_cmd {
         cmd.args(["--proxy-cmd", c]);
     }
-    // Its own session: it outlives this command and the terminal's Ctrl-C.
+    // Its own process group: it outlives this command and the terminal's Ctrl-C.
     use std::os::unix::process::CommandExt;
     cmd.process_group(0);
     let mut child = cmd.spawn().context("start the background process")?;
