@@ -510,6 +510,16 @@ async fn up_walkthrough_down_leaves_nothing_behind() {
         );
         text
     };
+    // Whatever happens below (a failed assertion), `down` runs.
+    struct DownOnDrop<'a>(&'a str, &'a str);
+    impl Drop for DownOnDrop<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new(self.0)
+                .args(["real-istio", "down", "--state-dir", self.1])
+                .output();
+        }
+    }
+    let _down = DownOnDrop(bin, &dir);
     let up = run(&["up"]);
     assert!(up.contains("ISTIOCTL_XDS_ADDRESS="), "{up}");
     assert!(up.contains("--context remote"), "{up}");
