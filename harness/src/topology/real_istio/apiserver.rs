@@ -33,7 +33,7 @@ pub struct ApiServer {
     dir: PathBuf,
 }
 
-fn free_port(ip: Ipv4Addr) -> Result<u16, RealIstioError> {
+pub(super) fn free_port(ip: Ipv4Addr) -> Result<u16, RealIstioError> {
     let l = std::net::TcpListener::bind(SocketAddr::from((ip, 0)))
         .map_err(|e| RealIstioError::step("find a free port", e))?;
     l.local_addr()

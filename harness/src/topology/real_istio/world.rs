@@ -733,11 +733,7 @@ const BLOG_PODS: usize = 3;
 /// A port free on every address (pilot-agent binds its status port on all
 /// of them: a port free on 127.0.0.1 alone may be another address's).
 fn free_local_port() -> Result<u16, RealIstioError> {
-    let l = std::net::TcpListener::bind("0.0.0.0:0")
-        .map_err(|e| RealIstioError::step("find a free port", e))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|e| RealIstioError::step("find a free port", e))
+    super::apiserver::free_port(Ipv4Addr::UNSPECIFIED)
 }
 
 /// The blog's mesh: sleep and helloworld-v1 in `sample`, the ingress gateway
